@@ -1,0 +1,181 @@
+"""Collect a fixed offline dataset: a game and a policy in, a verified dataset folder out."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+import scaleworld
+from scaleworld.atari.envs import VectorAtari
+from scaleworld.atari.games import Game, get_game
+from scaleworld.atari.protocol import Protocol
+from scaleworld.data.dataset import FORMAT, MANIFEST, STORAGE
+from scaleworld.data.files import file_table, staging_dir, write_json_atomic
+from scaleworld.errors import ScaleworldError
+
+Policy = Callable[[TensorDictBase], TensorDictBase]
+
+
+def policy_input(obs: np.ndarray, game: Game) -> TensorDict:
+    """What a policy sees: ``pixels`` uint8 [N, S, S, 3] and ``action_mask`` bool [N, 18]."""
+    n = obs.shape[0]
+    mask = torch.tensor(game.action_mask()).expand(n, -1)
+    return TensorDict({"pixels": torch.from_numpy(obs), "action_mask": mask}, batch_size=[n])
+
+
+def act(policy: Policy, obs: np.ndarray, game: Game) -> np.ndarray:
+    with torch.no_grad():
+        return policy(policy_input(obs, game))["action"].numpy().astype(np.int64)
+
+
+def _episode_rows(rows: list[tuple], episode: int) -> TensorDict:
+    pixels, actions, rewards, terminated, truncated, life_loss = zip(*rows)
+    n = len(rows)
+    term = torch.tensor(terminated)
+    trunc = torch.tensor(truncated)
+    return TensorDict(
+        {
+            "pixels": torch.from_numpy(np.stack(pixels)),
+            "action": torch.tensor(actions, dtype=torch.int64),
+            "episode": torch.full((n,), episode, dtype=torch.int64),
+            "step": torch.arange(n, dtype=torch.int64),
+            "next": {
+                "reward": torch.tensor(rewards, dtype=torch.float32),
+                "terminated": term,
+                "truncated": trunc,
+                "done": term | trunc,
+                "life_loss": torch.tensor(life_loss),
+            },
+        },
+        batch_size=[n],
+    )
+
+
+def collect_dataset(
+    *,
+    game: Game | str,
+    policy: Policy,
+    policy_identity: dict[str, Any],
+    steps: int,
+    out: str | Path,
+    protocol: Protocol = Protocol(),
+    seed: int = 0,
+    num_envs: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Play `policy` in `num_envs` emulators until `steps` agent steps are recorded; write `out`.
+
+    Episodes are written contiguously in the order they end (then the unfinished ones, by
+    emulator index), so the result depends only on the arguments. Returns the manifest.
+    """
+    from torchrl.data import LazyMemmapStorage
+
+    game = game if isinstance(game, Game) else get_game(game)
+    out = Path(out)
+    if steps < 1 or num_envs < 1:
+        raise ScaleworldError(f"--steps ({steps}) and --envs ({num_envs}) must be at least 1")
+    if out.exists():
+        raise ScaleworldError(f"{out} already exists: choose another --out or remove it")
+
+    with staging_dir(out) as tmp, VectorAtari(game, num_envs, protocol=protocol) as env:
+        storage = LazyMemmapStorage(steps, scratch_dir=tmp / STORAGE)
+        episodes: list[dict[str, Any]] = []
+        written = 0
+
+        def flush(rows: list[tuple], complete: bool) -> None:
+            nonlocal written
+            if not rows:
+                return
+            td = _episode_rows(rows, len(episodes))
+            storage.set(range(written, written + len(rows)), td)
+            episodes.append(
+                {
+                    "start": written,
+                    "length": len(rows),
+                    "return": float(td["next", "reward"].double().sum()),
+                    "complete": complete,
+                    "terminated": bool(td["next", "terminated"][-1]),
+                }
+            )
+            written += len(rows)
+
+        buffers: list[list[tuple]] = [[] for _ in range(num_envs)]
+        recorded = 0
+        state = env.reset(seed=seed)
+        obs = state.obs
+        with _progress(progress, f"collect {game.name}", steps) as advance:
+            while recorded < steps:
+                actions = act(policy, obs, game)
+                state = env.step(actions)
+                before = recorded
+                for i in np.flatnonzero(state.acted):
+                    if recorded == steps:
+                        break  # the budget ran out inside this vector step
+                    buffers[i].append(
+                        (obs[i], int(actions[i]), float(state.reward[i]), bool(state.terminated[i]),
+                         bool(state.truncated[i]), bool(state.life_loss[i]))
+                    )
+                    recorded += 1
+                    if state.terminated[i] or state.truncated[i]:
+                        flush(buffers[i], complete=True)
+                        buffers[i] = []
+                obs = state.obs
+                advance(recorded - before)
+        for rows in buffers:
+            flush(rows, complete=False)
+        storage.dumps(tmp / STORAGE)  # zero-copy: writes storage_metadata.json beside the memmaps
+
+        complete = [e["return"] for e in episodes if e["complete"]]
+        manifest = {
+            "format": FORMAT,
+            "scaleworld_version": scaleworld.__version__,
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "game": {"name": game.name, "rom": game.rom, "legal_actions": list(game.legal_actions)},
+            "protocol": protocol.to_dict(),
+            "policy": policy_identity,
+            "collection": {"seed": seed, "num_envs": num_envs},
+            "counts": {
+                "steps": steps,
+                "episodes": len(episodes),
+                "complete_episodes": len(complete),
+            },
+            "returns": {
+                "complete_episode_returns": complete,
+                "mean": float(np.mean(complete)) if complete else None,
+            },
+            "episodes": episodes,
+            "files": file_table(tmp),
+        }
+        write_json_atomic(tmp / MANIFEST, manifest)
+    return manifest
+
+
+class _progress:
+    """A rich progress bar over `total` units, or nothing when disabled."""
+
+    def __init__(self, enabled: bool, description: str, total: int):
+        self.enabled, self.description, self.total = enabled, description, total
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), transient=False)
+        self._bar.__enter__()
+        task = self._bar.add_task(self.description, total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self._bar.__exit__(*exc)

@@ -1,0 +1,155 @@
+"""Sequence sampling: [B, L] windows inside episodes, episode splits, and multi-game batches.
+
+TorchRL's ``SliceSampler(strict_length=True)`` silently drops episodes shorter than the window;
+``strict_length=False`` returns ragged batches. `EpisodeWindowSampler` does neither: an episode
+shorter than L yields one window holding the whole episode, padded at the end, with
+``mask`` False on the padding. Windows never cross an episode boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+from torchrl.data.replay_buffers.samplers import Sampler
+
+from scaleworld.errors import ScaleworldError
+
+
+def split_episodes(
+    num_episodes: int, *, val_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split episode ids 0..E-1 into (train, validation) by whole episodes, fixed by `seed`.
+
+    At least one episode goes to each side when there are two or more and val_fraction > 0.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ScaleworldError(f"val_fraction={val_fraction} must be in [0, 1)")
+    order = np.random.default_rng(seed).permutation(num_episodes)
+    n_val = int(round(val_fraction * num_episodes))
+    if val_fraction > 0 and num_episodes >= 2:
+        n_val = min(max(n_val, 1), num_episodes - 1)
+    val = np.sort(order[:n_val])
+    train = np.sort(order[n_val:])
+    return torch.from_numpy(train), torch.from_numpy(val)
+
+
+class EpisodeWindowSampler(Sampler):
+    """Uniform over all windows of length L that lie inside one episode (a TorchRL `Sampler`).
+
+    Every window ``[s, s+L)`` of an episode of length n >= L is equally likely; an episode with
+    n < L counts as one window. ``sample(storage, B * L)`` returns flat storage indices [B*L]
+    (padding repeats the episode's last row) and ``{"mask": bool [B*L]}``; `sample_windows`
+    gathers them into a TensorDict of batch [B, L].
+    """
+
+    def __init__(
+        self,
+        *,
+        episode_starts: torch.Tensor,
+        episode_lengths: torch.Tensor,
+        seq_len: int,
+        generator: torch.Generator,
+        episodes: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        if seq_len < 1:
+            raise ScaleworldError(f"seq_len={seq_len} must be at least 1")
+        chosen = torch.arange(len(episode_starts)) if episodes is None else episodes.long()
+        if len(chosen) == 0:
+            raise ScaleworldError("no episodes to sample from: collect more steps or lower val_fraction")
+        self.seq_len = seq_len
+        self.generator = generator
+        self.starts = episode_starts[chosen].long()  # [E]
+        self.lengths = episode_lengths[chosen].long()  # [E]
+        windows = (self.lengths - seq_len + 1).clamp(min=1)  # [E] windows per episode
+        self._cum_windows = windows.cumsum(0)  # [E]
+        self.num_windows = int(self._cum_windows[-1])
+
+    def sample(self, storage: Any, batch_size: int) -> tuple[torch.Tensor, dict]:
+        if batch_size % self.seq_len:
+            raise ScaleworldError(
+                f"batch_size={batch_size} must be a multiple of seq_len={self.seq_len}"
+            )
+        b = batch_size // self.seq_len
+        w = torch.randint(self.num_windows, (b,), generator=self.generator)  # [B] window ids
+        ep = torch.searchsorted(self._cum_windows, w, right=True)  # [B] episode of each window
+        first = self._cum_windows[ep] - (self.lengths - self.seq_len + 1).clamp(min=1)[ep]
+        offset = w - first  # [B] start within the episode
+        pos = offset[:, None] + torch.arange(self.seq_len)[None, :]  # [B, L]
+        mask = pos < self.lengths[ep, None]  # [B, L]
+        pos = torch.minimum(pos, self.lengths[ep, None] - 1)
+        index = (self.starts[ep, None] + pos).reshape(-1)
+        return index, {"mask": mask.reshape(-1)}
+
+    def sample_windows(self, data: TensorDict, batch: int) -> TensorDict:
+        """B windows from `data` (a TensorDict [N]) as a TensorDict [B, L] with ``mask``."""
+        index, info = self.sample(None, batch * self.seq_len)
+        out = data[index].reshape(batch, self.seq_len)
+        out["mask"] = info["mask"].reshape(batch, self.seq_len)
+        return out
+
+    # Sampler bookkeeping: the sampler's only state is its generator.
+    def _empty(self) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.generator.set_state(state_dict["generator"])
+
+    def dumps(self, path: Any) -> None:
+        torch.save(self.state_dict(), f"{path}/sampler.pt")
+
+    def loads(self, path: Any) -> None:
+        self.load_state_dict(torch.load(f"{path}/sampler.pt"))
+
+
+class MultiGameWindows:
+    """Windows from several games' datasets with balanced games and a game index.
+
+    Each batch of B rows takes B // G windows from every one of the G games (the remaining
+    rows go to games drawn without replacement), so every game gets the same share of updates
+    whatever its dataset's size. ``game`` int64 [B, L] (constant along L) indexes `names`.
+    """
+
+    def __init__(self, datasets: Sequence[Any], *, seq_len: int, generator: torch.Generator,
+                 episodes: Sequence[torch.Tensor] | None = None):
+        if not datasets:
+            raise ScaleworldError("a multi-game view needs at least one dataset")
+        sizes = {ds.protocol.frame_size for ds in datasets}
+        if len(sizes) != 1:
+            raise ScaleworldError(
+                f"datasets disagree on the frame size ({sorted(sizes)}): recollect them under one protocol"
+            )
+        names = [ds.game for ds in datasets]
+        if len(set(names)) != len(names):
+            raise ScaleworldError(f"a game appears twice in the multi-game view: {names}")
+        self.names = names
+        self.datasets = list(datasets)
+        self.generator = generator
+        self.samplers = [
+            EpisodeWindowSampler(
+                episode_starts=ds.episode_starts, episode_lengths=ds.episode_lengths,
+                seq_len=seq_len, generator=generator,
+                episodes=None if episodes is None else episodes[g],
+            )
+            for g, ds in enumerate(datasets)
+        ]
+
+    def sample(self, batch: int) -> TensorDict:
+        g = len(self.datasets)
+        extra = torch.randperm(g, generator=self.generator)[: batch % g]
+        counts = torch.full((g,), batch // g)
+        counts[extra] += 1
+        parts = []
+        for game, (ds, sampler) in enumerate(zip(self.datasets, self.samplers)):
+            if counts[game]:
+                part = sampler.sample_windows(ds.data, int(counts[game]))
+                part["game"] = torch.full(part.batch_size, game, dtype=torch.int64)
+                parts.append(part)
+        return torch.cat(parts, 0)

@@ -1,0 +1,5 @@
+"""The one error type users see: a one-line message naming the problem and the fix."""
+
+
+class ScaleworldError(Exception):
+    """A user-facing error. The CLI prints ``error: <message>`` and exits with status 2."""

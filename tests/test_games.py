@@ -1,0 +1,29 @@
+import ale_py
+import pytest
+
+from scaleworld.atari.games import GAMES, NUM_ACTIONS, get_game
+from scaleworld.errors import ScaleworldError
+
+
+def test_table_has_the_26_games_with_reference_scores():
+    assert len(GAMES) == 26
+    assert (GAMES["Alien"].random_score, GAMES["Alien"].human_score) == (227.8, 7127.7)
+    assert (GAMES["Pong"].random_score, GAMES["Pong"].human_score) == (-20.7, 14.6)
+    assert all(g.human_score > g.random_score for g in GAMES.values())
+
+
+@pytest.mark.parametrize("name", sorted(GAMES))
+def test_every_game_loads_and_its_minimal_action_set_matches_ale(name):
+    game = GAMES[name]
+    ale = ale_py.ALEInterface()
+    ale.setInt("random_seed", 0)
+    ale.loadROM(ale_py.roms.get_rom_path(game.rom))
+    assert tuple(a.value for a in ale.getMinimalActionSet()) == game.legal_actions
+    assert len(ale.getLegalActionSet()) == NUM_ACTIONS
+    assert sum(game.action_mask()) == len(game.legal_actions)
+
+
+def test_lookup_is_case_insensitive_and_unknown_names_list_valid_ones():
+    assert get_game("pong").name == "Pong"
+    with pytest.raises(ScaleworldError, match="did you mean 'Pong'.*valid games are Alien,"):
+        get_game("Pongg")
