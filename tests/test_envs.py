@@ -95,3 +95,19 @@ def test_breakout_records_life_losses_and_episode_end_without_life_termination()
         losses += info["life_loss"]
         assert not truncated
     assert losses == 4
+
+
+def test_vector_env_flags_the_first_observation_of_each_episode():
+    venv = VectorAtari("Pong", 2, protocol=Protocol(max_episode_frames=200, noop_max=3))
+    state = venv.reset(seed=0)
+    firsts = ready_steps = 0
+    seen_first = state.first.copy()
+    for _ in range(200):
+        assert not (state.first & ~state.ready).any()
+        state = venv.step(np.zeros(2, np.int64))
+        ready_steps += state.ready.sum()
+        # a first observation is never followed by another first without an agent step in between
+        firsts += state.first.sum()
+        seen_first |= state.first
+    # 200 frames = 50 agent steps per episode including up to 3 no-ops: ~4 episodes per emulator
+    assert seen_first.all() and 6 <= firsts <= 10 and ready_steps > 300

@@ -145,6 +145,8 @@ class VectorStep:
     acted:      bool [N]            the action given for this emulator was an agent step; False
                                     while it resets or takes its no-op start (action ignored)
     ready:      bool [N]            `obs` is one the agent acts on (the next step will count)
+    first:      bool [N]            `obs` is the first one the agent acts on in its episode
+                                    (stateful policies, e.g. frame stacks, reset on it)
     """
 
     obs: np.ndarray
@@ -154,6 +156,7 @@ class VectorStep:
     life_loss: np.ndarray
     acted: np.ndarray
     ready: np.ndarray
+    first: np.ndarray
 
 
 class VectorAtari:
@@ -200,6 +203,7 @@ class VectorAtari:
         self._pending = np.zeros(num_envs, np.int64)  # no-op steps still to take
         self._needs_reset = np.zeros(num_envs, bool)  # episode ended: next step resets
         self._lives = np.zeros(num_envs, np.int64)
+        self._fresh = np.ones(num_envs, bool)  # no agent step taken yet in the current episode
 
     def _draw_noops(self, envs: np.ndarray) -> None:
         for i in np.flatnonzero(envs):
@@ -215,6 +219,7 @@ class VectorAtari:
         self._needs_reset[:] = False
         self._draw_noops(np.ones(self.num_envs, bool))
         self._lives[:] = info["lives"]
+        self._fresh[:] = True
         zeros = np.zeros(self.num_envs, bool)
         return VectorStep(
             obs=self._frames(raw),
@@ -224,6 +229,7 @@ class VectorAtari:
             life_loss=zeros.copy(),
             acted=zeros.copy(),
             ready=self._pending == 0,
+            first=self._pending == 0,
         )
 
     def step(self, actions: np.ndarray) -> VectorStep:
@@ -242,6 +248,8 @@ class VectorAtari:
         self._pending[nooping] -= 1
         self._needs_reset = (acted | nooping) & done
         self._draw_noops(resetting)
+        self._fresh = (self._fresh & ~acted) | resetting
+        ready = ~self._needs_reset & (self._pending == 0)
         return VectorStep(
             obs=self._frames(raw),
             reward=np.where(acted, reward.astype(np.float64), 0.0),
@@ -249,7 +257,8 @@ class VectorAtari:
             truncated=acted & truncated,
             life_loss=life_loss,
             acted=acted,
-            ready=~self._needs_reset & (self._pending == 0),
+            ready=ready,
+            first=ready & self._fresh,
         )
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 import scaleworld
-from scaleworld.atari.envs import VectorAtari
+from scaleworld.atari.envs import VectorAtari, VectorStep
 from scaleworld.atari.games import Game, get_game
 from scaleworld.atari.protocol import Protocol
 from scaleworld.data.dataset import FORMAT, MANIFEST, STORAGE
@@ -23,16 +23,21 @@ from scaleworld.errors import ScaleworldError
 Policy = Callable[[TensorDictBase], TensorDictBase]
 
 
-def policy_input(obs: np.ndarray, game: Game) -> TensorDict:
-    """What a policy sees: ``pixels`` uint8 [N, S, S, 3] and ``action_mask`` bool [N, 18]."""
-    n = obs.shape[0]
+def policy_input(state: VectorStep, game: Game) -> TensorDict:
+    """What a policy sees: ``pixels`` uint8 [N, S, S, 3], ``action_mask`` bool [N, 18] and
+    ``is_init`` bool [N] (the first observation of an episode: stateful policies reset on it)."""
+    n = state.obs.shape[0]
     mask = torch.tensor(game.action_mask()).expand(n, -1)
-    return TensorDict({"pixels": torch.from_numpy(obs), "action_mask": mask}, batch_size=[n])
+    return TensorDict(
+        {"pixels": torch.from_numpy(state.obs), "action_mask": mask, "is_init": torch.from_numpy(state.first)},
+        batch_size=[n],
+    )
 
 
-def act(policy: Policy, obs: np.ndarray, game: Game) -> np.ndarray:
+def act(policy: Policy, state: VectorStep, game: Game) -> np.ndarray:
+    """The policy's actions int64 [N] for every emulator (ignored where not ready)."""
     with torch.no_grad():
-        return policy(policy_input(obs, game))["action"].numpy().astype(np.int64)
+        return policy(policy_input(state, game))["action"].numpy().astype(np.int64)
 
 
 def _episode_rows(rows: list[tuple], episode: int) -> TensorDict:
@@ -109,10 +114,10 @@ def collect_dataset(
         buffers: list[list[tuple]] = [[] for _ in range(num_envs)]
         recorded = 0
         state = env.reset(seed=seed)
-        obs = state.obs
         with _progress(progress, f"collect {game.name}", steps) as advance:
             while recorded < steps:
-                actions = act(policy, obs, game)
+                obs = state.obs
+                actions = act(policy, state, game)
                 state = env.step(actions)
                 before = recorded
                 for i in np.flatnonzero(state.acted):
@@ -126,7 +131,6 @@ def collect_dataset(
                     if state.terminated[i] or state.truncated[i]:
                         flush(buffers[i], complete=True)
                         buffers[i] = []
-                obs = state.obs
                 advance(recorded - before)
         for rows in buffers:
             flush(rows, complete=False)

@@ -47,7 +47,7 @@ def score_policy(
     with VectorAtari(game, num_envs, protocol=protocol) as env:
         state = env.reset(seed=seed)
         while any(len(r) < q for r, q in zip(returns, quota)):
-            state = env.step(act(policy, state.obs, game))
+            state = env.step(act(policy, state, game))
             running += state.reward
             steps += state.acted
             for i in np.flatnonzero(state.terminated | state.truncated):

@@ -1,0 +1,402 @@
+"""The scaling-regime rule: how scaleworld decides what shape a game's scaling curve has.
+
+This docstring *is* the published rule ``regime-rule/1``. A classification is only meaningful
+together with the rule's version and thresholds, so every result carries its `RegimeRule`.
+
+Input, per game: K model sizes with parameter counts N_1 < ... < N_K, and per size the per-seed
+fidelity values (LOWER is better, e.g. held-out next-latent NLL). Notation: m_k is the mean over
+seeds at size k, "level" is the mean of the m_k, and d = delta * |level| is the smallest difference
+that counts (delta is relative: 0.02 = 2% of the level). Size b is the best size: argmin_k m_k.
+
+Tests (all computed per game; alpha is the rule's significance level):
+
+- ``size_effect``: Kruskal-Wallis H test over the K groups of seeds (is there any size effect?).
+  Effect size: epsilon^2 = H / (n - 1), n = number of runs.
+- ``trend``: Spearman rho between log N and the value over all runs, with a two-sided permutation
+  p-value (values shuffled across runs; p = (1 + #{|rho_perm| >= |rho|}) / (1 + permutation_reps)).
+- Pairwise contrasts use Welch's t statistic for the difference of two sizes' seed means (unequal
+  variances, Welch-Satterthwaite degrees of freedom), against the margin d:
+  "i worse than j by more than d" rejects H0: mu_i - mu_j <= d (one-sided);
+  "i within d of j" rejects H0: mu_i - mu_j >= d (one-sided).
+- ``flat``: every ordered pair (i, j) is shown within d (intersection-union test: p = the largest of
+  the K(K-1) one-sided p-values, no multiplicity correction needed).
+- ``no_worsening``: no larger size is worse than a smaller one by d or more: every pair i < j is shown
+  to have mu_j - mu_i < d (intersection-union: p = the largest of the K(K-1)/2 p-values). This is
+  "monotone at resolution d"; it implies the largest size is within d of the best.
+- ``largest_worse``: the largest size is worse than some interior size (2..K-1) by more than d
+  (Bonferroni: p = (K-2) * the smallest of the K-2 p-values, capped at 1).
+- ``bump``: for each candidate peak j with at least two sizes on each side (3 <= j <= K-2, so K >= 5),
+  p_j = max(p_left, p_right), where p_left = (j-1) * min_{i<j} p(j worse than i by more than d) and
+  p_right = (K-j) * min_{k>j} p(j worse than k by more than d) (Bonferroni within a side, an
+  intersection-union across the two sides); p_bump = (number of candidates) * min_j p_j, capped at 1.
+
+Decision, first match wins ("p <= alpha" means significant; across games `classify_games` first
+replaces each family of p-values by its Benjamini-Hochberg adjustment over the games that have
+enough data):
+
+1. ``inconclusive`` if K < min_sizes or any size has fewer than min_seeds seeds.
+2. ``flat`` if p_flat <= alpha: the whole range of the curve is within d (no effect worth the name).
+3. ``double_descent`` if p_size_effect <= alpha and p_bump <= alpha: worse-then-better, an interior
+   bump above both sides by more than d, with at least two sizes on each side.
+4. ``classical`` if p_size_effect <= alpha, b is interior (not the smallest or the largest size),
+   and p_largest_worse <= alpha: the U shape, the largest size worse by more than d.
+5. ``monotonic`` if rho < 0, p_trend <= alpha and p_no_worsening <= alpha: a significant improving
+   trend, and bigger is never worse by d or more, so the best size is at or near (within d of) the
+   largest. Requiring the equivalence, not just "no significant bump", keeps a double descent whose
+   bump is too noisy to prove from being called monotonic.
+6. ``inconclusive`` otherwise: the evidence does not decide (too noisy, or a shape outside the classes
+   such as "bigger is worse"). The result's `reason` says which test fell short.
+
+Why it is built this way: every class is claimed only by a test whose null hypothesis is the
+*absence* of that shape, so a wrong class needs a false rejection (probability about alpha or less),
+while too little data simply fails to reject and yields ``inconclusive``. ``flat`` is an equivalence
+test rather than "no significant effect" because non-significance is not evidence of flatness.
+Welch t-tests assume roughly normal seed noise of the seed means; they stay valid with 3 seeds,
+where bootstrap intervals would be too narrow. Bootstrap intervals on the per-size means are
+reported as evidence only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from scaleworld.analysis.statistics import (
+    ConfidenceInterval,
+    as_values,
+    benjamini_hochberg,
+    bootstrap_mean_ci,
+    check_bootstrap,
+)
+from scaleworld.errors import ScaleworldError
+
+RULE_VERSION = "regime-rule/1"
+REGIMES = ("monotonic", "classical", "double_descent", "flat", "inconclusive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegimeRule:
+    """The thresholds of the regime rule. Print it with every classification."""
+
+    version: str = RULE_VERSION
+    """Which published decision procedure; this scaleworld implements only regime-rule/1."""
+    alpha: float = 0.05
+    """Significance level of every test (after Benjamini-Hochberg across games)."""
+    delta: float = 0.02
+    """Smallest difference that counts, relative to the curve's mean level (0.02 = 2%)."""
+    min_sizes: int = 4
+    """Fewer sizes than this: inconclusive."""
+    min_seeds: int = 3
+    """Any size with fewer seeds than this: inconclusive."""
+    bootstrap_reps: int = 2000
+    """Bootstrap replicates for the per-size mean intervals (evidence only)."""
+    permutation_reps: int = 2000
+    """Permutations for the trend test; the smallest reachable p-value is 1 / (reps + 1)."""
+
+    def __post_init__(self) -> None:
+        if self.version != RULE_VERSION:
+            raise ScaleworldError(f"regime rule version {self.version!r} is unknown; this scaleworld implements "
+                                  f"{RULE_VERSION!r}: set version: {RULE_VERSION} in the spec")
+        if not 0.0 < self.alpha < 0.5:
+            raise ScaleworldError(f"regime rule alpha={self.alpha} must lie in (0, 0.5), e.g. 0.05")
+        if not (np.isfinite(self.delta) and self.delta >= 0):
+            raise ScaleworldError(f"regime rule delta={self.delta} must be a relative difference >= 0, e.g. 0.02")
+        if self.min_sizes < 3:
+            raise ScaleworldError(f"regime rule min_sizes={self.min_sizes} must be at least 3 "
+                                  "(a U shape needs an interior best size)")
+        if self.min_seeds < 2:
+            raise ScaleworldError(f"regime rule min_seeds={self.min_seeds} must be at least 2 "
+                                  "(seed noise must be estimable)")
+        check_bootstrap(rng=np.random.default_rng(0), reps=self.bootstrap_reps, confidence=1 - self.alpha)
+        if (self.permutation_reps + 1) * self.alpha <= 1:
+            raise ScaleworldError(f"regime rule permutation_reps={self.permutation_reps} can never reach "
+                                  f"p <= alpha={self.alpha}; use at least {int(np.ceil(1 / self.alpha))}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        return (f"{self.version}: alpha={self.alpha:g}, delta={self.delta:.1%} of the level, "
+                f">= {self.min_sizes} sizes x {self.min_seeds} seeds, {self.bootstrap_reps} bootstrap / "
+                f"{self.permutation_reps} permutation reps")
+
+
+DEFAULT_RULE = RegimeRule()
+
+
+@dataclass(frozen=True)
+class RegimePValues:
+    """The p-values the decision uses (see the module docstring for each test)."""
+
+    size_effect: float
+    trend: float
+    flat: float
+    bump: float
+    largest_worse: float
+    no_worsening: float
+
+
+_FAMILIES = tuple(field.name for field in dataclasses.fields(RegimePValues))
+_UNTESTED = RegimePValues(*([float("nan")] * len(_FAMILIES)))
+
+
+@dataclass(frozen=True)
+class RegimeEvidence:
+    """Everything the decision looked at; effect sizes are relative to `level`."""
+
+    params: tuple[float, ...]
+    """Parameter counts, ascending (inputs are sorted by size)."""
+    seeds: tuple[int, ...]
+    size_means: tuple[ConfidenceInterval, ...]
+    """Per size: mean over seeds with a percentile bootstrap interval at confidence 1 - alpha."""
+    level: float
+    delta_abs: float
+    """d = delta * |level|: the margin every contrast is tested against."""
+    kruskal_h: float
+    kruskal_epsilon_squared: float
+    spearman_rho: float
+    relative_range: float
+    """(max - min of the size means) / |level|."""
+    relative_gain: float
+    """(smallest size - best size) / |level|: what scaling bought."""
+    relative_largest_gap: float
+    """(largest size - best size) / |level|: how much worse the largest is than the best."""
+    bump_index: int | None
+    """0-based index of the most significant double-descent peak candidate (None when K < 5)."""
+    relative_bump: float
+    """Height of that peak above the higher of its two side minima / |level| (NaN when K < 5)."""
+    p_raw: RegimePValues
+    p_used: RegimePValues
+    """The p-values the decision used: p_raw for one game, BH-adjusted across games in classify_games."""
+
+
+@dataclass(frozen=True)
+class RegimeResult:
+    regime: str
+    """One of REGIMES."""
+    best_index: int
+    """0-based index (in ascending size order) of the size with the lowest mean."""
+    best_params: float
+    reason: str
+    """One line: why this class (or what fell short)."""
+    evidence: RegimeEvidence
+    rule: RegimeRule
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests.
+
+
+def _welch(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """diff[i, j] = m_i - m_j, its standard error and Welch-Satterthwaite degrees of freedom."""
+    means = np.array([v.mean() for v in values])
+    counts = np.array([v.size for v in values], dtype=float)
+    var_of_mean = np.array([v.var(ddof=1) for v in values]) / counts
+    se2 = var_of_mean[:, None] + var_of_mean[None, :]
+    dof_denominator = (var_of_mean**2 / (counts - 1))[:, None] + (var_of_mean**2 / (counts - 1))[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dof = np.where(dof_denominator > 0, se2**2 / dof_denominator, counts[:, None] + counts[None, :] - 2)
+    return means[:, None] - means[None, :], np.sqrt(se2), dof
+
+
+def _p_worse(diff: np.ndarray, se: np.ndarray, dof: np.ndarray, margin: float) -> np.ndarray:
+    """One-sided p of H0: mu_i - mu_j <= margin (small p: i is worse than j by more than margin)."""
+    excess = diff - margin
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = stats.t.sf(excess / se, dof)
+    # Zero seed variance (noiseless data): the sign of the excess decides outright.
+    return np.where(se > 0, p, np.where(excess > 0, 0.0, 1.0))
+
+
+def _p_within(diff: np.ndarray, se: np.ndarray, dof: np.ndarray, margin: float) -> np.ndarray:
+    """One-sided p of H0: mu_i - mu_j >= margin (small p: i is less than margin above j)."""
+    excess = diff - margin
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = stats.t.cdf(excess / se, dof)
+    return np.where(se > 0, p, np.where(excess < 0, 0.0, 1.0))
+
+
+def _kruskal(values: list[np.ndarray]) -> tuple[float, float]:
+    if np.ptp(np.concatenate(values)) == 0:
+        return 0.0, 1.0  # every run identical: no size effect (scipy refuses this case)
+    result = stats.kruskal(*values)
+    return float(result.statistic), float(result.pvalue)
+
+
+def _spearman_permutation(x: np.ndarray, y: np.ndarray, *, reps: int,
+                          rng: np.random.Generator) -> tuple[float, float]:
+    """Spearman rho (Pearson on mid-ranks, so ties are handled) and a two-sided permutation p."""
+    x_centred = stats.rankdata(x) - (x.size + 1) / 2
+    y_centred = stats.rankdata(y) - (y.size + 1) / 2
+    norm = np.sqrt(np.sum(x_centred**2) * np.sum(y_centred**2))
+    if norm == 0:
+        return 0.0, 1.0
+    rho = float(x_centred @ y_centred / norm)
+    shuffled = rng.permuted(np.tile(y_centred, (reps, 1)), axis=1)
+    null = shuffled @ x_centred / norm
+    # The tolerance keeps permutations that tie the observed |rho| (up to rounding) in the count.
+    extreme = np.count_nonzero(np.abs(null) >= abs(rho) - 1e-12)
+    return rho, float((1 + extreme) / (1 + reps))
+
+
+def _bump(diff: np.ndarray, p_worse: np.ndarray) -> tuple[float, int | None, float]:
+    """(p_bump, most significant peak index, its height above the higher side minimum)."""
+    k = diff.shape[0]
+    candidates = range(2, k - 2)  # 0-based: at least two sizes on each side
+    if not candidates:
+        return float("nan"), None, float("nan")
+    p_peaks = []
+    for j in candidates:
+        p_left = min(1.0, j * float(p_worse[j, :j].min()))
+        p_right = min(1.0, (k - 1 - j) * float(p_worse[j, j + 1:].min()))
+        p_peaks.append(max(p_left, p_right))
+    best = int(np.argmin(p_peaks))
+    peak = candidates[best]
+    height = min(float(diff[peak, :peak].max()), float(diff[peak, peak + 1:].max()))
+    return min(1.0, len(p_peaks) * p_peaks[best]), peak, height
+
+
+# ---------------------------------------------------------------------------------------------
+# Evidence and decision.
+
+
+def _check_curve(params: Sequence[float], values: Sequence[object]) -> tuple[np.ndarray, list[np.ndarray]]:
+    sizes = np.asarray(params, dtype=float).reshape(-1)
+    if sizes.size != len(values):
+        raise ScaleworldError(f"got {sizes.size} parameter counts but {len(values)} value arrays; "
+                              "pass one array of per-seed values per size")
+    if sizes.size < 2:
+        raise ScaleworldError(f"a scaling curve needs at least 2 sizes, got {sizes.size}")
+    if not np.all(np.isfinite(sizes) & (sizes > 0)):
+        raise ScaleworldError("parameter counts must be finite and positive; check the size ladder")
+    if np.unique(sizes).size != sizes.size:
+        raise ScaleworldError("parameter counts must be distinct; merge runs of the same size into one array")
+    order = np.argsort(sizes)
+    arrays = [as_values(values[i], what=f"values for size {sizes[i]:.4g}") for i in order]
+    return sizes[order], arrays
+
+
+def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeRule,
+             rng: np.random.Generator) -> RegimeEvidence:
+    sizes, arrays = _check_curve(params, values)
+    check_bootstrap(rng=rng, reps=rule.bootstrap_reps, confidence=1 - rule.alpha)
+    size_means = tuple(bootstrap_mean_ci(v, rng=rng, reps=rule.bootstrap_reps, confidence=1 - rule.alpha)
+                       for v in arrays)
+    means = np.array([ci.point for ci in size_means])
+    level = float(means.mean())
+    scale = abs(level) if level != 0 else 1.0
+    best = int(np.argmin(means))
+    evidence = dict(
+        params=tuple(float(n) for n in sizes), seeds=tuple(v.size for v in arrays), size_means=size_means,
+        level=level, delta_abs=rule.delta * abs(level), relative_range=float(np.ptp(means)) / scale,
+        relative_gain=float(means[0] - means[best]) / scale,
+        relative_largest_gap=float(means[-1] - means[best]) / scale,
+    )
+    if sizes.size < rule.min_sizes or min(v.size for v in arrays) < rule.min_seeds:
+        return RegimeEvidence(**evidence, kruskal_h=float("nan"), kruskal_epsilon_squared=float("nan"),
+                              spearman_rho=float("nan"), bump_index=None, relative_bump=float("nan"),
+                              p_raw=_UNTESTED, p_used=_UNTESTED)
+
+    k, d = sizes.size, rule.delta * abs(level)
+    runs = np.concatenate(arrays)
+    h, p_size_effect = _kruskal(arrays)
+    rho, p_trend = _spearman_permutation(np.repeat(np.log(sizes), [v.size for v in arrays]), runs,
+                                         reps=rule.permutation_reps, rng=rng)
+    diff, se, dof = _welch(arrays)
+    p_worse, p_within = _p_worse(diff, se, dof, d), _p_within(diff, se, dof, d)
+    off_diagonal = ~np.eye(k, dtype=bool)
+    p_bump, bump_index, bump_height = _bump(diff, p_worse)
+    p_raw = RegimePValues(
+        size_effect=p_size_effect,
+        trend=p_trend,
+        flat=float(p_within[off_diagonal].max()),
+        bump=p_bump,
+        largest_worse=min(1.0, (k - 2) * float(p_worse[-1, 1:-1].min())),
+        # Row j, column i < j: the larger size j against the smaller size i.
+        no_worsening=float(p_within[np.tril_indices(k, -1)].max()),
+    )
+    return RegimeEvidence(**evidence, kruskal_h=h, kruskal_epsilon_squared=h / (runs.size - 1),
+                          spearman_rho=rho, bump_index=bump_index, relative_bump=bump_height / scale,
+                          p_raw=p_raw, p_used=p_raw)
+
+
+def _decide(evidence: RegimeEvidence, rule: RegimeRule) -> RegimeResult:
+    means = np.array([ci.point for ci in evidence.size_means])
+    best, k, alpha, p = int(np.argmin(means)), means.size, rule.alpha, evidence.p_used
+    delta = f"delta={rule.delta:.1%}"
+
+    def result(regime: str, reason: str) -> RegimeResult:
+        return RegimeResult(regime=regime, best_index=best, best_params=evidence.params[best], reason=reason,
+                            evidence=evidence, rule=rule)
+
+    if k < rule.min_sizes:
+        return result("inconclusive", f"only {k} sizes; the rule needs at least {rule.min_sizes}")
+    if min(evidence.seeds) < rule.min_seeds:
+        return result("inconclusive", f"a size has only {min(evidence.seeds)} seeds; "
+                                      f"the rule needs at least {rule.min_seeds} per size")
+    if p.flat <= alpha:
+        return result("flat", f"every size within {delta} of every other "
+                              f"(range {evidence.relative_range:.1%}, equivalence p={p.flat:.2g})")
+    effect = p.size_effect <= alpha
+    if effect and p.bump <= alpha:
+        return result("double_descent", f"size {evidence.bump_index + 1} of {k} is a bump {evidence.relative_bump:.1%} "
+                                        f"above both sides, more than {delta} (p={p.bump:.2g})")
+    if effect and 0 < best < k - 1 and p.largest_worse <= alpha:
+        return result("classical", f"best is size {best + 1} of {k}; the largest is "
+                                   f"{evidence.relative_largest_gap:.1%} worse, more than {delta} "
+                                   f"(p={p.largest_worse:.2g})")
+    improving = evidence.spearman_rho < 0 and p.trend <= alpha
+    if improving and p.no_worsening <= alpha:
+        return result("monotonic", f"improving trend (rho={evidence.spearman_rho:.2f}, p={p.trend:.2g}), "
+                                   f"no bigger size worse by {delta} or more (p={p.no_worsening:.2g})")
+    if improving:
+        why = (f"improving trend (p={p.trend:.2g}), but not shown that no bigger size is worse by {delta} "
+               f"or more (p={p.no_worsening:.2g}): an unproven bump or too much noise")
+    elif best == 0 and effect:
+        why = "the smallest size is best (bigger is worse): not one of the rule's classes"
+    else:
+        why = (f"no decisive evidence (size effect p={p.size_effect:.2g}, trend p={p.trend:.2g}, "
+               f"flat p={p.flat:.2g})")
+    return result("inconclusive", why)
+
+
+def classify_regime(params: Sequence[float], values: Sequence[object], *, rule: RegimeRule = DEFAULT_RULE,
+                    rng: np.random.Generator) -> RegimeResult:
+    """Classify one scaling curve (values: per size, per-seed fidelity; lower is better)."""
+    return _decide(_measure(params, values, rule=rule, rng=rng), rule)
+
+
+def classify_games(curves: Mapping[str, tuple[Sequence[float], Sequence[object]]], *,
+                   rule: RegimeRule = DEFAULT_RULE, rng: np.random.Generator) -> dict[str, RegimeResult]:
+    """Classify each game's curve (game -> (params, values)), with Benjamini-Hochberg across games.
+
+    Games are measured in sorted name order (so the rng draws do not depend on the mapping's order).
+    Each family of decision p-values is adjusted over the games with enough sizes and seeds.
+    """
+    if not isinstance(curves, Mapping) or not curves:
+        raise ScaleworldError("curves must be a non-empty mapping game -> (params, per-size seed values)")
+    measured = {}
+    for game in sorted(curves):
+        try:
+            params, values = curves[game]
+        except (TypeError, ValueError):
+            raise ScaleworldError(f"curves[{game!r}] must be a pair (params, per-size seed values)") from None
+        measured[game] = _measure(params, values, rule=rule, rng=rng)
+    tested = [g for g in measured if np.isfinite(measured[g].p_raw.size_effect)]
+    adjusted: dict[str, dict[str, float]] = {g: {} for g in tested}
+    for family in _FAMILIES:
+        # A family's untestable entries (e.g. "bump" with fewer than 5 sizes) stay NaN and do not count.
+        games = [g for g in tested if np.isfinite(getattr(measured[g].p_raw, family))]
+        for game, p_adjusted in zip(games, benjamini_hochberg([getattr(measured[g].p_raw, family) for g in games])):
+            adjusted[game][family] = float(p_adjusted)
+    results = {}
+    for game, evidence in measured.items():
+        if game in adjusted:
+            evidence = dataclasses.replace(evidence, p_used=dataclasses.replace(evidence.p_raw, **adjusted[game]))
+        results[game] = _decide(evidence, rule)
+    return results
