@@ -133,6 +133,108 @@ def cmd_eval_score(args: argparse.Namespace) -> None:
           f"over {args.episodes} episodes" + (f"; wrote {args.out}" if args.out else ""))
 
 
+def _train_config(args: argparse.Namespace):
+    from scaleworld.training.trainer import TrainConfig, tokens_to_steps
+
+    steps = args.steps
+    if args.tokens is not None:
+        steps = tokens_to_steps(args.tokens, batch_size=args.batch_size, seq_len=getattr(args, "context", 1))
+    if getattr(args, "match", None):
+        from scaleworld.training.runs import matched_steps
+
+        steps = matched_steps(joint_steps=steps, num_games=args.joint_games, rule=args.match)
+    return TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+                       eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, compile=args.compile,
+                       seed=args.seed)
+
+
+def cmd_train_tokenizer(args: argparse.Namespace) -> None:
+    _quiet_torchrl()
+    from scaleworld.models.tokenizer import TokenizerConfig
+    from scaleworld.training.runs import train_tokenizer
+
+    info = train_tokenizer(data_dirs=args.data, out=args.out, config=TokenizerConfig(),
+                           train=_train_config(args), val_fraction=args.val_fraction,
+                           progress=not args.no_progress)
+    print(f"wrote {args.out}/tokenizer.pt ({info['scope']}, games {', '.join(info['games'])}); "
+          f"final {_fmt(info['final'])}")
+
+
+def cmd_train_dynamics(args: argparse.Namespace) -> None:
+    _quiet_torchrl()
+    from scaleworld.models.ladders import get_size
+    from scaleworld.training.runs import train_dynamics
+
+    config = get_size(args.size).config(context=args.context)
+    info = train_dynamics(token_dirs=args.tokens_data, out=args.out, model=config, train=_train_config(args),
+                          val_fraction=args.val_fraction, split_seed=args.split_seed,
+                          progress=not args.no_progress)
+    print(f"wrote {args.out}/dynamics.pt ({info['mode']}, {info['params']['total']:,} params, "
+          f"{info['train']['steps']} steps); final {_fmt(info['final'])}")
+
+
+def cmd_tokens_encode(args: argparse.Namespace) -> None:
+    _quiet_torchrl()
+    from scaleworld.data.tokens import encode_dataset
+
+    m = encode_dataset(tokenizer_dir=args.tokenizer, data_dir=args.data, out=args.out,
+                       progress=not args.no_progress)
+    print(f"wrote {args.out}: {m['counts']['steps']} frames as {m['tokenizer']['config']['groups']} tokens each")
+
+
+def cmd_eval_fidelity(args: argparse.Namespace) -> None:
+    _quiet_torchrl()
+    from scaleworld.evaluation.fidelity import evaluate_fidelity
+
+    record = evaluate_fidelity(dynamics_dir=args.dynamics, tokenizer_dir=args.tokenizer, token_dirs=args.tokens_data,
+                               context_steps=args.context_steps, horizon=args.horizon, rollouts=args.rollouts,
+                               seed=args.seed, out=args.out)
+    for game, r in record["games"].items():
+        f1 = "n/a" if r["termination_f1"] is None else f"{r['termination_f1']:.3f}"
+        psnr = r["open_loop"]["psnr"]
+        print(f"{game}: NLL {r['nll_nats_per_frame']:.4f} nats/frame, reward MAE {r['reward_mae']:.4f}, "
+              f"termination F1 {f1}, PSNR h1..h{len(psnr)} "
+              f"{' '.join(f'{p:.1f}' for p in psnr) if psnr else 'n/a (episodes too short)'}")
+    if args.out:
+        print(f"wrote {args.out}")
+
+
+def cmd_model_ladder(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from scaleworld.models.ladders import ladder_table
+
+    rows = ladder_table(args.name)
+    table = Table(title=f"ladder {args.name}",
+                  caption="block params: attention + MLP + norms of all blocks; total adds embeddings and heads")
+    for col in ("name", "depth", "width", "heads", "block params", "total params"):
+        table.add_column(col, justify="right" if col != "name" else "left")
+    for r in rows:
+        table.add_row(r["name"], str(r["depth"]), str(r["width"]), str(r["heads"]),
+                      f"{r['block_params']:,}", f"{r['total_params']:,}")
+    Console().print(table)
+
+
+def _fmt(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k.startswith(("loss_", "val_")))
+
+
+def _add_train_args(p: argparse.ArgumentParser, *, steps: int, lr: float) -> None:
+    p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
+    p.add_argument("--steps", type=int, default=steps, help=f"gradient steps (default {steps})")
+    p.add_argument("--tokens", type=int, help="budget in tokens instead of --steps (batch x window per step)")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences (dynamics) or frames (tokenizer) per step")
+    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr})")
+    p.add_argument("--warmup", type=int, default=50, help="linear warmup steps")
+    p.add_argument("--eval-every", type=int, default=250, help="held-out evaluation every N steps")
+    p.add_argument("--checkpoint-every", type=int, default=250, help="atomic checkpoint every N steps")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation and sampling")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scaleworld",
@@ -166,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="dataset folder")
     p.set_defaults(func=cmd_data_verify)
 
-    ev = groups.add_parser("eval", help="evaluation: policy scores in the real game")
+    ev = groups.add_parser("eval", help="evaluation: policy scores in the real game, world-model fidelity")
     ev_cmds = ev.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = ev_cmds.add_parser("score", help="score a policy over full episodes (e.g. the random anchor)")
     p.add_argument("--game", required=True, help="an Atari 100k game, e.g. Pong")
@@ -177,6 +279,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE", help=protocol_help)
     p.set_defaults(func=cmd_eval_score)
+
+    p = ev_cmds.add_parser("fidelity", help="world-model fidelity on held-out episodes (NLL, reward, rollouts)")
+    p.add_argument("--dynamics", required=True, type=Path, help="dynamics run folder")
+    p.add_argument("--tokenizer", required=True, type=Path, help="tokenizer run folder")
+    p.add_argument("--tokens", dest="tokens_data", required=True, nargs="+", type=Path,
+                   help="token dataset(s) of the model's games")
+    p.add_argument("--context-steps", type=int, default=8, help="real steps before imagining")
+    p.add_argument("--horizon", type=int, default=8, help="imagined steps scored per rollout")
+    p.add_argument("--rollouts", type=int, default=32, help="open-loop rollouts per game")
+    p.add_argument("--seed", type=int, default=0, help="seeds the choice of rollout starts")
+    p.add_argument("--out", type=Path, help="write the fidelity record (JSON) here")
+    p.set_defaults(func=cmd_eval_fidelity)
+
+    train = groups.add_parser("train", help="train the world model: tokenizer, dynamics")
+    train_cmds = train.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = train_cmds.add_parser("tokenizer", help="train the categorical tokenizer on pixel datasets")
+    p.add_argument("--data", required=True, nargs="+", type=Path,
+                   help="pixel dataset(s): one game = per_game scope, several = shared")
+    _add_train_args(p, steps=2000, lr=1e-3)
+    p.set_defaults(func=cmd_train_tokenizer)
+    p = train_cmds.add_parser("dynamics", help="train a dynamics transformer on token datasets")
+    p.add_argument("--tokens-data", "--data", dest="tokens_data", required=True, nargs="+", type=Path,
+                   help="token dataset(s): one game = single mode, several = joint (balanced games)")
+    p.add_argument("--size", default="tiny-d1", help="a ladder size, e.g. paper-d12 (see `scaleworld model ladder`)")
+    p.add_argument("--context", type=int, default=64, help="attention window = training sequence length")
+    p.add_argument("--split-seed", type=int, default=0, help="seeds the train/held-out episode split")
+    p.add_argument("--match", choices=["tokens_per_game", "total_steps"],
+                   help="matched-budget single run: derive steps from a joint run's --steps and --joint-games")
+    p.add_argument("--joint-games", type=int, default=26, help="games of the joint run being matched")
+    _add_train_args(p, steps=2000, lr=3e-4)
+    p.set_defaults(func=cmd_train_dynamics)
+
+    tokens = groups.add_parser("tokens", help="token datasets: encode")
+    tokens_cmds = tokens.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = tokens_cmds.add_parser("encode", help="encode a pixel dataset with a frozen tokenizer")
+    p.add_argument("--tokenizer", required=True, type=Path, help="tokenizer run folder")
+    p.add_argument("--data", required=True, type=Path, help="pixel dataset")
+    p.add_argument("--out", required=True, type=Path, help="token dataset folder to create")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_tokens_encode)
+
+    model = groups.add_parser("model", help="model sizes: ladder")
+    model_cmds = model.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = model_cmds.add_parser("ladder", help="print a size ladder with computed parameter counts")
+    p.add_argument("name", help="paper, small or tiny")
+    p.set_defaults(func=cmd_model_ladder)
     return parser
 
 

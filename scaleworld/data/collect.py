@@ -124,7 +124,7 @@ def collect_dataset(
                     if recorded == steps:
                         break  # the budget ran out inside this vector step
                     buffers[i].append(
-                        (obs[i], int(actions[i]), float(state.reward[i]), bool(state.terminated[i]),
+                        (obs[i].copy(), int(actions[i]), float(state.reward[i]), bool(state.terminated[i]),
                          bool(state.truncated[i]), bool(state.life_loss[i]))
                     )
                     recorded += 1

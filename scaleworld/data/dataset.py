@@ -19,6 +19,9 @@ One row per agent step t (TorchRL key conventions):
 
 The observation after the last step of an episode is not stored. Episodes still running when the
 step budget ran out are kept and marked ``complete: false`` in the manifest.
+
+A token dataset (`scaleworld.data.tokens`) has the same layout and rows with ``tokens`` uint8
+[N, groups] (the frozen tokenizer's encoding of ``pixels``) in place of ``pixels``.
 """
 
 from __future__ import annotations
@@ -36,10 +39,10 @@ from scaleworld.data.files import sha256_file
 from scaleworld.errors import ScaleworldError
 
 FORMAT = "scaleworld.offline-dataset/1"
+TOKEN_FORMAT = "scaleworld.token-dataset/1"
 MANIFEST = "manifest.json"
 STORAGE = "storage"
-FIELDS: dict[Any, torch.dtype] = {
-    "pixels": torch.uint8,
+STEP_FIELDS: dict[Any, torch.dtype] = {
     "action": torch.int64,
     "episode": torch.int64,
     "step": torch.int64,
@@ -49,6 +52,9 @@ FIELDS: dict[Any, torch.dtype] = {
     ("next", "done"): torch.bool,
     ("next", "life_loss"): torch.bool,
 }
+FIELDS = {"pixels": torch.uint8, **STEP_FIELDS}
+TOKEN_FIELDS = {"tokens": torch.uint8, **STEP_FIELDS}
+FORMAT_FIELDS = {FORMAT: FIELDS, TOKEN_FORMAT: TOKEN_FIELDS}
 
 
 class DatasetError(ScaleworldError):
@@ -69,10 +75,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{manifest_path}: not valid JSON ({exc}): collect the dataset again") from exc
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in FORMAT_FIELDS:
         raise DatasetError(
-            f"{manifest_path}: format {manifest.get('format')!r} is not {FORMAT!r}: "
-            "collect the dataset again with this version of scaleworld"
+            f"{manifest_path}: format {manifest.get('format')!r} is not one of {sorted(FORMAT_FIELDS)}: "
+            "make the dataset again with this version of scaleworld"
         )
     return manifest
 
@@ -169,12 +175,17 @@ def _check_invariants(ds: OfflineDataset) -> None:
     if len(ds) != steps:
         raise DatasetError(f"{where}: {len(ds)} rows, the manifest says {steps}: collect again")
     size = m["protocol"]["frame_size"]
-    for key, dtype in FIELDS.items():
+    for key, dtype in FORMAT_FIELDS[m["format"]].items():
         if key not in data.keys(include_nested=True):
             raise DatasetError(f"{where}: field {key!r} is missing: collect the dataset again")
         if data[key].dtype != dtype:
             raise DatasetError(f"{where}: field {key!r} is {data[key].dtype}, expected {dtype}")
-    if tuple(data["pixels"].shape[1:]) != (size, size, 3):
+    if m["format"] == TOKEN_FORMAT:
+        groups, classes = m["tokenizer"]["config"]["groups"], m["tokenizer"]["config"]["classes"]
+        tokens = torch.as_tensor(data["tokens"])
+        if tuple(tokens.shape[1:]) != (groups,) or (tokens.numel() and int(tokens.max()) >= classes):
+            raise DatasetError(f"{where}: tokens do not fit the tokenizer ({groups} x {classes}): encode again")
+    elif tuple(data["pixels"].shape[1:]) != (size, size, 3):
         raise DatasetError(
             f"{where}: pixels are {tuple(data['pixels'].shape[1:])}, the protocol says "
             f"({size}, {size}, 3): collect the dataset again"

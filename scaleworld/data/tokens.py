@@ -1,0 +1,68 @@
+"""Encode a pixel dataset with a frozen tokenizer into a token dataset (32 bytes a frame)."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import scaleworld
+from scaleworld.data.dataset import MANIFEST, STEP_FIELDS, STORAGE, TOKEN_FORMAT, OfflineDataset
+from scaleworld.data.files import file_table, sha256_file, staging_dir, write_json_atomic
+from scaleworld.errors import ScaleworldError
+
+
+def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str | Path,
+                   batch_size: int = 512, progress: bool = True) -> dict[str, Any]:
+    """Write `out`: the rows of `data_dir` with ``tokens`` uint8 [N, groups] instead of ``pixels``."""
+    from torchrl.data import LazyMemmapStorage
+
+    from scaleworld.data.collect import _progress
+    from scaleworld.models.store import load_tokenizer
+
+    out = Path(out)
+    if out.exists():
+        raise ScaleworldError(f"{out} already exists: choose another --out or remove it")
+    tokenizer, identity = load_tokenizer(tokenizer_dir)
+    source = OfflineDataset.open(data_dir)
+    if source.manifest["format"] == TOKEN_FORMAT:
+        raise ScaleworldError(f"{data_dir} is already a token dataset: pass the pixel dataset it came from")
+    if source.protocol.frame_size != tokenizer.config.frame_size:
+        raise ScaleworldError(
+            f"{data_dir} has {source.protocol.frame_size}px frames but the tokenizer expects "
+            f"{tokenizer.config.frame_size}px: use a matching tokenizer"
+        )
+    n = len(source)
+    data = source.data
+    with staging_dir(out) as tmp:
+        storage = LazyMemmapStorage(n, scratch_dir=tmp / STORAGE)
+        with _progress(progress, f"encode {source.game}", n) as advance:
+            for start in range(0, n, batch_size):
+                rows = data[start : start + batch_size]
+                tokens = tokenizer.encode(torch.as_tensor(rows["pixels"]))
+                chunk = rows.select(*STEP_FIELDS).to_tensordict()
+                chunk["tokens"] = tokens
+                storage.set(range(start, start + len(tokens)), chunk)
+                advance(len(tokens))
+        storage.dumps(tmp / STORAGE)
+        m = source.manifest
+        manifest = {
+            "format": TOKEN_FORMAT,
+            "scaleworld_version": scaleworld.__version__,
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "game": m["game"],
+            "protocol": m["protocol"],
+            "policy": m["policy"],
+            "collection": m["collection"],
+            "counts": m["counts"],
+            "returns": m["returns"],
+            "episodes": m["episodes"],
+            "source": {"path": str(Path(data_dir).resolve()),
+                       "manifest_sha256": sha256_file(Path(data_dir) / MANIFEST)},
+            "tokenizer": {k: identity[k] for k in ("path", "sha256", "config")},
+            "files": file_table(tmp),
+        }
+        write_json_atomic(tmp / MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,152 @@
+"""World-model fidelity on held-out episodes: NLL, reward error, termination F1, open-loop rollouts.
+
+- Next-latent NLL in nats per frame (summed over the 32 variables), over every transition of the
+  held-out episodes, read in consecutive windows of the model's context. Comparable across sizes
+  and between single and joint runs because all read the same frozen tokenizer's tokens.
+- Reward: mean absolute error of the predicted (expected) reward; termination: F1 at p > 0.5.
+- Open loop: from `rollouts` real contexts of `context_steps` steps, the model imagines `horizon`
+  steps (most likely latent per variable, real actions) through its KV cache; each imagined frame
+  is decoded by the tokenizer and compared with the real frame: MSE and PSNR per horizon step.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import scaleworld
+from scaleworld.data.dataset import OfflineDataset
+from scaleworld.data.files import write_json_atomic
+from scaleworld.data.sampling import split_episodes
+from scaleworld.errors import ScaleworldError
+from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.objectives.twohot import expected_value
+from scaleworld.objectives.world_model import WorldModelLoss
+
+FIDELITY_FORMAT = "scaleworld.fidelity/1"
+
+
+def _windows(ds: OfflineDataset, episodes: torch.Tensor, length: int):
+    """Consecutive non-overlapping windows [start, start+length) covering each held-out episode."""
+    for e in episodes.tolist():
+        start, n = int(ds.episode_starts[e]), int(ds.episode_lengths[e])
+        for offset in range(0, n, length):
+            yield start + offset, min(length, n - offset)
+
+
+@torch.no_grad()
+def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.Tensor, game: int | None,
+                     batch: int = 32) -> dict[str, float]:
+    loss = WorldModelLoss(model)
+    c = model.config
+    nll_sum = frames = abs_err = 0.0
+    tp = fp = fn = 0
+    steps = 0
+    windows = list(_windows(ds, episodes, c.context))
+    for i in range(0, len(windows), batch):
+        chunk = windows[i : i + batch]
+        index = torch.tensor([s + min(j, n - 1) for s, n in chunk for j in range(c.context)])
+        td = ds.data[index].reshape(len(chunk), c.context).to_tensordict()
+        td["mask"] = torch.tensor([[j < n for j in range(c.context)] for _, n in chunk])
+        if game is not None:
+            td["game"] = torch.full(td.batch_size, game, dtype=torch.int64)
+        terms = loss.terms(td)
+        nll_sum += float((terms["latent"] * terms["latent_mask"]).sum())
+        frames += float(terms["latent_mask"].sum())
+        mask = td["mask"]
+        reward = expected_value(terms["out"]["reward_logits"], c.reward_limit)
+        abs_err += float(((reward - td["next", "reward"]).abs() * mask).sum())
+        pred = (terms["out"]["termination_logits"] > 0) & mask
+        true = td["next", "terminated"] & mask
+        tp += int((pred & true).sum())
+        fp += int((pred & ~true).sum())
+        fn += int((~pred & true).sum())
+        steps += int(mask.sum())
+    if frames == 0:
+        raise ScaleworldError("the held-out episodes have no transitions: collect more data or raise val_fraction")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None  # None: no terminations to score
+    return {"nll_nats_per_frame": nll_sum / frames, "reward_mae": abs_err / steps, "termination_f1": f1,
+            "transitions": int(frames)}
+
+
+@torch.no_grad()
+def open_loop(model: DynamicsModel, tokenizer, ds: OfflineDataset, pixels: OfflineDataset, episodes: torch.Tensor,
+              game: int | None, *, context_steps: int, horizon: int, rollouts: int,
+              generator: torch.Generator) -> dict[str, list[float]]:
+    """MSE / PSNR per horizon step of imagined frames vs real ones (pixels in [0, 1])."""
+    need = context_steps + horizon
+    if need > model.config.context:
+        raise ScaleworldError(f"context_steps + horizon = {need} exceeds the model's context {model.config.context}")
+    long_enough = [e for e in episodes.tolist() if int(ds.episode_lengths[e]) >= need]
+    if not long_enough:
+        return {"mse": [], "psnr": [], "rollouts": 0}
+    picks = torch.randint(len(long_enough), (rollouts,), generator=generator)
+    starts = []
+    for p in picks.tolist():
+        e = long_enough[p]
+        offset = int(torch.randint(int(ds.episode_lengths[e]) - need + 1, (1,), generator=generator))
+        starts.append(int(ds.episode_starts[e]) + offset)
+    index = torch.tensor(starts)[:, None] + torch.arange(need)[None, :]  # [R, need]
+    tokens = torch.as_tensor(ds.data["tokens"][index.flatten()]).view(rollouts, need, -1).long()
+    actions = torch.as_tensor(ds.data["action"][index.flatten()]).view(rollouts, need)
+    frames = pixels.data["pixels"]
+    real = torch.as_tensor(frames[index.flatten()]).view(rollouts, need, *frames.shape[1:])  # [R, need, S, S, 3]
+    games = None if game is None else torch.full((rollouts,), game, dtype=torch.int64)
+    cache = model.new_cache(rollouts)
+    out = None
+    for t in range(context_steps):  # real context
+        out = model.step(cache, tokens[:, t], actions[:, t], games)
+    mse = []
+    for h in range(horizon):
+        latent = out["latent_logits"][:, 0].argmax(-1)  # [R, G] imagined z_{context+h}
+        frame = tokenizer.decode(latent).float() / 255.0
+        target = real[:, context_steps + h].float() / 255.0
+        mse.append(float(((frame - target) ** 2).mean()))
+        out = model.step(cache, latent, actions[:, context_steps + h], games)
+    psnr = [10 * math.log10(1.0 / max(m, 1e-10)) for m in mse]
+    return {"mse": mse, "psnr": psnr, "rollouts": rollouts}
+
+
+def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, token_dirs: list[str | Path],
+                      context_steps: int = 8, horizon: int = 8, rollouts: int = 32, seed: int = 0,
+                      out: str | Path | None = None) -> dict[str, Any]:
+    """Fidelity of a trained dynamics model on each game's held-out episodes (its own split)."""
+    from scaleworld.models.store import load_dynamics, load_tokenizer
+
+    model, identity = load_dynamics(dynamics_dir)
+    tokenizer, tok_identity = load_tokenizer(tokenizer_dir)
+    games = list(model.config.games)
+    records = {}
+    generator = torch.Generator().manual_seed(seed)
+    for token_dir in token_dirs:
+        ds = OfflineDataset.open(token_dir)
+        if ds.manifest["tokenizer"]["sha256"] != tok_identity["sha256"]:
+            raise ScaleworldError(f"{token_dir} was encoded by another tokenizer than {tokenizer_dir}")
+        if games and ds.game not in games:
+            raise ScaleworldError(f"{token_dir}: game {ds.game} is not one of the joint model's games {games}")
+        if not games and ds.game not in identity["games"]:
+            raise ScaleworldError(f"{token_dir}: the model was trained on {identity['games']}, not {ds.game}")
+        game = games.index(ds.game) if games else None
+        _, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
+                                seed=identity["split_seed"])
+        pixels = OfflineDataset.open(ds.manifest["source"]["path"])
+        records[ds.game] = {
+            **one_step_metrics(model, ds, val, game),
+            "open_loop": open_loop(model, tokenizer, ds, pixels, val, game, context_steps=context_steps,
+                                   horizon=horizon, rollouts=rollouts, generator=generator),
+            "held_out_episodes": len(val),
+        }
+    record = {
+        "format": FIDELITY_FORMAT, "scaleworld_version": scaleworld.__version__,
+        "dynamics": {k: identity[k] for k in ("path", "sha256", "games", "mode")},
+        "tokenizer_sha256": tok_identity["sha256"],
+        "settings": {"context_steps": context_steps, "horizon": horizon, "rollouts": rollouts, "seed": seed},
+        "games": records,
+    }
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(out), record)
+    return record

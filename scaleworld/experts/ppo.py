@@ -1,0 +1,315 @@
+"""PPO from TorchRL parts: a `Collector` over `MaskedVectorEnv`, `GAE`, `ClipPPOLoss`, Adam.
+
+`train_ppo(task, config, out)` trains an actor-critic on an Atari game (`AtariTask`, Nature CNN on
+the expert view, rewards sign-clipped for learning only) or on any discrete gymnasium env
+(`GymTask`, MLP). It writes into `out`:
+
+    training/config.json   the task and the PPOConfig
+    training/state.pt      the latest checkpoint (see `scaleworld/experts/ppo_state.py`)
+    training/episodes.csv  one row per finished episode: update, frames, env, return (raw), length
+    training/updates.csv   one row per update: losses, entropy, KL, clip fraction, frames/s
+    expert.json, policy.pt2  (Atari tasks, once training finishes) the expert checkpoint
+
+Calling `train_ppo` again on the same `out` with the same task and config resumes from the last
+checkpoint (see `ppo_state.py` for what is restored exactly). Frames count emulator frames:
+every env transition of every update (including the rare reset/no-op steps of `VectorAtari`)
+times the task's frame skip, so a budget is spent in whole updates of num_envs x rollout_steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+
+from scaleworld.data.files import write_json_atomic
+from scaleworld.errors import ScaleworldError
+from scaleworld.experts.ppo_logs import RunLogs
+from scaleworld.experts.ppo_state import load_state, save_state
+from scaleworld.experts.tasks import AtariTask, Task
+
+
+@dataclass(frozen=True, kw_only=True)
+class PPOConfig:
+    """PPO settings; defaults are the usual Atari ones (Schulman et al. 2017; Huang et al. 2022)."""
+
+    frames: int = 10_000_000
+    """Budget in emulator frames (agent steps x frame skip); rounded up to whole updates."""
+    seed: int = 0
+    """Seeds the network initialisation, action sampling, minibatch order and the emulators."""
+    num_envs: int = 8
+    """Emulators stepped together."""
+    rollout_steps: int = 128
+    """Steps per emulator per update (a batch is num_envs x rollout_steps transitions)."""
+    epochs: int = 4
+    """Passes over each batch."""
+    minibatches: int = 4
+    """Minibatches per pass."""
+    learning_rate: float = 2.5e-4
+    """Adam step size (annealed linearly to 0 over the run when anneal_lr)."""
+    anneal_lr: bool = True
+    adam_eps: float = 1e-5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_epsilon: float = 0.1
+    """PPO ratio clipping."""
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = True
+    """Standardise advantages within each minibatch."""
+    clip_rewards: bool = True
+    """Learn from sign(reward) (Atari practice); logs and scores always use raw rewards."""
+    checkpoint_every: int = 25
+    """Write a checkpoint every this many updates (and always at the end or when stopped)."""
+
+    def __post_init__(self) -> None:
+        positive = ("frames", "num_envs", "rollout_steps", "epochs", "minibatches", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ScaleworldError(f"PPO {name}={getattr(self, name)} must be at least 1")
+        if self.num_envs * self.rollout_steps < self.minibatches:
+            raise ScaleworldError(f"PPO minibatches={self.minibatches} exceeds the batch of "
+                                  f"num_envs x rollout_steps = {self.num_envs * self.rollout_steps}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ScaleworldError(f"PPO {name}={getattr(self, name)} must be in [0, 1]")
+        if self.learning_rate <= 0 or self.clip_epsilon <= 0:
+            raise ScaleworldError("PPO learning_rate and clip_epsilon must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def total_updates(self, frames_per_step: int) -> int:
+        return math.ceil(self.frames / (self.num_envs * self.rollout_steps * frames_per_step))
+
+
+@dataclass(frozen=True)
+class PPOResult:
+    """What one `train_ppo` call did."""
+
+    out: Path
+    updates_done: int
+    total_updates: int
+    frames_done: int
+    finished: bool
+    episode_returns: list[float]
+    """Raw returns of the episodes that finished during this call, in the order they ended."""
+
+
+class SampledPolicy(TensorDictModuleBase):
+    """The collector's policy: samples from `actor` with `generator`, never the global torch RNG.
+
+    TorchRL's distributions sample from the global generator; this swaps our generator's state in
+    around each call (and restores the global state), so sampling is seeded explicitly and can be
+    checkpointed.
+    """
+
+    def __init__(self, actor: TensorDictModuleBase, generator: torch.Generator):
+        super().__init__()
+        self.actor = actor
+        self.generator = generator
+        self.in_keys = list(actor.in_keys)
+        self.out_keys = list(actor.out_keys)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.generator.get_state())
+            tensordict = self.actor(tensordict)
+            self.generator.set_state(torch.get_rng_state())
+        return tensordict
+
+
+def _check_resumable(state: dict[str, Any], task: Task, config: PPOConfig, out: Path) -> None:
+    for name, saved, given in (("task", state["task"], task.to_dict()), ("config", state["config"], config.to_dict())):
+        if saved != given:
+            diff = sorted(k for k in set(saved) | set(given) if saved.get(k) != given.get(k))
+            raise ScaleworldError(
+                f"{out} holds a PPO run with a different {name} ({', '.join(diff)} differ): "
+                "resume with the same settings or choose another --out"
+            )
+
+
+def train_ppo(
+    task: Task,
+    config: PPOConfig,
+    out: str | Path,
+    *,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> PPOResult:
+    """Train (or resume training) PPO on `task` into `out`; see the module docstring.
+
+    `stop_after` ends this call after that many updates with a checkpoint, as a preemption would
+    (a later call resumes); None runs to the end of the budget.
+    """
+    from torchrl.collectors import Collector
+    from torchrl.objectives import ClipPPOLoss
+    from torchrl.objectives.value import GAE
+
+    from scaleworld.experts.train_env import MaskedVectorEnv
+
+    out = Path(out)
+    training = out / "training"
+    state = load_state(training)
+    if state is not None:
+        _check_resumable(state, task, config, out)
+    total = config.total_updates(task.frames_per_step)
+    start = 0 if state is None else state["updates_done"]
+    steps_per_update = config.num_envs * config.rollout_steps
+    frames_per_update = steps_per_update * task.frames_per_step
+    if start >= total:
+        return PPOResult(out, start, total, start * frames_per_update, True, [])
+    training.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(training / "config.json", {"task": task.to_dict(), "config": config.to_dict()})
+
+    model = task.make_network(seed=config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
+    sample_rng = torch.Generator().manual_seed(config.seed)
+    minibatch_rng = torch.Generator().manual_seed(config.seed + 1)
+    env = MaskedVectorEnv(task, config.num_envs, seed=config.seed)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sample_rng.set_state(state["sample_rng"])
+        minibatch_rng.set_state(state["minibatch_rng"])
+        env.full_resets = start  # resumed emulators restart from a seed of (seed, start)
+    logs = RunLogs(training, keep_updates_below=start)
+
+    loss_module = ClipPPOLoss(
+        model.policy, model.value, clip_epsilon=config.clip_epsilon, entropy_coeff=config.entropy_coef,
+        critic_coeff=config.value_coef, loss_critic_type="l2", normalize_advantage=config.normalize_advantage,
+    )
+    loss_module.loss_mask_key = None  # invalid rows are dropped before the loss (see train_env.py)
+    gae = GAE(gamma=config.gamma, lmbda=config.gae_lambda, value_network=model.value, average_gae=False)
+    gae.set_keys(reward="learn_reward")
+    collector = Collector(
+        env, SampledPolicy(model.policy, sample_rng), frames_per_batch=steps_per_update, total_frames=-1,
+    )
+    returns = np.zeros(config.num_envs)  # raw return of each env's episode in progress
+    lengths = np.zeros(config.num_envs, np.int64)
+    finished_returns: list[float] = []
+    update = start
+    stop = total if stop_after is None else min(total, start + stop_after)
+    try:
+        with _progress(progress, f"PPO {getattr(task, 'game', getattr(task, 'env_id', ''))}",
+                       total * frames_per_update, start * frames_per_update) as advance:
+            tick = time.perf_counter()
+            for batch in collector:
+                # batch: [N, T]; the ("next", "acted") rows are the agent steps
+                ended = _episodes(batch, returns, lengths)
+                frames = (update + 1) * frames_per_update
+                for env_index, ret, length in ended:
+                    logs.episode(update=update, frames=frames, env=env_index, ret=ret, length=length)
+                    finished_returns.append(ret)
+                if config.anneal_lr:
+                    for group in optimizer.param_groups:
+                        group["lr"] = config.learning_rate * (1.0 - update / total)
+                stats = _learn(batch, gae, loss_module, optimizer, model, config, minibatch_rng, update)
+                update += 1
+                now = time.perf_counter()
+                elapsed, tick = now - tick, now
+                logs.update(update=update - 1, frames=frames, stats=stats, episodes=len(ended),
+                            seconds=elapsed, frames_per_s=frames_per_update / elapsed)
+                advance(frames_per_update, _recent(finished_returns))
+                if update == stop or update % config.checkpoint_every == 0:
+                    save_state(training, task=task.to_dict(), config=config.to_dict(), updates_done=update,
+                               model=model, optimizer=optimizer, sample_rng=sample_rng,
+                               minibatch_rng=minibatch_rng)
+                if update == stop:
+                    break
+    finally:
+        collector.shutdown()
+        logs.close()
+    if update == total and isinstance(task, AtariTask):
+        from scaleworld.experts.checkpoint import save_expert
+
+        save_expert(
+            out, module=model.logits_module(), game=task.game, view=task.view_spec, actions=task.actions,
+            protocol=task.protocol,
+            provenance={"trainer": "scaleworld.experts.ppo", "config": config.to_dict(), "updates": update,
+                        "frames": update * frames_per_update},
+        )
+    return PPOResult(out, update, total, update * frames_per_update, update == total, finished_returns)
+
+
+def _recent(returns: list[float], k: int = 20) -> str:
+    return f"return {np.mean(returns[-k:]):.1f}" if returns else ""
+
+
+def _episodes(batch: TensorDictBase, returns: np.ndarray, lengths: np.ndarray) -> list[tuple[int, float, int]]:
+    """Advance the per-env raw return accumulators over batch [N, T]; return the episodes that ended."""
+    acted = batch["next", "acted"].numpy()  # [N, T]
+    reward = batch["next", "reward"].squeeze(-1).numpy()  # [N, T]
+    done = batch["next", "done"].squeeze(-1).numpy() & acted
+    ended = []
+    for t in range(acted.shape[1]):
+        returns += np.where(acted[:, t], reward[:, t], 0.0)
+        lengths += acted[:, t]
+        for i in np.flatnonzero(done[:, t]):
+            ended.append((int(i), float(returns[i]), int(lengths[i])))
+            returns[i] = 0.0
+            lengths[i] = 0
+    return ended
+
+
+def _learn(batch, gae, loss_module, optimizer, model, config: PPOConfig, rng: torch.Generator,
+           update: int) -> dict[str, float]:
+    """GAE over the full [N, T] batch, then epochs x minibatches of clipped-PPO steps on the agent steps."""
+    reward = batch["next", "reward"]
+    batch["next", "learn_reward"] = reward.sign() if config.clip_rewards else reward
+    with torch.no_grad():
+        gae(batch)  # writes advantage, value_target, state_value: [N, T, 1]
+    data = batch.reshape(-1)
+    data = data[data["next", "acted"]]  # [M] agent steps only
+    data = data.select("view", "action", "action_log_prob", "advantage", "value_target", "state_value")
+    sums: dict[str, float] = {}
+    count = 0
+    for _ in range(config.epochs):
+        order = torch.randperm(len(data), generator=rng)
+        for index in order.chunk(config.minibatches):
+            losses = loss_module(data[index])
+            total = losses["loss_objective"] + losses["loss_critic"] + losses["loss_entropy"]
+            if not torch.isfinite(total):
+                raise ScaleworldError(
+                    f"PPO loss is {total.item()} at update {update}: lower the learning rate or check the "
+                    "environment's rewards; the run resumes from its last checkpoint"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            for key in ("loss_objective", "loss_critic", "loss_entropy", "entropy", "kl_approx", "clip_fraction"):
+                sums[key] = sums.get(key, 0.0) + float(losses[key])
+            count += 1
+    return {key: value / count for key, value in sums.items()}
+
+
+class _progress:
+    """A rich progress bar over frames, or nothing when disabled; advance(n, note)."""
+
+    def __init__(self, enabled: bool, description: str, total: int, completed: int):
+        self.enabled, self.description, self.total, self.completed = enabled, description, total, completed
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n, note="": None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("frames {task.fields[note]}"), TimeRemainingColumn())
+        self._bar.__enter__()
+        task = self._bar.add_task(self.description, total=self.total, completed=self.completed, note="")
+        return lambda n, note="": self._bar.update(task, advance=n, note=note)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self._bar.__exit__(*exc)

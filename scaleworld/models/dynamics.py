@@ -1,0 +1,221 @@
+"""The dynamics transformer: GPT-style, pre-norm, causal, ONE token per time step.
+
+Token t = embedding of the latent z_t (32 categorical variables) + embedding of the action a_t
+(+ the game's embedding in joint mode). From the output at t the heads predict z_{t+1}
+(32 categoricals), the reward r_t (two-hot over symlog bins) and whether the episode ended at t.
+
+Attention uses rotary position embeddings and a sliding window of `context` tokens: token i
+attends to tokens i-context+1 .. i. With sequences no longer than `context` (training) this is
+plain causal attention. The window is what makes the KV cache exact: when stepping one token at a
+time past `context` tokens, the cache evicts the oldest token (a ring buffer), and because rotary
+keys carry their absolute position, the result equals the full forward with the same window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True, kw_only=True)
+class DynamicsConfig:
+    width: int = 512
+    depth: int = 2
+    heads: int = 8
+    ffn_mult: int = 4
+    context: int = 64
+    """Attention window in time steps (also the longest training sequence)."""
+    groups: int = 32
+    classes: int = 32
+    num_actions: int = 18
+    games: tuple[str, ...] = ()
+    """Joint mode when non-empty: the games whose embedding the model learns, in index order."""
+    reward_bins: int = 255
+    reward_limit: float = 20.0
+    """Two-hot bins span [-limit, limit] in symlog space."""
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"width {self.width} must split into {self.heads} heads of even size")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DynamicsConfig:
+        return cls(**{**values, "games": tuple(values.get("games", ()))})
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding on [B, H, T, D] with cos/sin [T, D/2] (pairs are the two halves of D)."""
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)
+
+
+class RotaryAngles(nn.Module):
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        self.register_buffer(
+            "inv_freq", base ** (-torch.arange(0, head_dim, 2).float() / head_dim), persistent=False
+        )
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        angles = positions.float()[:, None] * self.inv_freq[None, :]  # [T, D/2]
+        return angles.cos(), angles.sin()
+
+
+class KVCache:
+    """Preallocated keys/values for stepping: [depth, B, heads, context, head_dim] each.
+
+    Token at absolute position p is written to slot p % context (the oldest is evicted once the
+    window is full). Attention over the slots needs no ordering because rotary keys already encode
+    positions; a mask hides slots not yet written.
+    """
+
+    def __init__(self, config: DynamicsConfig, batch: int, *, device=None, dtype=torch.float32):
+        hd = config.width // config.heads
+        shape = (config.depth, batch, config.heads, config.context, hd)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.context = config.context
+        self.position = 0  # absolute position of the next token
+
+    def reset(self) -> None:
+        self.position = 0
+
+    def valid(self) -> torch.Tensor:
+        """bool [context]: which slots hold a token (after the current one is written)."""
+        filled = min(self.position + 1, self.context)
+        return torch.arange(self.context, device=self.k.device) < filled
+
+
+class Block(nn.Module):
+    def __init__(self, c: DynamicsConfig):
+        super().__init__()
+        self.heads = c.heads
+        self.norm1 = nn.LayerNorm(c.width)
+        self.qkv = nn.Linear(c.width, 3 * c.width)
+        self.proj = nn.Linear(c.width, c.width)
+        self.norm2 = nn.LayerNorm(c.width)
+        self.mlp = nn.Sequential(
+            nn.Linear(c.width, c.ffn_mult * c.width), nn.GELU(), nn.Linear(c.ffn_mult * c.width, c.width)
+        )
+
+    def _qkv(self, x, cos, sin):
+        b, t, w = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        return _rotate(q, cos, sin), _rotate(k, cos, sin), v  # each [B, H, T, D]
+
+    def _finish(self, x, attn):
+        b, h, t, d = attn.shape
+        x = x + self.proj(attn.transpose(1, 2).reshape(b, t, h * d))
+        return x + self.mlp(self.norm2(x))
+
+    def forward(self, x, cos, sin, mask):
+        q, k, v = self._qkv(x, cos, sin)
+        if mask is None:
+            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self._finish(x, attn)
+
+    def step(self, x, cos, sin, cache: KVCache, layer: int):
+        q, k, v = self._qkv(x, cos, sin)  # [B, H, 1, D]
+        slot = cache.position % cache.context
+        cache.k[layer, :, :, slot] = k[:, :, 0]
+        cache.v[layer, :, :, slot] = v[:, :, 0]
+        attn = F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=cache.valid()[None, :])
+        return self._finish(x, attn)
+
+
+class DynamicsModel(nn.Module):
+    def __init__(self, config: DynamicsConfig):
+        super().__init__()
+        self.config = c = config
+        self.latent_embed = nn.Embedding(c.groups * c.classes, c.width)  # summed over the 32 groups
+        self.action_embed = nn.Embedding(c.num_actions, c.width)
+        self.game_embed = nn.Embedding(len(c.games), c.width) if c.games else None
+        self.rotary = RotaryAngles(c.width // c.heads)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.width)
+        self.latent_head = nn.Linear(c.width, c.groups * c.classes)
+        self.reward_head = nn.Linear(c.width, c.reward_bins)
+        self.termination_head = nn.Linear(c.width, 1)
+        self.register_buffer("_group_offset", torch.arange(c.groups) * c.classes, persistent=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * c.depth))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def embed(self, latents: torch.Tensor, actions: torch.Tensor, game: torch.Tensor | None) -> torch.Tensor:
+        """latents int [B, T, groups], actions int [B, T], game int [B, T] -> tokens [B, T, width]."""
+        x = self.latent_embed(latents.long() + self._group_offset).sum(-2) + self.action_embed(actions.long())
+        if self.game_embed is not None:
+            if game is None:
+                raise ValueError("a joint model needs the game index of every token")
+            x = x + self.game_embed(game.long())
+        return x
+
+    def heads(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.config
+        return {
+            "hidden": hidden,  # [B, T, width] (what an actor-critic reads)
+            "latent_logits": self.latent_head(hidden).unflatten(-1, (c.groups, c.classes)),  # [B, T, G, C]
+            "reward_logits": self.reward_head(hidden),  # [B, T, bins]
+            "termination_logits": self.termination_head(hidden).squeeze(-1),  # [B, T]
+        }
+
+    def _window_mask(self, t: int, device) -> torch.Tensor | None:
+        if t <= self.config.context:
+            return None  # plain causal
+        i = torch.arange(t, device=device)
+        return (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - self.config.context)
+
+    def forward(self, latents, actions, game=None) -> dict[str, torch.Tensor]:
+        """Full causal pass over [B, T] tokens (T may exceed `context`: sliding window)."""
+        x = self.embed(latents, actions, game)
+        t = x.shape[1]
+        cos, sin = self.rotary(torch.arange(t, device=x.device))
+        mask = self._window_mask(t, x.device)
+        for block in self.blocks:
+            x = block(x, cos, sin, mask)
+        return self.heads(self.norm(x))
+
+    def new_cache(self, batch: int) -> KVCache:
+        p = next(self.parameters())
+        return KVCache(self.config, batch, device=p.device, dtype=p.dtype)
+
+    def step(self, cache: KVCache, latents, actions, game=None) -> dict[str, torch.Tensor]:
+        """One token per sequence: latents [B, groups], actions [B] (game [B]) -> heads at [B, 1, ...]."""
+        x = self.embed(latents[:, None], actions[:, None], None if game is None else game[:, None])
+        cos, sin = self.rotary(torch.tensor([cache.position], device=x.device))
+        for layer, block in enumerate(self.blocks):
+            x = block.step(x, cos, sin, cache, layer)
+        cache.position += 1
+        return self.heads(self.norm(x))
+
+
+def parameter_counts(config: DynamicsConfig) -> dict[str, int]:
+    """Total and transformer-block parameters, counted on the meta device (no memory used).
+
+    `blocks` counts the attention + MLP + LayerNorm parameters of all blocks (about 12 x width^2 x
+    depth, the figure scaling papers quote); `total` adds embeddings, the final norm and heads.
+    """
+    with torch.device("meta"):
+        model = DynamicsModel(config)
+    blocks = sum(p.numel() for p in model.blocks.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    return {"total": total, "blocks": blocks}

@@ -1,0 +1,65 @@
+"""Trained models on disk: ``tokenizer.pt`` / ``dynamics.pt`` (config + weights), written atomically.
+
+A model's identity is the SHA-256 of its file: token datasets record the tokenizer's, so NLLs are
+only compared between dynamics runs that read the same tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scaleworld.data.files import sha256_file
+from scaleworld.errors import ScaleworldError
+from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel
+from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
+
+TOKENIZER_FILE = "tokenizer.pt"
+DYNAMICS_FILE = "dynamics.pt"
+
+
+def save_model(path: Path, *, kind: str, config: dict[str, Any], module: torch.nn.Module, extra: dict) -> str:
+    """Write {kind, config, state_dict, extra} atomically; return the file's SHA-256."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save({"kind": kind, "config": config, "state_dict": module.state_dict(), "extra": extra}, tmp)
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+def _load(run_dir: str | Path, filename: str, kind: str) -> tuple[dict, Path]:
+    path = Path(run_dir) / filename
+    if not path.is_file():
+        raise ScaleworldError(f"{path}: no trained {kind} here (train it first, or check the folder)")
+    try:
+        payload = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as exc:
+        raise ScaleworldError(f"{path}: cannot be read ({type(exc).__name__}): train the {kind} again") from exc
+    if payload.get("kind") != kind:
+        raise ScaleworldError(f"{path}: holds a {payload.get('kind')!r}, not a {kind}")
+    return payload, path
+
+
+def load_tokenizer(run_dir: str | Path) -> tuple[Tokenizer, dict[str, Any]]:
+    """The frozen tokenizer (eval mode, no grad) and its identity {path, sha256, config}."""
+    payload, path = _load(run_dir, TOKENIZER_FILE, "tokenizer")
+    config = TokenizerConfig.from_dict(payload["config"])
+    model = Tokenizer(config)
+    model.load_state_dict(payload["state_dict"])
+    model.eval().requires_grad_(False)
+    identity = {"path": str(path.resolve()), "sha256": sha256_file(path), "config": config.to_dict(),
+                **payload["extra"]}
+    return model, identity
+
+
+def load_dynamics(run_dir: str | Path) -> tuple[DynamicsModel, dict[str, Any]]:
+    payload, path = _load(run_dir, DYNAMICS_FILE, "dynamics")
+    config = DynamicsConfig.from_dict(payload["config"])
+    model = DynamicsModel(config)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    identity = {"path": str(path.resolve()), "sha256": sha256_file(path), "config": config.to_dict(),
+                **payload["extra"]}
+    return model, identity

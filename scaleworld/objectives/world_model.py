@@ -1,0 +1,114 @@
+"""TorchRL LossModules for the two stages of the world model: tokenizer and dynamics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from tensordict.utils import NestedKey
+from torchrl.objectives import LossModule
+
+from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.tokenizer import Tokenizer
+from scaleworld.objectives.twohot import two_hot
+
+
+class TokenizerLoss(LossModule):
+    """Reconstruction MSE through a straight-through categorical sample; reads ``pixels`` uint8 [B, 64, 64, 3]."""
+
+    @dataclass
+    class _AcceptedKeys:
+        pixels: NestedKey = "pixels"
+
+    default_keys = _AcceptedKeys
+
+    def __init__(self, tokenizer: Tokenizer, *, generator: torch.Generator | None = None):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.generator = generator
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        pass
+
+    @property
+    def in_keys(self):
+        return [self.tensor_keys.pixels]
+
+    def forward(self, td: TensorDictBase) -> TensorDict:
+        pixels = td.get(self.tensor_keys.pixels)
+        pixels = pixels.reshape(-1, *pixels.shape[-3:])
+        logits = self.tokenizer.logits(pixels)
+        recon = self.tokenizer.decode_onehot(self.tokenizer.sample(logits, self.generator))
+        loss = F.mse_loss(recon, pixels.float() / 255.0)
+        return TensorDict({"loss_reconstruction": loss, "total": loss.detach()}, batch_size=[])
+
+
+class WorldModelLoss(LossModule):
+    """Next-latent cross-entropy (nats per frame), reward two-hot CE, termination BCE, on [B, T] windows.
+
+    Reads ``tokens`` uint8 [B, T, groups], ``action`` [B, T], ``("next", "reward")`` [B, T],
+    ``("next", "terminated")`` [B, T], ``mask`` bool [B, T] and, for joint models, ``game`` [B, T].
+    Returns ``loss_latent``, ``loss_reward``, ``loss_termination`` (summed by TorchRL-style
+    trainers as every ``loss_*`` key) and ``total`` (their sum, detached, for logging).
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        tokens: NestedKey = "tokens"
+        action: NestedKey = "action"
+        reward: NestedKey = ("next", "reward")
+        terminated: NestedKey = ("next", "terminated")
+        mask: NestedKey = "mask"
+        game: NestedKey = "game"
+
+    default_keys = _AcceptedKeys
+
+    def __init__(self, model: DynamicsModel | TensorDictModuleBase):
+        super().__init__()
+        self.model = model
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        pass
+
+    @property
+    def in_keys(self):
+        k = self.tensor_keys
+        return [k.tokens, k.action, k.reward, k.terminated, k.mask] + ([k.game] if self.model.config.games else [])
+
+    def terms(self, td: TensorDictBase) -> dict[str, torch.Tensor]:
+        """Per-position losses (unreduced) and their masks; shared by training and fidelity."""
+        k = self.tensor_keys
+        cfg = self.model.config
+        tokens = td.get(k.tokens).long()  # [B, T, G]
+        mask = td.get(k.mask)  # [B, T]
+        game = td.get(k.game) if cfg.games else None
+        out = self.model(tokens, td.get(k.action), game)
+        # next latent: position t predicts tokens[t + 1]; valid where t + 1 is in the same window
+        logits = out["latent_logits"][:, :-1]  # [B, T-1, G, C]
+        latent_nll = F.cross_entropy(logits.flatten(0, 2), tokens[:, 1:].flatten(), reduction="none")
+        latent_nll = latent_nll.view(logits.shape[:3]).sum(-1)  # nats per frame [B, T-1]
+        reward = td.get(k.reward).float()
+        reward_ce = -(two_hot(reward, cfg.reward_bins, cfg.reward_limit)
+                      * out["reward_logits"].log_softmax(-1)).sum(-1)  # [B, T]
+        term_bce = F.binary_cross_entropy_with_logits(
+            out["termination_logits"], td.get(k.terminated).float(), reduction="none")  # [B, T]
+        return {"latent": latent_nll, "latent_mask": mask[:, 1:], "reward": reward_ce,
+                "termination": term_bce, "step_mask": mask, "out": out}
+
+    def forward(self, td: TensorDictBase) -> TensorDict:
+        t = self.terms(td)
+
+        def mean(x, m):
+            return (x * m).sum() / m.sum().clamp(min=1)
+
+        latent = mean(t["latent"], t["latent_mask"])
+        reward = mean(t["reward"], t["step_mask"])
+        termination = mean(t["termination"], t["step_mask"])
+        return TensorDict(
+            {"loss_latent": latent, "loss_reward": reward, "loss_termination": termination,
+             "total": (latent + reward + termination).detach()},
+            batch_size=[],
+        )

@@ -1,0 +1,136 @@
+"""The two training runs of the world model: tokenizer (on pixels) and dynamics (on tokens).
+
+A run folder holds ``checkpoint.pt`` (resumable), ``logs/`` (TorchRL CSV), ``metrics.json`` and,
+when finished, the trained model (``tokenizer.pt`` / ``dynamics.pt``) and ``run.json`` describing
+the run (settings, datasets, the episode split, parameter counts).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from scaleworld.data.dataset import TOKEN_FORMAT, OfflineDataset
+from scaleworld.data.files import write_json_atomic
+from scaleworld.data.sampling import MultiGameWindows, split_episodes
+from scaleworld.errors import ScaleworldError
+from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel, parameter_counts
+from scaleworld.models.store import DYNAMICS_FILE, TOKENIZER_FILE, save_model
+from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
+from scaleworld.objectives.world_model import TokenizerLoss, WorldModelLoss
+from scaleworld.training.trainer import TrainConfig, Trainer
+
+MatchRule = Literal["tokens_per_game", "total_steps"]
+
+
+def matched_steps(*, joint_steps: int, num_games: int, rule: MatchRule) -> int:
+    """Gradient steps for a single-game run matched to a joint run (same batch and window).
+
+    ``tokens_per_game``: the single run sees as many tokens of its game as the joint run saw of
+    each game (joint_steps / num_games). ``total_steps``: as many gradient steps as the joint run.
+    """
+    if rule == "tokens_per_game":
+        return max(1, math.ceil(joint_steps / num_games))
+    if rule == "total_steps":
+        return joint_steps
+    raise ScaleworldError(f"unknown matching rule {rule!r}: use tokens_per_game or total_steps")
+
+
+def _open_all(dirs: list[str | Path], *, want_tokens: bool) -> list[OfflineDataset]:
+    if not dirs:
+        raise ScaleworldError("no dataset given: pass at least one --data folder")
+    datasets = [OfflineDataset.open(d) for d in dirs]
+    for ds in datasets:
+        is_tokens = ds.manifest["format"] == TOKEN_FORMAT
+        if is_tokens != want_tokens:
+            need = "a token dataset (scaleworld tokens encode)" if want_tokens else "a pixel dataset"
+            raise ScaleworldError(f"{ds.path}: expected {need}")
+    return datasets
+
+
+def _splits(datasets, *, val_fraction: float, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    pairs = [split_episodes(len(ds.episode_lengths), val_fraction=val_fraction, seed=seed) for ds in datasets]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: TokenizerConfig = TokenizerConfig(),
+                    train: TrainConfig, val_fraction: float = 0.1, progress: bool = True) -> dict[str, Any]:
+    """Train a tokenizer on frames of one game (scope per_game) or several (scope shared)."""
+    out = Path(out)
+    datasets = _open_all(data_dirs, want_tokens=False)
+    train_eps, val_eps = _splits(datasets, val_fraction=val_fraction, seed=train.seed)
+    torch.manual_seed(train.seed)
+    model = Tokenizer(config)
+    gen = torch.Generator().manual_seed(train.seed)
+    val_gen = torch.Generator().manual_seed(train.seed + 1)
+    train_view = MultiGameWindows(datasets, seq_len=1, generator=gen, episodes=train_eps)
+    val_view = MultiGameWindows(datasets, seq_len=1, generator=val_gen, episodes=val_eps)
+    has_val = all(len(v) for v in val_eps)
+    trainer = Trainer(
+        loss=TokenizerLoss(model, generator=gen), sample_train=train_view.sample,
+        sample_val=val_view.sample if has_val else None, val_generator=val_gen, config=train,
+        run_dir=out, generators={"train": gen}, progress=progress, describe="tokenizer",
+    )
+    final = trainer.fit()
+    info = {
+        "kind": "tokenizer",
+        "scope": "shared" if len(datasets) > 1 else "per_game",
+        "games": [ds.game for ds in datasets],
+        "datasets": [str(ds.path.resolve()) for ds in datasets],
+        "train": asdict(train), "val_fraction": val_fraction, "final": final,
+    }
+    save_model(out / TOKENIZER_FILE, kind="tokenizer", config=config.to_dict(), module=model,
+               extra={"scope": info["scope"], "games": info["games"]})
+    write_json_atomic(out / "run.json", info)
+    return info
+
+
+def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
+                   val_fraction: float = 0.1, split_seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Train a dynamics model on one game's tokens (single) or several games' (joint, balanced)."""
+    out = Path(out)
+    datasets = _open_all(token_dirs, want_tokens=True)
+    tokenizers = {ds.manifest["tokenizer"]["sha256"] for ds in datasets}
+    if len(tokenizers) != 1:
+        raise ScaleworldError("the token datasets come from different tokenizers: encode them with one tokenizer")
+    tok_cfg = datasets[0].manifest["tokenizer"]["config"]
+    joint = len(datasets) > 1
+    model = DynamicsConfig.from_dict({
+        **model.to_dict(), "games": [ds.game for ds in datasets] if joint else [],
+        "groups": tok_cfg["groups"], "classes": tok_cfg["classes"],
+    })
+    train_eps, val_eps = _splits(datasets, val_fraction=val_fraction, seed=split_seed)
+    torch.manual_seed(train.seed)
+    net = DynamicsModel(model)
+    gen = torch.Generator().manual_seed(train.seed)
+    val_gen = torch.Generator().manual_seed(train.seed + 1)
+    seq_len = model.context
+    train_view = MultiGameWindows(datasets, seq_len=seq_len, generator=gen, episodes=train_eps)
+    val_view = MultiGameWindows(datasets, seq_len=seq_len, generator=val_gen, episodes=val_eps)
+    has_val = all(len(v) for v in val_eps)
+    trainer = Trainer(
+        loss=WorldModelLoss(net), sample_train=train_view.sample,
+        sample_val=val_view.sample if has_val else None, val_generator=val_gen, config=train,
+        run_dir=out, generators={"train": gen}, progress=progress,
+        describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
+    )
+    final = trainer.fit()
+    info = {
+        "kind": "dynamics",
+        "mode": "joint" if joint else "single",
+        "games": [ds.game for ds in datasets],
+        "datasets": [str(ds.path.resolve()) for ds in datasets],
+        "tokenizer_sha256": tokenizers.pop(),
+        "model": model.to_dict(), "params": parameter_counts(model),
+        "train": asdict(train), "tokens_seen": train.steps * train.batch_size * seq_len,
+        "val_fraction": val_fraction, "split_seed": split_seed, "final": final,
+    }
+    save_model(out / DYNAMICS_FILE, kind="dynamics", config=model.to_dict(), module=net,
+               extra={"games": info["games"], "mode": info["mode"], "val_fraction": val_fraction,
+                      "split_seed": split_seed, "datasets": info["datasets"]})
+    write_json_atomic(out / "run.json", info)
+    return info

@@ -1,0 +1,266 @@
+"""One trainer for the tokenizer and the dynamics model.
+
+AdamW (fused on CUDA), linear warmup + cosine decay, gradient clipping, bf16 autocast on CUDA
+(fp32 on CPU), optional torch.compile, periodic held-out evaluation, TorchRL CSV logs, a rich
+progress bar, atomic checkpoints every N steps and exact resumption: everything that decides the
+next step (weights, optimiser, schedule, step, the samplers' generators, torch's global RNG) is in
+the checkpoint, so on CPU a resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+
+from scaleworld.data.files import write_json_atomic
+from scaleworld.errors import ScaleworldError
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(ScaleworldError):
+    """A loss term or the gradient norm became NaN/inf."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    steps: int = 1000
+    """Gradient steps (the budget; `tokens_to_steps` converts a token budget)."""
+    batch_size: int = 16
+    lr: float = 3e-4
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    """The cosine decays to lr * min_lr_ratio at the last step."""
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_batches: int = 4
+    checkpoint_every: int = 250
+    log_every: int = 10
+    compile: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ScaleworldError(f"train.{name}={getattr(self, name)} must be at least 1")
+        if not self.lr > 0:
+            raise ScaleworldError(f"train.lr={self.lr} must be positive")
+
+
+def tokens_to_steps(tokens: int, *, batch_size: int, seq_len: int) -> int:
+    """Gradient steps that consume `tokens` tokens (one token per time step), rounded up."""
+    return max(1, math.ceil(tokens / (batch_size * seq_len)))
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Multiplier of the base LR at `step` (0-based): linear warmup, then cosine to min_lr_ratio."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _optimizer(module: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    decay = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2),
+                             fused=device.type == "cuda")
+
+
+def _loss_terms(td: TensorDictBase) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in td.items() if isinstance(k, str) and k.startswith("loss_")}
+
+
+class Trainer:
+    """Trains `loss` (a TorchRL LossModule holding the model) on batches from `sample_train`.
+
+    `sample_train(batch_size)` and `sample_val(batch_size)` return TensorDicts; they must draw
+    their randomness from the generators passed in `generators` (saved in checkpoints).
+    """
+
+    def __init__(
+        self,
+        *,
+        loss: nn.Module,
+        sample_train: Callable[[int], TensorDictBase],
+        sample_val: Callable[[int], TensorDictBase] | None,
+        config: TrainConfig,
+        run_dir: str | Path,
+        generators: dict[str, torch.Generator],
+        val_generator: torch.Generator | None = None,
+        device: str | torch.device = "cpu",
+        progress: bool = True,
+        describe: str = "train",
+    ):
+        self.loss = loss
+        self.sample_train = sample_train
+        self.sample_val = sample_val
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.generators = generators
+        self.val_generator = val_generator
+        self.device = torch.device(device)
+        self.progress = progress
+        self.describe = describe
+        self.step = 0
+        self.optimizer = _optimizer(loss, config, self.device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
+        self._forward = torch.compile(loss) if config.compile else loss
+        self._val_state = val_generator.get_state() if val_generator is not None else None
+        self.history: list[dict[str, float]] = []
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "step": self.step,
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generators": {k: g.get_state() for k, g in self.generators.items()},
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(self.config),
+            "history": self.history,
+        }
+        tmp = self.run_dir / f".{CHECKPOINT}.tmp-{os.getpid()}"
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def try_resume(self) -> bool:
+        if not self.checkpoint_path.is_file():
+            return False
+        try:
+            state = torch.load(self.checkpoint_path, weights_only=False)
+        except Exception as exc:
+            raise ScaleworldError(
+                f"{self.checkpoint_path}: cannot be read ({type(exc).__name__}); delete it to start over"
+            ) from exc
+        if state["config"] != asdict(self.config):
+            raise ScaleworldError(
+                f"{self.checkpoint_path}: was written with different training settings; "
+                "use another run folder or delete the checkpoint"
+            )
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for k, g in self.generators.items():
+            g.set_state(state["generators"][k])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = state["step"]
+        self.history = state["history"]
+        return True
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def train_step(self) -> dict[str, float]:
+        self.loss.train()
+        batch = self.sample_train(self.config.batch_size).to(self.device)
+        with self._autocast():
+            out = self._forward(batch)
+        terms = _loss_terms(out)
+        for name, value in terms.items():
+            if not torch.isfinite(value):
+                self._diverged(f"{name} is {value.item()}")
+        total = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.loss.parameters(), self.config.grad_clip)
+        if not torch.isfinite(grad_norm):
+            self._diverged(f"the gradient norm is {grad_norm.item()}")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {**{k: v.item() for k, v in terms.items()}, "grad_norm": grad_norm.item(),
+                "lr": self.scheduler.get_last_lr()[0]}
+
+    def _diverged(self, what: str) -> None:
+        where = (f"the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path.is_file()
+                 else "no checkpoint was written yet")
+        raise TrainingDiverged(
+            f"{what} at step {self.step + 1}: training stopped ({where}); lower train.lr or check the data"
+        )
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss terms over `eval_batches` validation batches; the same batches every time."""
+        if self.sample_val is None:
+            return {}
+        self.loss.eval()
+        if self._val_state is not None:
+            self.val_generator.set_state(self._val_state)
+        sums: dict[str, float] = {}
+        for _ in range(self.config.eval_batches):
+            with self._autocast():
+                out = self.loss(self.sample_val(self.config.batch_size).to(self.device))
+            for k, v in _loss_terms(out).items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+        return {f"val_{k}": v / self.config.eval_batches for k, v in sums.items()}
+
+    def fit(self) -> dict[str, Any]:
+        """Train to `config.steps` (resuming if a checkpoint exists); returns the final metrics."""
+        from torchrl.record.loggers.csv import CSVLogger
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        logger = CSVLogger(exp_name="logs", log_dir=str(self.run_dir))
+        cfg = self.config
+        with _bar(self.progress, self.describe, cfg.steps, self.step) as advance:
+            while self.step < cfg.steps:
+                metrics = self.train_step()
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    for k, v in metrics.items():
+                        logger.log_scalar(k, v, step=self.step)
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    val = self.evaluate()
+                    for k, v in val.items():
+                        logger.log_scalar(k, v, step=self.step)
+                    self.history.append({"step": self.step, **metrics, **val})
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save_checkpoint()
+                advance(metrics)
+        final = self.history[-1] if self.history else {}
+        write_json_atomic(self.run_dir / "metrics.json", {"final": final, "history": self.history})
+        return final
+
+
+class _bar:
+    def __init__(self, enabled: bool, description: str, total: int, done: int):
+        self.enabled, self.description, self.total, self.done = enabled, description, total, done
+
+    def __enter__(self) -> Callable[[dict[str, float]], None]:
+        if not self.enabled:
+            return lambda metrics: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeRemainingColumn(), TextColumn("{task.fields[loss]}"))
+        self._p.__enter__()
+        task = self._p.add_task(self.description, total=self.total, completed=self.done, loss="")
+
+        def advance(metrics: dict[str, float]) -> None:
+            loss = sum(v for k, v in metrics.items() if k.startswith("loss_"))
+            self._p.update(task, advance=1, loss=f"loss {loss:.4f}")
+
+        return advance
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self._p.__exit__(*exc)
