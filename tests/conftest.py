@@ -34,3 +34,38 @@ def breakout_ds(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pong_ds(tmp_path_factory):
     return collect(tmp_path_factory.mktemp("data") / "pong", game="Pong", steps=300, seed=1)
+
+
+@pytest.fixture(scope="session")
+def frozen_tokenizer(tmp_path_factory):
+    """A small randomly initialised tokenizer saved as a run folder: a fixed, deterministic encoder
+    of real frames (training it is tested separately; here it only has to be frozen)."""
+    import torch
+
+    from scaleworld.models.store import TOKENIZER_FILE, save_model
+    from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
+
+    torch.manual_seed(0)
+    config = TokenizerConfig(channels=(8, 16, 32, 32))
+    out = tmp_path_factory.mktemp("tokenizer")
+    save_model(out / TOKENIZER_FILE, kind="tokenizer", config=config.to_dict(), module=Tokenizer(config),
+               extra={"scope": "test", "games": []})
+    return out
+
+
+@pytest.fixture(scope="session")
+def breakout_tokens(tmp_path_factory, frozen_tokenizer, breakout_ds):
+    from scaleworld.data.tokens import encode_dataset
+
+    out = tmp_path_factory.mktemp("tokens") / "breakout"
+    encode_dataset(tokenizer_dir=frozen_tokenizer, data_dir=breakout_ds, out=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pong_tokens(tmp_path_factory, frozen_tokenizer, pong_ds):
+    from scaleworld.data.tokens import encode_dataset
+
+    out = tmp_path_factory.mktemp("tokens") / "pong"
+    encode_dataset(tokenizer_dir=frozen_tokenizer, data_dir=pong_ds, out=out, progress=False)
+    return out

@@ -179,7 +179,7 @@ def test_classify_games_adjusts_decision_p_values_with_benjamini_hochberg():
         for variant, truth in enumerate(truths):
             curves[f"{regime}-{variant}"] = (PAPER, _sample(truth, 4, 0.01, rng))
     curves["short"] = (PAPER, _sample(TRUTHS["monotonic"][0], 2, 0.01, rng))  # too few seeds: left out of BH
-    curves["small-ladder"] = (PAPER[:5], _sample(TRUTHS["monotonic"][0][:5], 4, 0.01, rng))  # no bump test
+    curves["small-ladder"] = (PAPER[:4], _sample(TRUTHS["monotonic"][0][:4], 4, 0.01, rng))  # no bump test
     results = classify_games(curves, rule=RULE, rng=np.random.default_rng(0))
     reordered = classify_games(dict(reversed(list(curves.items()))), rule=RULE, rng=np.random.default_rng(0))
     assert results == reordered and list(results) == sorted(curves)
@@ -221,7 +221,8 @@ def test_rule_is_versioned_validated_and_printable():
         (dict(delta=-0.01), "delta"),
         (dict(min_sizes=2), "min_sizes"),
         (dict(min_seeds=1), "min_seeds"),
-        (dict(bootstrap_reps=0), "reps"),
+        (dict(min_sizes=4.5), "integer"),
+        (dict(bootstrap_reps=0), "bootstrap_reps"),
         (dict(permutation_reps=10), "permutation_reps"),
     ]:
         with pytest.raises(ScaleworldError, match=message):

@@ -55,8 +55,8 @@ Why it is built this way: every class is claimed only by a test whose null hypot
 *absence* of that shape, so a wrong class needs a false rejection (probability about alpha or less),
 while too little data simply fails to reject and yields ``inconclusive``. ``flat`` is an equivalence
 test rather than "no significant effect" because non-significance is not evidence of flatness.
-Welch t-tests assume roughly normal seed noise of the seed means; they stay valid with 3 seeds,
-where bootstrap intervals would be too narrow. Bootstrap intervals on the per-size means are
+The Welch t-tests assume roughly normal seed-to-seed noise; unlike bootstrap intervals, they stay
+honest with 3 seeds. Bootstrap intervals on the per-size means are
 reported as evidence only.
 """
 
@@ -101,7 +101,8 @@ class RegimeRule:
     bootstrap_reps: int = 2000
     """Bootstrap replicates for the per-size mean intervals (evidence only)."""
     permutation_reps: int = 2000
-    """Permutations for the trend test; the smallest reachable p-value is 1 / (reps + 1)."""
+    """Permutations for the trend test. The smallest reachable p-value is 1 / (reps + 1), so with
+    Benjamini-Hochberg over G games use at least G / alpha (the default suffices for 26 games)."""
 
     def __post_init__(self) -> None:
         if self.version != RULE_VERSION:
@@ -111,13 +112,17 @@ class RegimeRule:
             raise ScaleworldError(f"regime rule alpha={self.alpha} must lie in (0, 0.5), e.g. 0.05")
         if not (np.isfinite(self.delta) and self.delta >= 0):
             raise ScaleworldError(f"regime rule delta={self.delta} must be a relative difference >= 0, e.g. 0.02")
+        for name in ("min_sizes", "min_seeds", "bootstrap_reps", "permutation_reps"):
+            if not isinstance(getattr(self, name), int):
+                raise ScaleworldError(f"regime rule {name}={getattr(self, name)!r} must be an integer")
         if self.min_sizes < 3:
             raise ScaleworldError(f"regime rule min_sizes={self.min_sizes} must be at least 3 "
                                   "(a U shape needs an interior best size)")
         if self.min_seeds < 2:
             raise ScaleworldError(f"regime rule min_seeds={self.min_seeds} must be at least 2 "
                                   "(seed noise must be estimable)")
-        check_bootstrap(rng=np.random.default_rng(0), reps=self.bootstrap_reps, confidence=1 - self.alpha)
+        if self.bootstrap_reps < 1:
+            raise ScaleworldError(f"regime rule bootstrap_reps={self.bootstrap_reps} must be positive, e.g. 2000")
         if (self.permutation_reps + 1) * self.alpha <= 1:
             raise ScaleworldError(f"regime rule permutation_reps={self.permutation_reps} can never reach "
                                   f"p <= alpha={self.alpha}; use at least {int(np.ceil(1 / self.alpha))}")
@@ -174,8 +179,8 @@ class RegimeEvidence:
     """(largest size - best size) / |level|: how much worse the largest is than the best."""
     bump_index: int | None
     """0-based index of the most significant double-descent peak candidate (None when K < 5)."""
-    relative_bump: float
-    """Height of that peak above the higher of its two side minima / |level| (NaN when K < 5)."""
+    relative_bump: float | None
+    """Height of that peak above the higher of its two side minima / |level| (None when K < 5)."""
     p_raw: RegimePValues
     p_used: RegimePValues
     """The p-values the decision used: p_raw for one game, BH-adjusted across games in classify_games."""
@@ -260,12 +265,12 @@ def _spearman_permutation(x: np.ndarray, y: np.ndarray, *, reps: int,
     return rho, float((1 + extreme) / (1 + reps))
 
 
-def _bump(diff: np.ndarray, p_worse: np.ndarray) -> tuple[float, int | None, float]:
+def _bump(diff: np.ndarray, p_worse: np.ndarray) -> tuple[float, int | None, float | None]:
     """(p_bump, most significant peak index, its height above the higher side minimum)."""
     k = diff.shape[0]
     candidates = range(2, k - 2)  # 0-based: at least two sizes on each side
     if not candidates:
-        return math.nan, None, math.nan
+        return math.nan, None, None
     p_peaks = []
     for j in candidates:
         p_left = min(1.0, j * float(p_worse[j, :j].min()))
@@ -314,7 +319,7 @@ def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeR
     )
     if sizes.size < rule.min_sizes or min(v.size for v in arrays) < rule.min_seeds:
         return RegimeEvidence(**evidence, kruskal_h=math.nan, kruskal_epsilon_squared=math.nan,
-                              spearman_rho=math.nan, bump_index=None, relative_bump=math.nan,
+                              spearman_rho=math.nan, bump_index=None, relative_bump=None,
                               p_raw=_UNTESTED, p_used=_UNTESTED)
 
     k, d = sizes.size, rule.delta * abs(level)
@@ -336,9 +341,9 @@ def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeR
         # Row j, column i < j: the larger size j against the smaller size i.
         no_worsening=float(p_within[np.tril_indices(k, -1)].max()),
     )
-    return RegimeEvidence(**evidence, kruskal_h=h, kruskal_epsilon_squared=h / (runs.size - 1),
-                          spearman_rho=rho, bump_index=bump_index, relative_bump=bump_height / scale,
-                          p_raw=p_raw, p_used=p_raw)
+    relative_bump = None if bump_height is None else bump_height / scale
+    return RegimeEvidence(**evidence, kruskal_h=h, kruskal_epsilon_squared=h / (runs.size - 1), spearman_rho=rho,
+                          bump_index=bump_index, relative_bump=relative_bump, p_raw=p_raw, p_used=p_raw)
 
 
 def _decide(evidence: RegimeEvidence, rule: RegimeRule) -> RegimeResult:

@@ -332,6 +332,7 @@ def benjamini_hochberg(p_values: object) -> np.ndarray:
     order = np.argsort(p, kind="stable")
     scaled = p[order] * p.size / np.arange(1, p.size + 1)
     adjusted_sorted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    adjusted_sorted = np.maximum(adjusted_sorted, p[order])  # exact in theory; guards p * m / m rounding down
     adjusted = np.empty_like(p)
     adjusted[order] = adjusted_sorted
     return adjusted

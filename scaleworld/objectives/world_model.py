@@ -17,7 +17,7 @@ from scaleworld.objectives.twohot import two_hot
 
 
 class TokenizerLoss(LossModule):
-    """Reconstruction MSE through a straight-through categorical sample; reads ``pixels`` uint8 [B, 64, 64, 3]."""
+    """Reconstruction MSE through the straight-through categorical code; reads ``pixels`` uint8 [..., 64, 64, 3]."""
 
     @dataclass
     class _AcceptedKeys:
@@ -25,10 +25,9 @@ class TokenizerLoss(LossModule):
 
     default_keys = _AcceptedKeys
 
-    def __init__(self, tokenizer: Tokenizer, *, generator: torch.Generator | None = None):
+    def __init__(self, tokenizer: Tokenizer):
         super().__init__()
         self.tokenizer = tokenizer
-        self.generator = generator
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
@@ -38,10 +37,10 @@ class TokenizerLoss(LossModule):
         return [self.tensor_keys.pixels]
 
     def forward(self, td: TensorDictBase) -> TensorDict:
-        pixels = td.get(self.tensor_keys.pixels)
+        pixels = td[self.tensor_keys.pixels]
         pixels = pixels.reshape(-1, *pixels.shape[-3:])
         logits = self.tokenizer.logits(pixels)
-        recon = self.tokenizer.decode_onehot(self.tokenizer.sample(logits, self.generator))
+        recon = self.tokenizer.decode_onehot(self.tokenizer.straight_through(logits))
         loss = F.mse_loss(recon, pixels.float() / 255.0)
         return TensorDict({"loss_reconstruction": loss, "total": loss.detach()}, batch_size=[])
 
@@ -82,19 +81,19 @@ class WorldModelLoss(LossModule):
         """Per-position losses (unreduced) and their masks; shared by training and fidelity."""
         k = self.tensor_keys
         cfg = self.model.config
-        tokens = td.get(k.tokens).long()  # [B, T, G]
-        mask = td.get(k.mask)  # [B, T]
-        game = td.get(k.game) if cfg.games else None
-        out = self.model(tokens, td.get(k.action), game)
+        tokens = td[k.tokens].long()  # [B, T, G]
+        mask = td[k.mask]  # [B, T]
+        game = td[k.game] if cfg.games else None
+        out = self.model(tokens, td[k.action], game)
         # next latent: position t predicts tokens[t + 1]; valid where t + 1 is in the same window
         logits = out["latent_logits"][:, :-1]  # [B, T-1, G, C]
         latent_nll = F.cross_entropy(logits.flatten(0, 2), tokens[:, 1:].flatten(), reduction="none")
         latent_nll = latent_nll.view(logits.shape[:3]).sum(-1)  # nats per frame [B, T-1]
-        reward = td.get(k.reward).float()
+        reward = td[k.reward].float()
         reward_ce = -(two_hot(reward, cfg.reward_bins, cfg.reward_limit)
                       * out["reward_logits"].log_softmax(-1)).sum(-1)  # [B, T]
         term_bce = F.binary_cross_entropy_with_logits(
-            out["termination_logits"], td.get(k.terminated).float(), reduction="none")  # [B, T]
+            out["termination_logits"], td[k.terminated].float(), reduction="none")  # [B, T]
         return {"latent": latent_nll, "latent_mask": mask[:, 1:], "reward": reward_ce,
                 "termination": term_bce, "step_mask": mask, "out": out}
 

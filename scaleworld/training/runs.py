@@ -68,11 +68,11 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
     gen = torch.Generator().manual_seed(train.seed)
     val_gen = torch.Generator().manual_seed(train.seed + 1)
     train_view = MultiGameWindows(datasets, seq_len=1, generator=gen, episodes=train_eps)
-    val_view = MultiGameWindows(datasets, seq_len=1, generator=val_gen, episodes=val_eps)
     has_val = all(len(v) for v in val_eps)
+    val_view = MultiGameWindows(datasets, seq_len=1, generator=val_gen, episodes=val_eps) if has_val else None
     trainer = Trainer(
-        loss=TokenizerLoss(model, generator=gen), sample_train=train_view.sample,
-        sample_val=val_view.sample if has_val else None, val_generator=val_gen, config=train,
+        loss=TokenizerLoss(model), sample_train=train_view.sample,
+        sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen}, progress=progress, describe="tokenizer",
     )
     final = trainer.fit()
@@ -110,11 +110,11 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
     val_gen = torch.Generator().manual_seed(train.seed + 1)
     seq_len = model.context
     train_view = MultiGameWindows(datasets, seq_len=seq_len, generator=gen, episodes=train_eps)
-    val_view = MultiGameWindows(datasets, seq_len=seq_len, generator=val_gen, episodes=val_eps)
     has_val = all(len(v) for v in val_eps)
+    val_view = MultiGameWindows(datasets, seq_len=seq_len, generator=val_gen, episodes=val_eps) if has_val else None
     trainer = Trainer(
         loss=WorldModelLoss(net), sample_train=train_view.sample,
-        sample_val=val_view.sample if has_val else None, val_generator=val_gen, config=train,
+        sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen}, progress=progress,
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
     )

@@ -1,0 +1,114 @@
+"""The dynamics transformer: KV cache, parameter counts, losses' key handling, two-hot."""
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from scaleworld.errors import ScaleworldError
+from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel, parameter_counts
+from scaleworld.models.ladders import get_ladder, get_size, ladder_table
+from scaleworld.objectives.twohot import expected_value, two_hot
+from scaleworld.objectives.world_model import WorldModelLoss
+
+
+def _sequence(b, t, games=0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randint(0, 32, (b, t, 32), generator=g)
+    actions = torch.randint(0, 18, (b, t), generator=g)
+    game = torch.randint(0, games, (b, t), generator=g) if games else None
+    return latents, actions, game
+
+
+@pytest.mark.parametrize("games", [(), ("Pong", "Breakout")])
+def test_kv_cache_stepping_equals_the_full_forward_even_after_the_window_slides(games):
+    torch.manual_seed(0)
+    config = DynamicsConfig(width=64, depth=3, heads=4, context=8, games=games)
+    model = DynamicsModel(config).eval()
+    latents, actions, game = _sequence(3, 21, len(games))  # 21 > 8: the cache evicts 13 times
+    with torch.no_grad():
+        full = model(latents, actions, game)
+        cache = model.new_cache(3)
+        steps = [model.step(cache, latents[:, t], actions[:, t], None if game is None else game[:, t])
+                 for t in range(21)]
+    for key in ("hidden", "latent_logits", "reward_logits", "termination_logits"):
+        stepped = torch.cat([s[key] for s in steps], dim=1)
+        torch.testing.assert_close(stepped, full[key], rtol=1e-5, atol=1e-5)
+    # within the window the sliding mask is plain causal: a prefix's outputs do not change
+    with torch.no_grad():
+        prefix = model(latents[:, :8], actions[:, :8], None if game is None else game[:, :8])
+    torch.testing.assert_close(prefix["latent_logits"], full["latent_logits"][:, :8], rtol=1e-5, atol=1e-5)
+
+
+def test_the_window_really_forgets_tokens_older_than_the_context():
+    torch.manual_seed(0)
+    model = DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=4)).eval()
+    latents, actions, _ = _sequence(1, 10)
+    changed = latents.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % 32  # differs only at t=0
+    with torch.no_grad():
+        a, b = model(latents, actions)["latent_logits"], model(changed, actions)["latent_logits"]
+    assert not torch.allclose(a[:, 3], b[:, 3])  # t=3 still sees t=0
+    torch.testing.assert_close(a[:, 4:], b[:, 4:])  # one layer, window 4: t>=4 cannot see t=0
+
+
+def test_parameter_counts_follow_the_transformer_formula_and_the_paper_ladder():
+    for size in get_ladder("paper"):
+        w, d = size.width, size.depth
+        counts = parameter_counts(size.config())
+        assert counts["blocks"] == d * (12 * w * w + 13 * w)  # qkv, proj, 2-layer MLP, 2 LayerNorms
+        assert counts["total"] > counts["blocks"]
+    rows = {r["name"]: r for r in ladder_table("paper")}
+    assert [r["depth"] for r in rows.values()] == [2, 4, 8, 12, 24, 48, 96]
+    assert 6.0e6 < rows["paper-d2"]["block_params"] < 6.5e6  # the paper's "about 6M"
+    assert 2.9e8 < rows["paper-d96"]["block_params"] < 3.1e8  # and "about 300M"
+    with pytest.raises(ScaleworldError, match="unknown ladder 'nope'"):
+        get_ladder("nope")
+    with pytest.raises(ScaleworldError, match="valid sizes are paper-d2"):
+        get_size("paper-d3")
+
+
+def test_two_hot_encodes_and_decodes_rewards():
+    x = torch.tensor([0.0, 1.0, -1.0, 7.0, 300.0, -21.0])
+    target = two_hot(x, 255, 20.0)
+    assert torch.allclose(target.sum(-1), torch.ones(6))
+    assert (target > 0).sum(-1).max() <= 2
+    torch.testing.assert_close(expected_value(target.clamp_min(1e-12).log(), 20.0), x, rtol=1e-4, atol=1e-4)
+
+
+def _batch(b=2, t=8):
+    latents, actions, _ = _sequence(b, t)
+    return TensorDict({
+        "tokens": latents.to(torch.uint8), "action": actions,
+        "next": {"reward": torch.zeros(b, t), "terminated": torch.zeros(b, t, dtype=torch.bool)},
+        "mask": torch.ones(b, t, dtype=torch.bool)}, batch_size=[b, t])
+
+
+def test_world_model_loss_terms_and_torchrl_key_handling():
+    torch.manual_seed(0)
+    loss = WorldModelLoss(DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=8)))
+    out = loss(_batch())
+    assert set(out.keys()) == {"loss_latent", "loss_reward", "loss_termination", "total"}
+    # an untrained model is close to uniform: 32 variables x ln(32) nats per frame
+    assert abs(out["loss_latent"].item() - 32 * torch.log(torch.tensor(32.0)).item()) < 2.0
+    torch.testing.assert_close(out["total"], out["loss_latent"] + out["loss_reward"] + out["loss_termination"])
+    loss.set_keys(tokens="z", reward=("next", "r"))
+    assert "z" in loss.in_keys and ("next", "r") in loss.in_keys
+    batch = _batch()
+    batch["z"] = batch.pop("tokens")
+    batch["next", "r"] = batch["next"].pop("reward")
+    torch.testing.assert_close(loss(batch)["loss_latent"], out["loss_latent"])
+    with pytest.raises(ValueError, match="not an accepted tensordict key"):
+        loss.set_keys(pixels="x")
+    with pytest.raises(KeyError):
+        loss(_batch())  # the default key is no longer read
+
+
+def test_masked_positions_do_not_count():
+    torch.manual_seed(0)
+    loss = WorldModelLoss(DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=8)))
+    batch = _batch()
+    batch["mask"][:, 5:] = False
+    garbage = batch.clone()
+    garbage["tokens"][:, 6:] = 0  # after the mask: must not change anything that counts
+    garbage["next", "reward"][:, 5:] = 99.0
+    torch.testing.assert_close(loss(batch)["total"], loss(garbage)["total"])

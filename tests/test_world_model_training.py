@@ -1,0 +1,212 @@
+"""Training the world model on real (small) Atari data: overfitting, held-out NLL, resume, NaN guard."""
+
+import json
+
+import pytest
+import torch
+
+from scaleworld.data.dataset import DatasetError, OfflineDataset, verify_dataset
+from scaleworld.data.sampling import split_episodes
+from scaleworld.data.tokens import encode_dataset
+from scaleworld.errors import ScaleworldError
+from scaleworld.evaluation.fidelity import evaluate_fidelity
+from scaleworld.models.dynamics import DynamicsConfig
+from scaleworld.models.store import load_dynamics, load_tokenizer
+from scaleworld.training.runs import matched_steps, train_dynamics, train_tokenizer
+from scaleworld.training.trainer import TrainConfig, TrainingDiverged, lr_factor, tokens_to_steps
+
+SMALL = DynamicsConfig(width=64, depth=2, heads=4, context=16)
+
+
+def _train(steps, **kw):
+    return TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup_steps=10, eval_every=kw.pop("eval_every", 50),
+                       checkpoint_every=kw.pop("checkpoint_every", 50), log_every=5, **kw)
+
+
+def test_token_dataset_records_its_tokenizer_and_matches_its_encoding(breakout_tokens, breakout_ds, frozen_tokenizer):
+    m = verify_dataset(breakout_tokens)
+    tokenizer, identity = load_tokenizer(frozen_tokenizer)
+    assert m["tokenizer"]["sha256"] == identity["sha256"]
+    assert m["episodes"] == json.loads((breakout_ds / "manifest.json").read_text())["episodes"]
+    tokens, pixels = OfflineDataset.open(breakout_tokens).data, OfflineDataset.open(breakout_ds).data
+    assert tokens["tokens"].shape == (600, 32) and tokens["tokens"].dtype == torch.uint8
+    assert torch.equal(torch.as_tensor(tokens["tokens"][:50]), tokenizer.encode(torch.as_tensor(pixels["pixels"][:50])))
+    assert torch.equal(torch.as_tensor(tokens["action"]), torch.as_tensor(pixels["action"]))
+    with pytest.raises(ScaleworldError, match="already exists"):
+        encode_dataset(tokenizer_dir=frozen_tokenizer, data_dir=breakout_ds, out=breakout_tokens, progress=False)
+    with pytest.raises(ScaleworldError, match="already a token dataset"):
+        encode_dataset(tokenizer_dir=frozen_tokenizer, data_dir=breakout_tokens, out=breakout_tokens.parent / "x",
+                       progress=False)
+
+
+def test_corrupted_token_dataset_is_detected(tmp_path, breakout_tokens):
+    import shutil
+
+    copy = tmp_path / "t"
+    shutil.copytree(breakout_tokens, copy)
+    f = copy / "storage" / "tokens.memmap"
+    raw = bytearray(f.read_bytes())
+    raw[7] ^= 1
+    f.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match="tokens.memmap: checksum mismatch"):
+        verify_dataset(copy)
+
+
+def test_overfitting_a_tiny_real_dataset_drives_the_loss_far_down(tmp_path, breakout_tokens):
+    info = train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL,
+                          train=_train(150, eval_every=150), val_fraction=0.0, progress=False)
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
+    assert history[-1]["step"] == 150
+    first = 32 * torch.log(torch.tensor(32.0)).item()  # an untrained model's NLL, ~110.9 nats
+    assert info["final"]["loss_latent"] < 0.1 * first
+    assert (tmp_path / "run" / "logs").is_dir() and (tmp_path / "run" / "dynamics.pt").is_file()
+
+
+def _unigram_nll(ds, train_eps, val_eps):
+    """Held-out NLL (nats/frame) of per-variable token frequencies counted on the training episodes."""
+    tokens = torch.as_tensor(ds.data["tokens"]).long()
+
+    def rows(eps):
+        return torch.cat([torch.arange(int(ds.episode_starts[e]), int(ds.episode_starts[e] + ds.episode_lengths[e]))
+                          for e in eps.tolist()])
+
+    train, val = tokens[rows(train_eps)], tokens[rows(val_eps)]
+    nll = 0.0
+    for g in range(tokens.shape[1]):
+        counts = torch.bincount(train[:, g], minlength=32).double() + 0.5  # add-1/2 smoothing
+        logp = (counts / counts.sum()).log()
+        nll -= logp[val[:, g]].mean().item()
+    return nll
+
+
+def test_held_out_nll_of_a_trained_model_beats_the_unigram_baseline(tmp_path, breakout_tokens, frozen_tokenizer):
+    info = train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL, train=_train(200),
+                          val_fraction=0.25, split_seed=0, progress=False)
+    ds = OfflineDataset.open(breakout_tokens)
+    train_eps, val_eps = split_episodes(len(ds.episode_lengths), val_fraction=0.25, seed=0)
+    baseline = _unigram_nll(ds, train_eps, val_eps)
+    record = evaluate_fidelity(dynamics_dir=tmp_path / "run", tokenizer_dir=frozen_tokenizer,
+                               token_dirs=[breakout_tokens], context_steps=4, horizon=4, rollouts=4,
+                               out=tmp_path / "fidelity.json")
+    nll = record["games"]["Breakout"]["nll_nats_per_frame"]
+    assert baseline > 2.0  # the tokens carry information, so the comparison means something
+    assert nll < baseline - 1.0, (nll, baseline)  # more than a nat per frame better
+    assert abs(nll - info["final"]["val_loss_latent"]) < 0.5 * nll + 0.5  # eval and trainer agree roughly
+    saved = json.loads((tmp_path / "fidelity.json").read_text())
+    game = saved["games"]["Breakout"]
+    assert len(game["open_loop"]["psnr"]) == 4 and all(p > 5 for p in game["open_loop"]["psnr"])
+    assert game["reward_mae"] >= 0 and game["held_out_episodes"] == len(val_eps)
+
+
+def test_resumed_training_ends_bit_identical_to_an_uninterrupted_run(tmp_path, breakout_tokens):
+    config = _train(24, eval_every=8, checkpoint_every=8, eval_batches=1)
+    train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "whole", model=SMALL, train=config, progress=False)
+
+    # The same run, interrupted inside step 19 (after the checkpoint at step 16), then resumed.
+    import scaleworld.data.sampling as sampling
+
+    original = sampling.MultiGameWindows.sample
+    calls = {"n": 0}
+
+    def crash_on_call_19(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 19 + 2:  # +2: the held-out evaluations (1 batch) at steps 8 and 16 sample too
+            raise KeyboardInterrupt("killed")
+        return original(self, batch)
+
+    sampling.MultiGameWindows.sample = crash_on_call_19
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "split", model=SMALL, train=config,
+                           progress=False)
+    finally:
+        sampling.MultiGameWindows.sample = original
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 16
+    assert not (tmp_path / "split" / "dynamics.pt").exists()
+    train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "split", model=SMALL, train=config, progress=False)
+
+    a, _ = load_dynamics(tmp_path / "whole")
+    b, _ = load_dynamics(tmp_path / "split")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(pa, pb), name
+    ha = json.loads((tmp_path / "whole" / "metrics.json").read_text())["history"]
+    hb = json.loads((tmp_path / "split" / "metrics.json").read_text())["history"]
+    assert ha == hb
+
+
+def test_a_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_good_checkpoint(tmp_path, breakout_tokens):
+    import scaleworld.data.sampling as sampling
+
+    original = sampling.MultiGameWindows.sample
+    calls = {"n": 0}
+
+    def nan_reward_at_step_7(self, batch):
+        calls["n"] += 1
+        td = original(self, batch)
+        if calls["n"] == 7 + 1:  # +1: the held-out evaluation at step 4
+            td["next", "reward"][0, 0] = float("nan")
+        return td
+
+    sampling.MultiGameWindows.sample = nan_reward_at_step_7
+    try:
+        with pytest.raises(TrainingDiverged, match=r"loss_reward is nan at step 7: .*checkpoint\.pt"):
+            train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL,
+                           train=_train(20, eval_every=4, checkpoint_every=4, eval_batches=1), progress=False)
+    finally:
+        sampling.MultiGameWindows.sample = original
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["loss"].values() if v.is_floating_point())
+
+
+def test_joint_training_adds_game_embeddings_and_scores_each_game(tmp_path, breakout_tokens, pong_tokens,
+                                                                  frozen_tokenizer):
+    info = train_dynamics(token_dirs=[breakout_tokens, pong_tokens], out=tmp_path / "joint", model=SMALL,
+                          train=_train(20), val_fraction=0.2, progress=False)
+    assert info["mode"] == "joint" and info["games"] == ["Breakout", "Pong"]
+    model, _ = load_dynamics(tmp_path / "joint")
+    assert model.config.games == ("Breakout", "Pong") and model.game_embed.num_embeddings == 2
+    record = evaluate_fidelity(dynamics_dir=tmp_path / "joint", tokenizer_dir=frozen_tokenizer,
+                               token_dirs=[breakout_tokens, pong_tokens], context_steps=2, horizon=2, rollouts=2)
+    assert set(record["games"]) == {"Breakout", "Pong"}
+    single = train_dynamics(token_dirs=[pong_tokens], out=tmp_path / "single", model=SMALL, train=_train(5),
+                            progress=False)
+    assert single["mode"] == "single"
+    with pytest.raises(ScaleworldError, match="trained on \\['Pong'\\], not Breakout"):
+        evaluate_fidelity(dynamics_dir=tmp_path / "single", tokenizer_dir=frozen_tokenizer,
+                          token_dirs=[breakout_tokens])
+
+
+def test_budgets_schedules_and_matching():
+    assert tokens_to_steps(10_000, batch_size=16, seq_len=64) == 10
+    assert tokens_to_steps(10_001, batch_size=16, seq_len=64) == 10  # ceil(9.77) = 10
+    assert matched_steps(joint_steps=2600, num_games=26, rule="tokens_per_game") == 100
+    assert matched_steps(joint_steps=2600, num_games=26, rule="total_steps") == 2600
+    with pytest.raises(ScaleworldError, match="unknown matching rule"):
+        matched_steps(joint_steps=1, num_games=1, rule="epochs")
+    cfg = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(99, cfg) == pytest.approx(0.1, abs=1e-3)
+    assert lr_factor(55, cfg) == pytest.approx(0.55)
+    with pytest.raises(ScaleworldError, match="train.steps=0"):
+        TrainConfig(steps=0)
+
+
+def test_tokenizer_training_lowers_reconstruction_error_and_is_resumable(tmp_path, breakout_ds):
+    from scaleworld.models.tokenizer import TokenizerConfig
+
+    config = TokenizerConfig(channels=(8, 16, 32, 32))
+    train = TrainConfig(steps=30, batch_size=16, lr=2e-3, warmup_steps=5, eval_every=10, checkpoint_every=10)
+    info = train_tokenizer(data_dirs=[breakout_ds], out=tmp_path / "tok", config=config, train=train,
+                           progress=False)
+    history = info["final"]
+    runs = json.loads((tmp_path / "tok" / "metrics.json").read_text())["history"]
+    assert runs[-1]["val_loss_reconstruction"] < 0.5 * runs[0]["val_loss_reconstruction"]
+    assert info["scope"] == "per_game" and history["step"] == 30
+    tokenizer, identity = load_tokenizer(tmp_path / "tok")
+    assert identity["scope"] == "per_game" and len(identity["sha256"]) == 64
+    with pytest.raises(ScaleworldError, match="different training settings"):
+        train_tokenizer(data_dirs=[breakout_ds], out=tmp_path / "tok", config=config,
+                        train=TrainConfig(steps=31, batch_size=16), progress=False)
+    with pytest.raises(ScaleworldError, match="expected a token dataset"):
+        train_dynamics(token_dirs=[breakout_ds], out=tmp_path / "x", model=SMALL, train=train)
