@@ -235,6 +235,63 @@ def _add_train_args(p: argparse.ArgumentParser, *, steps: int, lr: float) -> Non
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _load(args: argparse.Namespace):
+    from scaleworld.study.spec import load_spec
+
+    return load_spec(args.spec, args.overrides)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from scaleworld.study.graph import build_graph
+
+    spec = _load(args)
+    graph = build_graph(spec)
+    counts = ", ".join(f"{n} {k}" for k, n in graph.counts().items())
+    print(f"ok: {args.spec} is valid ({len(spec.games)} games; jobs: {counts}; run_root {spec.run_root})")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from scaleworld.study.graph import build_graph
+    from scaleworld.study.planning import print_summary
+    from scaleworld.study.store import RunStore
+
+    spec = _load(args)
+    graph = build_graph(spec)
+    print_summary(RunStore(Path(spec.run_root)), graph, title=f"plan for {spec.name} ({spec.run_root})",
+                  estimate=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from scaleworld.study.graph import build_graph
+    from scaleworld.study.planning import print_summary
+    from scaleworld.study.store import RunStore
+
+    spec = _load(args)
+    graph = build_graph(spec)
+    store = RunStore(Path(spec.run_root))
+    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    if spec.launcher.kind == "slurm":
+        from scaleworld.study.slurm import run_slurm
+
+        counts = run_slurm(store, graph, spec.launcher, detach=args.detach, progress=not args.no_progress)
+    else:
+        from scaleworld.study.local import run_local
+
+        counts = run_local(store, graph, progress=not args.no_progress)
+    print_summary(store, graph, title=f"{spec.name}: {store.root}", estimate=False)
+    return 1 if counts.get("failed") or counts.get("blocked") else 0
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from scaleworld.study.planning import print_summary
+    from scaleworld.study.store import RunStore
+
+    store = RunStore(Path(args.run_root))
+    print_summary(store, store.read_plan(), title=f"status of {args.run_root}", estimate=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scaleworld",
@@ -242,6 +299,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
+
+    def spec_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("spec", type=Path, help="a study spec (YAML), e.g. studies/smoke.yaml")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="override spec keys, e.g. train.steps=100 run_root=/scratch/x")
+
+    p = groups.add_parser("run", help="run a study spec end to end (skips finished jobs, resumes the rest)")
+    spec_args(p)
+    p.add_argument("--detach", action="store_true", help="slurm: submit the ready stage and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_run)
+    p = groups.add_parser("validate", help="check a study spec without running anything")
+    spec_args(p)
+    p.set_defaults(func=cmd_validate)
+    p = groups.add_parser("plan", help="job counts per kind, what is done, and a compute estimate")
+    spec_args(p)
+    p.set_defaults(func=cmd_plan)
+    p = groups.add_parser("status", help="done / running / failed / pending jobs of a run root")
+    p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
+    p.set_defaults(func=cmd_status)
 
     p = groups.add_parser("games", help="list the 26 Atari 100k games and their reference scores")
     p.set_defaults(func=cmd_games)
@@ -342,14 +419,14 @@ def main(argv: list[str] | None = None) -> int:
     from scaleworld.errors import ScaleworldError
 
     try:
-        args.func(args)
+        status = args.func(args)
     except ScaleworldError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ def test_verify_detects_truncation_missing_files_foreign_files_and_no_manifest(d
     reward.write_bytes(data[:-8])
     with pytest.raises(DatasetError, match=r"reward.memmap: \d+ bytes, the manifest says"):
         verify_dataset(damaged)
+    with pytest.raises(DatasetError, match=r"reward.memmap: \d+ bytes"):  # opening refuses it too
+        OfflineDataset.open(damaged)
     reward.unlink()
     with pytest.raises(DatasetError, match="listed in the manifest but missing"):
         verify_dataset(damaged)

@@ -101,6 +101,7 @@ class OfflineDataset:
 
         path = Path(path)
         manifest = read_manifest(path)
+        _check_sizes(path, manifest)  # mapping a short file would silently extend it with zeros
         size = manifest["counts"]["steps"]
         storage = LazyMemmapStorage(size, scratch_dir=path / STORAGE, existsok=True)
         try:
@@ -136,6 +137,19 @@ class OfflineDataset:
         return torch.tensor([e["length"] for e in self.manifest["episodes"]], dtype=torch.int64)
 
 
+def _check_sizes(path: Path, manifest: dict[str, Any]) -> None:
+    for rel, entry in manifest["files"].items():
+        file = path / rel
+        if not file.is_file():
+            raise DatasetError(f"{file}: listed in the manifest but missing: collect the dataset again")
+        size = file.stat().st_size
+        if size != entry["bytes"]:
+            raise DatasetError(
+                f"{file}: {size} bytes, the manifest says {entry['bytes']} (truncated or "
+                "overwritten): collect the dataset again"
+            )
+
+
 def verify_dataset(path: str | Path) -> dict[str, Any]:
     """Re-check checksums and invariants; raise `DatasetError` with a one-line reason on failure.
 
@@ -147,16 +161,9 @@ def verify_dataset(path: str | Path) -> dict[str, Any]:
     on_disk = {
         str(p.relative_to(path)) for p in (path / STORAGE).rglob("*") if p.is_file()
     } if (path / STORAGE).is_dir() else set()
+    _check_sizes(path, manifest)
     for rel, entry in listed.items():
         file = path / rel
-        if not file.is_file():
-            raise DatasetError(f"{file}: listed in the manifest but missing: collect the dataset again")
-        size = file.stat().st_size
-        if size != entry["bytes"]:
-            raise DatasetError(
-                f"{file}: {size} bytes, the manifest says {entry['bytes']} (truncated or "
-                "overwritten): collect the dataset again"
-            )
         if sha256_file(file) != entry["sha256"]:
             raise DatasetError(f"{file}: checksum mismatch (corrupted): collect the dataset again")
     extra = sorted(on_disk - set(listed))

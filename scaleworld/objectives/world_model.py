@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,13 @@ from scaleworld.objectives.twohot import two_hot
 
 
 class TokenizerLoss(LossModule):
-    """Reconstruction MSE through the straight-through categorical code; reads ``pixels`` uint8 [..., 64, 64, 3]."""
+    """Reconstruction MSE through the straight-through categorical code, plus a code-usage term.
+
+    Reads ``pixels`` uint8 [..., 64, 64, 3]. Without the usage term the encoder collapses to one code
+    for every frame within a few hundred steps (the decoder learns the mean frame; seen on Pong).
+    ``loss_code_usage`` = usage_weight x (mean per-frame entropy - entropy of the batch-average
+    distribution) / ln(classes): each frame's code sharp, different frames using different codes.
+    """
 
     @dataclass
     class _AcceptedKeys:
@@ -25,9 +32,10 @@ class TokenizerLoss(LossModule):
 
     default_keys = _AcceptedKeys
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, *, usage_weight: float = 0.1):
         super().__init__()
         self.tokenizer = tokenizer
+        self.usage_weight = usage_weight
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
@@ -39,10 +47,16 @@ class TokenizerLoss(LossModule):
     def forward(self, td: TensorDictBase) -> TensorDict:
         pixels = td[self.tensor_keys.pixels]
         pixels = pixels.reshape(-1, *pixels.shape[-3:])
-        logits = self.tokenizer.logits(pixels)
+        logits = self.tokenizer.logits(pixels)  # [B, G, C]
         recon = self.tokenizer.decode_onehot(self.tokenizer.straight_through(logits))
         loss = F.mse_loss(recon, pixels.float() / 255.0)
-        return TensorDict({"loss_reconstruction": loss, "total": loss.detach()}, batch_size=[])
+        probs = self.tokenizer.probs(logits)
+        per_frame = -(probs * probs.log()).sum(-1).mean()
+        average = probs.mean(0)  # [G, C]
+        batch = -(average * average.log()).sum(-1).mean()
+        usage = self.usage_weight * (per_frame - batch) / math.log(probs.shape[-1])
+        return TensorDict({"loss_reconstruction": loss, "loss_code_usage": usage,
+                           "total": (loss + usage).detach()}, batch_size=[])
 
 
 class WorldModelLoss(LossModule):

@@ -1,0 +1,164 @@
+"""A study spec expands into a graph of jobs; a job's identity is a hash of what decides its output.
+
+Kinds, in dependency order: collect (game) -> tokenizer (shared, or one per game) -> tokens (game)
+-> dynamics (mode x size x seed [x game]) -> fidelity (one per dynamics run) -> analysis (study).
+
+`Job.id` = SHA-256 (first 16 hex digits) of the canonical JSON of {kind, config, input ids}: the
+resolved settings that change the job's output, and nothing else (no names, paths or labels). So
+identical jobs in different specs or variants share one folder, and a changed setting changes
+exactly the identities downstream of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+KINDS = ("collect", "tokenizer", "tokens", "dynamics", "fidelity", "analysis")
+
+
+@dataclass
+class Job:
+    kind: str
+    config: dict[str, Any]
+    inputs: list[str]
+    labels: dict[str, Any] = field(default_factory=dict)
+    """Human-readable facts for status and reports (game, size, seed, mode, variants); not hashed."""
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        payload = json.dumps({"kind": self.kind, "config": self.config, "inputs": self.inputs},
+                             sort_keys=True, separators=(",", ":"))
+        self.id = hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Graph:
+    """Jobs by id, in an order where every job comes after its inputs."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+
+    def add(self, job: Job) -> str:
+        if job.id in self.jobs:  # shared by several variants or modes: merge the list labels
+            known = self.jobs[job.id]
+            for key in ("variants", "modes"):
+                if key in job.labels:
+                    known.labels[key] = sorted(set(known.labels.get(key, [])) | set(job.labels[key]))
+        else:
+            missing = [i for i in job.inputs if i not in self.jobs]
+            assert not missing, f"inputs must be added first: {missing}"
+            self.jobs[job.id] = job
+        return job.id
+
+    def by_kind(self, kind: str) -> list[Job]:
+        return [j for j in self.jobs.values() if j.kind == kind]
+
+    def counts(self) -> dict[str, int]:
+        return {k: len(self.by_kind(k)) for k in KINDS if self.by_kind(k)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"jobs": [j.to_dict() for j in self.jobs.values()]}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Graph:
+        graph = cls()
+        for j in payload["jobs"]:
+            job = Job(kind=j["kind"], config=j["config"], inputs=j["inputs"], labels=j["labels"])
+            graph.jobs[job.id] = job
+        return graph
+
+
+def _train_config(spec: Any, *, steps: int, seed: int) -> dict[str, Any]:
+    from scaleworld.training.trainer import TrainConfig
+
+    t = spec.train
+    return asdict(TrainConfig(steps=steps, batch_size=t.batch_size, lr=t.lr, warmup_steps=min(t.warmup_steps, steps),
+                              eval_every=min(t.eval_every, steps), checkpoint_every=min(t.checkpoint_every, steps),
+                              seed=seed))
+
+
+def _sizes(spec: Any) -> list[Any]:
+    from scaleworld.models.ladders import get_ladder, get_size
+
+    if spec.models.ladder is None:
+        return [get_size(s) for s in spec.models.sizes]
+    ladder = get_ladder(spec.models.ladder)
+    return [s for s in ladder if not spec.models.sizes or s.name in spec.models.sizes]
+
+
+def add_variant(graph: Graph, spec: Any, variant: str) -> None:
+    """Add one variant's jobs to `graph` (jobs it shares with other variants are merged)."""
+    from omegaconf import OmegaConf
+
+    from scaleworld.models.tokenizer import TokenizerConfig
+    from scaleworld.training.runs import matched_steps
+    from scaleworld.training.trainer import TrainConfig
+
+    tag = {"variants": [variant]}
+    protocol = OmegaConf.to_container(spec.protocol)
+    games = list(spec.games)
+    collect = {}
+    for game in games:
+        cfg = {"game": game, "protocol": protocol, "policy": spec.expert.source, "steps": spec.data.steps,
+               "num_envs": spec.data.num_envs, "seed": spec.data.seed}
+        collect[game] = graph.add(Job("collect", cfg, [], {"game": game, **tag}))
+
+    tok = spec.tokenizer
+    tok_model = asdict(TokenizerConfig(channels=tuple(tok.channels), frame_size=spec.protocol.frame_size))
+    tok_train = asdict(TrainConfig(steps=tok.steps, batch_size=tok.batch_size, lr=tok.lr, seed=tok.seed,
+                                   warmup_steps=min(50, tok.steps), eval_every=min(250, tok.steps),
+                                   checkpoint_every=min(250, tok.steps)))
+    tok_cfg = {"model": tok_model, "train": tok_train, "val_fraction": spec.data.val_fraction}
+    groups = [games] if tok.scope == "shared" else [[g] for g in games]
+    tokenizer_of = {}
+    for group in groups:
+        tid = graph.add(Job("tokenizer", tok_cfg, [collect[g] for g in group],
+                            {"games": group, "scope": tok.scope, **tag}))
+        tokenizer_of.update({g: tid for g in group})
+    tokens = {g: graph.add(Job("tokens", {}, [tokenizer_of[g], collect[g]], {"game": g, **tag})) for g in games}
+
+    if tok.scope == "per_game" and spec.modes.joint:
+        from scaleworld.study.spec import SpecError
+
+        raise SpecError("modes.joint: a joint model needs one shared tokenizer: set tokenizer.scope=shared")
+
+    joint_steps = spec.train.joint_steps or spec.train.steps * len(games)
+    runs: list[tuple[str, list[str], int]] = []  # (mode, games, steps)
+    if spec.modes.single:
+        runs += [("single", [g], spec.train.steps) for g in games]
+    if spec.modes.joint:
+        runs.append(("joint", games, joint_steps))
+    if spec.modes.matched.enabled:
+        m = matched_steps(joint_steps=joint_steps, num_games=len(games), rule=spec.modes.matched.rule)
+        runs += [("matched", [g], m) for g in games]
+    fidelity_ids = []
+    for size in _sizes(spec):
+        for seed in spec.seeds:
+            for mode, run_games, steps in runs:
+                model = asdict(size.config(context=spec.models.context))
+                model["games"] = list(run_games) if len(run_games) > 1 else []
+                cfg = {"model": model, "train": _train_config(spec, steps=steps, seed=seed),
+                       "val_fraction": spec.data.val_fraction, "split_seed": spec.data.split_seed}
+                inputs = [tokens[g] for g in run_games]
+                labels = {"modes": [mode], "games": run_games, "size": size.name, "seed": seed, **tag}
+                did = graph.add(Job("dynamics", cfg, inputs, labels))
+                fcfg = dict(OmegaConf.to_container(spec.fidelity))
+                fidelity_ids.append(graph.add(Job("fidelity", fcfg, [did, tokenizer_of[run_games[0]], *inputs],
+                                                  labels)))
+    rule = {k: spec.analysis[k] for k in ("rule_version", "alpha", "delta", "min_sizes", "min_seeds",
+                                          "bootstrap_reps", "seed")}
+    graph.add(Job("analysis", {"rule": rule}, sorted(set(fidelity_ids)), {"variant": variant, **tag}))
+
+
+def build_graph(spec: Any) -> Graph:
+    from scaleworld.study.spec import expand_variants
+
+    graph = Graph()
+    for variant in expand_variants(spec):
+        add_variant(graph, variant.spec, variant.name)
+    return graph

@@ -1,0 +1,200 @@
+"""Running one job of a study: ``python -m scaleworld.study.jobs RUN_ROOT JOB_ID``.
+
+Each kind reads its inputs' outputs from their job folders and writes its own into its folder.
+Training kinds resume from their checkpoint; collection and encoding restart from scratch (their
+staging folders never look finished). Exit status: 0 done, 1 failed (reason in failed.json),
+75 another driver holds the job's lock.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scaleworld.data.files import write_json_atomic
+from scaleworld.study.graph import Graph, Job
+from scaleworld.study.store import JobLock, RunStore
+
+EXIT_LOCKED = 75
+
+
+def _clean_partials(folder: Path) -> None:
+    for stale in folder.glob(".*.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _collect(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.data.collect import collect_dataset
+    from scaleworld.experts.policies import make_policy
+
+    c = job.config
+    _clean_partials(out)
+    if (out / "dataset").exists():  # a dataset whose done.json was not written: redo it
+        shutil.rmtree(out / "dataset")
+    policy = make_policy(c["policy"], seed=c["seed"])
+    manifest = collect_dataset(game=c["game"], policy=policy, policy_identity=policy.identity, steps=c["steps"],
+                               out=out / "dataset", protocol=Protocol(**c["protocol"]), seed=c["seed"],
+                               num_envs=c["num_envs"], progress=False)
+    return {"dataset": "dataset", "episodes": manifest["counts"]["episodes"],
+            "mean_return": manifest["returns"]["mean"]}
+
+
+def _input_dirs(store: RunStore, graph: Graph, job: Job, kind: str) -> list[Path]:
+    return [store.job_dir(graph.jobs[i]) for i in job.inputs if graph.jobs[i].kind == kind]
+
+
+def _tokenizer(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    from scaleworld.models.tokenizer import TokenizerConfig
+    from scaleworld.training.runs import train_tokenizer
+    from scaleworld.training.trainer import TrainConfig
+
+    c = job.config
+    info = train_tokenizer(data_dirs=[d / "dataset" for d in _input_dirs(store, graph, job, "collect")], out=out,
+                           config=TokenizerConfig.from_dict(c["model"]), train=TrainConfig(**c["train"]),
+                           val_fraction=c["val_fraction"], progress=False)
+    return {"tokenizer": "tokenizer.pt", "final": info["final"]}
+
+
+def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    from scaleworld.data.tokens import encode_dataset
+
+    _clean_partials(out)
+    if (out / "tokens").exists():
+        shutil.rmtree(out / "tokens")
+    (tokenizer,) = _input_dirs(store, graph, job, "tokenizer")
+    (collect,) = _input_dirs(store, graph, job, "collect")
+    encode_dataset(tokenizer_dir=tokenizer, data_dir=collect / "dataset", out=out / "tokens", progress=False)
+    return {"tokens": "tokens"}
+
+
+def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    from scaleworld.models.dynamics import DynamicsConfig
+    from scaleworld.training.runs import train_dynamics
+    from scaleworld.training.trainer import TrainConfig
+
+    c = job.config
+    info = train_dynamics(token_dirs=[d / "tokens" for d in _input_dirs(store, graph, job, "tokens")], out=out,
+                          model=DynamicsConfig.from_dict(c["model"]), train=TrainConfig(**c["train"]),
+                          val_fraction=c["val_fraction"], split_seed=c["split_seed"], progress=False)
+    return {"dynamics": "dynamics.pt", "params": info["params"], "tokens_seen": info["tokens_seen"],
+            "final": info["final"]}
+
+
+def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    from scaleworld.evaluation.fidelity import evaluate_fidelity
+
+    c = job.config
+    (dynamics,) = _input_dirs(store, graph, job, "dynamics")
+    (tokenizer,) = _input_dirs(store, graph, job, "tokenizer")
+    record = evaluate_fidelity(dynamics_dir=dynamics, tokenizer_dir=tokenizer,
+                               token_dirs=[d / "tokens" for d in _input_dirs(store, graph, job, "tokens")],
+                               context_steps=c["context_steps"], horizon=c["horizon"], rollouts=c["rollouts"],
+                               seed=c["seed"], out=out / "fidelity.json")
+    return {"fidelity": "fidelity.json",
+            "nll": {g: r["nll_nats_per_frame"] for g, r in record["games"].items()}}
+
+
+def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    """Scaling regimes of held-out NLL per (mode, game), under the spec's rule."""
+    from scaleworld.analysis.regimes import RegimeRule, classify_games
+
+    r = job.config["rule"]
+    rule = RegimeRule(version=r["rule_version"], alpha=r["alpha"], delta=r["delta"], min_sizes=r["min_sizes"],
+                      min_seeds=r["min_seeds"], bootstrap_reps=r["bootstrap_reps"])
+    # curves[mode][game][params] -> list of per-seed NLLs
+    curves: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for fid in job.inputs:
+        fjob = graph.jobs[fid]
+        (djob,) = [graph.jobs[i] for i in fjob.inputs if graph.jobs[i].kind == "dynamics"]
+        params = store.outputs(djob)["params"]["total"]
+        record = json.loads((store.job_dir(fjob) / "fidelity.json").read_text())
+        for mode in fjob.labels["modes"]:
+            for game, g in record["games"].items():
+                curves.setdefault(mode, {}).setdefault(game, {}).setdefault(params, []).append(
+                    g["nll_nats_per_frame"])
+    result = {}
+    for mode, games in sorted(curves.items()):
+        inputs = {game: (sorted(sizes), [sizes[p] for p in sorted(sizes)]) for game, sizes in games.items()}
+        curves_ok = {g: v for g, v in inputs.items() if len(v[0]) >= 2}  # a curve needs two sizes
+        regimes = classify_games(curves_ok, rule=rule, rng=np.random.default_rng(r["seed"])) if curves_ok else {}
+        result[mode] = {
+            game: {"regime": res.regime, "best_params": res.best_params, "reason": res.reason,
+                   "params": inputs[game][0], "nll": inputs[game][1], "evidence": _plain(asdict(res.evidence))}
+            for game, res in regimes.items()
+        }
+        for game in sorted(set(inputs) - set(curves_ok)):
+            result[mode][game] = {"regime": "inconclusive", "best_params": inputs[game][0][0],
+                                  "reason": "one model size: no scaling curve", "params": inputs[game][0],
+                                  "nll": inputs[game][1], "evidence": None}
+    write_json_atomic(out / "analysis.json", {"rule": rule.to_dict(), "modes": result})
+    return {"analysis": "analysis.json",
+            "regimes": {mode: {g: v["regime"] for g, v in games.items()} for mode, games in result.items()}}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars / NaN -> JSON-safe values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+RUNNERS = {"collect": _collect, "tokenizer": _tokenizer, "tokens": _tokens, "dynamics": _dynamics,
+           "fidelity": _fidelity, "analysis": _analysis}
+
+
+def run_job(root: str | Path, job_id: str) -> int:
+    """Run one job in this process; returns the exit status described in the module docstring."""
+    store = RunStore(Path(root))
+    graph = store.read_plan()
+    job = graph.jobs[job_id]
+    out = store.job_dir(job)
+    out.mkdir(parents=True, exist_ok=True)
+    if store.is_done(job):
+        return 0
+    lock = JobLock(out / "lock")
+    if not lock.acquire():
+        return EXIT_LOCKED
+    start = time.time()
+    try:
+        pending = [i for i in job.inputs if not store.is_done(graph.jobs[i])]
+        if pending:
+            raise RuntimeError(f"inputs not finished: {', '.join(pending)}")
+        outputs = RUNNERS[job.kind](store, graph, job, out)
+        (out / "failed.json").unlink(missing_ok=True)
+        write_json_atomic(out / "done.json", {
+            "kind": job.kind, "id": job.id, "outputs": outputs, "seconds": round(time.time() - start, 2),
+            "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        })
+        return 0
+    except BaseException as exc:  # recorded, then the driver decides what else to run
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        write_json_atomic(out / "failed.json", {"reason": reason, "traceback": traceback.format_exc()[-4000:]})
+        traceback.print_exc()
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return 1
+    finally:
+        lock.release()
+
+
+if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+    sys.exit(run_job(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,365 @@
+"""Study specs: one YAML file, validated against typed structured configs (omegaconf).
+
+`load_spec(path, overrides)` merges the YAML and CLI dotlist overrides (``key=value``) onto the
+schema below and returns a plain `StudySpec`. Every problem is one `SpecError` line naming the key
+path and the fix: an unknown key (with "did you mean"), a wrong type, an unknown game, ladder or
+size, a missing value, an impossible budget.
+
+Variants: ``sweep.grid`` (every combination) and ``sweep.zip`` (lists advanced together) map dotted
+spec keys to lists of values; ``ablations`` maps names to dotted overrides. Each variant is a full
+spec; `expand_variants` lists them, and the planner merges their jobs (identical jobs are shared).
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaleworld.errors import ScaleworldError
+
+
+class SpecError(ScaleworldError):
+    """A study spec is invalid; the message names the key path and the fix."""
+
+
+@dataclass
+class ProtocolSpec:
+    frame_size: int = 64
+    frame_skip: int = 4
+    max_pool: bool = True
+    sticky_action_prob: float = 0.0
+    max_episode_frames: int = 108_000
+    noop_max: int = 30
+    full_action_space: bool = True
+
+
+@dataclass
+class ExpertSpec:
+    source: str = "random"
+    """Who collects the data: ``random`` (until experts exist) or a path to an expert checkpoint."""
+
+
+@dataclass
+class DataSpec:
+    steps: int = 100_000
+    """Agent steps per game (Atari 100k: 100,000)."""
+    num_envs: int = 8
+    seed: int = 0
+    val_fraction: float = 0.1
+    """Share of each game's episodes held out for fidelity (the same split for every model)."""
+    split_seed: int = 0
+
+
+@dataclass
+class TokenizerSpec:
+    scope: str = "shared"
+    """``shared`` (one tokenizer over all games) or ``per_game``."""
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass
+class ModelsSpec:
+    ladder: str | None = "paper"
+    """A ladder preset (``scaleworld model ladder NAME``), or null to use `sizes`."""
+    sizes: list[str] = field(default_factory=list)
+    """Explicit size names (e.g. paper-d12); with a ladder, restricts it to these."""
+    context: int = 64
+
+
+@dataclass
+class TrainSpec:
+    steps: int = 2000
+    """Gradient steps of each single-game run."""
+    joint_steps: int | None = None
+    """Gradient steps of the joint run; null = steps x number of games (same tokens per game)."""
+    batch_size: int = 16
+    lr: float = 3e-4
+    warmup_steps: int = 50
+    eval_every: int = 250
+    checkpoint_every: int = 250
+
+
+@dataclass
+class MatchedSpec:
+    enabled: bool = True
+    rule: str = "tokens_per_game"
+    """``tokens_per_game`` or ``total_steps`` (see scaleworld.training.runs.matched_steps)."""
+
+
+@dataclass
+class ModesSpec:
+    single: bool = True
+    joint: bool = True
+    matched: MatchedSpec = field(default_factory=MatchedSpec)
+
+
+@dataclass
+class FidelitySpec:
+    context_steps: int = 8
+    horizon: int = 8
+    rollouts: int = 32
+    seed: int = 0
+
+
+@dataclass
+class AnalysisSpec:
+    rule_version: str = "regime-rule/1"
+    alpha: float = 0.05
+    delta: float = 0.02
+    min_sizes: int = 4
+    min_seeds: int = 3
+    bootstrap_reps: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class LauncherSpec:
+    kind: str = "local"
+    """``local`` (this machine, no services) or ``slurm`` (submitit job arrays)."""
+    partition: str | None = None
+    gpus: int = 0
+    cpus: int = 1
+    mem_gb: float = 4.0
+    time_min: int = 60
+    array_parallelism: int = 64
+    max_array_size: int | None = None
+    """Chunk arrays below this; null = ask the cluster (MaxArraySize)."""
+    requeues: int = 3
+    """Times a job may be requeued after a timeout or preemption."""
+
+
+@dataclass
+class SweepSpec:
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    zip: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class StudySpec:
+    name: str = "???"
+    games: list[str] = "???"  # type: ignore[assignment]
+    run_root: str | None = None
+    """Where jobs live; null = runs/<name> under the current folder."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    protocol: ProtocolSpec = field(default_factory=ProtocolSpec)
+    expert: ExpertSpec = field(default_factory=ExpertSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    models: ModelsSpec = field(default_factory=ModelsSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    modes: ModesSpec = field(default_factory=ModesSpec)
+    fidelity: FidelitySpec = field(default_factory=FidelitySpec)
+    analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
+    launcher: LauncherSpec = field(default_factory=LauncherSpec)
+    sweep: SweepSpec = field(default_factory=SweepSpec)
+    ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    """``base``, ``grid[train.lr=0.001]``-style names, or an ablation's name."""
+    spec: Any  # an omegaconf DictConfig of StudySpec, resolved
+
+
+def _keys_of(node: Any, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    out = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            out.append(path)
+            out += _keys_of(node._get_node(k), path)
+    return out
+
+
+def _spec_error(exc: Exception, schema: Any) -> SpecError:
+    """Turn an omegaconf exception into one line naming the key path and the fix."""
+    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+
+    key = getattr(exc, "full_key", None) or "?"
+    if isinstance(exc, ConfigKeyError):
+        parent, _, leaf = str(key).rpartition(".")
+        siblings = [k.rpartition(".")[2] for k in _keys_of(schema)
+                    if k.rpartition(".")[0] == parent]
+        close = difflib.get_close_matches(leaf, siblings, n=1)
+        hint = f"did you mean {(parent + '.' if parent else '') + close[0]!r}? " if close else ""
+        return SpecError(f"unknown key {key!r}: {hint}valid keys here are {', '.join(sorted(siblings))}")
+    if isinstance(exc, MissingMandatoryValue):
+        return SpecError(f"missing value for {key!r}: set it in the spec or as {key}=VALUE")
+    if isinstance(exc, ValidationError):
+        msg = str(exc).splitlines()[0]
+        return SpecError(f"wrong type for {key!r}: {msg}")
+    return SpecError(f"invalid spec at {key!r}: {str(exc).splitlines()[0]}")
+
+
+def _merge(base: Any, *others: Any) -> Any:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.merge(base, *others)
+    except OmegaConfBaseException as exc:
+        raise _spec_error(exc, base) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> Any:
+    """Read, merge and validate a spec; returns a resolved, read-only DictConfig of `StudySpec`."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}): fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec is a mapping of keys to values, not a {type(raw).__name__}")
+    schema = OmegaConf.structured(StudySpec)
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise SpecError(f"override {bad[0]!r}: write overrides as key=value, e.g. train.steps=100")
+    try:
+        cli = OmegaConf.from_dotlist(list(overrides))
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:
+        raise SpecError(f"overrides {list(overrides)}: cannot be parsed ({str(exc).splitlines()[0]})") from None
+    spec = _merge(schema, OmegaConf.create(raw), cli)
+    try:
+        OmegaConf.to_container(spec, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        raise _spec_error(exc, schema) from None
+    if spec.run_root is None:
+        spec.run_root = str(Path("runs") / spec.name)
+    check_spec(spec)
+    for variant in expand_variants(spec):
+        check_spec(variant.spec, where=f"variant {variant.name}: ")
+    OmegaConf.set_readonly(spec, True)
+    return spec
+
+
+def check_spec(spec: Any, *, where: str = "") -> None:
+    """Checks the schema cannot express: names that must exist, budgets that must be possible."""
+    from scaleworld.atari.games import GAMES, get_game
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.models.ladders import LADDERS, get_size
+
+    def fail(key: str, msg: str) -> None:
+        raise SpecError(f"{where}{key}: {msg}")
+
+    if not spec.games:
+        fail("games", "list at least one game, e.g. games=[Pong]")
+    for i, name in enumerate(spec.games):
+        if name not in GAMES:
+            try:
+                get_game(name)
+                fail(f"games[{i}]", f"write the game as {get_game(name).name!r}")
+            except ScaleworldError as exc:
+                if isinstance(exc, SpecError):
+                    raise
+                fail(f"games[{i}]", str(exc))
+    if len(set(spec.games)) != len(spec.games):
+        fail("games", "a game is listed twice")
+    try:
+        Protocol(**dict(spec.protocol))
+    except ScaleworldError as exc:
+        fail("protocol", str(exc))
+    if spec.models.ladder is not None and spec.models.ladder not in LADDERS:
+        fail("models.ladder", f"unknown ladder {spec.models.ladder!r}: valid ladders are {', '.join(LADDERS)}")
+    if spec.models.ladder is None and not spec.models.sizes:
+        fail("models", "give a ladder or a list of sizes")
+    for i, size in enumerate(spec.models.sizes):
+        try:
+            s = get_size(size)
+        except ScaleworldError as exc:
+            fail(f"models.sizes[{i}]", str(exc))
+        if spec.models.ladder is not None and not s.name.startswith(spec.models.ladder + "-"):
+            fail(f"models.sizes[{i}]", f"{size} is not in ladder {spec.models.ladder}")
+    if spec.tokenizer.scope not in ("shared", "per_game"):
+        fail("tokenizer.scope", "use shared or per_game")
+    if spec.modes.matched.rule not in ("tokens_per_game", "total_steps"):
+        fail("modes.matched.rule", "use tokens_per_game or total_steps")
+    if spec.launcher.kind not in ("local", "slurm"):
+        fail("launcher.kind", "use local or slurm")
+    if not spec.seeds:
+        fail("seeds", "list at least one seed")
+    positive = {"data.steps": spec.data.steps, "data.num_envs": spec.data.num_envs,
+                "tokenizer.steps": spec.tokenizer.steps, "tokenizer.batch_size": spec.tokenizer.batch_size,
+                "train.steps": spec.train.steps, "train.batch_size": spec.train.batch_size,
+                "models.context": spec.models.context, "fidelity.rollouts": spec.fidelity.rollouts}
+    for key, value in positive.items():
+        if value < 1:
+            fail(key, f"{value} is impossible: it must be at least 1")
+    if not 0.0 <= spec.data.val_fraction < 1.0:
+        fail("data.val_fraction", "must be in [0, 1)")
+    if spec.fidelity.context_steps + spec.fidelity.horizon > spec.models.context:
+        fail("fidelity.horizon", f"context_steps + horizon ({spec.fidelity.context_steps} + "
+                                 f"{spec.fidelity.horizon}) must fit in models.context ({spec.models.context})")
+    if spec.data.steps < 2 * spec.models.context:
+        fail("data.steps", f"{spec.data.steps} steps cannot fill training windows of models.context="
+                           f"{spec.models.context}: collect at least {2 * spec.models.context}")
+    if not (spec.modes.single or spec.modes.joint or spec.modes.matched.enabled):
+        fail("modes", "enable at least one of single, joint, matched")
+    if spec.modes.matched.enabled and not spec.modes.joint:
+        fail("modes.matched", "a matched control needs the joint run it matches: set modes.joint=true")
+    for key, values in {**spec.sweep.grid, **spec.sweep.zip}.items():
+        if not isinstance(values, (list, tuple)) and not hasattr(values, "__len__"):
+            fail(f"sweep.{key}", "give a list of values")
+    from scaleworld.analysis.regimes import RegimeRule
+
+    a = spec.analysis
+    try:
+        RegimeRule(version=a.rule_version, alpha=a.alpha, delta=a.delta, min_sizes=a.min_sizes,
+                   min_seeds=a.min_seeds, bootstrap_reps=a.bootstrap_reps)
+    except ScaleworldError as exc:
+        fail("analysis", str(exc))
+    lengths = {len(v) for v in spec.sweep.zip.values()}
+    if len(lengths) > 1:
+        fail("sweep.zip", f"all lists must have the same length (got {sorted(lengths)})")
+
+
+def _apply(spec: Any, overrides: dict[str, Any], where: str) -> Any:
+    from omegaconf import OmegaConf
+
+    schema = OmegaConf.structured(StudySpec)
+    dotlist = OmegaConf.from_dotlist([f"{k}={_yaml_value(v)}" for k, v in overrides.items()])
+    try:
+        return _merge(schema, spec, dotlist)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+def _yaml_value(value: Any) -> str:
+    import json
+
+    return json.dumps(value) if isinstance(value, (list, dict, str)) else str(value)
+
+
+def expand_variants(spec: Any) -> list[Variant]:
+    """The base spec, one variant per sweep point (grid x zip), and one per ablation."""
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.masked_copy(spec, [k for k in spec.keys() if k not in ("sweep", "ablations")])
+    grid_keys = list(spec.sweep.grid.keys())
+    zip_keys = list(spec.sweep.zip.keys())
+    grid_points = list(itertools.product(*[list(spec.sweep.grid[k]) for k in grid_keys])) or [()]
+    zip_points = list(zip(*[list(spec.sweep.zip[k]) for k in zip_keys])) or [()]
+    variants = []
+    for g in grid_points:
+        for z in zip_points:
+            overrides = dict(zip(grid_keys, g)) | dict(zip(zip_keys, z))
+            name = "base" if not overrides else ",".join(f"{k}={v}" for k, v in overrides.items())
+            variants.append(Variant(name, _apply(base, overrides, f"sweep {name}")))
+    for name, overrides in spec.ablations.items():
+        variants.append(Variant(str(name), _apply(base, dict(overrides), f"ablations.{name}")))
+    return variants

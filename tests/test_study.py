@@ -1,0 +1,240 @@
+"""Study specs, the job graph, the run store and the local executor, on a micro study of real jobs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from scaleworld.study.graph import build_graph
+from scaleworld.study.jobs import EXIT_LOCKED, run_job
+from scaleworld.study.local import run_local
+from scaleworld.study.spec import SpecError, expand_variants, load_spec
+from scaleworld.study.store import JobLock, RunStore
+
+MICRO = """
+name: micro
+games: [Pong]
+seeds: [0]
+protocol: {max_episode_frames: 400, noop_max: 4}
+data: {steps: 240, num_envs: 2, val_fraction: 0.25}
+tokenizer: {channels: [8, 8, 8, 8], steps: 4, batch_size: 8}
+models: {ladder: tiny, sizes: [tiny-d1], context: 8}
+train: {steps: 6, batch_size: 4, eval_every: 3, checkpoint_every: 3}
+modes: {single: true, joint: false, matched: {enabled: false}}
+fidelity: {context_steps: 2, horizon: 2, rollouts: 2}
+analysis: {bootstrap_reps: 50}
+"""
+
+
+def _spec_file(tmp_path, text=MICRO, name="micro.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _sw(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "scaleworld.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.stepz=3", "unknown key 'train.stepz': did you mean 'train.steps'?"),
+    ("modes.matched.rulle=x", "unknown key 'modes.matched.rulle': did you mean 'modes.matched.rule'?"),
+    ("train.steps=abc", "wrong type for 'train.steps'"),
+    ("games=[Pongg]", "games[0]: unknown game 'Pongg': did you mean 'Pong'?"),
+    ("models.ladder=huge", "models.ladder: unknown ladder 'huge'"),
+    ("models.sizes=[tiny-d9]", "models.sizes[0]: unknown model size 'tiny-d9'"),
+    ("data.steps=0", "data.steps: 0 is impossible"),
+    ("fidelity.horizon=9", "fidelity.horizon: context_steps + horizon (2 + 9) must fit in models.context (8)"),
+    ("modes.joint=true", "modes.joint: a joint model needs one shared tokenizer") ,
+    ("tokenizer.scope=sometimes", "tokenizer.scope: use shared or per_game"),
+    ("analysis.min_sizes=2", "analysis: regime rule min_sizes=2"),
+    ('sweep.zip={"train.lr": [1, 2], "seeds": [[0]]}', "sweep.zip: all lists must have the same length"),
+    ("train.steps", "override 'train.steps': write overrides as key=value"),
+])
+def test_spec_errors_are_one_line_with_the_key_path_exit_2_and_write_nothing(tmp_path, override, message):
+    spec = _spec_file(tmp_path, MICRO.replace("tokenizer: {", "tokenizer: {scope: per_game, ")
+                      if "joint" in override else MICRO)
+    proc = _sw("run", spec, override, f"run_root={tmp_path / 'root'}")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "root").exists()
+
+
+def test_missing_values_and_bad_files_are_named(tmp_path):
+    with pytest.raises(SpecError, match="missing value for 'name'"):
+        load_spec(_spec_file(tmp_path, MICRO.replace("name: micro", "")))
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(_spec_file(tmp_path, "name: [unclosed"))
+    with pytest.raises(SpecError, match="a spec is a mapping"):
+        load_spec(_spec_file(tmp_path, "- just\n- a list\n"))
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_run_root_defaults_to_runs_name_and_is_overridable(tmp_path):
+    assert load_spec(_spec_file(tmp_path)).run_root == "runs/micro"
+    assert load_spec(_spec_file(tmp_path), [f"run_root={tmp_path}/x"]).run_root == f"{tmp_path}/x"
+
+
+def test_grid_zip_and_ablations_expand_into_variants(tmp_path):
+    text = MICRO + """
+sweep:
+  grid: {train.lr: [0.001, 0.0003], seeds: [[0], [1]]}
+  zip: {train.batch_size: [4, 8], train.warmup_steps: [1, 2]}
+ablations:
+  longer: {train.steps: 12}
+"""
+    spec = load_spec(_spec_file(tmp_path, text))
+    variants = expand_variants(spec)
+    assert len(variants) == 2 * 2 * 2 + 1
+    combos = {(v.spec.train.lr, tuple(v.spec.seeds), v.spec.train.batch_size, v.spec.train.warmup_steps)
+              for v in variants[:-1]}
+    assert len(combos) == 8
+    assert all((bs, w) in {(4, 1), (8, 2)} for *_, bs, w in combos)  # zipped, not crossed
+    assert variants[-1].name == "longer" and variants[-1].spec.train.steps == 12
+    graph = build_graph(spec)
+    assert graph.counts()["collect"] == 1  # every variant shares the data...
+    assert graph.counts()["dynamics"] == 9  # ...but trains its own model
+    with pytest.raises(SpecError, match="ablations.bad: unknown key 'train.stepz'"):
+        load_spec(_spec_file(tmp_path, MICRO + "ablations:\n  bad: {train.stepz: 1}\n"))
+
+
+def test_identities_are_stable_and_change_exactly_downstream_of_a_setting(tmp_path):
+    path = _spec_file(tmp_path)
+    base = build_graph(load_spec(path))
+    again = build_graph(load_spec(path, ["name=other", f"run_root={tmp_path}/elsewhere"]))
+    assert list(base.jobs) == list(again.jobs)  # names and folders are not part of identities
+
+    def ids(graph):
+        return {kind: {j.id for j in graph.by_kind(kind)} for kind in graph.counts()}
+
+    lr = ids(build_graph(load_spec(path, ["train.lr=0.001"])))
+    b = ids(base)
+    assert lr["collect"] == b["collect"] and lr["tokenizer"] == b["tokenizer"] and lr["tokens"] == b["tokens"]
+    assert lr["dynamics"].isdisjoint(b["dynamics"]) and lr["fidelity"].isdisjoint(b["fidelity"])
+    steps = ids(build_graph(load_spec(path, ["data.steps=300"])))
+    assert all(steps[k].isdisjoint(b[k]) for k in b)  # new data: everything downstream changes
+    horizon = ids(build_graph(load_spec(path, ["fidelity.horizon=1"])))
+    assert horizon["dynamics"] == b["dynamics"] and horizon["fidelity"].isdisjoint(b["fidelity"])
+
+
+def _outputs(root: Path) -> dict:
+    """Everything a study produced that must not depend on interruptions."""
+    out = {}
+    for done in sorted(root.glob("*/*/done.json")):
+        kind, job = done.parent.parent.name, done.parent.name
+        d = done.parent
+        if kind == "collect":
+            out[job] = json.loads((d / "dataset" / "manifest.json").read_text())["files"]
+        elif kind == "tokens":
+            out[job] = json.loads((d / "tokens" / "manifest.json").read_text())["files"]
+        elif kind in ("tokenizer", "dynamics"):
+            state = torch.load(d / f"{kind}.pt", weights_only=False)["state_dict"]
+            out[job] = {k: v.tolist() for k, v in state.items()}
+        elif kind == "fidelity":
+            out[job] = json.loads((d / "fidelity.json").read_text())["games"]
+        elif kind == "analysis":
+            out[job] = json.loads((d / "analysis.json").read_text())["modes"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The micro study run once, uninterrupted, through the CLI."""
+    tmp = tmp_path_factory.mktemp("study")
+    spec = _spec_file(tmp)
+    proc = _sw("run", spec, f"run_root={tmp / 'root'}", "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return tmp, spec, tmp / "root"
+
+
+def test_a_study_runs_end_to_end_and_status_reports_it(finished):
+    tmp, spec, root = finished
+    outputs = _outputs(root)
+    assert len(outputs) == 6  # collect, tokenizer, tokens, dynamics, fidelity, analysis
+    status = _sw("status", root)
+    assert status.returncode == 0 and "dynamics" in status.stdout and "failed" in status.stdout
+    analysis = next(iter(v for k, v in outputs.items() if isinstance(v, dict) and "single" in v))
+    assert analysis["single"]["Pong"]["regime"] == "inconclusive"  # one size, one seed
+
+
+def test_rerunning_skips_finished_jobs(finished):
+    tmp, spec, root = finished
+    stamps = {p: p.stat().st_mtime_ns for p in root.glob("*/*/done.json")}
+    store = RunStore(root)
+    graph = store.read_plan()
+    ran = []
+    counts = run_local(store, graph, progress=False, on_job=lambda job, state: ran.append(job.id))
+    assert ran == [] and counts == {"done": 6, "failed": 0, "blocked": 0}
+    assert stamps == {p: p.stat().st_mtime_ns for p in root.glob("*/*/done.json")}
+
+
+@pytest.mark.parametrize("kill_after_done", [1, 3])
+def test_killing_the_driver_loses_nothing_and_the_rerun_ends_identical(tmp_path, finished, kill_after_done):
+    _, spec, reference = finished
+    root = tmp_path / "root"
+    cmd = [sys.executable, "-m", "scaleworld.cli", "run", str(spec), f"run_root={root}", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(list(root.glob("*/*/done.json"))) < kill_after_done:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the job it was running
+    proc.wait()
+    finished_before = {p.parent.name for p in root.glob("*/*/done.json")}
+    assert len(finished_before) >= kill_after_done
+    again = _sw("run", spec, f"run_root={root}", "--no-progress")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _outputs(root) == _outputs(reference)
+
+
+def test_a_locked_job_is_not_run_twice(finished, tmp_path):
+    tmp, spec, _ = finished
+    root = tmp_path / "root"
+    store = RunStore(root)
+    from omegaconf import OmegaConf
+
+    s = load_spec(spec, [f"run_root={root}"])
+    graph = build_graph(s)
+    store.write_plan(graph, OmegaConf.to_yaml(s))
+    collect = graph.by_kind("collect")[0]
+    lock = JobLock(store.job_dir(collect) / "lock")
+    assert lock.acquire()
+    try:
+        assert store.state(collect) == "running"
+        assert run_job(root, collect.id) == EXIT_LOCKED
+        assert not store.is_done(collect)
+    finally:
+        lock.release()
+    assert store.state(collect) == "pending"
+
+
+def test_a_failed_job_does_not_stop_independent_jobs(tmp_path):
+    text = MICRO.replace("games: [Pong]", "games: [Pong, Breakout]").replace(
+        "tokenizer: {", "tokenizer: {scope: per_game, ")
+    spec = load_spec(_spec_file(tmp_path, text), [f"run_root={tmp_path / 'root'}"])
+    store = RunStore(Path(spec.run_root))
+    graph = build_graph(spec)
+    from omegaconf import OmegaConf
+
+    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    for job in graph.by_kind("collect"):
+        assert run_job(store.root, job.id) == 0
+    pong = next(j for j in graph.by_kind("collect") if j.labels["game"] == "Pong")
+    (store.job_dir(pong) / "dataset" / "storage" / "pixels.memmap").write_bytes(b"")  # damage Pong's data
+    counts = run_local(store, graph, progress=False)
+    assert counts["failed"] == 1  # Pong's tokenizer
+    assert counts["blocked"] == 4  # Pong's tokens, dynamics, fidelity, and the study's analysis
+    breakout = [j for j in graph.jobs.values() if j.labels.get("game") == "Breakout"
+                or j.labels.get("games") == ["Breakout"]]
+    assert breakout and all(store.is_done(j) for j in breakout)
+    status = _sw("status", store.root)
+    assert "failed tokenizer games=Pong" in " ".join(status.stdout.split()) and "DatasetError" in status.stdout
