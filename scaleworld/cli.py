@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 
 def _protocol(pairs: list[str]):
-    """Build a Protocol from --protocol KEY=VALUE pairs, coercing to each field's type."""
-    from scaleworld.atari.protocol import Protocol
-    from scaleworld.errors import ScaleworldError
+    from scaleworld.atari.protocol import protocol_from_pairs
 
-    types = {f.name: type(f.default) for f in dataclasses.fields(Protocol)}
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or key not in types:
-            raise ScaleworldError(
-                f"--protocol {pair!r}: expected KEY=VALUE with KEY one of {', '.join(types)}"
-            )
-        kind = types[key]
-        try:
-            values[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
-        except ValueError:
-            raise ScaleworldError(f"--protocol {pair!r}: {raw!r} is not a {kind.__name__}") from None
-    return Protocol(**values)
+    return protocol_from_pairs(pairs)
 
 
 def _quiet_torchrl() -> None:
@@ -368,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the choice of rollout starts")
     p.add_argument("--out", type=Path, help="write the fidelity record (JSON) here")
     p.set_defaults(func=cmd_eval_fidelity)
+
+    from scaleworld.experts.commands import add_expert_parser
+
+    add_expert_parser(groups)
 
     train = groups.add_parser("train", help="train the world model: tokenizer, dynamics")
     train_cmds = train.add_subparsers(dest="command", metavar="COMMAND", required=True)

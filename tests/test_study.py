@@ -21,6 +21,7 @@ MICRO = """
 name: micro
 games: [Pong]
 seeds: [0]
+expert: {source: random}
 protocol: {max_episode_frames: 400, noop_max: 4}
 data: {steps: 240, num_envs: 2, val_fraction: 0.25}
 tokenizer: {channels: [8, 8, 8, 8], steps: 4, batch_size: 8}
@@ -238,3 +239,28 @@ def test_a_failed_job_does_not_stop_independent_jobs(tmp_path):
     assert breakout and all(store.is_done(j) for j in breakout)
     status = _sw("status", store.root)
     assert "failed tokenizer games=Pong" in " ".join(status.stdout.split()) and "DatasetError" in status.stdout
+
+
+def test_a_ppo_expert_stage_trains_scores_and_feeds_collection(tmp_path):
+    ppo = "expert: {source: ppo, frames: 1024, num_envs: 2, episodes: 1}"
+    spec = load_spec(_spec_file(tmp_path, MICRO.replace("expert: {source: random}", ppo)),
+                     [f"run_root={tmp_path / 'root'}"])
+    graph = build_graph(spec)
+    (expert,) = graph.by_kind("expert")
+    (collect,) = graph.by_kind("collect")
+    assert collect.inputs == [expert.id] and collect.config["policy"] == {
+        "source": "ppo", "sampling": "sample", "epsilon": 0.0}
+    store = RunStore(Path(spec.run_root))
+    from omegaconf import OmegaConf
+
+    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    assert run_job(store.root, expert.id) == 0, (store.job_dir(expert) / "failed.json").read_text()
+    assert run_job(store.root, collect.id) == 0, (store.job_dir(collect) / "failed.json").read_text()
+    score = json.loads((store.job_dir(expert) / "expert" / "score.json").read_text())
+    assert len(score["returns"]) == 1
+    manifest = json.loads((store.job_dir(collect) / "dataset" / "manifest.json").read_text())
+    assert manifest["policy"]["sha256"] and manifest["policy"]["score"]["mean"] == score["mean"]
+    assert manifest["policy"]["sampling"] == "sample"
+    other = build_graph(load_spec(_spec_file(tmp_path, MICRO.replace(
+        "expert: {source: random}", "expert: {source: ppo, frames: 1024, num_envs: 2, episodes: 1, epsilon: 0.1}"))))
+    assert other.by_kind("expert")[0].id == expert.id and other.by_kind("collect")[0].id != collect.id

@@ -71,6 +71,22 @@ class Protocol:
         return cls(**values)
 
 
+def protocol_from_pairs(pairs: list[str]) -> Protocol:
+    """A Protocol from CLI ``KEY=VALUE`` pairs (``--protocol``), each coerced to its field's type."""
+    types = {f.name: type(f.default) for f in dataclasses.fields(Protocol)}
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in types:
+            raise ScaleworldError(f"--protocol {pair!r}: expected KEY=VALUE with KEY one of {', '.join(types)}")
+        kind = types[key]
+        try:
+            values[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+        except ValueError:
+            raise ScaleworldError(f"--protocol {pair!r}: {raw!r} is not a {kind.__name__}") from None
+    return Protocol(**values)
+
+
 @functools.lru_cache(maxsize=8)
 def _area_weights(size_in: int, size_out: int) -> torch.Tensor:
     """Integer area-resampling weights [size_out, size_in] (float32 holding integers).

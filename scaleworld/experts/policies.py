@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from scaleworld.errors import ScaleworldError
 
-POLICIES = ("random",)
+POLICIES = ("random", "an expert checkpoint folder (holding expert.json)")
 
 
-def make_policy(name: str, *, seed: int):
-    """Return a policy (TensorDict -> TensorDict with "action") with an ``identity`` dict."""
+def make_policy(name: str, *, seed: int, sampling: str = "sample", epsilon: float = 0.0):
+    """Return a policy (TensorDict -> TensorDict with "action") with an ``identity`` dict.
+
+    `name` is "random" or the path of an expert checkpoint folder (scaleworld/experts/checkpoint.py);
+    `sampling` and `epsilon` apply to experts only.
+    """
     if name == "random":
         from scaleworld.experts.random_policy import RandomPolicy
 
         return RandomPolicy(seed=seed)
-    raise ScaleworldError(f"unknown policy {name!r}: valid policies are {', '.join(POLICIES)}")
+    if Path(name).is_dir():
+        from scaleworld.experts.checkpoint import load_expert
+
+        return load_expert(name, seed=seed, sampling=sampling, epsilon=epsilon)
+    raise ScaleworldError(f"unknown policy {name!r}: valid policies are {'; '.join(POLICIES)}")

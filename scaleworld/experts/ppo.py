@@ -14,6 +14,14 @@ Calling `train_ppo` again on the same `out` with the same task and config resume
 checkpoint (see `ppo_state.py` for what is restored exactly). Frames count emulator frames:
 every env transition of every update (including the rare reset/no-op steps of `VectorAtari`)
 times the task's frame skip, so a budget is spent in whole updates of num_envs x rollout_steps.
+
+Determinism: every random draw comes from an explicitly seeded source: network initialisation
+(a `torch.Generator`), action sampling (`SampledPolicy`, its own generator, checkpointed),
+minibatch order (another generator), the emulators (ALE seeded by `train_env.reset_seed`, no-op
+starts by `scaleworld.atari.envs.noop_generator`). The global torch RNG is never read. So on one
+machine with a fixed number of torch threads a seed fixes the run; the float results (and so,
+over many updates, the trajectories) change with the thread count and the CPU's kernels, as the
+order of floating-point reductions does. Resumes: see `ppo_state.py`.
 """
 
 from __future__ import annotations
@@ -166,26 +174,26 @@ def train_ppo(
     start = 0 if state is None else state["updates_done"]
     steps_per_update = config.num_envs * config.rollout_steps
     frames_per_update = steps_per_update * task.frames_per_step
-    if start >= total:
-        return PPOResult(out, start, total, start * frames_per_update, True, [])
-    training.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(training / "config.json", {"task": task.to_dict(), "config": config.to_dict()})
-
     model = task.make_network(seed=config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
     sample_rng = torch.Generator().manual_seed(config.seed)
     minibatch_rng = torch.Generator().manual_seed(config.seed + 1)
-    env = MaskedVectorEnv(task, config.num_envs, seed=config.seed)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sample_rng.set_state(state["sample_rng"])
         minibatch_rng.set_state(state["minibatch_rng"])
-        env.full_resets = start  # resumed emulators restart from a seed of (seed, start)
+    if start >= total:  # finished earlier; export again only if killed between the last checkpoint and export
+        _export(out, task, config, model, total, frames_per_update)
+        return PPOResult(out, start, total, start * frames_per_update, True, [])
+    training.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(training / "config.json", {"task": task.to_dict(), "config": config.to_dict()})
+    env = MaskedVectorEnv(task, config.num_envs, seed=config.seed)
+    env.full_resets = start  # a resumed run restarts its emulators from a seed of (seed, start)
     logs = RunLogs(training, keep_updates_below=start)
 
     loss_module = ClipPPOLoss(
-        model.policy, model.value, clip_epsilon=config.clip_epsilon, entropy_coeff=config.entropy_coef,
+        model.policy, model.loss_value, clip_epsilon=config.clip_epsilon, entropy_coeff=config.entropy_coef,
         critic_coeff=config.value_coef, loss_critic_type="l2", normalize_advantage=config.normalize_advantage,
     )
     loss_module.loss_mask_key = None  # invalid rows are dropped before the loss (see train_env.py)
@@ -200,8 +208,8 @@ def train_ppo(
     update = start
     stop = total if stop_after is None else min(total, start + stop_after)
     try:
-        with _progress(progress, f"PPO {getattr(task, 'game', getattr(task, 'env_id', ''))}",
-                       total * frames_per_update, start * frames_per_update) as advance:
+        with _progress(progress, f"PPO {task.name}", total * frames_per_update,
+                       start * frames_per_update) as advance:
             tick = time.perf_counter()
             for batch in collector:
                 # batch: [N, T]; the ("next", "acted") rows are the agent steps
@@ -229,16 +237,23 @@ def train_ppo(
     finally:
         collector.shutdown()
         logs.close()
-    if update == total and isinstance(task, AtariTask):
-        from scaleworld.experts.checkpoint import save_expert
-
-        save_expert(
-            out, module=model.logits_module(), game=task.game, view=task.view_spec, actions=task.actions,
-            protocol=task.protocol,
-            provenance={"trainer": "scaleworld.experts.ppo", "config": config.to_dict(), "updates": update,
-                        "frames": update * frames_per_update},
-        )
+    if update == total:
+        _export(out, task, config, model, total, frames_per_update)
     return PPOResult(out, update, total, update * frames_per_update, update == total, finished_returns)
+
+
+def _export(out: Path, task: Task, config: PPOConfig, model, updates: int, frames_per_update: int) -> None:
+    """Write the expert checkpoint of a finished Atari run (once: expert.json marks it done)."""
+    from scaleworld.experts.checkpoint import EXPERT_JSON, save_expert
+
+    if not isinstance(task, AtariTask) or (out / EXPERT_JSON).exists():
+        return
+    save_expert(
+        out, module=model.logits_module(), game=task.game, view=task.view_spec, actions=task.actions,
+        protocol=task.protocol,
+        provenance={"trainer": "scaleworld.experts.ppo", "task": task.to_dict(), "config": config.to_dict(),
+                    "updates": updates, "frames": updates * frames_per_update},
+    )
 
 
 def _recent(returns: list[float], k: int = 20) -> str:
@@ -278,17 +293,19 @@ def _learn(batch, gae, loss_module, optimizer, model, config: PPOConfig, rng: to
         for index in order.chunk(config.minibatches):
             losses = loss_module(data[index])
             total = losses["loss_objective"] + losses["loss_critic"] + losses["loss_entropy"]
-            if not torch.isfinite(total):
-                raise ScaleworldError(
-                    f"PPO loss is {total.item()} at update {update}: lower the learning rate or check the "
-                    "environment's rewards; the run resumes from its last checkpoint"
-                )
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            if not (torch.isfinite(total) and torch.isfinite(grad_norm)):  # stop before the weights are poisoned
+                what = "loss" if not torch.isfinite(total) else "gradient norm"
+                value = total.item() if what == "loss" else grad_norm.item()
+                raise ScaleworldError(
+                    f"PPO {what} is not finite ({value}) at update {update}: lower the learning rate or check "
+                    "the environment's rewards (a rerun resumes from the last checkpoint)"
+                )
             optimizer.step()
             for key in ("loss_objective", "loss_critic", "loss_entropy", "entropy", "kl_approx", "clip_fraction"):
-                sums[key] = sums.get(key, 0.0) + float(losses[key])
+                sums[key] = sums.get(key, 0.0) + float(losses[key].detach())
             count += 1
     return {key: value / count for key, value in sums.items()}
 

@@ -45,6 +45,10 @@ class AtariTask:
         self.view_spec  # noqa: B018 - validates grayscale/stack
 
     @property
+    def name(self) -> str:
+        return self.game
+
+    @property
     def view_spec(self) -> ViewSpec:
         return ViewSpec(frame_size=self.protocol.frame_size, grayscale=self.grayscale, stack=self.stack)
 
@@ -84,7 +88,8 @@ class AtariTask:
 
 @dataclass(frozen=True, kw_only=True)
 class GymTask:
-    """A gymnasium env with Discrete(n) actions and a vector observation (e.g. CartPole-v1); tanh MLP."""
+    """A gymnasium env with Discrete(n) actions and a vector observation (e.g. CartPole-v1); tanh MLPs
+    (separate actor and critic trunks)."""
 
     env_id: str
     hidden: tuple[int, ...] = (64, 64)
@@ -98,6 +103,10 @@ class GymTask:
         vec = GymVector(self.env_id, 1, env_kwargs=self.env_kwargs)
         vec.close()
         return vec
+
+    @property
+    def name(self) -> str:
+        return self.env_id
 
     @property
     def actions(self) -> tuple[int, ...]:
@@ -125,7 +134,8 @@ class GymTask:
         if len(shape) != 1:
             raise ScaleworldError(f"{self.env_id} has observations of shape {shape}: GymTask needs flat vectors")
         trunk, features = mlp(shape[0], self.hidden)
-        return ActorCritic(trunk, features, len(self.actions), seed=seed)
+        value_trunk, _ = mlp(shape[0], self.hidden)
+        return ActorCritic(trunk, features, len(self.actions), seed=seed, value_trunk=value_trunk)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "gym", **dataclasses.asdict(self), "hidden": list(self.hidden)}

@@ -10,6 +10,10 @@ trainer computes GAE over the full [N, T] batch and then drops the other rows. T
 such rows only ever follow a transition with ``done`` (GAE does not bootstrap across it) or
 open the batch before the first agent step, so no kept advantage depends on them.
 
+One approximation: on a step that ends an episode by truncation (the protocol's frame cap, once
+per 27,000 agent steps at most) `VectorAtari` returns a stale frame, and GAE bootstraps the value
+of that frame. Gymnasium envs return the true final observation.
+
 Episode boundaries for TorchRL: the step that ends an episode has ``done``; the collector then
 calls `reset` with a ``"_reset"`` mask, which here only clears the done flags (the emulator resets
 itself on the following steps, as described above). Only a reset without a mask (the collector's

@@ -1,6 +1,6 @@
 """A study spec expands into a graph of jobs; a job's identity is a hash of what decides its output.
 
-Kinds, in dependency order: collect (game) -> tokenizer (shared, or one per game) -> tokens (game)
+Kinds, in dependency order: expert (game; PPO) -> collect (game) -> tokenizer (shared, or one per game) -> tokens (game)
 -> dynamics (mode x size x seed [x game]) -> fidelity (one per dynamics run) -> analysis (study).
 
 `Job.id` = SHA-256 (first 16 hex digits) of the canonical JSON of {kind, config, input ids}: the
@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-KINDS = ("collect", "tokenizer", "tokens", "dynamics", "fidelity", "analysis")
+KINDS = ("expert", "collect", "tokenizer", "tokens", "dynamics", "fidelity", "analysis")
 
 
 @dataclass
@@ -103,10 +104,26 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     protocol = OmegaConf.to_container(spec.protocol)
     games = list(spec.games)
     collect = {}
+    e = spec.expert
     for game in games:
-        cfg = {"game": game, "protocol": protocol, "policy": spec.expert.source, "steps": spec.data.steps,
+        inputs, policy = [], {"source": e.source}
+        if e.source == "ppo":
+            ecfg = {"game": game, "protocol": protocol, "frames": e.frames, "num_envs": e.num_envs, "seed": e.seed,
+                    "episodes": e.episodes}
+            inputs = [graph.add(Job("expert", ecfg, [], {"game": game, **tag}))]
+        elif e.source != "random":  # an imported expert: its weights' hash is part of the identity
+            from scaleworld.data.files import sha256_file
+            from scaleworld.experts.checkpoint import read_expert_meta
+
+            folder = Path(e.source) / game
+            meta = read_expert_meta(folder)
+            policy = {"source": str(folder.resolve()),
+                      "sha256": sha256_file(folder / meta["model"]["file"])}
+        if e.source != "random":
+            policy |= {"sampling": e.sampling, "epsilon": e.epsilon}
+        cfg = {"game": game, "protocol": protocol, "policy": policy, "steps": spec.data.steps,
                "num_envs": spec.data.num_envs, "seed": spec.data.seed}
-        collect[game] = graph.add(Job("collect", cfg, [], {"game": game, **tag}))
+        collect[game] = graph.add(Job("collect", cfg, inputs, {"game": game, **tag}))
 
     tok = spec.tokenizer
     tok_model = asdict(TokenizerConfig(channels=tuple(tok.channels), frame_size=spec.protocol.frame_size))

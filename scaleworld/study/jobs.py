@@ -32,6 +32,22 @@ def _clean_partials(folder: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def _expert(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    """Train a PPO expert (resuming from its checkpoint), then measure its score: the upper anchor."""
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.experts.anchor import score_expert
+    from scaleworld.experts.ppo import PPOConfig, train_ppo
+    from scaleworld.experts.tasks import AtariTask
+
+    c = job.config
+    protocol = Protocol(**c["protocol"])
+    config = PPOConfig(frames=c["frames"], seed=c["seed"], num_envs=c["num_envs"])
+    result = train_ppo(AtariTask(game=c["game"], protocol=protocol), config, out / "expert", progress=False)
+    record = score_expert(out / "expert", episodes=c["episodes"], protocol=protocol, seed=c["seed"])
+    return {"expert": "expert", "updates": result.updates_done, "frames": result.frames_done,
+            "score": record["mean"]}
+
+
 def _collect(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     from scaleworld.atari.protocol import Protocol
     from scaleworld.data.collect import collect_dataset
@@ -41,7 +57,12 @@ def _collect(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, An
     _clean_partials(out)
     if (out / "dataset").exists():  # a dataset whose done.json was not written: redo it
         shutil.rmtree(out / "dataset")
-    policy = make_policy(c["policy"], seed=c["seed"])
+    source = c["policy"]["source"]
+    if source == "ppo":
+        (expert,) = _input_dirs(store, graph, job, "expert")
+        source = str(expert / "expert")
+    options = {k: c["policy"][k] for k in ("sampling", "epsilon") if k in c["policy"]}
+    policy = make_policy(source, seed=c["seed"], **options)
     manifest = collect_dataset(game=c["game"], policy=policy, policy_identity=policy.identity, steps=c["steps"],
                                out=out / "dataset", protocol=Protocol(**c["protocol"]), seed=c["seed"],
                                num_envs=c["num_envs"], progress=False)
@@ -154,7 +175,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-RUNNERS = {"collect": _collect, "tokenizer": _tokenizer, "tokens": _tokens, "dynamics": _dynamics,
+RUNNERS = {"expert": _expert, "collect": _collect, "tokenizer": _tokenizer, "tokens": _tokens, "dynamics": _dynamics,
            "fidelity": _fidelity, "analysis": _analysis}
 
 

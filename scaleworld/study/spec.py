@@ -38,8 +38,19 @@ class ProtocolSpec:
 
 @dataclass
 class ExpertSpec:
-    source: str = "random"
-    """Who collects the data: ``random`` (until experts exist) or a path to an expert checkpoint."""
+    source: str = "ppo"
+    """Who collects the data: ``ppo`` (an `expert` job trains one per game), ``random``, or the path
+    of a folder holding one expert checkpoint per game (``DIR/<Game>/expert.json``)."""
+    frames: int = 10_000_000
+    """PPO budget in emulator frames (source ppo)."""
+    num_envs: int = 8
+    seed: int = 0
+    episodes: int = 10
+    """Full episodes that measure the expert's score: the upper anchor of normalised scores."""
+    sampling: str = "sample"
+    """How the expert collects: ``sample`` from its distribution or ``greedy``."""
+    epsilon: float = 0.0
+    """Share of uniformly random legal actions during collection."""
 
 
 @dataclass
@@ -285,6 +296,17 @@ def check_spec(spec: Any, *, where: str = "") -> None:
             fail(f"models.sizes[{i}]", str(exc))
         if spec.models.ladder is not None and not s.name.startswith(spec.models.ladder + "-"):
             fail(f"models.sizes[{i}]", f"{size} is not in ladder {spec.models.ladder}")
+    if spec.expert.source not in ("ppo", "random"):
+        for game in spec.games:
+            if not (Path(spec.expert.source) / game / "expert.json").is_file():
+                fail("expert.source", f"no expert checkpoint {Path(spec.expert.source) / game / 'expert.json'}: "
+                                      "use ppo, random, or a folder with one expert per game")
+    if spec.expert.sampling not in ("sample", "greedy"):
+        fail("expert.sampling", "use sample or greedy")
+    if not 0.0 <= spec.expert.epsilon <= 1.0:
+        fail("expert.epsilon", "must be in [0, 1]")
+    if spec.expert.source == "ppo" and spec.expert.frames < 1:
+        fail("expert.frames", f"{spec.expert.frames} is impossible: it must be at least 1")
     if spec.tokenizer.scope not in ("shared", "per_game"):
         fail("tokenizer.scope", "use shared or per_game")
     if spec.modes.matched.rule not in ("tokens_per_game", "total_steps"):

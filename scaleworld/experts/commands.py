@@ -1,0 +1,99 @@
+"""`scaleworld expert train | eval`: argparse wiring and handlers (heavy imports inside handlers).
+
+`add_expert_parser(groups)` adds the ``expert`` group to the CLI's subparsers object; the handlers
+follow the CLI's conventions (a `ScaleworldError` becomes one line and exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def _protocol(pairs: list[str]):
+    from scaleworld.atari.protocol import protocol_from_pairs
+
+    return protocol_from_pairs(pairs)
+
+
+def _prepare(threads: int | None) -> None:
+    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")  # before torchrl's first import
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cmd_expert_train(args: argparse.Namespace) -> None:
+    from scaleworld.atari.games import get_game
+
+    game = get_game(args.game)  # fail on a bad name before the heavy imports
+    protocol = _protocol(args.protocol)
+    _prepare(args.threads)
+    import numpy as np
+
+    from scaleworld.experts.ppo import PPOConfig, train_ppo
+    from scaleworld.experts.tasks import AtariTask
+
+    config = PPOConfig(
+        frames=args.frames, seed=args.seed, num_envs=args.envs, rollout_steps=args.rollout_steps,
+        learning_rate=args.lr, checkpoint_every=args.checkpoint_every,
+    )
+    result = train_ppo(AtariTask(game=game.name, protocol=protocol), config, args.out,
+                       progress=not args.no_progress, stop_after=args.stop_after)
+    recent = result.episode_returns[-20:]
+    note = f"; mean return of the last {len(recent)} episodes {np.mean(recent):.2f}" if recent else ""
+    if result.finished:
+        print(f"{game.name}: {result.updates_done} updates, {result.frames_done} frames{note}; "
+              f"expert in {args.out} (score it with `scaleworld expert eval {args.out} --episodes 10`)")
+    else:
+        print(f"{game.name}: stopped at update {result.updates_done}/{result.total_updates}{note}; "
+              "run the same command again to resume from the checkpoint")
+
+
+def cmd_expert_eval(args: argparse.Namespace) -> None:
+    _prepare(None)
+    from scaleworld.experts.anchor import score_expert
+
+    record = score_expert(
+        args.dir, episodes=args.episodes, seed=args.seed, num_envs=args.envs,
+        sampling="greedy" if args.greedy else "sample", epsilon=args.epsilon, out=args.out,
+    )
+    where = args.out if args.out else Path(args.dir) / "score.json"
+    print(f"{record['game']} expert {args.dir}: mean {record['mean']:.2f} +- {record['sem']:.2f} (sem) "
+          f"over {record['episodes']} episodes; wrote {where}")
+
+
+def add_expert_parser(groups: argparse._SubParsersAction) -> None:
+    """Add ``expert train`` and ``expert eval`` to the CLI's subparsers object `groups`."""
+    expert = groups.add_parser("expert", help="expert policies: train with PPO, score the expert anchor")
+    cmds = expert.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = cmds.add_parser("train", help="train a PPO expert on a game (resumes if --out holds a checkpoint)")
+    p.add_argument("--game", required=True, help="an Atari 100k game, e.g. Pong (see `scaleworld games`)")
+    p.add_argument("--frames", type=int, required=True, help="budget in emulator frames (agent steps x 4)")
+    p.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, logs, then the expert")
+    p.add_argument("--seed", type=int, default=0, help="seeds the network, sampling and emulators (default 0)")
+    p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
+    p.add_argument("--rollout-steps", type=int, default=128, help="steps per emulator per update (default 128)")
+    p.add_argument("--lr", type=float, default=2.5e-4, help="Adam learning rate, annealed to 0 (default 2.5e-4)")
+    p.add_argument("--checkpoint-every", type=int, default=25, help="updates between checkpoints (default 25)")
+    p.add_argument("--stop-after", type=int, metavar="UPDATES",
+                   help="stop with a checkpoint after this many updates (for time-limited jobs)")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest on small shared machines)")
+    p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a protocol setting (repeatable; see scaleworld/atari/protocol.py)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_expert_train)
+
+    p = cmds.add_parser("eval", help="score an expert checkpoint over full episodes (writes DIR/score.json)")
+    p.add_argument("dir", help="expert checkpoint folder (holding expert.json)")
+    p.add_argument("--episodes", type=int, default=10, help="full episodes to play (default 10)")
+    p.add_argument("--out", type=Path, help="write the score record here instead of DIR/score.json")
+    p.add_argument("--seed", type=int, default=0, help="seeds the emulators, no-op starts and sampling")
+    p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
+    p.add_argument("--epsilon", type=float, default=0.0, help="probability of a uniform legal action")
+    p.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
+    p.set_defaults(func=cmd_expert_eval)

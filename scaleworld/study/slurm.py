@@ -1,0 +1,147 @@
+"""The SLURM executor: one submitit job array per ready stage, requeued on timeout or preemption.
+
+Each array task runs `run_job` for one job inside a `submitit.helpers.Checkpointable`, so a task
+that SLURM signals before its time limit (or a preemption) is requeued; training jobs then resume
+from their last checkpoint. Results are read from the job folders, never from submitit's return
+values, so the driver may detach (`--detach`: submit the ready stage and exit) and a later `run`
+or `status` picks up. Arrays are chunked to the cluster's MaxArraySize.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from scaleworld.errors import ScaleworldError
+from scaleworld.study.graph import Graph, Job
+from scaleworld.study.jobs import EXIT_LOCKED, run_job
+from scaleworld.study.store import RunStore
+
+ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING")
+
+
+def slurm_answers(timeout: float = 10.0) -> bool:
+    """A SLURM cluster is usable when `sinfo` answers (not merely when srun is on PATH)."""
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=timeout).returncode == 0
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+
+
+def cluster_max_array_size() -> int | None:
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+class JobCall(submitit.helpers.Checkpointable):
+    """One study job as a requeueable SLURM task; its outputs go to its job folder."""
+
+    def __init__(self, root: str, job_id: str):
+        self.root = root
+        self.job_id = job_id
+
+    def __call__(self) -> str:
+        import os
+
+        os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+        status = run_job(self.root, self.job_id)
+        if status == EXIT_LOCKED:
+            return "locked elsewhere"
+        if status != 0:
+            reason = json.loads((self._dir() / "failed.json").read_text())["reason"]
+            raise RuntimeError(f"job {self.job_id} failed: {reason}")
+        return "done"
+
+    def _dir(self) -> Path:
+        store = RunStore(Path(self.root))
+        return store.job_dir(store.read_plan().jobs[self.job_id])
+
+
+def _active(store: RunStore, job: Job) -> bool:
+    """Whether a SLURM task submitted for `job` (by this or an earlier driver) is still queued or running."""
+    record = store.job_dir(job) / "slurm.json"
+    if not record.is_file():
+        return False
+    slurm_id = json.loads(record.read_text())["slurm_job_id"]
+    out = subprocess.run(["sacct", "-j", slurm_id, "-n", "-X", "-P", "-o", "State"], capture_output=True,
+                         text=True).stdout.split()
+    return any(state.split()[0] in ACTIVE_STATES for state in out)
+
+
+def _executor(store: RunStore, launcher: Any, kind: str) -> submitit.AutoExecutor:
+    executor = submitit.AutoExecutor(folder=store.root / "slurm" / "%j", cluster="slurm",
+                                     slurm_max_num_timeout=launcher.requeues)
+    params: dict[str, Any] = {
+        "name": f"scaleworld-{kind}", "timeout_min": launcher.time_min, "mem_gb": launcher.mem_gb,
+        "cpus_per_task": launcher.cpus, "slurm_array_parallelism": launcher.array_parallelism,
+        "stderr_to_stdout": True,
+    }
+    if launcher.gpus:
+        params["gpus_per_node"] = launcher.gpus
+    if launcher.partition:
+        params["slurm_partition"] = launcher.partition
+    executor.update_parameters(**params)
+    return executor
+
+
+def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str]) -> list[submitit.Job]:
+    """Submit every job whose inputs are done, as one array per kind (chunked); returns the tasks."""
+    ready: dict[str, list[Job]] = {}
+    for job in graph.jobs.values():
+        if job.id in blocked or store.is_done(job) or store.is_running(job) or _active(store, job):
+            continue
+        if all(store.is_done(graph.jobs[i]) for i in job.inputs):
+            ready.setdefault(job.kind, []).append(job)
+    chunk = min(x for x in (launcher.max_array_size, cluster_max_array_size(), 10**6) if x)
+    submitted = []
+    for kind, jobs in ready.items():
+        executor = _executor(store, launcher, kind)
+        for start in range(0, len(jobs), chunk):
+            part = jobs[start : start + chunk]
+            with executor.batch():
+                tasks = [executor.submit(JobCall(str(store.root), job.id)) for job in part]
+            for job, task in zip(part, tasks):
+                (store.job_dir(job) / "failed.json").unlink(missing_ok=True)
+                (store.job_dir(job) / "slurm.json").write_text(json.dumps({"slurm_job_id": task.job_id}))
+            submitted += tasks
+    return submitted
+
+
+def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = False, progress: bool = True,
+              poll_s: float = 3.0) -> dict[str, int]:
+    """Submit stage after stage until the study is finished (or once, with `detach`)."""
+    if not slurm_answers():
+        raise ScaleworldError("launcher.kind=slurm but no SLURM cluster answers `sinfo`: start one "
+                              "(e.g. tools/slurm/start.sh) or run with launcher.kind=local")
+    blocked: set[str] = set()
+    while True:
+        for job in graph.jobs.values():  # a failed job blocks everything downstream of it
+            if job.id not in blocked and (store.failure(job) is not None and not _active(store, job)
+                                          or any(i in blocked for i in job.inputs)):
+                blocked.add(job.id)
+        tasks = submit_ready(store, graph, launcher, blocked)
+        if progress and tasks:
+            print(f"submitted {len(tasks)} SLURM tasks")
+        if detach:
+            break
+        waiting = [j for j in graph.jobs.values() if not store.is_done(j) and j.id not in blocked]
+        if not waiting:
+            break
+        if not tasks and not any(_active(store, j) or store.is_running(j) for j in waiting):
+            # nothing queued and nothing submittable: only blocked work is left
+            blocked.update(j.id for j in waiting)
+            continue
+        time.sleep(poll_s)
+    done = sum(store.is_done(j) for j in graph.jobs.values())
+    failed = sum(store.failure(j) is not None for j in graph.jobs.values())
+    return {"done": done, "failed": failed, "blocked": len(blocked) - failed if not detach else 0}
