@@ -26,6 +26,17 @@ def collect(out, *, game="Breakout", steps=600, seed=0, protocol=SHORT, num_envs
     return out
 
 
+@pytest.fixture
+def one_torch_thread():
+    """PPO's small batches run faster on one torch thread on a shared 2-core machine (no contention)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def breakout_ds(tmp_path_factory):
     return collect(tmp_path_factory.mktemp("data") / "breakout")

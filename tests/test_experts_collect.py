@@ -26,13 +26,7 @@ SHORT = Protocol(max_episode_frames=200, noop_max=8)
 TASK = AtariTask(game="Pong", protocol=SHORT)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batches: one torch thread avoids thread contention on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ TASK = AtariTask(game="Breakout", protocol=Protocol(max_episode_frames=200, noop
 CONFIG = PPOConfig(frames=6 * 4 * 32 * 4, num_envs=4, rollout_steps=32, checkpoint_every=2, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _updates(run) -> list[int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from scaleworld.errors import ScaleworldError
 from scaleworld.experts.ppo import PPOConfig, train_ppo
@@ -23,13 +22,7 @@ CARTPOLE = dict(
 THRESHOLD = 195.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks: one thread avoids contention on shared CPUs (and fixes the float results)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

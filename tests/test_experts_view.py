@@ -15,14 +15,7 @@ from scaleworld.experts.tasks import AtariTask
 from scaleworld.experts.train_env import MaskedVectorEnv
 from scaleworld.experts.view import FrameStack, ViewSpec, frame_channels
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batches: one torch thread avoids thread contention on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_luma_is_bt601_rounded_half_up():

@@ -42,24 +42,23 @@ def _load(run_dir: str | Path, filename: str, kind: str) -> tuple[dict, Path]:
     return payload, path
 
 
-def load_tokenizer(run_dir: str | Path) -> tuple[Tokenizer, dict[str, Any]]:
-    """The frozen tokenizer (eval mode, no grad) and its identity {path, sha256, config}."""
-    payload, path = _load(run_dir, TOKENIZER_FILE, "tokenizer")
-    config = TokenizerConfig.from_dict(payload["config"])
-    model = Tokenizer(config)
-    model.load_state_dict(payload["state_dict"])
-    model.eval().requires_grad_(False)
-    identity = {"path": str(path.resolve()), "sha256": sha256_file(path), "config": config.to_dict(),
-                **payload["extra"]}
-    return model, identity
-
-
-def load_dynamics(run_dir: str | Path) -> tuple[DynamicsModel, dict[str, Any]]:
-    payload, path = _load(run_dir, DYNAMICS_FILE, "dynamics")
-    config = DynamicsConfig.from_dict(payload["config"])
-    model = DynamicsModel(config)
+def _load_model(run_dir: str | Path, filename: str, kind: str, config_cls, model_cls):
+    payload, path = _load(run_dir, filename, kind)
+    config = config_cls.from_dict(payload["config"])
+    model = model_cls(config)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     identity = {"path": str(path.resolve()), "sha256": sha256_file(path), "config": config.to_dict(),
                 **payload["extra"]}
     return model, identity
+
+
+def load_tokenizer(run_dir: str | Path) -> tuple[Tokenizer, dict[str, Any]]:
+    """The frozen tokenizer (eval mode, no grad) and its identity {path, sha256, config, ...}."""
+    model, identity = _load_model(run_dir, TOKENIZER_FILE, "tokenizer", TokenizerConfig, Tokenizer)
+    return model.requires_grad_(False), identity
+
+
+def load_dynamics(run_dir: str | Path) -> tuple[DynamicsModel, dict[str, Any]]:
+    """The trained dynamics model (eval mode) and its identity {path, sha256, config, games, ...}."""
+    return _load_model(run_dir, DYNAMICS_FILE, "dynamics", DynamicsConfig, DynamicsModel)

@@ -12,12 +12,14 @@ spec; `expand_variants` lists them, and the planner merges their jobs (identical
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaleworld.atari.protocol import Protocol
 from scaleworld.errors import ScaleworldError
 
 
@@ -25,15 +27,11 @@ class SpecError(ScaleworldError):
     """A study spec is invalid; the message names the key path and the fix."""
 
 
-@dataclass
-class ProtocolSpec:
-    frame_size: int = 64
-    frame_skip: int = 4
-    max_pool: bool = True
-    sticky_action_prob: float = 0.0
-    max_episode_frames: int = 108_000
-    noop_max: int = 30
-    full_action_space: bool = True
+# The protocol section mirrors scaleworld.atari.protocol.Protocol field for field (same defaults):
+# derived from it, so a new protocol setting is a spec key without being written twice.
+ProtocolSpec = dataclasses.make_dataclass(
+    "ProtocolSpec", [(f.name, type(f.default), field(default=f.default)) for f in dataclasses.fields(Protocol)]
+)
 
 
 @dataclass

@@ -1,0 +1,42 @@
+"""The SLURM executor on a real local cluster (tools/slurm/start.sh; CI starts one). Skipped without one."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from scaleworld.study.slurm import slurm_answers
+
+from .test_study import MICRO, _outputs, _spec_file
+
+pytestmark = pytest.mark.skipif(not slurm_answers(), reason="no SLURM cluster answers `sinfo`")
+
+LAUNCH = ["launcher.kind=slurm", "launcher.mem_gb=2", "launcher.cpus=1", "launcher.time_min=10"]
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "scaleworld.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_slurm_arrays_produce_the_same_results_as_the_local_executor(tmp_path):
+    spec = _spec_file(tmp_path, MICRO)
+    local = _run("run", spec, f"run_root={tmp_path / 'local'}", "--no-progress")
+    assert local.returncode == 0, local.stdout + local.stderr
+    slurm = _run("run", spec, f"run_root={tmp_path / 'slurm'}", *LAUNCH, "--no-progress")
+    assert slurm.returncode == 0, slurm.stdout + slurm.stderr
+    assert _outputs(tmp_path / "slurm") == _outputs(tmp_path / "local")
+    records = list((tmp_path / "slurm").glob("*/*/slurm.json"))
+    assert len(records) == 6 and all(json.loads(r.read_text())["slurm_job_id"] for r in records)
+
+
+def test_detach_submits_the_ready_stage_and_a_later_run_finishes(tmp_path):
+    spec = _spec_file(tmp_path, MICRO)
+    root = tmp_path / "root"
+    first = _run("run", spec, f"run_root={root}", *LAUNCH, "--detach", "--no-progress")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "submitted 1 SLURM tasks" in first.stdout  # only the first stage (collect) was ready
+    assert len(list(root.glob("*/*/slurm.json"))) == 1
+    again = _run("run", spec, f"run_root={root}", *LAUNCH, "--no-progress")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(list(root.glob("*/*/done.json"))) == 6
