@@ -40,3 +40,22 @@ def test_detach_submits_the_ready_stage_and_a_later_run_finishes(tmp_path):
     again = _run("run", spec, f"run_root={root}", *LAUNCH, "--no-progress")
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(list(root.glob("*/*/done.json"))) == 6
+
+
+def test_a_job_killed_by_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    # ~4000 steps of the tiny model take over a minute here, past the 1-minute limit: SLURM signals
+    # the task, submitit requeues it, and the trainer resumes from its last checkpoint (every 200 steps).
+    spec = _spec_file(tmp_path, MICRO)
+    root = tmp_path / "root"
+    proc = _run("run", spec, f"run_root={root}", "launcher.kind=slurm", "launcher.mem_gb=2", "launcher.cpus=1",
+                "launcher.time_min=1", "launcher.requeues=8", "train.steps=4000", "train.checkpoint_every=200",
+                "train.eval_every=2000", "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (dynamics,) = [d.parent for d in root.glob("dynamics/*/done.json")]
+    metrics = json.loads((dynamics / "metrics.json").read_text())
+    assert metrics["resumed_at"] and all(step % 200 == 0 and 0 < step < 4000 for step in metrics["resumed_at"])
+    assert metrics["history"][-1]["step"] == 4000
+    slurm_id = json.loads((dynamics / "slurm.json").read_text())["slurm_job_id"]
+    states = subprocess.run(["sacct", "-j", slurm_id, "-D", "-X", "-n", "-o", "State"], capture_output=True,
+                            text=True).stdout.split()
+    assert "REQUEUED" in states and states[-1] == "COMPLETED", states

@@ -85,6 +85,9 @@ def _executor(store: RunStore, launcher: Any, kind: str) -> submitit.AutoExecuto
         "name": f"scaleworld-{kind}", "timeout_min": launcher.time_min, "mem_gb": launcher.mem_gb,
         "cpus_per_task": launcher.cpus, "slurm_array_parallelism": launcher.array_parallelism,
         "stderr_to_stdout": True,
+        # SLURM checks time limits every 30 s and signals once now + delay + 30 s passes the limit; with
+        # submitit's default 90 s a short job can be signalled before Python is ready for it.
+        "slurm_signal_delay_s": min(90, max(20, launcher.time_min * 60 // 4)),
     }
     if launcher.gpus:
         params["gpus_per_node"] = launcher.gpus

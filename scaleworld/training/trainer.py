@@ -121,6 +121,7 @@ class Trainer:
         self._forward = torch.compile(loss) if config.compile else loss
         self._val_state = val_generator.get_state() if val_generator is not None else None
         self.history: list[dict[str, float]] = []
+        self.resumed_at: list[int] = []  # steps at which this run was resumed from its checkpoint
 
     # -- checkpoints ---------------------------------------------------------------------------
     @property
@@ -137,6 +138,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "config": asdict(self.config),
             "history": self.history,
+            "resumed_at": self.resumed_at,
         }
         tmp = self.run_dir / f".{CHECKPOINT}.tmp-{os.getpid()}"
         torch.save(state, tmp)
@@ -164,6 +166,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step = state["step"]
         self.history = state["history"]
+        self.resumed_at = state.get("resumed_at", []) + [self.step]
         return True
 
     # -- steps ---------------------------------------------------------------------------------
@@ -237,7 +240,8 @@ class Trainer:
                     self.save_checkpoint()
                 advance(metrics)
         final = self.history[-1] if self.history else {}
-        write_json_atomic(self.run_dir / "metrics.json", {"final": final, "history": self.history})
+        write_json_atomic(self.run_dir / "metrics.json",
+                          {"final": final, "history": self.history, "resumed_at": self.resumed_at})
         return final
 
 
