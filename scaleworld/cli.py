@@ -128,7 +128,7 @@ def _train_config(args: argparse.Namespace):
         steps = matched_steps(joint_steps=steps, num_games=args.joint_games, rule=args.match)
     return TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, compile=args.compile,
-                       seed=args.seed)
+                       logger=args.logger, seed=args.seed)
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
@@ -215,6 +215,8 @@ def _add_train_args(p: argparse.ArgumentParser, *, steps: int, lr: float) -> Non
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation and sampling")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"],
+                   help="TorchRL logger (default csv, in OUT/logs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -258,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if spec.launcher.kind == "slurm":
         from scaleworld.study.slurm import run_slurm
 
-        counts = run_slurm(store, graph, spec.launcher, detach=args.detach, progress=not args.no_progress)
+        counts = run_slurm(store, graph, spec.launcher, detach=args.detach)
     else:
         from scaleworld.study.local import run_local
 

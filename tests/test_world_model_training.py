@@ -190,6 +190,8 @@ def test_budgets_schedules_and_matching():
     assert lr_factor(55, cfg) == pytest.approx(0.55)
     with pytest.raises(ScaleworldError, match="train.steps=0"):
         TrainConfig(steps=0)
+    with pytest.raises(ScaleworldError, match="train.logger='mlflow': use csv, tensorboard or wandb"):
+        TrainConfig(logger="mlflow")
 
 
 def test_tokenizer_training_lowers_reconstruction_error_and_is_resumable(tmp_path, breakout_ds):

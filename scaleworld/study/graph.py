@@ -74,13 +74,20 @@ class Graph:
         return graph
 
 
+def _hashed(train: Any) -> dict[str, Any]:
+    """A TrainConfig as a job config: without `logger`, which changes where metrics go, not outputs."""
+    config = asdict(train)
+    config.pop("logger")
+    return config
+
+
 def _train_config(spec: Any, *, steps: int, seed: int) -> dict[str, Any]:
     from scaleworld.training.trainer import TrainConfig
 
     t = spec.train
-    return asdict(TrainConfig(steps=steps, batch_size=t.batch_size, lr=t.lr, warmup_steps=min(t.warmup_steps, steps),
-                              eval_every=min(t.eval_every, steps), checkpoint_every=min(t.checkpoint_every, steps),
-                              seed=seed))
+    return _hashed(TrainConfig(steps=steps, batch_size=t.batch_size, lr=t.lr, warmup_steps=min(t.warmup_steps, steps),
+                               eval_every=min(t.eval_every, steps), checkpoint_every=min(t.checkpoint_every, steps),
+                               seed=seed))
 
 
 def _sizes(spec: Any) -> list[Any]:
@@ -127,9 +134,9 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
 
     tok = spec.tokenizer
     tok_model = asdict(TokenizerConfig(channels=tuple(tok.channels), frame_size=spec.protocol.frame_size))
-    tok_train = asdict(TrainConfig(steps=tok.steps, batch_size=tok.batch_size, lr=tok.lr, seed=tok.seed,
-                                   warmup_steps=min(50, tok.steps), eval_every=min(250, tok.steps),
-                                   checkpoint_every=min(250, tok.steps)))
+    tok_train = _hashed(TrainConfig(steps=tok.steps, batch_size=tok.batch_size, lr=tok.lr, seed=tok.seed,
+                                    warmup_steps=min(50, tok.steps), eval_every=min(250, tok.steps),
+                                    checkpoint_every=min(250, tok.steps)))
     tok_cfg = {"model": tok_model, "train": tok_train, "val_fraction": spec.data.val_fraction}
     groups = [games] if tok.scope == "shared" else [[g] for g in games]
     tokenizer_of = {}

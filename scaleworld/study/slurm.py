@@ -120,7 +120,7 @@ def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str]
     return submitted
 
 
-def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = False, progress: bool = True,
+def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = False,
               poll_s: float = 3.0) -> dict[str, int]:
     """Submit stage after stage until the study is finished (or once, with `detach`)."""
     if not slurm_answers():
@@ -133,8 +133,8 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = Fa
                                           or any(i in blocked for i in job.inputs)):
                 blocked.add(job.id)
         tasks = submit_ready(store, graph, launcher, blocked)
-        if progress and tasks:
-            print(f"submitted {len(tasks)} SLURM tasks")
+        if tasks:
+            print(f"submitted {len(tasks)} SLURM tasks", flush=True)
         if detach:
             break
         waiting = [j for j in graph.jobs.values() if not store.is_done(j) and j.id not in blocked]

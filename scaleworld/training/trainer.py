@@ -48,6 +48,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     compile: bool = False
+    logger: str = "csv"
+    """TorchRL logger: csv (default, in RUN/logs), tensorboard or wandb (their packages must be installed)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +58,8 @@ class TrainConfig:
                 raise ScaleworldError(f"train.{name}={getattr(self, name)} must be at least 1")
         if not self.lr > 0:
             raise ScaleworldError(f"train.lr={self.lr} must be positive")
+        if self.logger not in ("csv", "tensorboard", "wandb"):
+            raise ScaleworldError(f"train.logger={self.logger!r}: use csv, tensorboard or wandb")
 
 
 def tokens_to_steps(tokens: int, *, batch_size: int, seq_len: int) -> int:
@@ -219,11 +223,14 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train to `config.steps` (resuming if a checkpoint exists); returns the final metrics."""
-        from torchrl.record.loggers.csv import CSVLogger
+        from torchrl.record.loggers import get_logger
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.try_resume()
-        logger = CSVLogger(exp_name="logs", log_dir=str(self.run_dir))
+        try:
+            logger = get_logger(self.config.logger, logger_name=str(self.run_dir), experiment_name="logs")
+        except ImportError as exc:
+            raise ScaleworldError(f"train.logger={self.config.logger}: {exc}; install it or use csv") from None
         cfg = self.config
         with _bar(self.progress, self.describe, cfg.steps, self.step) as advance:
             while self.step < cfg.steps:
