@@ -277,6 +277,19 @@ def cmd_status(args: argparse.Namespace) -> None:
     print_summary(store, store.read_plan(), title=f"status of {args.run_root}", estimate=False)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from scaleworld.data.files import write_json_atomic
+    from scaleworld.report.terminal import collect_results, render
+
+    results = collect_results(args.run_root)
+    render(results, Console(width=args.width))
+    if args.json:
+        write_json_atomic(args.json, results)
+        print(f"wrote {args.json}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scaleworld",
@@ -304,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = groups.add_parser("status", help="done / running / failed / pending jobs of a run root")
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
     p.set_defaults(func=cmd_status)
+
+    p = groups.add_parser("report", help="what a study found so far: regimes, scaling curves, single vs joint")
+    p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
+    p.add_argument("--json", type=Path, help="also write every number shown as JSON")
+    p.add_argument("--width", type=int, help="console width (default: the terminal's)")
+    p.set_defaults(func=cmd_report)
 
     p = groups.add_parser("games", help="list the 26 Atari 100k games and their reference scores")
     p.set_defaults(func=cmd_games)

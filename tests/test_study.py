@@ -264,3 +264,35 @@ def test_a_ppo_expert_stage_trains_scores_and_feeds_collection(tmp_path):
     other = build_graph(load_spec(_spec_file(tmp_path, MICRO.replace(
         "expert: {source: random}", "expert: {source: ppo, frames: 1024, num_envs: 2, episodes: 1, epsilon: 0.1}"))))
     assert other.by_kind("expert")[0].id == expert.id and other.by_kind("collect")[0].id != collect.id
+
+
+def test_report_reads_the_run_root_and_prints_plain_ascii_off_a_terminal(finished, tmp_path):
+    _, _, root = finished
+    proc = _sw("report", root, "--width", "110", "--json", tmp_path / "report.json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.isascii()
+    text = " ".join(proc.stdout.split())
+    assert "scaling regimes" in text and "| single | Pong | inconclusive |" in text
+    assert "partial results" not in text
+    data = json.loads((tmp_path / "report.json").read_text())
+    (nll,) = data["curves"]["single"]["Pong"]["tiny-d1"]["nll"]
+    fidelity = next(root.glob("fidelity/*/fidelity.json"))
+    assert nll == json.loads(fidelity.read_text())["games"]["Pong"]["nll_nats_per_frame"]
+
+
+def test_report_on_a_partial_run_root_says_what_is_missing(tmp_path):
+    from io import StringIO
+
+    from omegaconf import OmegaConf
+    from rich.console import Console
+
+    from scaleworld.report.terminal import collect_results, render
+
+    spec = load_spec(_spec_file(tmp_path), [f"run_root={tmp_path / 'root'}"])
+    store = RunStore(Path(spec.run_root))
+    store.write_plan(build_graph(spec), OmegaConf.to_yaml(spec))
+    out = StringIO()
+    render(collect_results(store.root), Console(file=out, width=100, force_terminal=True, color_system=None))
+    text = out.getvalue()
+    assert "partial results: 6 jobs not finished" in text
+    assert "scaling regimes: missing" in text

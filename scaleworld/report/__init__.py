@@ -1,0 +1,1 @@
+"""Reports of a study's run root (terminal now; figures and aggregate scores arrive with policies)."""
