@@ -288,6 +288,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     if args.json:
         write_json_atomic(args.json, results)
         print(f"wrote {args.json}")
+    if args.csv:
+        from scaleworld.report.figures import write_csv
+
+        print(f"wrote {write_csv(results, args.csv)}")
+    if args.figures:
+        from scaleworld.report.figures import write_figures
+
+        for path in write_figures(results, args.figures):
+            print(f"wrote {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = groups.add_parser("report", help="what a study found so far: regimes, scaling curves, single vs joint")
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
     p.add_argument("--json", type=Path, help="also write every number shown as JSON")
+    p.add_argument("--csv", type=Path, help="also write every NLL (mode, game, size, seed) as CSV")
+    p.add_argument("--figures", type=Path, metavar="DIR", help="also write PNG figures into DIR")
     p.add_argument("--width", type=int, help="console width (default: the terminal's)")
     p.set_defaults(func=cmd_report)
 

@@ -268,8 +268,12 @@ def test_a_ppo_expert_stage_trains_scores_and_feeds_collection(tmp_path):
 
 def test_report_reads_the_run_root_and_prints_plain_ascii_off_a_terminal(finished, tmp_path):
     _, _, root = finished
-    proc = _sw("report", root, "--width", "110", "--json", tmp_path / "report.json")
+    proc = _sw("report", root, "--width", "110", "--json", tmp_path / "report.json", "--csv", tmp_path / "nll.csv",
+               "--figures", tmp_path / "figures")
     assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "figures" / "scaling_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (tmp_path / "nll.csv").read_text().splitlines()
+    assert rows[0].startswith("mode,game,size") and rows[1].startswith("single,Pong,tiny-d1,") and len(rows) == 2
     assert proc.stdout.isascii()
     text = " ".join(proc.stdout.split())
     assert "scaling regimes" in text and "| single | Pong | inconclusive |" in text
