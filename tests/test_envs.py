@@ -106,7 +106,6 @@ def test_vector_env_flags_the_first_observation_of_each_episode():
         assert not (state.first & ~state.ready).any()
         state = venv.step(np.zeros(2, np.int64))
         ready_steps += state.ready.sum()
-        # a first observation is never followed by another first without an agent step in between
         firsts += state.first.sum()
         seen_first |= state.first
     # 200 frames = 50 agent steps per episode including up to 3 no-ops: ~4 episodes per emulator

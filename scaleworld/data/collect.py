@@ -19,6 +19,7 @@ from scaleworld.atari.protocol import Protocol
 from scaleworld.data.dataset import FORMAT, MANIFEST, STORAGE
 from scaleworld.data.files import file_table, staging_dir, write_json_atomic
 from scaleworld.errors import ScaleworldError
+from scaleworld.progress import progress_bar
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
 
@@ -114,7 +115,7 @@ def collect_dataset(
         buffers: list[list[tuple]] = [[] for _ in range(num_envs)]
         recorded = 0
         state = env.reset(seed=seed)
-        with _progress(progress, f"collect {game.name}", steps) as advance:
+        with progress_bar(progress, f"collect {game.name}", steps) as advance:
             while recorded < steps:
                 obs = state.obs
                 actions = act(policy, state, game)
@@ -161,25 +162,3 @@ def collect_dataset(
         }
         write_json_atomic(tmp / MANIFEST, manifest)
     return manifest
-
-
-class _progress:
-    """A rich progress bar over `total` units, or nothing when disabled."""
-
-    def __init__(self, enabled: bool, description: str, total: int):
-        self.enabled, self.description, self.total = enabled, description, total
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeRemainingColumn(), transient=False)
-        self._bar.__enter__()
-        task = self._bar.add_task(self.description, total=self.total)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self._bar.__exit__(*exc)

@@ -12,6 +12,7 @@ import scaleworld
 from scaleworld.data.dataset import MANIFEST, STEP_FIELDS, STORAGE, TOKEN_FORMAT, OfflineDataset
 from scaleworld.data.files import file_table, sha256_file, staging_dir, write_json_atomic
 from scaleworld.errors import ScaleworldError
+from scaleworld.progress import progress_bar
 
 
 def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str | Path,
@@ -19,7 +20,6 @@ def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str 
     """Write `out`: the rows of `data_dir` with ``tokens`` uint8 [N, groups] instead of ``pixels``."""
     from torchrl.data import LazyMemmapStorage
 
-    from scaleworld.data.collect import _progress
     from scaleworld.models.store import load_tokenizer
 
     out = Path(out)
@@ -38,7 +38,7 @@ def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str 
     data = source.data
     with staging_dir(out) as tmp:
         storage = LazyMemmapStorage(n, scratch_dir=tmp / STORAGE)
-        with _progress(progress, f"encode {source.game}", n) as advance:
+        with progress_bar(progress, f"encode {source.game}", n) as advance:
             for start in range(0, n, batch_size):
                 rows = data[start : start + batch_size]
                 tokens = tokenizer.encode(torch.as_tensor(rows["pixels"]))

@@ -43,6 +43,7 @@ from scaleworld.errors import ScaleworldError
 from scaleworld.experts.ppo_logs import RunLogs
 from scaleworld.experts.ppo_state import load_state, save_state
 from scaleworld.experts.tasks import AtariTask, Task
+from scaleworld.progress import progress_bar
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,8 +209,8 @@ def train_ppo(
     update = start
     stop = total if stop_after is None else min(total, start + stop_after)
     try:
-        with _progress(progress, f"PPO {task.name}", total * frames_per_update,
-                       start * frames_per_update) as advance:
+        with progress_bar(progress, f"PPO {task.name} frames", total * frames_per_update,
+                          completed=start * frames_per_update) as advance:
             tick = time.perf_counter()
             for batch in collector:
                 # batch: [N, T]; the ("next", "acted") rows are the agent steps
@@ -308,25 +309,3 @@ def _learn(batch, gae, loss_module, optimizer, model, config: PPOConfig, rng: to
                 sums[key] = sums.get(key, 0.0) + float(losses[key].detach())
             count += 1
     return {key: value / count for key, value in sums.items()}
-
-
-class _progress:
-    """A rich progress bar over frames, or nothing when disabled; advance(n, note)."""
-
-    def __init__(self, enabled: bool, description: str, total: int, completed: int):
-        self.enabled, self.description, self.total, self.completed = enabled, description, total, completed
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n, note="": None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("frames {task.fields[note]}"), TimeRemainingColumn())
-        self._bar.__enter__()
-        task = self._bar.add_task(self.description, total=self.total, completed=self.completed, note="")
-        return lambda n, note="": self._bar.update(task, advance=n, note=note)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self._bar.__exit__(*exc)

@@ -67,15 +67,32 @@ class JobCall(submitit.helpers.Checkpointable):
         return store.job_dir(store.read_plan().jobs[self.job_id])
 
 
-def _active(store: RunStore, job: Job) -> bool:
-    """Whether a SLURM task submitted for `job` (by this or an earlier driver) is still queued or running."""
-    record = store.job_dir(job) / "slurm.json"
-    if not record.is_file():
-        return False
-    slurm_id = json.loads(record.read_text())["slurm_job_id"]
-    out = subprocess.run(["sacct", "-j", slurm_id, "-n", "-X", "-P", "-o", "State"], capture_output=True,
-                         text=True).stdout.split()
-    return any(state.split()[0] in ACTIVE_STATES for state in out)
+def active_jobs(store: RunStore, jobs: list[Job]) -> set[str]:
+    """Ids of `jobs` whose SLURM task (submitted by this or an earlier driver) is queued or running.
+
+    One `sacct` call for all of them: a study has thousands of jobs and the driver polls.
+    """
+    submitted = {}
+    for job in jobs:
+        record = store.job_dir(job) / "slurm.json"
+        if record.is_file():
+            submitted[json.loads(record.read_text())["slurm_job_id"]] = job.id
+    if not submitted:
+        return set()
+    out = subprocess.run(["sacct", "-j", ",".join(submitted), "-n", "-X", "-P", "-o", "JobID,State"],
+                         capture_output=True, text=True).stdout
+    states: dict[str, bool] = {}  # exact task id -> active
+    pending_arrays: set[str] = set()  # tasks not started yet show as one row "BASE_[0-5%64]"
+    for line in out.splitlines():
+        slurm_id, _, state = line.partition("|")
+        is_active = bool(state) and state.split()[0] in ACTIVE_STATES
+        if "_[" in slurm_id:
+            if is_active:
+                pending_arrays.add(slurm_id.split("_[")[0])
+        else:
+            states[slurm_id] = is_active
+    return {job_id for slurm_id, job_id in submitted.items()
+            if states.get(slurm_id, slurm_id.split("_")[0] in pending_arrays)}
 
 
 def _executor(store: RunStore, launcher: Any, kind: str) -> submitit.AutoExecutor:
@@ -97,11 +114,12 @@ def _executor(store: RunStore, launcher: Any, kind: str) -> submitit.AutoExecuto
     return executor
 
 
-def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str]) -> list[submitit.Job]:
-    """Submit every job whose inputs are done, as one array per kind (chunked); returns the tasks."""
+def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str], active: set[str]
+                 ) -> list[submitit.Job]:
+    """Submit every job whose inputs are done and that is not queued, as one array per kind (chunked)."""
     ready: dict[str, list[Job]] = {}
     for job in graph.jobs.values():
-        if job.id in blocked or store.is_done(job) or store.is_running(job) or _active(store, job):
+        if job.id in blocked or job.id in active or store.is_done(job) or store.is_running(job):
             continue
         if all(store.is_done(graph.jobs[i]) for i in job.inputs):
             ready.setdefault(job.kind, []).append(job)
@@ -128,11 +146,12 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = Fa
                               "(e.g. tools/slurm/start.sh) or run with launcher.kind=local")
     blocked: set[str] = set()
     while True:
+        active = active_jobs(store, [j for j in graph.jobs.values() if not store.is_done(j)])
         for job in graph.jobs.values():  # a failed job blocks everything downstream of it
-            if job.id not in blocked and (store.failure(job) is not None and not _active(store, job)
+            if job.id not in blocked and (store.failure(job) is not None and job.id not in active
                                           or any(i in blocked for i in job.inputs)):
                 blocked.add(job.id)
-        tasks = submit_ready(store, graph, launcher, blocked)
+        tasks = submit_ready(store, graph, launcher, blocked, active)
         if tasks:
             print(f"submitted {len(tasks)} SLURM tasks", flush=True)
         if detach:
@@ -140,7 +159,7 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = Fa
         waiting = [j for j in graph.jobs.values() if not store.is_done(j) and j.id not in blocked]
         if not waiting:
             break
-        if not tasks and not any(_active(store, j) or store.is_running(j) for j in waiting):
+        if not tasks and not any(j.id in active or store.is_running(j) for j in waiting):
             # nothing queued and nothing submittable: only blocked work is left
             blocked.update(j.id for j in waiting)
             continue

@@ -22,6 +22,7 @@ from torch import nn
 
 from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
+from scaleworld.progress import progress_bar
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -232,7 +233,7 @@ class Trainer:
         except ImportError as exc:
             raise ScaleworldError(f"train.logger={self.config.logger}: {exc}; install it or use csv") from None
         cfg = self.config
-        with _bar(self.progress, self.describe, cfg.steps, self.step) as advance:
+        with progress_bar(self.progress, self.describe, cfg.steps, completed=self.step) as advance:
             while self.step < cfg.steps:
                 metrics = self.train_step()
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
@@ -245,33 +246,8 @@ class Trainer:
                     self.history.append({"step": self.step, **metrics, **val})
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
-                advance(metrics)
+                advance(1, note=f"loss {sum(v for k, v in metrics.items() if k.startswith('loss_')):.4f}")
         final = self.history[-1] if self.history else {}
         write_json_atomic(self.run_dir / "metrics.json",
                           {"final": final, "history": self.history, "resumed_at": self.resumed_at})
         return final
-
-
-class _bar:
-    def __init__(self, enabled: bool, description: str, total: int, done: int):
-        self.enabled, self.description, self.total, self.done = enabled, description, total, done
-
-    def __enter__(self) -> Callable[[dict[str, float]], None]:
-        if not self.enabled:
-            return lambda metrics: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeRemainingColumn(), TextColumn("{task.fields[loss]}"))
-        self._p.__enter__()
-        task = self._p.add_task(self.description, total=self.total, completed=self.done, loss="")
-
-        def advance(metrics: dict[str, float]) -> None:
-            loss = sum(v for k, v in metrics.items() if k.startswith("loss_"))
-            self._p.update(task, advance=1, loss=f"loss {loss:.4f}")
-
-        return advance
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self._p.__exit__(*exc)
