@@ -39,6 +39,36 @@ def test_kv_cache_stepping_equals_the_full_forward_even_after_the_window_slides(
     torch.testing.assert_close(prefix["latent_logits"], full["latent_logits"][:, :8], rtol=1e-5, atol=1e-5)
 
 
+def test_prefill_equals_stepping_and_one_row_can_restart_while_the_others_go_on():
+    torch.manual_seed(0)
+    model = DynamicsModel(DynamicsConfig(width=64, depth=2, heads=4, context=6)).eval()
+    latents, actions, _ = _sequence(3, 15)
+    with torch.no_grad():
+        full = model(latents, actions)
+        cache = model.new_cache(3)
+        first = model.prefill(cache, torch.arange(3), latents[:, :4], actions[:, :4])
+        torch.testing.assert_close(first["hidden"], full["hidden"][:, 3:4], rtol=1e-5, atol=1e-5)
+        for t in range(4, 9):
+            out = model.step(cache, latents[:, t], actions[:, t])
+            torch.testing.assert_close(out["latent_logits"], full["latent_logits"][:, t : t + 1], rtol=1e-5, atol=1e-5)
+        # row 1 starts a new episode from its own 3-token history; rows 0 and 2 go on untouched
+        fresh_latents, fresh_actions, _ = _sequence(1, 9, seed=7)
+        model.prefill(cache, torch.tensor([1]), fresh_latents[:, :3], fresh_actions[:, :3])
+        fresh = model(fresh_latents, fresh_actions)
+        for t in range(9, 15):  # the others slide past the window meanwhile
+            j = t - 9 + 3
+            step_latents, step_actions = latents[:, t].clone(), actions[:, t].clone()
+            step_latents[1], step_actions[1] = fresh_latents[0, j], fresh_actions[0, j]
+            out = model.step(cache, step_latents, step_actions)
+            for row in (0, 2):
+                torch.testing.assert_close(out["hidden"][row], full["hidden"][row, t : t + 1], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(out["hidden"][1], fresh["hidden"][0, j : j + 1], rtol=1e-5, atol=1e-5)
+        # an empty history: the row's next token sees nothing before it
+        model.prefill(cache, torch.tensor([2]), latents[2:, :0], actions[2:, :0])
+        out = model.step(cache, latents[:, 0], actions[:, 0])
+        torch.testing.assert_close(out["hidden"][2], full["hidden"][2, 0:1], rtol=1e-5, atol=1e-5)
+
+
 def test_the_window_really_forgets_tokens_older_than_the_context():
     torch.manual_seed(0)
     model = DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=4)).eval()

@@ -74,7 +74,9 @@ class KVCache:
 
     Token at absolute position p is written to slot p % context (the oldest is evicted once the
     window is full). Attention over the slots needs no ordering because rotary keys already encode
-    positions; a mask hides slots not yet written.
+    positions. Every row has its own history: `start` int64 [B] is the absolute position of the
+    row's first token, so one row can begin a new episode (`DynamicsModel.prefill`) while the
+    others go on; a mask hides slots holding tokens from before `start` or not yet written.
     """
 
     def __init__(self, config: DynamicsConfig, batch: int, *, device=None, dtype=torch.float32):
@@ -83,15 +85,19 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.context = config.context
-        self.position = 0  # absolute position of the next token
+        self.position = 0  # absolute position of the next token (shared by all rows)
+        self.start = torch.zeros(batch, dtype=torch.int64, device=device)
+        self._slots = torch.arange(config.context, device=device)
 
     def reset(self) -> None:
         self.position = 0
+        self.start.zero_()
 
     def valid(self) -> torch.Tensor:
-        """bool [context]: which slots hold a token (after the current one is written)."""
-        filled = min(self.position + 1, self.context)
-        return torch.arange(self.context, device=self.k.device) < filled
+        """bool [B, context]: which slots belong to each row's history once the token at
+        `position` is written (slot s then holds position p(s) = position - (position - s) % context)."""
+        held = self.position - (self.position - self._slots) % self.context  # [context]
+        return held[None, :] >= self.start[:, None].clamp(min=0)
 
 
 class Block(nn.Module):
@@ -129,7 +135,8 @@ class Block(nn.Module):
         slot = cache.position % cache.context
         cache.k[layer, :, :, slot] = k[:, :, 0]
         cache.v[layer, :, :, slot] = v[:, :, 0]
-        attn = F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=cache.valid()[None, :])
+        mask = cache.valid()[:, None, None, :]  # [B, 1, 1, context]
+        attn = F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=mask)
         return self._finish(x, attn)
 
 
@@ -206,6 +213,37 @@ class DynamicsModel(nn.Module):
             x = block.step(x, cos, sin, cache, layer)
         cache.position += 1
         return self.heads(self.norm(x))
+
+    def prefill(self, cache: KVCache, rows: torch.Tensor, latents, actions, game=None) -> dict[str, torch.Tensor]:
+        """Give `rows` (int64 [R]) a new history of T tokens: latents [R, T, groups], actions [R, T]
+        (game [R]); returns the heads at their last token, [R, T, ...] sliced to [R, 1, ...].
+
+        The tokens take absolute positions position-T .. position-1, just before the next step's,
+        so the other rows' histories are untouched. On a fresh cache (position 0) every row must be
+        given its history at once; the shared position then starts at T. T may be 0 (an empty
+        history: only `start` moves; the heads returned are None).
+        """
+        r, t = actions.shape
+        if cache.position < t:
+            if cache.position != 0 or r != cache.start.shape[0]:
+                raise ValueError(f"cannot place {t} tokens before position {cache.position}: prefill every row first")
+            cache.position = t
+        cache.start[rows] = cache.position - t
+        if t == 0:
+            return None
+        if t > cache.context:
+            raise ValueError(f"a history of {t} tokens exceeds the context of {cache.context}")
+        x = self.embed(latents, actions, None if game is None else game[:, None].expand(r, t))
+        positions = torch.arange(cache.position - t, cache.position, device=x.device)
+        cos, sin = self.rotary(positions)
+        slots = (positions % cache.context)[None, :]  # [1, T]
+        for layer, block in enumerate(self.blocks):
+            q, k, v = block._qkv(x, cos, sin)  # [R, H, T, D]
+            # advanced indices around a slice put the broadcast [R, T] dims first: values [R, T, H, D]
+            cache.k[layer][rows[:, None], :, slots] = k.transpose(1, 2).to(cache.k.dtype)
+            cache.v[layer][rows[:, None], :, slots] = v.transpose(1, 2).to(cache.v.dtype)
+            x = block._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        return self.heads(self.norm(x[:, -1:]))
 
 
 def parameter_counts(config: DynamicsConfig) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Trained models on disk: ``tokenizer.pt`` / ``dynamics.pt`` (config + weights), written atomically.
+"""Trained models on disk: ``tokenizer.pt`` / ``dynamics.pt`` / ``policy.pt`` (config + weights), written atomically.
 
 A model's identity is the SHA-256 of its file: token datasets record the tokenizer's, so NLLs are
 only compared between dynamics runs that read the same tokens.
@@ -19,6 +19,7 @@ from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 
 TOKENIZER_FILE = "tokenizer.pt"
 DYNAMICS_FILE = "dynamics.pt"
+POLICY_FILE = "policy.pt"
 
 
 def save_model(path: Path, *, kind: str, config: dict[str, Any], module: torch.nn.Module, extra: dict) -> str:
@@ -56,6 +57,14 @@ def _load_model(run_dir: str | Path, filename: str, kind: str, config_cls, model
 def load_tokenizer(run_dir: str | Path) -> tuple[Tokenizer, dict[str, Any]]:
     """The frozen tokenizer (eval mode, no grad) and its identity {path, sha256, config, ...}."""
     model, identity = _load_model(run_dir, TOKENIZER_FILE, "tokenizer", TokenizerConfig, Tokenizer)
+    return model.requires_grad_(False), identity
+
+
+def load_policy(run_dir: str | Path):
+    """The actor-critic trained in imagination (eval mode, no grad) and its identity {path, sha256, config, ...}."""
+    from scaleworld.imagination.agent import ActorCritic, AgentConfig
+
+    model, identity = _load_model(run_dir, POLICY_FILE, "policy", AgentConfig, ActorCritic)
     return model.requires_grad_(False), identity
 
 

@@ -92,6 +92,8 @@ def _loss_terms(td: TensorDictBase) -> dict[str, torch.Tensor]:
 class Trainer:
     """Trains `loss` (a TorchRL LossModule holding the model) on batches from `sample_train`.
 
+    Every ``loss_*`` entry the loss returns is summed and minimised; ``metric_*`` entries are logged.
+
     `sample_train(batch_size)` and `sample_val(batch_size)` return TensorDicts; they must draw
     their randomness from the generators passed in `generators` (saved in checkpoints).
     """
@@ -196,7 +198,8 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return {**{k: v.item() for k, v in terms.items()}, "grad_norm": grad_norm.item(),
+        metrics = {k: v.item() for k, v in out.items() if isinstance(k, str) and k.startswith("metric_")}
+        return {**{k: v.item() for k, v in terms.items()}, **metrics, "grad_norm": grad_norm.item(),
                 "lr": self.scheduler.get_last_lr()[0]}
 
     def _diverged(self, what: str) -> None:

@@ -1,0 +1,139 @@
+"""Control: a policy trained in imagination, scored in the real game, expert-random normalised.
+
+`WorldModelAgent` plays the real game with what the policy saw in imagination: each protocol
+frame is encoded by the frozen tokenizer (z_t), and the dynamics model's hidden state h_{t-1}
+is built from the real history of (z, a) tokens through its KV cache, one row per emulator. An
+emulator that starts a new episode (``is_init``) starts an empty history, so the policy's first
+input in an episode has h = 0, like `Imagination` with one-step contexts. Episodes are played
+by `score_policy`: full episodes under the protocol (no life-loss termination, the frame cap as
+truncation), vectorised over emulators with fixed per-emulator quotas.
+
+Normalised score = (score - random) / (upper - random). The anchors are measured by the pipeline
+under the same protocol (`measure_anchors`): the random policy's mean score, and as upper anchor
+the expert's measured score or, where no expert exists, the game's reference human score; every
+record names which one it used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDictBase
+
+from scaleworld.analysis.statistics import normalize_scores
+from scaleworld.atari.games import get_game
+from scaleworld.atari.protocol import Protocol
+from scaleworld.data.files import write_json_atomic
+from scaleworld.errors import ScaleworldError
+from scaleworld.evaluation.scores import score_policy
+from scaleworld.imagination.agent import ActorCritic
+from scaleworld.imagination.core import sample_categorical
+from scaleworld.models.dynamics import DynamicsModel, KVCache
+from scaleworld.models.tokenizer import Tokenizer
+
+CONTROL_FORMAT = "scaleworld.control/1"
+ANCHORS_FORMAT = "scaleworld.anchors/1"
+UPPER_ANCHORS = ("expert", "human")
+
+
+class WorldModelAgent:
+    """A `Policy` (pixels, action_mask, is_init -> action) acting through tokenizer + dynamics + actor."""
+
+    def __init__(self, *, tokenizer: Tokenizer, model: DynamicsModel, agent: ActorCritic, game: str,
+                 generator: torch.Generator | None = None, greedy: bool = False):
+        games = list(model.config.games)
+        if games and game not in games:
+            raise ScaleworldError(f"the joint model knows {games}, not {game}")
+        if generator is None and not greedy:
+            raise ValueError("a sampling agent needs a generator (or greedy=True)")
+        self.tokenizer, self.model, self.agent = tokenizer.eval(), model.eval(), agent.eval()
+        self.game_index = games.index(game) if games else None
+        self.generator = generator
+        self.greedy = greedy
+        self.cache: KVCache | None = None
+        self.hidden: torch.Tensor | None = None  # h_{t-1} per emulator, float [N, width]
+
+    @torch.no_grad()
+    def __call__(self, td: TensorDictBase) -> TensorDictBase:
+        n = td.batch_size[0]
+        if self.cache is None:
+            self.cache = self.model.new_cache(n)
+            self.hidden = torch.zeros(n, self.model.config.width)
+        latent = self.tokenizer.encode(td["pixels"]).long()  # z_t [N, groups]
+        fresh = td["is_init"].nonzero().squeeze(-1)  # new episodes: empty histories
+        if len(fresh):
+            self.model.prefill(self.cache, fresh, latent[fresh, :0], torch.zeros(len(fresh), 0, dtype=torch.int64))
+            self.hidden[fresh] = 0.0
+        logits = self.agent.logits(self.agent.features(latent, self.hidden), td["action_mask"])
+        action = logits.argmax(-1) if self.greedy else sample_categorical(logits, self.generator)
+        # rows not acting (resets, no-op starts) also write a token: their next is_init discards it
+        game = None if self.game_index is None else torch.full((n,), self.game_index)
+        self.hidden = self.model.step(self.cache, latent, action, game)["hidden"][:, 0].float()
+        td["action"] = action
+        return td
+
+
+def measure_anchors(*, game: str, protocol: Protocol, episodes: int, seed: int, num_envs: int, upper: str,
+                    expert_record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The random policy's score (measured now) and the upper anchor: `expert_record` (a score
+    record of the expert under the same protocol) or the reference human score."""
+    from scaleworld.experts.random_policy import RandomPolicy
+
+    g = get_game(game)
+    if upper not in UPPER_ANCHORS:
+        raise ScaleworldError(f"upper anchor {upper!r}: use one of {', '.join(UPPER_ANCHORS)}")
+    random_record = score_policy(game=g, policy=RandomPolicy(seed=seed), policy_identity={"kind": "random"},
+                                 episodes=episodes, protocol=protocol, seed=seed, num_envs=num_envs)
+    if upper == "expert":
+        if expert_record is None:
+            raise ScaleworldError(f"{game}: no expert score to normalise by; train or import an expert, "
+                                  "or use the human reference score (control.upper_anchor=human)")
+        if expert_record["protocol"] != protocol.to_dict():
+            raise ScaleworldError(f"{game}: the expert was scored under another protocol; score it again")
+        upper_score, source = expert_record["mean"], expert_record.get("policy", {})
+    else:
+        upper_score, source = g.human_score, "reference human score (Atari 100k table)"
+    return {"format": ANCHORS_FORMAT, "game": game, "protocol": protocol.to_dict(),
+            "random": {"score": random_record["mean"], "sem": random_record["sem"], "episodes": episodes,
+                       "returns": random_record["returns"]},
+            "upper": {"kind": upper, "score": float(upper_score), "source": source}}
+
+
+def normalise(returns: list[float], anchors: dict[str, Any]) -> dict[str, Any]:
+    """Per-episode and mean expert-random normalised scores, and the anchors they used."""
+    random_score, upper_score = anchors["random"]["score"], anchors["upper"]["score"]
+    values = normalize_scores(np.asarray(returns, float), random_score=random_score, expert_score=upper_score)
+    return {"returns": [float(v) for v in values], "mean": float(values.mean()),
+            "random_score": random_score, "upper_score": upper_score, "upper_kind": anchors["upper"]["kind"]}
+
+
+def evaluate_control(*, policy_dir: str | Path, dynamics_dir: str | Path, tokenizer_dir: str | Path,
+                     anchors: dict[str, Any], episodes: int, protocol: Protocol, seed: int = 0, num_envs: int = 8,
+                     greedy: bool = False, out: str | Path | None = None) -> dict[str, Any]:
+    """Score the policy of `policy_dir` in its real game; raw and normalised scores, written to `out`."""
+    from scaleworld.models.store import load_dynamics, load_policy, load_tokenizer
+
+    agent, identity = load_policy(policy_dir)
+    model, dyn_identity = load_dynamics(dynamics_dir)
+    tokenizer, tok_identity = load_tokenizer(tokenizer_dir)
+    game = identity["game"]
+    if identity["dynamics_sha256"] != dyn_identity["sha256"]:
+        raise ScaleworldError(f"{policy_dir} was trained in another world model than {dynamics_dir}")
+    if anchors["game"] != game or anchors["protocol"] != protocol.to_dict():
+        raise ScaleworldError(f"the anchors are for {anchors['game']} under another protocol; measure them again")
+    player = WorldModelAgent(tokenizer=tokenizer, model=model, agent=agent, game=game, greedy=greedy,
+                             generator=torch.Generator().manual_seed(seed))
+    record = score_policy(game=game, policy=player, episodes=episodes, protocol=protocol, seed=seed,
+                          num_envs=num_envs, policy_identity={
+                              "kind": "imagination", "policy_sha256": identity["sha256"],
+                              "dynamics_sha256": dyn_identity["sha256"], "tokenizer_sha256": tok_identity["sha256"],
+                              "greedy": greedy})
+    record = {**record, "format": CONTROL_FORMAT, "normalised": normalise(record["returns"], anchors),
+              "anchors": anchors}
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(out), record)
+    return record

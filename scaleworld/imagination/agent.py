@@ -1,0 +1,105 @@
+"""The agent trained in imagination: actor and critic on [latent, hidden state].
+
+Both read the same features: the one-hot latent z_t (groups x classes) concatenated with the
+dynamics model's hidden state h_{t-1} (width), see `scaleworld/imagination/core.py`. The actor
+outputs logits over the full 18-action space with illegal actions masked out (the game's legal
+set, `action_mask`); the critic outputs a two-hot distribution over symlog bins (DreamerV3), and a
+slow EMA copy of it (`target_critic`) gives the bootstrap values of the lambda-returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torch import nn
+
+from scaleworld.imagination.core import sample_categorical
+
+MASKED = -1e9
+"""Logit of an illegal action: softmax gives it exactly 0 (a finite value keeps 0 * logit = 0)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    groups: int = 32
+    classes: int = 32
+    hidden_size: int = 512
+    """The dynamics model's width."""
+    num_actions: int = 18
+    units: int = 256
+    layers: int = 2
+    value_bins: int = 255
+    value_limit: float = 20.0
+    """Critic bins span [-limit, limit] in symlog space."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AgentConfig:
+        return cls(**values)
+
+
+def _mlp(inputs: int, units: int, layers: int, outputs: int) -> nn.Sequential:
+    body: list[nn.Module] = []
+    for i in range(layers):
+        body += [nn.Linear(inputs if i == 0 else units, units), nn.LayerNorm(units), nn.SiLU()]
+    return nn.Sequential(*body, nn.Linear(units if layers else inputs, outputs))
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, config: AgentConfig):
+        super().__init__()
+        self.config = c = config
+        features = c.groups * c.classes + c.hidden_size
+        self.actor = _mlp(features, c.units, c.layers, c.num_actions)
+        self.critic = _mlp(features, c.units, c.layers, c.value_bins)
+        nn.init.zeros_(self.critic[-1].weight)  # start by predicting a value of exactly 0
+        nn.init.zeros_(self.critic[-1].bias)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def features(self, latent: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """latent int [..., groups], hidden float [..., width] -> float [..., groups*classes + width]."""
+        onehot = F.one_hot(latent.long(), self.config.classes).flatten(-2).to(hidden.dtype)
+        return torch.cat([onehot, hidden], dim=-1)
+
+    def logits(self, features: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:
+        """Action logits [..., 18], illegal actions at MASKED."""
+        return self.actor(features).float().masked_fill(~action_mask, MASKED)
+
+    @torch.no_grad()
+    def update_target(self, tau: float) -> None:
+        """target <- (1 - tau) * target + tau * critic."""
+        for target, online in zip(self.target_critic.parameters(), self.critic.parameters()):
+            target.lerp_(online, tau)
+
+
+class ActorPolicy(TensorDictModuleBase):
+    """The actor as a TorchRL policy: reads latent, hidden, action_mask; writes action (and logits).
+
+    Samples with its own `generator` (explicit RNG), or takes the most likely action (greedy).
+    """
+
+    in_keys = ["latent", "hidden", "action_mask"]
+    out_keys = ["action", "logits"]
+
+    def __init__(self, agent: ActorCritic, *, generator: torch.Generator | None = None, greedy: bool = False):
+        super().__init__()
+        if generator is None and not greedy:
+            raise ValueError("a sampling policy needs a generator (or greedy=True)")
+        self.agent = agent
+        self.generator = generator
+        self.greedy = greedy
+
+    @torch.no_grad()
+    def forward(self, td: TensorDictBase) -> TensorDictBase:
+        logits = self.agent.logits(self.agent.features(td["latent"], td["hidden"]), td["action_mask"])
+        td["logits"] = logits
+        td["action"] = logits.argmax(-1) if self.greedy else sample_categorical(logits, self.generator)
+        return td

@@ -1,0 +1,165 @@
+"""Imagination: a trained dynamics model stepped as an environment, many rollouts at once.
+
+The state of rollout b at imagined time t is (z_t, h_{t-1}): the latent frame z_t (int [groups])
+and the transformer output h_{t-1} (float [width]) of the previous token (z_{t-1}, a_{t-1}), the
+one that predicted z_t. That pair is what a policy needs: h_{t-1} summarises the history, z_t is
+the frame now, and neither depends on the action a_t still to be chosen. Stepping with a_t feeds
+the token (z_t, a_t) through the KV cache once; its heads give z_{t+1} (sampled from the 32
+categoricals), the reward r_t (expected value of the two-hot) and termination (logit > 0).
+
+Rollouts start from real held-out contexts (`StartContexts`): C steps of tokens and actions; the
+first C-1 tokens are prefilled into the cache and z_{C-1} is the first observation. A rollout that
+terminates is restarted from a new context on its own (`KVCache` keeps one history per row), so
+one termination never stops the batch. `Imagination` is the fast path the actor-critic trainer
+uses; `ImaginationEnv` (TorchRL) wraps the same object, and both produce the same trajectories
+for the same generator (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from scaleworld.data.dataset import OfflineDataset
+from scaleworld.errors import ScaleworldError
+from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.objectives.twohot import expected_value
+
+Policy = Callable[[TensorDictBase], TensorDictBase]
+
+
+@dataclass(frozen=True)
+class StartContexts:
+    """Real windows of `steps` consecutive steps inside held-out episodes of one game.
+
+    tokens uint8 [rows, groups] and actions int64 [rows] are the held-out rows; `starts` int64
+    [windows] the first row of every window that fits inside its episode.
+    """
+
+    tokens: torch.Tensor
+    actions: torch.Tensor
+    starts: torch.Tensor
+    steps: int
+    game: int | None
+    """The game's index in a joint model (None for a single-game model)."""
+    action_mask: torch.Tensor
+    """bool [18]: the game's legal actions."""
+
+    @classmethod
+    def from_dataset(cls, ds: OfflineDataset, episodes: torch.Tensor, *, steps: int, game: int | None,
+                     device: torch.device | str = "cpu") -> StartContexts:
+        from scaleworld.atari.games import get_game
+
+        if steps < 1:
+            raise ScaleworldError(f"context_steps={steps} must be at least 1")
+        rows, starts = [], []
+        offset = 0
+        for e in episodes.tolist():
+            first, n = int(ds.episode_starts[e]), int(ds.episode_lengths[e])
+            rows.append(torch.arange(first, first + n))
+            starts.append(offset + torch.arange(max(0, n - steps + 1)))
+            offset += n
+        starts_t = torch.cat(starts) if starts else torch.zeros(0, dtype=torch.int64)
+        if len(starts_t) == 0:
+            raise ScaleworldError(f"{ds.path}: no held-out episode has {steps} steps: lower context_steps "
+                                  "or hold out more episodes (data.val_fraction)")
+        index = torch.cat(rows)
+        return cls(tokens=torch.as_tensor(ds.data["tokens"][index]).to(device),
+                   actions=torch.as_tensor(ds.data["action"][index]).to(device),
+                   starts=starts_t.to(device), steps=steps, game=game,
+                   action_mask=torch.tensor(get_game(ds.game).action_mask(), device=device))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def windows(self, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window indices int64 [R] -> tokens int64 [R, steps, groups], actions int64 [R, steps]."""
+        index = self.starts[picks][:, None] + torch.arange(self.steps, device=picks.device)[None, :]
+        return self.tokens[index].long(), self.actions[index]
+
+
+def sample_categorical(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One sample per row of logits [..., classes] (Gumbel-max: argmax of logits - log Exp(1))."""
+    noise = torch.empty(logits.shape, device=logits.device, dtype=torch.float32).exponential_(generator=generator)
+    return (logits.float() - noise.log()).argmax(-1)
+
+
+class Imagination:
+    """`batch` imagined rollouts of a dynamics model (the fast path: plain tensors, no TensorDict).
+
+    All randomness (start windows, sampled latents) comes from `generator`, which must live on
+    the model's device. State after `reset`/`step`: `latent` int64 [B, groups], `hidden` float
+    [B, width] and `action_mask` bool [B, 18].
+    """
+
+    def __init__(self, model: DynamicsModel, starts: StartContexts, *, batch: int, generator: torch.Generator):
+        if starts.steps - 1 > model.config.context:
+            raise ScaleworldError(f"context_steps={starts.steps} exceeds the model's context + 1")
+        if (starts.game is None) != (not model.config.games):
+            raise ScaleworldError("start contexts and model disagree on joint mode: pass the game's index "
+                                  "for a joint model and None for a single-game model")
+        self.model = model
+        self.starts = starts
+        self.batch = batch
+        self.generator = generator
+        self.device = next(model.parameters()).device
+        self.cache = model.new_cache(batch)
+        self.game = None if starts.game is None else torch.full((batch,), starts.game, device=self.device)
+        self.latent = torch.zeros(batch, model.config.groups, dtype=torch.int64, device=self.device)
+        self.hidden = torch.zeros(batch, model.config.width, device=self.device)
+        self.action_mask = starts.action_mask.expand(batch, -1)
+
+    @torch.no_grad()
+    def reset(self, rows: torch.Tensor | None = None) -> None:
+        """Restart every rollout (rows None) or those where `rows` (bool [B]) is True from new real contexts."""
+        if rows is None:
+            self.cache.reset()
+            index = torch.arange(self.batch, device=self.device)
+        else:
+            index = rows.nonzero().squeeze(-1)
+            if len(index) == 0:
+                return
+        picks = torch.randint(len(self.starts), (len(index),), generator=self.generator, device=self.device)
+        tokens, actions = self.starts.windows(picks)  # [R, C, G], [R, C]
+        game = None if self.game is None else self.game[index]
+        heads = self.model.prefill(self.cache, index, tokens[:, :-1], actions[:, :-1], game)
+        # new tensors, not in-place writes: the terminal state may already sit in a recorded step
+        self.latent, self.hidden = self.latent.clone(), self.hidden.clone()
+        self.latent[index] = tokens[:, -1]
+        self.hidden[index] = 0.0 if heads is None else heads["hidden"][:, 0].float()
+
+    @torch.no_grad()
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Act with `action` int [B]; returns (reward float [B], terminated bool [B]) and moves the
+        state to (z_{t+1}, h_t). Terminated rollouts keep their terminal state until `reset`."""
+        out = self.model.step(self.cache, self.latent, action, self.game)
+        self.latent = sample_categorical(out["latent_logits"][:, 0], self.generator)
+        self.hidden = out["hidden"][:, 0].float()
+        reward = expected_value(out["reward_logits"][:, 0].float(), self.model.config.reward_limit)
+        return reward, out["termination_logits"][:, 0] > 0
+
+    def observation(self) -> TensorDict:
+        return TensorDict({"latent": self.latent, "hidden": self.hidden, "action_mask": self.action_mask},
+                          batch_size=[self.batch], device=self.device)
+
+    @torch.no_grad()
+    def rollout(self, policy: Policy, horizon: int) -> TensorDict:
+        """`horizon` steps from fresh starts under `policy` (reads latent, hidden, action_mask;
+        writes action) -> TensorDict [B, horizon] in TorchRL's layout (root = the state acted
+        from, ``next`` = what followed); terminated rollouts restart before the next step, as
+        `env.rollout(..., break_when_any_done=False)` does."""
+        self.reset()
+        steps = []
+        for t in range(horizon):
+            td = policy(self.observation())
+            reward, terminated = self.step(td["action"])
+            done = terminated[:, None]
+            td["next"] = self.observation().update(
+                {"reward": reward[:, None], "terminated": done, "truncated": torch.zeros_like(done), "done": done})
+            steps.append(td)
+            if t < horizon - 1:
+                self.reset(terminated)
+        return torch.stack(steps, dim=1)

@@ -1,0 +1,123 @@
+"""Training a policy purely inside a world model: imagined rollouts -> actor-critic updates.
+
+Each training step imagines `batch_size` rollouts of `horizon` steps from real held-out contexts
+(`Imagination.rollout`, the fast path, no gradient through the frozen world model) and takes one
+optimiser step on `ActorCriticLoss`. It runs on the project's `Trainer`, so a policy run has the
+same checkpoints, exact resumption (the imagination's and the policy's generators are saved),
+NaN guard, logs and progress bar as the world-model runs. On CUDA the frozen dynamics model
+imagines in bf16.
+
+A run folder holds ``checkpoint.pt``, ``logs/``, ``metrics.json`` and, when finished,
+``policy.pt`` (the actor-critic) and ``run.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scaleworld.data.dataset import TOKEN_FORMAT, OfflineDataset
+from scaleworld.data.files import write_json_atomic
+from scaleworld.data.sampling import split_episodes
+from scaleworld.errors import ScaleworldError
+from scaleworld.imagination.agent import ActorCritic, ActorPolicy, AgentConfig
+from scaleworld.imagination.core import Imagination, StartContexts
+from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.store import POLICY_FILE, load_dynamics, save_model
+from scaleworld.objectives.actor_critic import ActorCriticLoss
+from scaleworld.training.trainer import TrainConfig, Trainer
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyConfig:
+    """What the actor-critic learns from; optimisation settings are a `TrainConfig` (its
+    batch_size is the number of imagined rollouts per step)."""
+
+    horizon: int = 16
+    """Imagined steps per rollout."""
+    context_steps: int = 8
+    """Real steps each rollout starts from (the last one is its first observation)."""
+    gamma: float = 0.985
+    lmbda: float = 0.95
+    entropy_coef: float = 3e-4
+    return_decay: float = 0.99
+    """EMA decay of the return percentiles that normalise advantages."""
+    target_tau: float = 0.02
+    """EMA step of the slow target critic, per training step."""
+    units: int = 256
+    layers: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "context_steps", "units"):
+            if getattr(self, name) < 1:
+                raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be at least 1")
+        for name in ("gamma", "lmbda", "return_decay", "target_tau"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be in (0, 1]")
+
+
+def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config: PolicyConfig, train: TrainConfig,
+                         out: str | Path, device: str | torch.device = "cpu", progress: bool = True,
+                         describe: str = "policy") -> tuple[ActorCritic, dict[str, Any]]:
+    """Train an actor-critic inside `model` (frozen) from `starts`; returns it and the final metrics."""
+    device = torch.device(device)
+    model = model.to(device).eval().requires_grad_(False)
+    if device.type == "cuda":
+        model = model.to(torch.bfloat16)
+    torch.manual_seed(train.seed)
+    c = model.config
+    agent = ActorCritic(AgentConfig(groups=c.groups, classes=c.classes, hidden_size=c.width,
+                                    num_actions=c.num_actions, units=config.units, layers=config.layers)).to(device)
+    imagine_gen = torch.Generator(device=device).manual_seed(train.seed)
+    policy_gen = torch.Generator(device=device).manual_seed(train.seed + 1)
+    imagination = Imagination(model, starts, batch=train.batch_size, generator=imagine_gen)
+    policy = ActorPolicy(agent, generator=policy_gen)
+    loss = ActorCriticLoss(agent, gamma=config.gamma, lmbda=config.lmbda, entropy_coef=config.entropy_coef,
+                           return_decay=config.return_decay, target_tau=config.target_tau)
+    trainer = Trainer(loss=loss, sample_train=lambda batch: imagination.rollout(policy, config.horizon),
+                      sample_val=None, config=train, run_dir=out, device=device, progress=progress,
+                      generators={"imagination": imagine_gen, "policy": policy_gen}, describe=describe)
+    final = trainer.fit()
+    return agent, final
+
+
+def policy_train_config(**overrides: Any) -> TrainConfig:
+    """A `TrainConfig` with the actor-critic's defaults (no weight decay, clip 100, short warmup)."""
+    return TrainConfig(**{"lr": 1e-4, "batch_size": 1024, "weight_decay": 0.0, "grad_clip": 100.0,
+                          "warmup_steps": 10, "beta2": 0.999, **overrides})
+
+
+def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | Path, config: PolicyConfig,
+                 train: TrainConfig, device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Train a policy for the game of `token_dir` inside the dynamics model of `dynamics_dir`.
+
+    Rollouts start from the held-out episodes of the model's own split (the same episodes its
+    fidelity is measured on); the model must have been trained on this game.
+    """
+    out = Path(out)
+    model, identity = load_dynamics(dynamics_dir)
+    ds = OfflineDataset.open(token_dir)
+    if ds.manifest["format"] != TOKEN_FORMAT:
+        raise ScaleworldError(f"{token_dir}: expected a token dataset (scaleworld tokens encode)")
+    if ds.game not in identity["games"]:
+        raise ScaleworldError(f"{token_dir}: the model in {dynamics_dir} was trained on {identity['games']}, "
+                              f"not {ds.game}")
+    games = list(model.config.games)
+    _, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
+                            seed=identity["split_seed"])
+    starts = StartContexts.from_dataset(ds, val, steps=config.context_steps,
+                                        game=games.index(ds.game) if games else None, device=device)
+    agent, final = train_in_imagination(model, starts, config=config, train=train, out=out, device=device,
+                                        progress=progress, describe=f"policy {ds.game}")
+    info = {
+        "kind": "policy", "game": ds.game, "dynamics_sha256": identity["sha256"], "dynamics_games": identity["games"],
+        "policy": asdict(config), "train": asdict(train), "start_windows": len(starts), "final": final,
+    }
+    save_model(out / POLICY_FILE, kind="policy", config=agent.config.to_dict(), module=agent.cpu(),
+               extra={"game": ds.game, "dynamics_sha256": identity["sha256"], "policy": asdict(config)})
+    write_json_atomic(out / "run.json", info)
+    return info
+

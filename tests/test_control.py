@@ -1,0 +1,113 @@
+"""Policies from imagination in the real game: training from real held-out contexts, control
+scores under the protocol, anchors and normalisation; exact resumption of a policy run."""
+
+import json
+
+import pytest
+import torch
+
+from scaleworld.atari.protocol import Protocol
+from scaleworld.errors import ScaleworldError
+from scaleworld.evaluation.control import evaluate_control, measure_anchors, normalise
+from scaleworld.imagination.train import PolicyConfig, policy_train_config, train_in_imagination, train_policy
+from scaleworld.models.dynamics import DynamicsConfig
+from scaleworld.models.store import load_policy
+from scaleworld.training.runs import train_dynamics
+from scaleworld.training.trainer import TrainConfig
+from tests.conftest import SHORT
+from tests.handbuilt import action_reward_model, start_contexts
+
+POLICY = PolicyConfig(horizon=4, context_steps=3, units=32, layers=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, breakout_tokens):
+    out = tmp_path_factory.mktemp("world")
+    train_dynamics(token_dirs=[breakout_tokens], out=out / "dynamics",
+                   model=DynamicsConfig(width=32, depth=1, heads=2, context=8),
+                   train=TrainConfig(steps=4, batch_size=4, eval_every=4, checkpoint_every=4),
+                   val_fraction=0.3, progress=False)
+    train_policy(dynamics_dir=out / "dynamics", token_dir=breakout_tokens, out=out / "policy", config=POLICY,
+                 train=policy_train_config(steps=3, batch_size=16, eval_every=3, checkpoint_every=3), progress=False)
+    return out
+
+
+def test_a_policy_trained_in_imagination_is_scored_in_the_real_game_under_the_frame_cap(
+        world, frozen_tokenizer, tmp_path):
+    agent, identity = load_policy(world / "policy")
+    assert identity["game"] == "Breakout" and identity["policy"]["context_steps"] == 3
+    cap = Protocol(max_episode_frames=400, noop_max=0)  # no-op starts would take frames of the cap
+    anchors = measure_anchors(game="Breakout", protocol=cap, episodes=2, seed=0, num_envs=2, upper="human")
+    record = evaluate_control(policy_dir=world / "policy", dynamics_dir=world / "dynamics",
+                              tokenizer_dir=frozen_tokenizer, anchors=anchors, episodes=3, protocol=cap,
+                              num_envs=2, out=tmp_path / "control.json")
+    assert len(record["returns"]) == len(record["lengths"]) == 3
+    assert all(1 <= n <= 100 for n in record["lengths"])  # 400 frames / frame skip 4
+    assert 100 in record["lengths"]  # an untrained policy does not lose 5 lives in 100 steps every time
+    assert record["normalised"]["upper_kind"] == "human"
+    assert record["normalised"]["random_score"] == anchors["random"]["score"]
+    assert json.loads((tmp_path / "control.json").read_text())["normalised"] == record["normalised"]
+    # seeded: the same evaluation again gives the same episodes
+    again = evaluate_control(policy_dir=world / "policy", dynamics_dir=world / "dynamics",
+                             tokenizer_dir=frozen_tokenizer, anchors=anchors, episodes=3, protocol=cap, num_envs=2)
+    assert again["returns"] == record["returns"] and again["lengths"] == record["lengths"]
+
+
+def test_normalisation_arithmetic_and_the_anchor_it_names():
+    anchors = {"random": {"score": 2.0}, "upper": {"score": 12.0, "kind": "expert"}}
+    n = normalise([2.0, 7.0, 12.0, 22.0, -3.0], anchors)
+    assert n["returns"] == [0.0, 0.5, 1.0, 2.0, -0.5]
+    assert n["mean"] == pytest.approx(0.6)
+    assert (n["random_score"], n["upper_score"], n["upper_kind"]) == (2.0, 12.0, "expert")
+
+
+def test_anchors_refuse_a_missing_or_mismatched_expert_score():
+    with pytest.raises(ScaleworldError, match="upper_anchor=human"):
+        measure_anchors(game="Pong", protocol=SHORT, episodes=1, seed=0, num_envs=1, upper="expert")
+    other = {"protocol": {**SHORT.to_dict(), "noop_max": 30}, "mean": 3.0}
+    with pytest.raises(ScaleworldError, match="another protocol"):
+        measure_anchors(game="Pong", protocol=SHORT, episodes=1, seed=0, num_envs=1, upper="expert",
+                        expert_record=other)
+    with pytest.raises(ScaleworldError, match="upper anchor 'best'"):
+        measure_anchors(game="Pong", protocol=SHORT, episodes=1, seed=0, num_envs=1, upper="best")
+
+
+def test_a_policy_needs_its_world_models_game_and_long_enough_held_out_episodes(world, pong_tokens, breakout_tokens,
+                                                                               tmp_path):
+    with pytest.raises(ScaleworldError, match="trained on \\['Breakout'\\], not Pong"):
+        train_policy(dynamics_dir=world / "dynamics", token_dir=pong_tokens, out=tmp_path / "p", config=POLICY,
+                     train=policy_train_config(steps=1, batch_size=2))
+    with pytest.raises(ScaleworldError, match="no held-out episode has 500 steps"):
+        train_policy(dynamics_dir=world / "dynamics", token_dir=breakout_tokens, out=tmp_path / "q",
+                     config=PolicyConfig(context_steps=500), train=policy_train_config(steps=1, batch_size=2))
+
+
+def test_a_resumed_policy_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
+    config = PolicyConfig(horizon=4, context_steps=2, units=16, layers=1)
+    train = policy_train_config(steps=8, batch_size=8, lr=1e-3, eval_every=4, checkpoint_every=4)
+    whole, _ = train_in_imagination(action_reward_model(), start_contexts(), config=config, train=train,
+                                    out=tmp_path / "whole", progress=False)
+
+    from scaleworld.imagination.core import Imagination
+
+    original = Imagination.rollout
+    calls = {"n": 0}
+
+    def crash_on_call_7(self, policy, horizon):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt("killed")
+        return original(self, policy, horizon)
+
+    Imagination.rollout = crash_on_call_7
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_in_imagination(action_reward_model(), start_contexts(), config=config, train=train,
+                                 out=tmp_path / "split", progress=False)
+    finally:
+        Imagination.rollout = original
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 4
+    split, _ = train_in_imagination(action_reward_model(), start_contexts(), config=config, train=train,
+                                    out=tmp_path / "split", progress=False)
+    for (name, a), (_, b) in zip(whole.state_dict().items(), split.state_dict().items()):
+        assert torch.equal(a, b), name

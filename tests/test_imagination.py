@@ -1,0 +1,125 @@
+"""Imagination: the TorchRL env and the fast path, and the actor-critic on hand-built world models."""
+
+import pytest
+import torch
+from torchrl.collectors import Collector
+from torchrl.envs.utils import check_env_specs
+
+from scaleworld.errors import ScaleworldError
+from scaleworld.imagination.agent import MASKED, ActorCritic, ActorPolicy, AgentConfig
+from scaleworld.imagination.core import Imagination, StartContexts
+from scaleworld.imagination.env import ImaginationEnv
+from scaleworld.imagination.train import PolicyConfig, policy_train_config, train_in_imagination
+from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel
+from tests.handbuilt import FIRE, PAY, RIGHT, action_reward_model, start_contexts, two_step_model
+
+
+def _random_world(*, games=(), seed=0) -> DynamicsModel:
+    """A random model: its termination logit is ~0, so about half of all steps terminate."""
+    torch.manual_seed(seed)
+    return DynamicsModel(DynamicsConfig(width=32, depth=2, heads=2, context=8, groups=8, classes=16,
+                                        games=games)).eval()
+
+
+def _starts(*, rows=40, steps=3, game=None, mask=None) -> StartContexts:
+    g = torch.Generator().manual_seed(1)
+    return StartContexts(tokens=torch.randint(0, 16, (rows, 8), generator=g, dtype=torch.uint8),
+                         actions=torch.randint(0, 18, (rows,), generator=g), starts=torch.arange(rows - steps + 1),
+                         steps=steps, game=game,
+                         action_mask=torch.ones(18, dtype=torch.bool) if mask is None else mask)
+
+
+def _imagination(batch=16, seed=3, **kwargs) -> Imagination:
+    return Imagination(_random_world(), _starts(**kwargs), batch=batch, generator=torch.Generator().manual_seed(seed))
+
+
+def _policy(model: DynamicsModel, seed: int) -> ActorPolicy:
+    torch.manual_seed(11)
+    c = model.config
+    agent = ActorCritic(AgentConfig(groups=c.groups, classes=c.classes, hidden_size=c.width, units=16, layers=1))
+    return ActorPolicy(agent, generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_torchrl_env_passes_check_env_specs():
+    check_env_specs(ImaginationEnv(_imagination()))
+
+
+def test_env_rollout_and_fast_path_give_the_same_trajectories_through_terminations():
+    horizon = 12
+    env = ImaginationEnv(_imagination(seed=3))
+    wrapped = env.rollout(horizon, policy=_policy(env.imagination.model, 5), break_when_any_done=False)
+    fast_imagination = _imagination(seed=3)
+    fast = fast_imagination.rollout(_policy(fast_imagination.model, 5), horizon)
+    terminated = fast["next", "terminated"]
+    assert 0.2 < terminated.float().mean() < 0.8  # many rollouts end and restart mid-batch
+    assert wrapped.batch_size == fast.batch_size == torch.Size([16, horizon])
+    for key in ("latent", "hidden", "action", "action_mask", ("next", "latent"), ("next", "hidden"),
+                ("next", "reward"), ("next", "terminated"), ("next", "done")):
+        torch.testing.assert_close(wrapped[key], fast[key], rtol=0, atol=0, msg=str(key))
+    # after a termination the rollout restarts from a real context: its next observation is not its last one
+    b, t = terminated[..., 0][:, :-1].nonzero()[0].tolist()
+    assert not torch.equal(fast["latent"][b, t + 1], fast["next", "latent"][b, t])
+
+
+def test_one_termination_does_not_stop_the_batch_and_restarts_only_its_row():
+    imagination = _imagination(batch=8)
+    imagination.reset()
+    others_before = imagination.cache.start.clone()
+    rows = torch.zeros(8, dtype=torch.bool)
+    rows[2] = True
+    imagination.step(torch.zeros(8, dtype=torch.int64))
+    imagination.reset(rows)
+    assert imagination.cache.start[2] == imagination.cache.position - 2  # a 2-token history just before
+    assert torch.equal(imagination.cache.start[~rows], others_before[~rows])
+
+
+def test_a_torchrl_collector_runs_on_the_env():
+    env = ImaginationEnv(_imagination(batch=4))
+    collector = Collector(env, _policy(env.imagination.model, 0), frames_per_batch=4 * 5, total_frames=40,
+                          auto_register_policy_transforms=False)
+    batches = [b for b in collector]
+    collector.shutdown()
+    assert [b.batch_size for b in batches] == [torch.Size([4, 5])] * 2
+    assert batches[0]["next", "reward"].dtype == torch.float32
+
+
+def test_a_joint_model_needs_start_contexts_that_name_their_game():
+    with pytest.raises(ScaleworldError, match="joint mode"):
+        Imagination(_random_world(games=("Pong", "Breakout")), _starts(), batch=2, generator=torch.Generator())
+
+
+def test_the_policy_never_takes_an_illegal_action():
+    mask = torch.zeros(18, dtype=torch.bool)
+    mask[[0, 4, 7]] = True
+    imagination = _imagination(mask=mask)
+    td = imagination.rollout(_policy(imagination.model, 1), 6)
+    assert set(td["action"].unique().tolist()) <= {0, 4, 7}
+    assert (td["logits"][..., ~mask] == MASKED).all()
+
+
+def _train(model, steps):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        agent, final = train_in_imagination(
+            model, start_contexts(), config=PolicyConfig(horizon=8, context_steps=2, units=64, layers=1, gamma=0.9),
+            train=policy_train_config(steps=steps, batch_size=128, lr=1e-3, eval_every=steps, checkpoint_every=steps),
+            out=out, progress=False)
+    imagination = Imagination(model, start_contexts(), batch=256, generator=torch.Generator().manual_seed(5))
+    return imagination.rollout(ActorPolicy(agent, greedy=True), 8), final
+
+
+def test_actor_critic_learns_the_rewarded_action_when_reward_depends_only_on_the_action():
+    td, final = _train(action_reward_model(), 150)
+    assert (td["action"] == RIGHT).float().mean() > 0.95
+    assert td["next", "reward"].mean() > 0.95 * PAY
+
+
+def test_actor_critic_learns_a_two_step_plan_for_a_delayed_reward():
+    td, _ = _train(two_step_model(), 300)
+    armed = td["latent"][..., 0] == 1
+    later = torch.arange(8) > 0  # the first step's state comes from the (inconsistent) start context
+    assert (td["action"][armed] == RIGHT).float().mean() > 0.95
+    assert (td["action"][~armed & later] == FIRE).float().mean() > 0.95
+    # alternating FIRE, RIGHT pays every second step; a myopic policy (never FIRE) earns nothing
+    assert td["next", "reward"].mean() > 0.4 * PAY
