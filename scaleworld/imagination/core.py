@@ -17,6 +17,7 @@ for the same generator (tested).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -74,6 +75,10 @@ class StartContexts:
 
     def __len__(self) -> int:
         return len(self.starts)
+
+    def to(self, device: torch.device | str) -> StartContexts:
+        return dataclasses.replace(self, tokens=self.tokens.to(device), actions=self.actions.to(device),
+                                   starts=self.starts.to(device), action_mask=self.action_mask.to(device))
 
     def windows(self, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Window indices int64 [R] -> tokens int64 [R, steps, groups], actions int64 [R, steps]."""

@@ -54,18 +54,26 @@ class DynamicsConfig:
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotary embedding on [B, H, T, D] with cos/sin [T, D/2] (pairs are the two halves of D)."""
     a, b = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)
 
 
 class RotaryAngles(nn.Module):
+    """cos/sin of the rotary angles, always computed in float32 (also in a bf16 model: angles of
+    positions in the thousands need float32's precision), then cast to the activations' dtype."""
+
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
-        self.register_buffer(
-            "inv_freq", base ** (-torch.arange(0, head_dim, 2).float() / head_dim), persistent=False
-        )
+        self.head_dim = head_dim
+        self.base = base
+        self._inv_freq: dict[torch.device, torch.Tensor] = {}  # not a buffer: model.to(bf16) must not round it
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        angles = positions.float()[:, None] * self.inv_freq[None, :]  # [T, D/2]
+        inv_freq = self._inv_freq.get(positions.device)
+        if inv_freq is None:
+            steps = torch.arange(0, self.head_dim, 2, device=positions.device, dtype=torch.float32)
+            inv_freq = self._inv_freq[positions.device] = self.base ** (-steps / self.head_dim)
+        angles = positions.float()[:, None] * inv_freq[None, :]  # [T, D/2]
         return angles.cos(), angles.sin()
 
 
@@ -208,7 +216,8 @@ class DynamicsModel(nn.Module):
     def step(self, cache: KVCache, latents, actions, game=None) -> dict[str, torch.Tensor]:
         """One token per sequence: latents [B, groups], actions [B] (game [B]) -> heads at [B, 1, ...]."""
         x = self.embed(latents[:, None], actions[:, None], None if game is None else game[:, None])
-        cos, sin = self.rotary(torch.tensor([cache.position], device=x.device))
+        # arange on the device, not torch.tensor([...]): no host-to-device copy, so no sync per step
+        cos, sin = self.rotary(torch.arange(cache.position, cache.position + 1, device=x.device))
         for layer, block in enumerate(self.blocks):
             x = block.step(x, cos, sin, cache, layer)
         cache.position += 1

@@ -1,0 +1,108 @@
+"""Benchmark imagination: imagined frames/s of the fast path, and the TorchRL wrapper's cost.
+
+Both paths roll out `batch` rollouts for `horizon` steps from real-sized start contexts (random
+tokens: throughput does not depend on the data) under the same actor (an `ActorPolicy` of the
+default agent size), with the same generator seed, so they do identical work. Frames/s counts
+imagined transitions (batch x horizon) per second of a whole rollout, including its start
+(prefilling context_steps - 1 tokens per rollout) and the policy. The model's termination bias is
+set so that about 1 in 150 steps ends (a trained model's rate is of that order); each end
+restarts its row from a new context, as in training.
+
+Usage: .venv/bin/python tools/bench_imagination.py [--size paper-d2] [--batch 1024] [--horizon 16]
+On a GPU: --device cuda (the model imagines in bf16, as `train_in_imagination` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+
+import torch  # noqa: E402
+
+from scaleworld.imagination.agent import ActorCritic, ActorPolicy, AgentConfig  # noqa: E402
+from scaleworld.imagination.core import Imagination, StartContexts  # noqa: E402
+from scaleworld.imagination.env import ImaginationEnv  # noqa: E402
+from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
+from scaleworld.models.ladders import get_size  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def build(size: str, *, batch: int, context: int, context_steps: int, device: torch.device):
+    torch.manual_seed(0)
+    model = DynamicsModel(get_size(size).config(context=context)).to(device).eval().requires_grad_(False)
+    with torch.no_grad():
+        model.termination_head.bias.fill_(-5.0)  # p(end) ~ 1/150 per step
+    if device.type == "cuda":
+        model = model.to(torch.bfloat16)
+    c = model.config
+    rows = 4096
+    gen = torch.Generator().manual_seed(1)
+    starts = StartContexts(tokens=torch.randint(0, c.classes, (rows, c.groups), generator=gen, dtype=torch.uint8),
+                           actions=torch.randint(0, 18, (rows,), generator=gen), steps=context_steps,
+                           starts=torch.arange(rows - context_steps + 1), game=None,
+                           action_mask=torch.ones(18, dtype=torch.bool))
+    starts = starts.to(device)
+    agent = ActorCritic(AgentConfig(groups=c.groups, classes=c.classes, hidden_size=c.width)).to(device).eval()
+    return model, starts, agent
+
+
+def time_rollouts(run, *, repeats: int, device: torch.device) -> float:
+    run()  # warm-up (allocations, kernels)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="paper-d2", help="a ladder size (default paper-d2: width 512, depth 2)")
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--horizon", type=int, default=16)
+    parser.add_argument("--context", type=int, default=64, help="the model's attention window")
+    parser.add_argument("--context-steps", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    model, starts, agent = build(args.size, batch=args.batch, context=args.context,
+                                 context_steps=args.context_steps, device=device)
+    frames = args.batch * args.horizon
+
+    def fast_run(seed=[0]):  # noqa: B006 (a counter: every rollout draws new starts)
+        seed[0] += 1
+        imagination = Imagination(model, starts, batch=args.batch,
+                                  generator=torch.Generator(device=device).manual_seed(seed[0]))
+        policy = ActorPolicy(agent, generator=torch.Generator(device=device).manual_seed(seed[0]))
+        return imagination.rollout(policy, args.horizon)
+
+    def env_run(seed=[0]):  # noqa: B006
+        seed[0] += 1
+        imagination = Imagination(model, starts, batch=args.batch,
+                                  generator=torch.Generator(device=device).manual_seed(seed[0]))
+        policy = ActorPolicy(agent, generator=torch.Generator(device=device).manual_seed(seed[0]))
+        return ImaginationEnv(imagination).rollout(args.horizon, policy=policy, break_when_any_done=False)
+
+    fast = time_rollouts(fast_run, repeats=args.repeats, device=device)
+    wrapped = time_rollouts(env_run, repeats=args.repeats, device=device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"imagination, {args.size} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), "
+          f"batch {args.batch} x horizon {args.horizon}, context_steps {args.context_steps}, {name}")
+    print(f"  fast path (Imagination.rollout):      {frames / fast:12,.0f} imagined frames/s  "
+          f"({fast * 1e3:.1f} ms per rollout)")
+    print(f"  TorchRL ImaginationEnv.rollout:       {frames / wrapped:12,.0f} imagined frames/s  "
+          f"({wrapped * 1e3:.1f} ms per rollout)")
+    print(f"  wrapper / fast path throughput ratio: {fast / wrapped:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
