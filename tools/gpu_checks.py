@@ -49,7 +49,6 @@ def env_matches_fast_path() -> str:
     with torch.no_grad():
         model.termination_head.bias.fill_(0.0)  # many terminations and restarts
         model.termination_head.weight.normal_(0, 0.3)
-    starts = start_contexts()
     starts = start_contexts().to(cuda)
     c = model.config
     torch.manual_seed(1)
@@ -78,7 +77,6 @@ def trains_on_cuda() -> str:
             out=out, device=cuda, progress=False)
     seconds = time.perf_counter() - start
     model = action_reward_model().to(cuda).to(torch.bfloat16)
-    starts = start_contexts()
     starts = start_contexts().to(cuda)
     im = Imagination(model, starts, batch=256, generator=torch.Generator(device=cuda).manual_seed(5))
     td = im.rollout(ActorPolicy(agent, greedy=True), 8)
