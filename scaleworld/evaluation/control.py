@@ -96,6 +96,10 @@ def measure_anchors(*, game: str, protocol: Protocol, episodes: int, seed: int, 
         upper_score, source = expert_record["mean"], expert_record.get("policy", {})
     else:
         upper_score, source = g.human_score, "reference human score (Atari 100k table)"
+    if not upper_score > random_record["mean"]:
+        raise ScaleworldError(f"{game}: the {upper} score {upper_score:g} does not beat the random policy's "
+                              f"{random_record['mean']:g} under this protocol, so normalised scores are undefined: "
+                              "train the expert longer or use control.upper_anchor=human")
     return {"format": ANCHORS_FORMAT, "game": game, "protocol": protocol.to_dict(),
             "random": {"score": random_record["mean"], "sem": random_record["sem"], "episodes": episodes,
                        "returns": random_record["returns"]},

@@ -1,7 +1,9 @@
 """A study spec expands into a graph of jobs; a job's identity is a hash of what decides its output.
 
 Kinds, in dependency order: expert (game; PPO) -> collect (game) -> tokenizer (shared, or one per game) -> tokens (game)
--> dynamics (mode x size x seed [x game]) -> fidelity (one per dynamics run) -> analysis (study).
+-> dynamics (mode x size x seed [x game]) -> fidelity (one per dynamics run); anchor (game: the random and
+upper scores) ; policy (dynamics run x game x trial, trained in imagination) -> control (one per policy: real-game
+score) -> analysis (study: regimes of fidelity, aggregates of control scores).
 
 `Job.id` = SHA-256 (first 16 hex digits) of the canonical JSON of {kind, config, input ids}: the
 resolved settings that change the job's output, and nothing else (no names, paths or labels). So
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-KINDS = ("expert", "collect", "tokenizer", "tokens", "dynamics", "fidelity", "analysis")
+KINDS = ("expert", "collect", "tokenizer", "tokens", "dynamics", "fidelity", "anchor", "policy", "control", "analysis")
 
 
 @dataclass
@@ -90,27 +92,19 @@ def _train_config(spec: Any, *, steps: int, seed: int) -> dict[str, Any]:
                                seed=seed))
 
 
-def _sizes(spec: Any) -> list[Any]:
-    from scaleworld.models.ladders import get_ladder, get_size
-
-    if spec.models.ladder is None:
-        return [get_size(s) for s in spec.models.sizes]
-    ladder = get_ladder(spec.models.ladder)
-    return [s for s in ladder if not spec.models.sizes or s.name in spec.models.sizes]
-
-
 def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     """Add one variant's jobs to `graph` (jobs it shares with other variants are merged)."""
     from omegaconf import OmegaConf
 
     from scaleworld.models.tokenizer import TokenizerConfig
+    from scaleworld.study.spec import study_sizes
     from scaleworld.training.runs import matched_steps
     from scaleworld.training.trainer import TrainConfig
 
     tag = {"variants": [variant]}
     protocol = OmegaConf.to_container(spec.protocol)
     games = list(spec.games)
-    collect = {}
+    collect, expert_of = {}, {}
     e = spec.expert
     for game in games:
         inputs, policy = [], {"source": e.source}
@@ -118,6 +112,7 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
             ecfg = {"game": game, "protocol": protocol, "frames": e.frames, "num_envs": e.num_envs, "seed": e.seed,
                     "episodes": e.episodes}
             inputs = [graph.add(Job("expert", ecfg, [], {"game": game, **tag}))]
+            expert_of[game] = inputs[0]
         elif e.source != "random":  # an imported expert: its weights' hash is part of the identity
             from scaleworld.data.files import sha256_file
             from scaleworld.experts.checkpoint import read_expert_meta
@@ -160,8 +155,9 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     if spec.modes.matched.enabled:
         m = matched_steps(joint_steps=joint_steps, num_games=len(games), rule=spec.modes.matched.rule)
         runs += [("matched", [g], m) for g in games]
-    fidelity_ids = []
-    for size in _sizes(spec):
+    fidelity_ids, control_ids = [], []
+    anchors = _add_anchors(graph, spec, tag, expert_of) if spec.policy.enabled else {}
+    for size in study_sizes(spec):
         for seed in spec.seeds:
             for mode, run_games, steps in runs:
                 model = asdict(size.config(context=spec.models.context))
@@ -174,9 +170,60 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
                 fcfg = dict(OmegaConf.to_container(spec.fidelity))
                 fidelity_ids.append(graph.add(Job("fidelity", fcfg, [did, tokenizer_of[run_games[0]], *inputs],
                                                   labels)))
+                p = spec.policy
+                if p.enabled and mode in p.modes and (not p.sizes or size.name in p.sizes):
+                    for game in run_games:
+                        control_ids += _add_policies(graph, spec, did=did, tokens=tokens[game],
+                                                     tokenizer=tokenizer_of[game], anchor=anchors[game],
+                                                     labels={**labels, "game": game}, protocol=protocol)
     rule = {k: spec.analysis[k] for k in ("rule_version", "alpha", "delta", "min_sizes", "min_seeds",
                                           "bootstrap_reps", "seed")}
-    graph.add(Job("analysis", {"rule": rule}, sorted(set(fidelity_ids)), {"variant": variant, **tag}))
+    graph.add(Job("analysis", {"rule": rule}, sorted(set(fidelity_ids)) + sorted(set(control_ids)),
+                  {"variant": variant, **tag}))
+
+
+def _add_anchors(graph: Graph, spec: Any, tag: dict[str, Any], expert_of: dict[str, str]) -> dict[str, str]:
+    """One `anchor` job per game: the random policy's score and the upper anchor (expert or human)."""
+    from omegaconf import OmegaConf
+
+    c, e = spec.control, spec.expert
+    protocol = OmegaConf.to_container(spec.protocol)
+    anchors = {}
+    for game in spec.games:
+        cfg = {"game": game, "protocol": protocol, "episodes": c.anchor_episodes, "num_envs": c.num_envs,
+               "seed": c.seed, "upper": c.upper_anchor}
+        inputs = []
+        if c.upper_anchor == "expert" and e.source == "ppo":  # the expert job measured its score
+            inputs = [expert_of[game]]
+        elif c.upper_anchor == "expert":  # an imported expert: scored by the anchor job
+            from scaleworld.data.files import sha256_file
+            from scaleworld.experts.checkpoint import read_expert_meta
+
+            folder = Path(e.source) / game
+            cfg["expert"] = {"source": str(folder.resolve()), "episodes": e.episodes,
+                             "sha256": sha256_file(folder / read_expert_meta(folder)["model"]["file"])}
+        anchors[game] = graph.add(Job("anchor", cfg, inputs, {"game": game, **tag}))
+    return anchors
+
+
+def _add_policies(graph: Graph, spec: Any, *, did: str, tokens: str, tokenizer: str, anchor: str,
+                  labels: dict[str, Any], protocol: dict[str, Any]) -> list[str]:
+    """`policy` jobs (one per trial) for one world model and game, each with its `control` job."""
+    from scaleworld.imagination.train import PolicyConfig, policy_train_config
+
+    p, c = spec.policy, spec.control
+    config = asdict(PolicyConfig(horizon=p.horizon, context_steps=p.context_steps, gamma=p.gamma, lmbda=p.lmbda,
+                                 entropy_coef=p.entropy_coef, units=p.units, layers=p.layers))
+    controls = []
+    for trial in range(p.trials):
+        train = _hashed(policy_train_config(steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=trial,
+                                            warmup_steps=min(10, p.steps), eval_every=min(250, p.steps),
+                                            checkpoint_every=min(p.checkpoint_every, p.steps)))
+        pid = graph.add(Job("policy", {"policy": config, "train": train}, [did, tokens], {**labels, "trial": trial}))
+        ccfg = {"episodes": c.episodes, "num_envs": c.num_envs, "seed": c.seed, "greedy": c.sampling == "greedy",
+                "protocol": protocol}
+        controls.append(graph.add(Job("control", ccfg, [pid, did, tokenizer, anchor], {**labels, "trial": trial})))
+    return controls
 
 
 def build_graph(spec: Any) -> Graph:

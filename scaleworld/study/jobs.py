@@ -125,6 +125,70 @@ def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
             "nll": {g: r["nll_nats_per_frame"] for g, r in record["games"].items()}}
 
 
+def _device() -> str:
+    """Training jobs use the GPU the executor gave them, if any."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    """A game's anchors for normalised scores: the random policy's score and the upper anchor."""
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.evaluation.control import measure_anchors
+    from scaleworld.experts.checkpoint import SCORE_JSON
+
+    c = job.config
+    protocol = Protocol(**c["protocol"])
+    expert_record = None
+    if c["upper"] == "expert":
+        experts = _input_dirs(store, graph, job, "expert")
+        if experts:  # a PPO expert job measured its score under the study's protocol
+            expert_record = json.loads((experts[0] / "expert" / SCORE_JSON).read_text())
+        else:  # an imported expert: score it here, under the study's protocol
+            from scaleworld.experts.anchor import score_expert
+
+            expert_record = score_expert(c["expert"]["source"], episodes=c["expert"]["episodes"], protocol=protocol,
+                                         seed=c["seed"], num_envs=c["num_envs"], out=out / "expert_score.json")
+    record = measure_anchors(game=c["game"], protocol=protocol, episodes=c["episodes"], seed=c["seed"],
+                             num_envs=c["num_envs"], upper=c["upper"], expert_record=expert_record)
+    write_json_atomic(out / "anchor.json", record)
+    return {"anchor": "anchor.json", "random": record["random"]["score"], "upper": record["upper"]["score"],
+            "upper_kind": record["upper"]["kind"]}
+
+
+def _policy(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    """Train a policy purely inside the world model (resuming from its checkpoint)."""
+    from scaleworld.imagination.train import PolicyConfig, train_policy
+    from scaleworld.training.trainer import TrainConfig
+
+    c = job.config
+    (dynamics,) = _input_dirs(store, graph, job, "dynamics")
+    (tokens,) = _input_dirs(store, graph, job, "tokens")
+    info = train_policy(dynamics_dir=dynamics, token_dir=tokens / "tokens", out=out,
+                        config=PolicyConfig(**c["policy"]), train=TrainConfig(**c["train"]), device=_device(),
+                        progress=False)
+    return {"policy": "policy.pt", "game": info["game"], "final": info["final"]}
+
+
+def _control(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    """Score a policy in its real game; raw and expert-random normalised."""
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.evaluation.control import evaluate_control
+
+    c = job.config
+    (policy,) = _input_dirs(store, graph, job, "policy")
+    (dynamics,) = _input_dirs(store, graph, job, "dynamics")
+    (tokenizer,) = _input_dirs(store, graph, job, "tokenizer")
+    (anchor,) = _input_dirs(store, graph, job, "anchor")
+    record = evaluate_control(policy_dir=policy, dynamics_dir=dynamics, tokenizer_dir=tokenizer,
+                              anchors=json.loads((anchor / "anchor.json").read_text()), episodes=c["episodes"],
+                              protocol=Protocol(**c["protocol"]), seed=c["seed"], num_envs=c["num_envs"],
+                              greedy=c["greedy"], out=out / "control.json")
+    return {"control": "control.json", "game": record["game"], "score": record["mean"],
+            "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}
+
+
 def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     """Scaling regimes of held-out NLL per (mode, game), under the spec's rule."""
     from scaleworld.analysis.regimes import RegimeRule, classify_games
@@ -134,14 +198,19 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
                       min_seeds=r["min_seeds"], bootstrap_reps=r["bootstrap_reps"])
     # curves[mode][game][params] -> list of per-seed NLLs
     curves: dict[str, dict[str, dict[int, list[float]]]] = {}
+    by_size: dict[str, dict[str, dict[str, list[float]]]] = {}  # the same, keyed by size name
     for fid in job.inputs:
         fjob = graph.jobs[fid]
+        if fjob.kind != "fidelity":
+            continue
         (djob,) = [graph.jobs[i] for i in fjob.inputs if graph.jobs[i].kind == "dynamics"]
         params = store.outputs(djob)["params"]["total"]
         record = json.loads((store.job_dir(fjob) / "fidelity.json").read_text())
         for mode in fjob.labels["modes"]:
             for game, g in record["games"].items():
                 curves.setdefault(mode, {}).setdefault(game, {}).setdefault(params, []).append(
+                    g["nll_nats_per_frame"])
+                by_size.setdefault(mode, {}).setdefault(game, {}).setdefault(fjob.labels["size"], []).append(
                     g["nll_nats_per_frame"])
     result = {}
     for mode, games in sorted(curves.items()):
@@ -157,9 +226,32 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
             result[mode][game] = {"regime": "inconclusive", "best_params": inputs[game][0][0],
                                   "reason": "one model size: no scaling curve", "params": inputs[game][0],
                                   "nll": inputs[game][1], "evidence": None}
-    write_json_atomic(out / "analysis.json", {"rule": rule.to_dict(), "modes": result})
+    from scaleworld.analysis.summary import matched_vs_joint, scaling_fits, score_summary
+
+    reps = r["bootstrap_reps"]
+    rng = np.random.default_rng([r["seed"], 1])  # a stream of its own: the regimes' intervals stay as they were
+    write_json_atomic(out / "analysis.json", {
+        "rule": rule.to_dict(), "modes": result, "bootstrap": {"reps": reps, "seed": r["seed"]},
+        "fits": scaling_fits(curves, rng=rng, reps=reps),
+        "matched_vs_joint": matched_vs_joint(by_size, rng=rng, reps=reps),
+        "scores": score_summary(_control_scores(store, graph, job), rng=rng, reps=reps),
+    })
     return {"analysis": "analysis.json",
             "regimes": {mode: {g: v["regime"] for g, v in games.items()} for mode, games in result.items()}}
+
+
+def _control_scores(store: RunStore, graph: Graph, job: Job) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """scores[mode][size][game] -> normalised mean score of each (world-model seed, trial) run."""
+    scores: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for cid in job.inputs:
+        cjob = graph.jobs[cid]
+        if cjob.kind != "control":
+            continue
+        normalised = store.outputs(cjob)["normalised"]
+        for mode in cjob.labels["modes"]:
+            scores.setdefault(mode, {}).setdefault(cjob.labels["size"], {}).setdefault(
+                cjob.labels["game"], []).append(normalised)
+    return scores
 
 
 def _plain(value: Any) -> Any:
@@ -176,7 +268,7 @@ def _plain(value: Any) -> Any:
 
 
 RUNNERS = {"expert": _expert, "collect": _collect, "tokenizer": _tokenizer, "tokens": _tokens, "dynamics": _dynamics,
-           "fidelity": _fidelity, "analysis": _analysis}
+           "fidelity": _fidelity, "anchor": _anchor, "policy": _policy, "control": _control, "analysis": _analysis}
 
 
 def run_job(root: str | Path, job_id: str) -> int:

@@ -20,7 +20,7 @@ from scaleworld.study.store import RunStore
 def describe(job: Job) -> str:
     labels = job.labels
     parts = [job.kind]
-    for key in ("game", "size", "seed"):
+    for key in ("game", "size", "seed", "trial"):
         if key in labels:
             parts.append(f"{key}={labels[key]}")
     if "games" in labels and "game" not in labels:

@@ -118,6 +118,49 @@ class FidelitySpec:
 
 
 @dataclass
+class PolicySpec:
+    """Policies trained purely inside the world models (one `policy` job per world model x game x trial)."""
+
+    enabled: bool = True
+    trials: int = 1
+    """Independent policies (seeds 0 .. trials-1) per world model and game."""
+    modes: list[str] = field(default_factory=lambda: ["single", "joint", "matched"])
+    """World models of these modes get policies."""
+    sizes: list[str] = field(default_factory=list)
+    """Only world models of these sizes get policies; empty = every size."""
+    steps: int = 1000
+    """Actor-critic updates."""
+    batch_size: int = 1024
+    """Imagined rollouts per update."""
+    horizon: int = 16
+    context_steps: int = 8
+    """Real held-out steps each rollout starts from."""
+    lr: float = 1e-4
+    gamma: float = 0.985
+    lmbda: float = 0.95
+    entropy_coef: float = 3e-4
+    units: int = 256
+    layers: int = 2
+    checkpoint_every: int = 250
+
+
+@dataclass
+class ControlSpec:
+    """Scoring the policies in the real games (`control` jobs) and the anchors (`anchor` jobs, per game)."""
+
+    episodes: int = 8
+    """Full episodes per policy, under the spec's protocol."""
+    num_envs: int = 8
+    seed: int = 0
+    sampling: str = "sample"
+    """How the policy acts: ``sample`` from its distribution or ``greedy``."""
+    upper_anchor: str = "expert"
+    """Upper anchor of normalised scores: ``expert`` (its measured score) or ``human`` (the reference table)."""
+    anchor_episodes: int = 16
+    """Episodes of the random policy that measure the lower anchor."""
+
+
+@dataclass
 class AnalysisSpec:
     rule_version: str = "regime-rule/1"
     alpha: float = 0.05
@@ -165,6 +208,8 @@ class StudySpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     modes: ModesSpec = field(default_factory=ModesSpec)
     fidelity: FidelitySpec = field(default_factory=FidelitySpec)
+    policy: PolicySpec = field(default_factory=PolicySpec)
+    control: ControlSpec = field(default_factory=ControlSpec)
     analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
     launcher: LauncherSpec = field(default_factory=LauncherSpec)
     sweep: SweepSpec = field(default_factory=SweepSpec)
@@ -343,9 +388,57 @@ def check_spec(spec: Any, *, where: str = "") -> None:
                    min_seeds=a.min_seeds, bootstrap_reps=a.bootstrap_reps)
     except ScaleworldError as exc:
         fail("analysis", str(exc))
+    _check_policy(spec, fail)
     lengths = {len(v) for v in spec.sweep.zip.values()}
     if len(lengths) > 1:
         fail("sweep.zip", f"all lists must have the same length (got {sorted(lengths)})")
+
+
+def _check_policy(spec: Any, fail: Any) -> None:
+    from scaleworld.imagination.train import PolicyConfig
+
+    p, c = spec.policy, spec.control
+    if not p.enabled:
+        return
+    for i, mode in enumerate(p.modes):
+        if mode not in ("single", "joint", "matched"):
+            fail(f"policy.modes[{i}]", f"unknown mode {mode!r}: use single, joint or matched")
+    sizes = {s.name for s in study_sizes(spec)}
+    for i, size in enumerate(p.sizes):
+        if size not in sizes:
+            fail(f"policy.sizes[{i}]", f"{size} is not one of the study's sizes ({', '.join(sorted(sizes))})")
+    positive = {"policy.trials": p.trials, "policy.steps": p.steps, "policy.batch_size": p.batch_size,
+                "policy.checkpoint_every": p.checkpoint_every, "control.episodes": c.episodes,
+                "control.num_envs": c.num_envs, "control.anchor_episodes": c.anchor_episodes}
+    for key, value in positive.items():
+        if value < 1:
+            fail(key, f"{value} is impossible: it must be at least 1")
+    if not p.lr > 0:
+        fail("policy.lr", f"{p.lr} must be positive")
+    try:
+        PolicyConfig(horizon=p.horizon, context_steps=p.context_steps, gamma=p.gamma, lmbda=p.lmbda,
+                     entropy_coef=p.entropy_coef, units=p.units, layers=p.layers)
+    except ScaleworldError as exc:
+        fail("policy", str(exc))
+    if p.context_steps - 1 > spec.models.context:
+        fail("policy.context_steps", f"{p.context_steps} real steps do not fit models.context={spec.models.context}")
+    if c.sampling not in ("sample", "greedy"):
+        fail("control.sampling", "use sample or greedy")
+    if c.upper_anchor not in ("expert", "human"):
+        fail("control.upper_anchor", "use expert or human")
+    if c.upper_anchor == "expert" and spec.expert.source == "random":
+        fail("control.upper_anchor", "expert.source=random has no expert score to normalise by: "
+                                     "set control.upper_anchor=human (the reference human score)")
+
+
+def study_sizes(spec: Any) -> list[Any]:
+    """The study's model sizes (a ladder, possibly restricted, or an explicit list)."""
+    from scaleworld.models.ladders import get_ladder, get_size
+
+    if spec.models.ladder is None:
+        return [get_size(s) for s in spec.models.sizes]
+    ladder = get_ladder(spec.models.ladder)
+    return [s for s in ladder if not spec.models.sizes or s.name in spec.models.sizes]
 
 
 def _apply(spec: Any, overrides: dict[str, Any], where: str) -> Any:
