@@ -29,6 +29,8 @@ models: {ladder: tiny, sizes: [tiny-d1], context: 8}
 train: {steps: 6, batch_size: 4, eval_every: 3, checkpoint_every: 3}
 modes: {single: true, joint: false, matched: {enabled: false}}
 fidelity: {context_steps: 2, horizon: 2, rollouts: 2}
+policy: {steps: 2, batch_size: 4, horizon: 2, context_steps: 2, units: 8, layers: 1}
+control: {episodes: 1, num_envs: 1, anchor_episodes: 1, upper_anchor: human}
 analysis: {bootstrap_reps: 50}
 """
 
@@ -58,6 +60,12 @@ def _sw(*args, cwd=None):
     ("analysis.min_sizes=2", "analysis: regime rule min_sizes=2"),
     ('sweep.zip={"train.lr": [1, 2], "seeds": [[0]]}', "sweep.zip: all lists must have the same length"),
     ("train.steps", "override 'train.steps': write overrides as key=value"),
+    ("control.upper_anchor=expert", "control.upper_anchor: expert.source=random has no expert score"),
+    ("control.upper_anchor=best", "control.upper_anchor: use expert or human"),
+    ("policy.sizes=[tiny-d2]", "policy.sizes[0]: tiny-d2 is not one of the study's sizes (tiny-d1)"),
+    ("policy.modes=[both]", "policy.modes[0]: unknown mode 'both'"),
+    ("policy.gamma=1.5", "policy: policy.gamma=1.5 must be in (0, 1]"),
+    ("control.episodes=0", "control.episodes: 0 is impossible"),
 ])
 def test_spec_errors_are_one_line_with_the_key_path_exit_2_and_write_nothing(tmp_path, override, message):
     spec = _spec_file(tmp_path, MICRO.replace("tokenizer: {", "tokenizer: {scope: per_game, ")
@@ -144,6 +152,13 @@ def _outputs(root: Path) -> dict:
             out[job] = json.loads((d / "fidelity.json").read_text())["games"]
         elif kind == "analysis":
             out[job] = json.loads((d / "analysis.json").read_text())["modes"]
+        elif kind == "policy":
+            state = torch.load(d / "policy.pt", weights_only=False)["state_dict"]
+            out[job] = {k: v.tolist() for k, v in state.items()}
+        elif kind == "control":
+            out[job] = json.loads((d / "control.json").read_text())["normalised"]
+        elif kind == "anchor":
+            out[job] = json.loads((d / "anchor.json").read_text())["random"]
     return out
 
 
@@ -160,7 +175,7 @@ def finished(tmp_path_factory):
 def test_a_study_runs_end_to_end_and_status_reports_it(finished):
     tmp, spec, root = finished
     outputs = _outputs(root)
-    assert len(outputs) == 6  # collect, tokenizer, tokens, dynamics, fidelity, analysis
+    assert len(outputs) == 9  # collect, tokenizer, tokens, dynamics, fidelity, anchor, policy, control, analysis
     status = _sw("status", root)
     assert status.returncode == 0 and "dynamics" in status.stdout and "failed" in status.stdout
     analysis = next(iter(v for k, v in outputs.items() if isinstance(v, dict) and "single" in v))
@@ -174,7 +189,7 @@ def test_rerunning_skips_finished_jobs(finished):
     graph = store.read_plan()
     ran = []
     counts = run_local(store, graph, progress=False, on_job=lambda job, state: ran.append(job.id))
-    assert ran == [] and counts == {"done": 6, "failed": 0, "blocked": 0}
+    assert ran == [] and counts == {"done": 9, "failed": 0, "blocked": 0}
     assert stamps == {p: p.stat().st_mtime_ns for p in root.glob("*/*/done.json")}
 
 
@@ -233,7 +248,7 @@ def test_a_failed_job_does_not_stop_independent_jobs(tmp_path):
     (store.job_dir(pong) / "dataset" / "storage" / "pixels.memmap").write_bytes(b"")  # damage Pong's data
     counts = run_local(store, graph, progress=False)
     assert counts["failed"] == 1  # Pong's tokenizer
-    assert counts["blocked"] == 4  # Pong's tokens, dynamics, fidelity, and the study's analysis
+    assert counts["blocked"] == 6  # Pong's tokens, dynamics, fidelity, policy, control, and the study's analysis
     breakout = [j for j in graph.jobs.values() if j.labels.get("game") == "Breakout"
                 or j.labels.get("games") == ["Breakout"]]
     assert breakout and all(store.is_done(j) for j in breakout)
@@ -300,3 +315,29 @@ def test_report_on_a_partial_run_root_says_what_is_missing(tmp_path):
     text = out.getvalue()
     assert "partial results: 6 jobs not finished" in text
     assert "scaling regimes: missing" in text
+
+
+def test_policies_and_controls_hang_off_each_world_model_and_game(tmp_path):
+    text = MICRO.replace("games: [Pong]", "games: [Pong, Breakout]").replace(
+        "modes: {single: true, joint: false, matched: {enabled: false}}",
+        "modes: {single: true, joint: true, matched: {enabled: false}}").replace(
+        "sizes: [tiny-d1]", "sizes: [tiny-d1, tiny-d2]")
+    path = _spec_file(tmp_path, text)
+    graph = build_graph(load_spec(path, ["policy.trials=2", "policy.sizes=[tiny-d2]"]))
+    # per size tiny-d2: 2 single models x 1 game + 1 joint model x 2 games = 4 (model, game) pairs, x 2 trials
+    assert graph.counts()["policy"] == 8 and graph.counts()["control"] == 8 and graph.counts()["anchor"] == 2
+    kinds = {j.id: j.kind for j in graph.jobs.values()}
+    for control in graph.by_kind("control"):
+        assert [kinds[i] for i in control.inputs] == ["policy", "dynamics", "tokenizer", "anchor"]
+        policy, dynamics, _, anchor = (graph.jobs[i] for i in control.inputs)
+        assert policy.inputs[0] == dynamics.id and dynamics.labels["size"] == "tiny-d2"
+        assert graph.jobs[anchor.id].config["game"] == control.labels["game"] == policy.labels["game"]
+        assert graph.jobs[anchor.id].config["upper"] == "human"
+    joint = [p for p in graph.by_kind("policy") if p.labels["modes"] == ["joint"]]
+    assert sorted((p.labels["game"], p.labels["trial"]) for p in joint) == [
+        ("Breakout", 0), ("Breakout", 1), ("Pong", 0), ("Pong", 1)]
+    assert len({p.config["train"]["seed"] for p in joint}) == 2  # the trial seeds the policy
+    (analysis,) = graph.by_kind("analysis")
+    assert {c.id for c in graph.by_kind("control")} <= set(analysis.inputs)
+    off = build_graph(load_spec(path, ["policy.enabled=false"]))
+    assert not {"anchor", "policy", "control"} & set(off.counts())
