@@ -289,9 +289,10 @@ def cmd_report(args: argparse.Namespace) -> None:
         write_json_atomic(args.json, results)
         print(f"wrote {args.json}")
     if args.csv:
-        from scaleworld.report.figures import write_csv
+        from scaleworld.report.export import write_csv
 
-        print(f"wrote {write_csv(results, args.csv)}")
+        for path in write_csv(results, args.csv):
+            print(f"wrote {path}")
     if args.figures:
         from scaleworld.report.figures import write_figures
 
@@ -327,10 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
     p.set_defaults(func=cmd_status)
 
-    p = groups.add_parser("report", help="what a study found so far: regimes, scaling curves, single vs joint")
+    p = groups.add_parser("report", help="what a study found so far: regimes, scaling curves and fits, single vs "
+                                         "joint vs matched, normalised control scores with intervals")
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
     p.add_argument("--json", type=Path, help="also write every number shown as JSON")
-    p.add_argument("--csv", type=Path, help="also write every NLL (mode, game, size, seed) as CSV")
+    p.add_argument("--csv", type=Path, help="also write every NLL (mode, game, size, seed) as CSV, and every "
+                                            "control run's raw and normalised score into F_control.csv")
     p.add_argument("--figures", type=Path, metavar="DIR", help="also write PNG figures into DIR")
     p.add_argument("--width", type=int, help="console width (default: the terminal's)")
     p.set_defaults(func=cmd_report)

@@ -293,10 +293,16 @@ def test_report_reads_the_run_root_and_prints_plain_ascii_off_a_terminal(finishe
     text = " ".join(proc.stdout.split())
     assert "scaling regimes" in text and "| single | Pong | inconclusive |" in text
     assert "partial results" not in text
+    assert "normalised control scores (base): aggregates over games" in text and "upper anchor: human (Pong)" in text
     data = json.loads((tmp_path / "report.json").read_text())
     (nll,) = data["curves"]["single"]["Pong"]["tiny-d1"]["nll"]
     fidelity = next(root.glob("fidelity/*/fidelity.json"))
     assert nll == json.loads(fidelity.read_text())["games"]["Pong"]["nll_nats_per_frame"]
+    control = json.loads(next(root.glob("control/*/control.json")).read_text())["normalised"]["mean"]
+    assert data["control"]["games"]["base"]["single"]["tiny-d1"]["Pong"]["normalised"] == control
+    assert data["regimes"]["base"]["scores"]["aggregates"]["single"]["tiny-d1"]["games"] == {"Pong": control}
+    (row,) = (tmp_path / "nll_control.csv").read_text().splitlines()[1:]
+    assert row.startswith("base,single,Pong,tiny-d1,0,0,")
 
 
 def test_report_on_a_partial_run_root_says_what_is_missing(tmp_path):
@@ -309,12 +315,14 @@ def test_report_on_a_partial_run_root_says_what_is_missing(tmp_path):
 
     spec = load_spec(_spec_file(tmp_path), [f"run_root={tmp_path / 'root'}"])
     store = RunStore(Path(spec.run_root))
-    store.write_plan(build_graph(spec), OmegaConf.to_yaml(spec))
+    graph = build_graph(spec)
+    store.write_plan(graph, OmegaConf.to_yaml(spec))
     out = StringIO()
     render(collect_results(store.root), Console(file=out, width=100, force_terminal=True, color_system=None))
-    text = out.getvalue()
-    assert "partial results: 6 jobs not finished" in text
+    text = " ".join(out.getvalue().split())
+    assert f"partial results: {len(graph.jobs)} jobs not finished" in text
     assert "scaling regimes: missing" in text
+    assert "normalised control scores: missing (the analysis job has not finished; 0 of 1 control jobs done" in text
 
 
 def test_policies_and_controls_hang_off_each_world_model_and_game(tmp_path):

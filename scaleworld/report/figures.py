@@ -1,4 +1,5 @@
-"""`scaleworld report --figures DIR`: PNGs of the scaling curves (matplotlib, headless)."""
+"""`scaleworld report --figures DIR`: PNGs of the scaling curves and of the aggregate normalised
+control scores with their intervals (matplotlib, headless Agg)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ def _band(values: list[float]) -> tuple[float, float, float]:
 
 
 def write_figures(results: dict[str, Any], out: str | Path) -> list[Path]:
-    """One grid of per-game scaling curves (a line per mode, seed bands, regime labels) and a
-    single-vs-joint panel; returns the files written."""
+    """One grid of per-game scaling curves (a line per mode, seed bands, regime labels), a
+    single-vs-joint panel and the aggregate scores' intervals; returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,21 +78,53 @@ def write_figures(results: dict[str, Any], out: str | Path) -> list[Path]:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
-    return written
+    path = _aggregate_scores(results, out, plt)
+    return written + ([path] if path else [])
 
 
-def write_csv(results: dict[str, Any], out: str | Path) -> Path:
-    """Every (mode, game, size, seed index, NLL) as CSV rows."""
-    import csv
+def _aggregate_scores(results: dict[str, Any], out: Path, plt: Any) -> Path | None:
+    """Median, IQM and mean normalised score per mode and size, as points with their bootstrap
+    intervals: a row of panels per variant whose analysis has control scores (None if none has)."""
+    from scaleworld.report.sections import size_key
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["mode", "game", "size", "params", "seed_index", "nll_nats_per_frame"])
-        for mode, games in sorted(results["curves"].items()):
-            for game, sizes in sorted(games.items()):
-                for size, entry in sorted(sizes.items(), key=lambda kv: kv[1]["params"]):
-                    for i, nll in enumerate(entry["nll"]):
-                        writer.writerow([mode, game, size, entry["params"], i, nll])
-    return out
+    variants = {v: a["scores"]["aggregates"] for v, a in results["regimes"].items()
+                if a.get("scores", {}).get("aggregates")}
+    if not variants:
+        return None
+    order = size_key(results["size_params"])
+    stats = (("median", "median"), ("iqm", "IQM"), ("mean", "mean"))
+    # One y scale per row: the three aggregates of a variant are compared with each other.
+    fig, axes = plt.subplots(len(variants), len(stats), figsize=(4.5 * len(stats), 3.2 * len(variants)),
+                             squeeze=False, sharey="row")
+    for row, (variant, aggregates) in zip(axes, variants.items()):
+        modes = sorted(aggregates)
+        sizes = sorted({s for per_size in aggregates.values() for s in per_size}, key=order)
+        for ax, (key, label) in zip(row, stats):
+            for k, mode in enumerate(modes):
+                # Modes side by side around each size's position, so their intervals do not overlap.
+                shift = (k - (len(modes) - 1) / 2) * 0.8 / max(len(modes), 1)
+                present = [(i, aggregates[mode][s][key]) for i, s in enumerate(sizes) if s in aggregates[mode]
+                           and aggregates[mode][s][key]["point"] is not None]
+                if not present:
+                    continue
+                cis = [ci for _, ci in present]
+                ax.errorbar([i + shift for i, _ in present], [ci["point"] for ci in cis], yerr=_error_bars(cis),
+                            fmt="o", capsize=3, label=mode)
+            ax.axhline(0.0, color="grey", linewidth=0.8)  # the random policy's score
+            ax.set_xticks(range(len(sizes)), sizes, rotation=30, fontsize=7)
+            ax.set_xlabel("model size")
+            ax.set_title(label + ("" if len(variants) == 1 else f" ({variant})"), fontsize=9)
+            ax.legend(fontsize=7)
+        row[0].set_ylabel("normalised score (95% CI)")
+    fig.tight_layout()
+    path = out / "aggregate_scores.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+
+def _error_bars(cis: list[dict[str, float | None]]) -> list[list[float]]:
+    """Lengths below and above each point; none where the analysis wrote a null (NaN) bound."""
+    return [[c["point"] - c["lo"] if c["lo"] is not None else 0.0 for c in cis],
+            [c["hi"] - c["point"] if c["hi"] is not None else 0.0 for c in cis]]

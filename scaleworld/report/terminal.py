@@ -1,8 +1,10 @@
 """`scaleworld report RUN_ROOT`: what a study found so far, read from its job folders.
 
-Sections: settings, scaling regimes per (mode, game) with the rule's evidence, scaling curves as
-sparklines of mean held-out NLL over sizes, single vs joint at each size, and failed or missing
-jobs. Works on partial run roots (it says what is missing). Off a terminal it prints plain ASCII.
+Sections: jobs, settings, scaling regimes per (mode, game) with the rule's evidence, scaling curves as
+sparklines of mean held-out NLL over sizes, single vs joint at each size, scaling-law fits, the
+matched-vs-joint paired test, aggregate normalised control scores with P(improvement) (those four
+in `sections.py`), and failed jobs. Works on partial run roots: it says what is missing. Off a
+terminal it prints plain ASCII.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from scaleworld.report.control import collect_control
+from scaleworld.report.sections import render_fits, render_paired, render_scores, render_settings, size_key
 from scaleworld.study.graph import KINDS
 from scaleworld.study.store import RunStore
 
@@ -20,7 +24,9 @@ ASCII_BARS = "_.-=+*#@"
 
 
 def collect_results(root: str | Path) -> dict[str, Any]:
-    """Every number the report shows, as plain data (also what --json writes)."""
+    """Every number the report shows, as plain data (also what --json writes). `regimes` holds each
+    variant's whole analysis.json (regimes, fits, paired test, aggregate scores); `control` the
+    per-run and per-game control scores read from the control jobs."""
     store = RunStore(Path(root))
     graph = store.read_plan()
     curves: dict[str, dict[str, dict[str, Any]]] = {}  # mode -> game -> size -> {params, nll per seed}
@@ -48,8 +54,15 @@ def collect_results(root: str | Path) -> dict[str, Any]:
         if state == "failed":
             problems.append({"kind": job.kind, "labels": job.labels, "reason": store.failure(job)})
     spec = (store.root / "spec.yaml").read_text() if (store.root / "spec.yaml").is_file() else ""
-    return {"root": str(store.root), "curves": curves, "regimes": regimes,
-            "jobs": {k: v for k, v in states.items() if v}, "failed": problems, "spec": spec}
+    # The smallest model of a size (a joint model adds game embeddings) orders the sizes in every table.
+    size_params: dict[str, int] = {}
+    for games in curves.values():
+        for sizes in games.values():
+            for size, entry in sizes.items():
+                size_params[size] = min(size_params.get(size, entry["params"]), entry["params"])
+    return {"root": str(store.root), "curves": curves, "regimes": regimes, "control": collect_control(store, graph),
+            "size_params": size_params, "jobs": {k: v for k, v in states.items() if v}, "failed": problems,
+            "spec": spec}
 
 
 def _sparkline(values: list[float], bars: str) -> str:
@@ -79,6 +92,7 @@ def render(results: dict[str, Any], console: Any) -> None:
         console.print(f"partial results: {missing} jobs not finished; the numbers below use what is done")
 
     for variant, analysis in results["regimes"].items():
+        render_settings(variant, analysis, console)
         rule = analysis["rule"]
         table = Table(title=f"scaling regimes ({variant}; rule {rule['version']}: alpha={rule['alpha']}, "
                             f"delta={rule['delta']}, min sizes {rule['min_sizes']}, min seeds {rule['min_seeds']})",
@@ -115,7 +129,27 @@ def render(results: dict[str, Any], console: Any) -> None:
                 table.add_row(game, size, f"{s:.3f}", f"{j:.3f}", f"{j - s:+.3f}")
         console.print(table)
 
+    order = size_key(results["size_params"])
+    for variant, analysis in results["regimes"].items():
+        render_fits(variant, analysis, console, style)
+        render_paired(variant, analysis, console, style, order)
+        render_scores(variant, analysis, results["control"], console, style, order)
+    if not results["regimes"]:
+        for what in ("scaling-law fits", "matched vs joint"):
+            console.print(f"{what}: missing (the analysis job has not finished)")
+        _render_control_progress(results["control"], console)
+
     for problem in results["failed"]:
         what = " ".join(f"{k}={v}" for k, v in problem["labels"].items() if k != "variants")
         console.print(f"failed {problem['kind']} {what}: {problem['reason']}")
-    console.print("normalised scores: not yet measured (policies trained in imagination arrive with issue 5)")
+
+
+def _render_control_progress(control: dict[str, Any], console: Any) -> None:
+    """Where the normalised scores stand while there is no analysis to aggregate them."""
+    done, total = control["jobs"]["done"], control["jobs"]["total"]
+    if total == 0:
+        console.print("normalised control scores: not measured (this study trains no policies: policy.enabled "
+                      "is off)")
+    else:
+        console.print(f"normalised control scores: missing (the analysis job has not finished; {done} of {total} "
+                      "control jobs done, their per-game scores are in --json and --csv)")

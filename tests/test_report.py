@@ -1,0 +1,252 @@
+"""`scaleworld report` on a synthetic run root with fixed numbers, laid out by the real RunStore,
+Graph and Job classes: a snapshot of the rendering, partial run roots, and the --json / --csv /
+--figures exports. No job runs, so these tests take seconds.
+
+The snapshot is tests/snapshots/report_synthetic.txt. After an intended change to the report,
+rewrite it with `SCALEWORLD_UPDATE_SNAPSHOTS=1 pytest tests/test_report.py`, read the diff, and commit it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+from scaleworld.data.files import write_json_atomic
+from scaleworld.report.sections import interval_text
+from scaleworld.report.terminal import collect_results, render
+from scaleworld.study.graph import Graph, Job
+from scaleworld.study.store import RunStore
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "report_synthetic.txt"
+GAMES = ("Breakout", "Pong")
+# Names in the paper ladder's style: by name paper-d12 sorts before paper-d2, by parameters after.
+SIZES = {"paper-d2": 6_300_000, "paper-d4": 12_600_000, "paper-d8": 25_200_000, "paper-d12": 37_800_000}
+POLICY_SIZES = ("paper-d2", "paper-d12")
+SEEDS = (0, 1)
+MODE_STEPS = {"single": 100, "joint": 200, "matched": 150}  # matched: distinct jobs from single
+ANCHORS = {"Breakout": (1.7, 30.5), "Pong": (-20.7, 14.6)}  # random and human scores
+TAG = {"variants": ["base"]}
+
+
+def _nll(mode: str, game: str, size_index: int, seed: int) -> float:
+    base = {"Breakout": 4.2, "Pong": 1.1}[game] + {"single": 0.0, "matched": -0.02, "joint": -0.15}[mode]
+    return round(base + 0.6 * 0.7 ** size_index + 0.01 * seed, 4)
+
+
+def _normalised(mode: str, game: str, size_index: int, seed: int) -> float:
+    return round(0.1 + 0.15 * size_index + {"single": 0.0, "matched": 0.03, "joint": 0.08}[mode]
+                 + {"Breakout": 0.05, "Pong": -0.04}[game] + 0.02 * seed, 4)
+
+
+def _ci(point: float, below: float, above: float) -> dict[str, float]:
+    return {"point": round(point, 4), "lo": round(point - below, 4), "hi": round(point + above, 4)}
+
+
+def _finish(store: RunStore, job: Job, outputs: dict, files: dict[str, dict] | None = None) -> None:
+    """What run_job leaves behind: the job's files, then done.json."""
+    for name, payload in (files or {}).items():
+        write_json_atomic(store.job_dir(job) / name, payload)
+    write_json_atomic(store.job_dir(job) / "done.json", {
+        "kind": job.kind, "id": job.id, "outputs": outputs, "seconds": 1.0,
+        "finished_utc": "2026-01-01T00:00:00+00:00"})
+
+
+def _analysis_json() -> dict:
+    """A whole analysis.json with fixed, hand-picked numbers (every section the report reads)."""
+    params = list(SIZES.values())
+    regimes = {
+        ("joint", "Breakout"): ("classical", params[2], "best is size 3 of 4; the largest is 4.1% worse, more than "
+                                                        "0.02 (p=0.012)"),
+        ("joint", "Pong"): ("monotonic", params[3], "improving trend (rho=-0.95, p=0.001), gain 28.0% > 0.02 "
+                                                    "(p=0.001), no bigger size worse by 0.02 or more (p=0.004)"),
+        ("matched", "Breakout"): ("flat", params[0], "every size within 0.02 of every other (range 1.2%, "
+                                                     "equivalence p=0.003)"),
+        ("matched", "Pong"): ("inconclusive", params[1], "a size has only 1 seeds; the rule needs at least 2 per "
+                                                         "size"),
+        ("single", "Breakout"): ("double_descent", params[3], "size 2 of 4 is a bump 3.5% above both sides, more "
+                                                              "than 0.02 (p=0.03)"),
+        ("single", "Pong"): ("monotonic", params[3], "improving trend (rho=-1.00, p=0.001), gain 30.2% > 0.02 "
+                                                     "(p=0.001), no bigger size worse by 0.02 or more (p=0.002)"),
+    }
+    modes: dict = {}
+    for (mode, game), (regime, best, reason) in regimes.items():
+        nll = [[_nll(mode, game, i, s) for s in SEEDS] for i in range(len(SIZES))]
+        modes.setdefault(mode, {})[game] = {"regime": regime, "best_params": best, "reason": reason,
+                                            "params": params, "nll": nll, "evidence": None}
+    fits: dict = {}
+    for k, (mode, game) in enumerate(sorted(regimes)):
+        if (mode, game) == ("matched", "Pong"):
+            fits.setdefault(mode, {})[game] = {"fit": None, "reason": "parameter counts must be distinct"}
+            continue
+        alpha, e = 0.2 + 0.05 * k, 0.8 + 0.3 * k
+        fits.setdefault(mode, {})[game] = {
+            "fit": {"E": e, "A": 40.0 + k, "alpha": alpha, "sizes": 4}, "alpha_ci": _ci(alpha, 0.06, 0.08),
+            "E_ci": _ci(e, 0.1, 0.05), "held_out": {"params": params[3], "observed": 1.5, "predicted": 1.5,
+                                                    "relative_error": 0.012 * (k - 2)}, "reason": None}
+    paired = {size: {"games": list(GAMES), "differences": {g: _ci(0.13 + 0.01 * i, 0.02, 0.02) for g in GAMES},
+                     "mean_difference": _ci(0.13 - 0.05 * i, 0.03, 0.04), "wilcoxon_statistic": 0.0,
+                     "wilcoxon_p": 0.5, "games_matched_better": min(i, 2)} for i, size in enumerate(SIZES)}
+    aggregates: dict = {}
+    for mode in MODE_STEPS:
+        for size in POLICY_SIZES:
+            i = list(SIZES).index(size)
+            games = {g: sum(_normalised(mode, g, i, s) for s in SEEDS) / len(SEEDS) for g in GAMES}
+            point = sum(games.values()) / len(games)
+            aggregates.setdefault(mode, {})[size] = {
+                "games": games, "runs": {g: len(SEEDS) for g in GAMES}, "median": _ci(point, 0.05, 0.04),
+                "iqm": _ci(point, 0.05, 0.04), "mean": _ci(point, 0.04, 0.03), "optimality_gap": _ci(1 - point, 0.03,
+                                                                                                     0.04)}
+    improvement = {
+        "joint_vs_single": {"paper-d2": {**_ci(0.875, 0.25, 0.125), "games": list(GAMES)},
+                            "paper-d12": {**_ci(1.0, 0.25, 0.0), "games": list(GAMES)}},
+        "joint_vs_matched": {"paper-d2": {**_ci(0.75, 0.25, 0.25), "games": list(GAMES)},
+                             "paper-d12": {**_ci(0.75, 0.375, 0.25), "games": list(GAMES)}},
+        "matched_vs_single": {"paper-d2": {**_ci(0.625, 0.375, 0.25), "games": list(GAMES)},
+                              "paper-d12": {**_ci(0.5, 0.375, 0.375), "games": list(GAMES)}},
+    }
+    rule = {"version": "regime-rule/1", "alpha": 0.05, "delta": 0.02, "min_sizes": 4, "min_seeds": 2,
+            "bootstrap_reps": 1000, "permutation_reps": 2000}
+    return {"rule": rule, "modes": modes, "bootstrap": {"reps": 1000, "seed": 7}, "fits": fits,
+            "matched_vs_joint": paired, "scores": {"aggregates": aggregates, "improvement": improvement}}
+
+
+def build_root(root: Path, *, controls_done: int | None = None, analysis: dict | None = None) -> RunStore:
+    """Two games, four sizes, two seeds, three modes; policies at two sizes. The first
+    `controls_done` control jobs finish (all by default); the analysis job finishes with `analysis`
+    (none: it stays pending)."""
+    graph = Graph()
+    anchors = {g: graph.add(Job("anchor", {"game": g, "upper": "human", "episodes": 10}, [], {"game": g, **TAG}))
+               for g in GAMES}
+    tokens = {g: graph.add(Job("tokens", {"game": g}, [], {"game": g, **TAG})) for g in GAMES}
+    runs = [("single", [g]) for g in GAMES] + [("joint", list(GAMES))] + [("matched", [g]) for g in GAMES]
+    fidelity, control = [], []
+    for size in SIZES:
+        for seed in SEEDS:
+            for mode, games in runs:
+                labels = {"modes": [mode], "games": games, "size": size, "seed": seed, **TAG}
+                cfg = {"size": size, "games": games if len(games) > 1 else [], "steps": MODE_STEPS[mode],
+                       "seed": seed}
+                did = graph.add(Job("dynamics", cfg, [tokens[g] for g in games], labels))
+                fidelity.append(graph.add(Job("fidelity", {"horizon": 4}, [did], labels)))
+                if size not in POLICY_SIZES:
+                    continue
+                for game in games:
+                    pid = graph.add(Job("policy", {"steps": 30}, [did, tokens[game]],
+                                        {**labels, "game": game, "trial": 0}))
+                    control.append(graph.add(Job("control", {"episodes": 4}, [pid, did, anchors[game]],
+                                                 {**labels, "game": game, "trial": 0})))
+    graph.add(Job("analysis", {"rule": {"min_seeds": 2}}, sorted(fidelity) + sorted(control),
+                  {"variant": "base", **TAG}))
+    store = RunStore(root)
+    store.write_plan(graph, "name: synthetic\n")
+
+    for job in graph.by_kind("anchor"):
+        random, human = ANCHORS[job.labels["game"]]
+        _finish(store, job, {"anchor": "anchor.json", "random": random, "upper": human, "upper_kind": "human"},
+                {"anchor.json": {"game": job.labels["game"], "random": {"score": random},
+                                 "upper": {"kind": "human", "score": human}}})
+    for job in graph.by_kind("tokens"):
+        _finish(store, job, {"tokens": "tokens"})
+    for job in graph.by_kind("dynamics"):
+        extra = 2 * 512 if len(job.labels["games"]) > 1 else 0  # a joint model's game embeddings
+        _finish(store, job, {"dynamics": "dynamics.pt", "params": {"total": SIZES[job.labels["size"]] + extra}})
+    for job in graph.by_kind("fidelity"):
+        (mode,) = job.labels["modes"]
+        i = list(SIZES).index(job.labels["size"])
+        nll = {g: _nll(mode, g, i, job.labels["seed"]) for g in job.labels["games"]}
+        _finish(store, job, {"fidelity": "fidelity.json", "nll": nll},
+                {"fidelity.json": {"games": {g: {"nll_nats_per_frame": v} for g, v in nll.items()}}})
+    for job in graph.by_kind("policy"):
+        _finish(store, job, {"policy": "policy.pt", "game": job.labels["game"], "final": {}})
+    for job in graph.by_kind("control")[:controls_done]:
+        (mode,) = job.labels["modes"]
+        game, seed = job.labels["game"], job.labels["seed"]
+        normalised = _normalised(mode, game, list(SIZES).index(job.labels["size"]), seed)
+        random, human = ANCHORS[game]
+        score = round(random + normalised * (human - random), 4)
+        record = {"game": game, "mean": score, "returns": [score], "normalised": {
+            "returns": [normalised], "mean": normalised, "random_score": random, "upper_score": human,
+            "upper_kind": "human"}}
+        _finish(store, job, {"control": "control.json", "game": game, "score": score, "normalised": normalised,
+                             "upper_kind": "human"}, {"control.json": record})
+    if analysis is not None:
+        (job,) = graph.by_kind("analysis")
+        _finish(store, job, {"analysis": "analysis.json"}, {"analysis.json": analysis})
+    return store
+
+
+def _rendered(store: RunStore) -> str:
+    out = StringIO()
+    from rich.console import Console
+
+    # Not a terminal: plain ASCII, as when the report is piped into a file.
+    render(collect_results(store.root), Console(file=out, width=120, force_terminal=False, color_system=None))
+    # Trailing spaces (rich pads centred titles) are dropped: editors strip them from the snapshot.
+    lines = out.getvalue().replace(str(store.root), "RUN_ROOT").splitlines()
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def test_the_report_of_a_finished_run_root_matches_its_snapshot(tmp_path):
+    text = _rendered(build_root(tmp_path / "root", analysis=_analysis_json()))
+    if os.environ.get("SCALEWORLD_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text(), "the report changed; see this module's docstring to update the snapshot"
+
+
+def test_a_partial_run_root_says_what_is_missing_and_exports_what_is_done(tmp_path):
+    store = build_root(tmp_path / "root", controls_done=10)
+    text = " ".join(_rendered(store).split())
+    assert "partial results: 15 jobs not finished" in text  # 14 control jobs and the analysis
+    for missing in ("scaling regimes", "scaling-law fits", "matched vs joint"):
+        assert f"{missing}: missing (the analysis job has not finished)" in text
+    assert "normalised control scores: missing (the analysis job has not finished; 10 of 24 control jobs done" in text
+    assert "scaling curves" in text and "| single | Pong |" in text  # what is done is shown
+
+    results = collect_results(store.root)
+    assert results["control"]["jobs"] == {"done": 10, "total": 24}
+    assert sum(e["runs"] for sizes in results["control"]["games"]["base"].values() for per_game in sizes.values()
+               for e in per_game.values()) == 10
+
+
+def test_an_analysis_without_control_scores_or_fits_is_said_not_shown(tmp_path):
+    """An analysis.json from before fits, the paired test and control scores; and a study without policies."""
+    old = {k: v for k, v in _analysis_json().items() if k in ("rule", "modes")}
+    text = " ".join(_rendered(build_root(tmp_path / "old", analysis=old)).split())
+    assert "scaling-law fits (base): not in this analysis.json" in text
+    assert "matched vs joint (base): not in this analysis.json" in text
+    assert "normalised control scores (base): not in this analysis.json" in text
+    none = {**_analysis_json(), "scores": {"aggregates": {}, "improvement": {}}, "matched_vs_joint": {}}
+    text = " ".join(_rendered(build_root(tmp_path / "none", analysis=none)).split())
+    assert "normalised control scores (base): not measured (this study trains no policies)" in text
+    assert "matched vs joint (base): not in this study" in text
+    assert interval_text({"point": None, "lo": None, "hi": None}) == "n/a"
+    assert interval_text({"point": 0.5, "lo": None, "hi": 0.75}) == "0.500 [n/a, 0.750]"
+
+
+def test_json_csv_and_figures_export_the_control_scores(tmp_path):
+    store = build_root(tmp_path / "root", analysis=_analysis_json())
+    proc = subprocess.run([sys.executable, "-m", "scaleworld.cli", "report", store.root, "--width", "120",
+                           "--json", tmp_path / "r.json", "--csv", tmp_path / "nll.csv", "--figures", tmp_path / "f"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    aggregates = data["regimes"]["base"]["scores"]["aggregates"]
+    assert aggregates == _analysis_json()["scores"]["aggregates"]
+    breakout = data["control"]["games"]["base"]["joint"]["paper-d12"]["Breakout"]
+    expected = [_normalised("joint", "Breakout", 3, s) for s in SEEDS]
+    assert breakout["runs"] == 2 and breakout["upper_kind"] == "human"
+    assert abs(breakout["normalised"] - sum(expected) / 2) < 1e-12
+    rows = list(csv.DictReader((tmp_path / "nll_control.csv").open()))
+    assert len(rows) == 24 and {r["upper_kind"] for r in rows} == {"human"}
+    row = next(r for r in rows if (r["mode"], r["game"], r["size"], r["seed"]) == ("joint", "Breakout", "paper-d12",
+                                                                                   "1"))
+    assert float(row["normalised"]) == expected[1]
+    assert len((tmp_path / "nll.csv").read_text().splitlines()) == 1 + 4 * 2 * (2 + 2 + 2)  # sizes x seeds x NLLs
+    for name in ("scaling_curves.png", "single_vs_joint.png", "aggregate_scores.png"):
+        assert (tmp_path / "f" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
