@@ -388,8 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_fidelity)
 
     from scaleworld.experts.commands import add_expert_parser
+    from scaleworld.imagination.commands import add_policy_parser
 
-    add_expert_parser(groups)
+    add_expert_parser(groups, protocol_help=protocol_help)
+    add_policy_parser(groups, protocol_help=protocol_help)
 
     train = groups.add_parser("train", help="train the world model: tokenizer, dynamics")
     train_cmds = train.add_subparsers(dest="command", metavar="COMMAND", required=True)

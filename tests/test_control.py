@@ -111,3 +111,27 @@ def test_a_resumed_policy_run_ends_bit_identical_to_an_uninterrupted_one(tmp_pat
                                     out=tmp_path / "split", progress=False)
     for (name, a), (_, b) in zip(whole.state_dict().items(), split.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_policy_commands_train_and_score_and_name_bad_folders(world, breakout_tokens, frozen_tokenizer, tmp_path):
+    import subprocess
+    import sys
+
+    def sw(*args):
+        return subprocess.run([sys.executable, "-m", "scaleworld.cli", *map(str, args)], capture_output=True,
+                              text=True)
+
+    train = sw("policy", "train", "--dynamics", world / "dynamics", "--tokens", breakout_tokens, "--out",
+               tmp_path / "p", "--steps", 2, "--batch-size", 4, "--horizon", 2, "--context-steps", 2, "--units", 8,
+               "--layers", 1, "--device", "cpu", "--no-progress")
+    assert train.returncode == 0, train.stderr
+    assert "wrote" in train.stdout and (tmp_path / "p" / "policy.pt").is_file()
+    score = sw("policy", "eval", "--policy", tmp_path / "p", "--dynamics", world / "dynamics", "--tokenizer",
+               frozen_tokenizer, "--episodes", 1, "--envs", 1, "--anchor-episodes", 1, "--protocol",
+               "max_episode_frames=200", "--out", tmp_path / "c.json")
+    assert score.returncode == 0, score.stderr
+    assert json.loads((tmp_path / "c.json").read_text())["normalised"]["upper_kind"] == "human"
+    wrong = sw("policy", "eval", "--policy", tmp_path / "p", "--dynamics", frozen_tokenizer, "--tokenizer",
+               frozen_tokenizer)
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
+        f"error: {frozen_tokenizer}/dynamics.pt: no trained dynamics here (train it first, or check the folder)"]

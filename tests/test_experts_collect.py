@@ -115,7 +115,7 @@ def test_sampled_and_greedy_actions_follow_the_expert_and_the_mask(expert_dir):
 
 def test_expert_eval_command(expert_dir, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    add_expert_parser(parser.add_subparsers(dest="group"))
+    add_expert_parser(parser.add_subparsers(dest="group"), protocol_help="protocol override")
     args = parser.parse_args(["expert", "eval", str(expert_dir), "--episodes", "2", "--envs", "2",
                               "--out", str(tmp_path / "s.json")])
     args.func(args)

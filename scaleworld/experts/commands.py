@@ -1,6 +1,6 @@
 """`scaleworld expert train | eval`: argparse wiring and handlers (heavy imports inside handlers).
 
-`add_expert_parser(groups)` adds the ``expert`` group to the CLI's subparsers object; the handlers
+`add_expert_parser(groups, protocol_help=...)` adds the ``expert`` group to the CLI's subparsers object; the handlers
 follow the CLI's conventions (a `ScaleworldError` becomes one line and exit status 2).
 """
 
@@ -65,7 +65,7 @@ def cmd_expert_eval(args: argparse.Namespace) -> None:
           f"over {record['episodes']} episodes; wrote {where}")
 
 
-def add_expert_parser(groups: argparse._SubParsersAction) -> None:
+def add_expert_parser(groups: argparse._SubParsersAction, *, protocol_help: str) -> None:
     """Add ``expert train`` and ``expert eval`` to the CLI's subparsers object `groups`."""
     expert = groups.add_parser("expert", help="expert policies: train with PPO, score the expert anchor")
     cmds = expert.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -84,7 +84,7 @@ def add_expert_parser(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int,
                    help="torch CPU threads (default: torch's choice; 1 is often fastest on small shared machines)")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a protocol setting (repeatable; see scaleworld/atari/protocol.py)")
+                   help=protocol_help)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_expert_train)
 

@@ -82,7 +82,7 @@ def _tokenizer(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, 
     c = job.config
     info = train_tokenizer(data_dirs=[d / "dataset" for d in _input_dirs(store, graph, job, "collect")], out=out,
                            config=TokenizerConfig.from_dict(c["model"]), train=TrainConfig(**c["train"]),
-                           val_fraction=c["val_fraction"], progress=False)
+                           val_fraction=c["val_fraction"], progress=False, device=_device())
     return {"tokenizer": "tokenizer.pt", "final": info["final"]}
 
 
@@ -106,7 +106,8 @@ def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     c = job.config
     info = train_dynamics(token_dirs=[d / "tokens" for d in _input_dirs(store, graph, job, "tokens")], out=out,
                           model=DynamicsConfig.from_dict(c["model"]), train=TrainConfig(**c["train"]),
-                          val_fraction=c["val_fraction"], split_seed=c["split_seed"], progress=False)
+                          val_fraction=c["val_fraction"], split_seed=c["split_seed"], progress=False,
+                          device=_device())
     return {"dynamics": "dynamics.pt", "params": info["params"], "tokens_seen": info["tokens_seen"],
             "final": info["final"]}
 

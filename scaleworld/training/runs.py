@@ -58,13 +58,14 @@ def _splits(datasets, *, val_fraction: float, seed: int) -> tuple[list[torch.Ten
 
 
 def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: TokenizerConfig = TokenizerConfig(),
-                    train: TrainConfig, val_fraction: float = 0.1, progress: bool = True) -> dict[str, Any]:
+                    train: TrainConfig, val_fraction: float = 0.1, progress: bool = True,
+                    device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train a tokenizer on frames of one game (scope per_game) or several (scope shared)."""
     out = Path(out)
     datasets = _open_all(data_dirs, want_tokens=False)
     train_eps, val_eps = _splits(datasets, val_fraction=val_fraction, seed=train.seed)
     torch.manual_seed(train.seed)
-    model = Tokenizer(config)
+    model = Tokenizer(config).to(device)
     gen = torch.Generator().manual_seed(train.seed)
     val_gen = torch.Generator().manual_seed(train.seed + 1)
     train_view = MultiGameWindows(datasets, seq_len=1, generator=gen, episodes=train_eps)
@@ -73,7 +74,7 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
     trainer = Trainer(
         loss=TokenizerLoss(model), sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
-        run_dir=out, generators={"train": gen}, progress=progress, describe="tokenizer",
+        run_dir=out, generators={"train": gen}, progress=progress, describe="tokenizer", device=device,
     )
     final = trainer.fit()
     info = {
@@ -83,14 +84,15 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
         "datasets": [str(ds.path.resolve()) for ds in datasets],
         "train": asdict(train), "val_fraction": val_fraction, "final": final,
     }
-    save_model(out / TOKENIZER_FILE, kind="tokenizer", config=config.to_dict(), module=model,
+    save_model(out / TOKENIZER_FILE, kind="tokenizer", config=config.to_dict(), module=model.cpu(),
                extra={"scope": info["scope"], "games": info["games"]})
     write_json_atomic(out / "run.json", info)
     return info
 
 
 def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
-                   val_fraction: float = 0.1, split_seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                   val_fraction: float = 0.1, split_seed: int = 0, progress: bool = True,
+                   device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train a dynamics model on one game's tokens (single) or several games' (joint, balanced)."""
     out = Path(out)
     datasets = _open_all(token_dirs, want_tokens=True)
@@ -105,7 +107,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
     })
     train_eps, val_eps = _splits(datasets, val_fraction=val_fraction, seed=split_seed)
     torch.manual_seed(train.seed)
-    net = DynamicsModel(model)
+    net = DynamicsModel(model).to(device)
     gen = torch.Generator().manual_seed(train.seed)
     val_gen = torch.Generator().manual_seed(train.seed + 1)
     seq_len = model.context
@@ -115,7 +117,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
     trainer = Trainer(
         loss=WorldModelLoss(net), sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
-        run_dir=out, generators={"train": gen}, progress=progress,
+        run_dir=out, generators={"train": gen}, progress=progress, device=device,
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
     )
     final = trainer.fit()
@@ -129,7 +131,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         "train": asdict(train), "tokens_seen": train.steps * train.batch_size * seq_len,
         "val_fraction": val_fraction, "split_seed": split_seed, "final": final,
     }
-    save_model(out / DYNAMICS_FILE, kind="dynamics", config=model.to_dict(), module=net,
+    save_model(out / DYNAMICS_FILE, kind="dynamics", config=model.to_dict(), module=net.cpu(),
                extra={"games": info["games"], "mode": info["mode"], "val_fraction": val_fraction,
                       "split_seed": split_seed, "datasets": info["datasets"]})
     write_json_atomic(out / "run.json", info)

@@ -1,0 +1,114 @@
+"""`scaleworld policy train | eval`: a policy trained inside a world model, scored in the real game.
+
+`add_policy_parser(groups)` adds the ``policy`` group to the CLI's subparsers; handlers import the
+heavy libraries themselves and follow the CLI's conventions (a `ScaleworldError` is one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> cuda when a GPU is visible, else cpu."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cmd_policy_train(args: argparse.Namespace) -> None:
+    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+    from scaleworld.imagination.train import PolicyConfig, policy_train_config, train_policy
+
+    config = PolicyConfig(horizon=args.horizon, context_steps=args.context_steps, gamma=args.gamma,
+                          lmbda=args.lmbda, entropy_coef=args.entropy, units=args.units, layers=args.layers)
+    train = policy_train_config(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                warmup_steps=min(10, args.steps), eval_every=min(250, args.steps),
+                                checkpoint_every=min(args.checkpoint_every, args.steps), logger=args.logger)
+    info = train_policy(dynamics_dir=args.dynamics, token_dir=args.tokens, out=args.out, config=config, train=train,
+                        device=resolve_device(args.device), progress=not args.no_progress)
+    final = info["final"]
+    print(f"wrote {args.out}/policy.pt ({info['game']}, {args.steps} updates of {args.batch_size} x {args.horizon} "
+          f"imagined steps); imagined return {final.get('metric_return', float('nan')):.3f}, "
+          f"reward/step {final.get('metric_reward', float('nan')):.4f}")
+
+
+def cmd_policy_eval(args: argparse.Namespace) -> None:
+    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+    import json
+
+    from scaleworld.atari.protocol import protocol_from_pairs
+    from scaleworld.evaluation.control import evaluate_control, measure_anchors
+    from scaleworld.models.store import load_policy
+
+    protocol = protocol_from_pairs(args.protocol)
+    _, identity = load_policy(args.policy)
+    expert_record = None
+    if args.upper == "expert":
+        from scaleworld.experts.anchor import score_expert
+
+        if args.expert is None:
+            from scaleworld.errors import ScaleworldError
+
+            raise ScaleworldError("--upper expert needs --expert DIR (an expert checkpoint), or use --upper human")
+        expert_record = score_expert(args.expert, episodes=args.anchor_episodes, protocol=protocol, seed=args.seed,
+                                     num_envs=args.envs, out=args.out.with_suffix(".expert.json") if args.out else
+                                     Path(args.expert) / "score.json")
+    anchors = measure_anchors(game=identity["game"], protocol=protocol, episodes=args.anchor_episodes, seed=args.seed,
+                              num_envs=args.envs, upper=args.upper, expert_record=expert_record)
+    record = evaluate_control(policy_dir=args.policy, dynamics_dir=args.dynamics, tokenizer_dir=args.tokenizer,
+                              anchors=anchors, episodes=args.episodes, protocol=protocol, seed=args.seed,
+                              num_envs=args.envs, greedy=args.greedy, out=args.out)
+    n = record["normalised"]
+    print(f"{record['game']}: mean score {record['mean']:.2f} over {args.episodes} episodes "
+          f"(returns {json.dumps(record['returns'])}); normalised {n['mean']:.3f} "
+          f"(random {n['random_score']:.2f}, {n['upper_kind']} {n['upper_score']:.2f})")
+    if args.out:
+        print(f"wrote {args.out}")
+
+
+def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str) -> None:
+    policy = groups.add_parser("policy", help="policies in imagination: train inside a world model, eval in the game")
+    cmds = policy.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = cmds.add_parser("train", help="train an actor-critic purely inside a trained dynamics model")
+    p.add_argument("--dynamics", required=True, type=Path, help="dynamics run folder (the world model)")
+    p.add_argument("--tokens", required=True, type=Path,
+                   help="the game's token dataset; rollouts start from its held-out episodes (the model's split)")
+    p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
+    p.add_argument("--steps", type=int, default=1000, help="actor-critic updates (default 1000)")
+    p.add_argument("--batch-size", type=int, default=1024, help="imagined rollouts per update (default 1024)")
+    p.add_argument("--horizon", type=int, default=16, help="imagined steps per rollout (default 16)")
+    p.add_argument("--context-steps", type=int, default=8, help="real steps each rollout starts from (default 8)")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of actor and critic (default 1e-4)")
+    p.add_argument("--gamma", type=float, default=0.985, help="discount (default 0.985)")
+    p.add_argument("--lmbda", type=float, default=0.95, help="lambda of the lambda-returns (default 0.95)")
+    p.add_argument("--entropy", type=float, default=3e-4, help="entropy bonus coefficient (default 3e-4)")
+    p.add_argument("--units", type=int, default=256, help="hidden units of actor and critic (default 256)")
+    p.add_argument("--layers", type=int, default=2, help="hidden layers of actor and critic (default 2)")
+    p.add_argument("--checkpoint-every", type=int, default=250, help="atomic checkpoint every N updates")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, rollout starts and sampling")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if visible")
+    p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"],
+                   help="TorchRL logger (default csv, in OUT/logs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_policy_train)
+
+    p = cmds.add_parser("eval", help="score a policy in its real game, raw and expert-random normalised")
+    p.add_argument("--policy", required=True, type=Path, help="policy run folder (policy.pt)")
+    p.add_argument("--dynamics", required=True, type=Path, help="the dynamics run it was trained in")
+    p.add_argument("--tokenizer", required=True, type=Path, help="the tokenizer run of the model's tokens")
+    p.add_argument("--episodes", type=int, default=8, help="full episodes to play (default 8)")
+    p.add_argument("--upper", default="human", choices=["human", "expert"],
+                   help="upper anchor: the reference human score (default) or --expert's measured score")
+    p.add_argument("--expert", type=Path, help="expert checkpoint folder (with --upper expert)")
+    p.add_argument("--anchor-episodes", type=int, default=16, help="episodes measuring the random (and expert) anchor")
+    p.add_argument("--greedy", action="store_true", help="act greedily instead of sampling")
+    p.add_argument("--seed", type=int, default=0, help="seeds the emulators and the policy's sampling")
+    p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
+    p.add_argument("--out", type=Path, help="write the control record (JSON) here")
+    p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE", help=protocol_help)
+    p.set_defaults(func=cmd_policy_eval)
