@@ -131,6 +131,12 @@ def _train_config(args: argparse.Namespace):
                        logger=args.logger, seed=args.seed)
 
 
+def _device(args: argparse.Namespace) -> str:
+    from scaleworld.training.trainer import resolve_device
+
+    return resolve_device(args.device)
+
+
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     _quiet_torchrl()
     from scaleworld.models.tokenizer import TokenizerConfig
@@ -138,7 +144,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
 
     info = train_tokenizer(data_dirs=args.data, out=args.out, config=TokenizerConfig(),
                            train=_train_config(args), val_fraction=args.val_fraction,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, device=_device(args))
     print(f"wrote {args.out}/tokenizer.pt ({info['scope']}, games {', '.join(info['games'])}); "
           f"final {_fmt(info['final'])}")
 
@@ -151,7 +157,7 @@ def cmd_train_dynamics(args: argparse.Namespace) -> None:
     config = get_size(args.size).config(context=args.context)
     info = train_dynamics(token_dirs=args.tokens_data, out=args.out, model=config, train=_train_config(args),
                           val_fraction=args.val_fraction, split_seed=args.split_seed,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, device=_device(args))
     print(f"wrote {args.out}/dynamics.pt ({info['mode']}, {info['params']['total']:,} params, "
           f"{info['train']['steps']} steps); final {_fmt(info['final'])}")
 
@@ -215,6 +221,7 @@ def _add_train_args(p: argparse.ArgumentParser, *, steps: int, lr: float) -> Non
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation and sampling")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if visible")
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"],
                    help="TorchRL logger (default csv, in OUT/logs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -11,18 +11,10 @@ import os
 from pathlib import Path
 
 
-def resolve_device(name: str) -> str:
-    """``auto`` -> cuda when a GPU is visible, else cpu."""
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def cmd_policy_train(args: argparse.Namespace) -> None:
     os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
     from scaleworld.imagination.train import PolicyConfig, policy_train_config, train_policy
+    from scaleworld.training.trainer import resolve_device
 
     config = PolicyConfig(horizon=args.horizon, context_steps=args.context_steps, gamma=args.gamma,
                           lmbda=args.lmbda, entropy_coef=args.entropy, units=args.units, layers=args.layers)

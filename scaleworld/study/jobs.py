@@ -128,9 +128,9 @@ def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
 
 def _device() -> str:
     """Training jobs use the GPU the executor gave them, if any."""
-    import torch
+    from scaleworld.training.trainer import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device("auto")
 
 
 def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:

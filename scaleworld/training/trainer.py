@@ -63,6 +63,13 @@ class TrainConfig:
             raise ScaleworldError(f"train.logger={self.logger!r}: use csv, tensorboard or wandb")
 
 
+def resolve_device(name: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible (e.g. one SLURM gave the job), else ``cpu``."""
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def tokens_to_steps(tokens: int, *, batch_size: int, seq_len: int) -> int:
     """Gradient steps that consume `tokens` tokens (one token per time step), rounded up."""
     return max(1, math.ceil(tokens / (batch_size * seq_len)))
