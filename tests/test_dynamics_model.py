@@ -142,3 +142,22 @@ def test_masked_positions_do_not_count():
     garbage["tokens"][:, 6:] = 0  # after the mask: must not change anything that counts
     garbage["next", "reward"][:, 5:] = 99.0
     torch.testing.assert_close(loss(batch)["total"], loss(garbage)["total"])
+
+
+def test_a_step_reads_its_position_from_the_device_scalar_only():
+    """What makes a CUDA graph of `step` right at every position: the Python int is not used inside it."""
+    torch.manual_seed(0)
+    model = DynamicsModel(DynamicsConfig(width=32, depth=2, heads=2, context=4)).eval()
+    latents, actions, _ = _sequence(2, 9)
+    with torch.no_grad():
+        full = model(latents, actions)
+        cache = model.new_cache(2)
+        model.prefill(cache, torch.arange(2), latents[:, :3], actions[:, :3])
+        assert cache.position == int(cache.pos) == 3
+        for t in range(3, 9):  # past the window: slots wrap around
+            cache.position = -1000  # garbage: a graph replay leaves the Python int behind too
+            out = model.step(cache, latents[:, t], actions[:, t])
+            torch.testing.assert_close(out["hidden"], full["hidden"][:, t : t + 1], rtol=1e-5, atol=1e-5)
+            assert int(cache.pos) == t + 1
+        cache.reset()
+        assert cache.position == int(cache.pos) == 0

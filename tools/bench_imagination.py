@@ -1,12 +1,18 @@
-"""Benchmark imagination: imagined frames/s of the fast path, and the TorchRL wrapper's cost.
+"""Benchmark imagination: imagined frames/s of the fast path (eager, CUDA-graphed) and the TorchRL wrapper.
 
-Both paths roll out `batch` rollouts for `horizon` steps from real-sized start contexts (random
+All paths roll out `batch` rollouts for `horizon` steps from real-sized start contexts (random
 tokens: throughput does not depend on the data) under the same actor (an `ActorPolicy` of the
-default agent size), with the same generator seed, so they do identical work. Frames/s counts
+default agent size), with the same generator seeds, so they do identical work. Frames/s counts
 imagined transitions (batch x horizon) per second of a whole rollout, including its start
-(prefilling context_steps - 1 tokens per rollout) and the policy. The model's termination bias is
-set so that about 1 in 150 steps ends (a trained model's rate is of that order); each end
-restarts its row from a new context, as in training.
+(prefilling context_steps - 1 tokens per rollout) and the policy. Each end restarts its row from a
+new context, as in training. A step ends where the termination logit is > 0 (no sampling), so the
+default termination bias of -5 makes almost no rollout end (the share is printed): the numbers are
+those of uninterrupted rollouts. --termination-bias -1.1 makes roughly 1 in 150-200 steps end with
+the random paper-d2 weights (a trained model's rate is of that order), which adds the eager restarts.
+
+The eager fast path builds a new `Imagination` per rollout; the CUDA-graph line (CUDA only:
+`Imagination(..., cuda_graph=True)`) reuses one and reseeds its generators, as training does,
+since the graph is captured once per imagination and policy (the capture is timed on its own).
 
 Usage: .venv/bin/python tools/bench_imagination.py [--size paper-d2] [--batch 1024] [--horizon 16]
 On a GPU: --device cuda (the model imagines in bf16, as `train_in_imagination` does).
@@ -34,11 +40,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def build(size: str, *, batch: int, context: int, context_steps: int, device: torch.device):
+def build(size: str, *, batch: int, context: int, context_steps: int, device: torch.device,
+          termination_bias: float = -5.0):
     torch.manual_seed(0)
     model = DynamicsModel(get_size(size).config(context=context)).to(device).eval().requires_grad_(False)
     with torch.no_grad():
-        model.termination_head.bias.fill_(-5.0)  # p(end) ~ 1/150 per step
+        model.termination_head.bias.fill_(termination_bias)  # ends where the logit is > 0: see the docstring
     if device.type == "cuda":
         model = model.to(torch.bfloat16)
     c = model.config
@@ -63,6 +70,14 @@ def time_rollouts(run, *, repeats: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def time_once(run, *, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    run()
+    _sync(device)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="paper-d2", help="a ladder size (default paper-d2: width 512, depth 2)")
@@ -72,10 +87,13 @@ def main() -> None:
     parser.add_argument("--context-steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--termination-bias", type=float, default=-5.0,
+                        help="the termination head's bias (default -5: hardly any end; -1.1: ~1 in 150-200 steps)")
     args = parser.parse_args()
     device = torch.device(args.device)
     model, starts, agent = build(args.size, batch=args.batch, context=args.context,
-                                 context_steps=args.context_steps, device=device)
+                                 context_steps=args.context_steps, device=device,
+                                 termination_bias=args.termination_bias)
     frames = args.batch * args.horizon
 
     def fast_run(seed=[0]):  # noqa: B006 (a counter: every rollout draws new starts)
@@ -92,16 +110,40 @@ def main() -> None:
         policy = ActorPolicy(agent, generator=torch.Generator(device=device).manual_seed(seed[0]))
         return ImaginationEnv(imagination).rollout(args.horizon, policy=policy, break_when_any_done=False)
 
+    # one imagination and policy for all graphed rollouts (the graph belongs to them), reseeded per rollout
+    graphed_imagination = Imagination(model, starts, batch=args.batch, generator=torch.Generator(device=device),
+                                      cuda_graph=True)
+    graphed_policy = ActorPolicy(agent, generator=torch.Generator(device=device))
+
+    def graphed_run(seed=[0]):  # noqa: B006
+        seed[0] += 1
+        graphed_imagination.generator.manual_seed(seed[0])
+        graphed_policy.generator.manual_seed(seed[0])
+        return graphed_imagination.rollout(graphed_policy, args.horizon)
+
     fast = time_rollouts(fast_run, repeats=args.repeats, device=device)
+    ended = fast_run()["next", "terminated"].float().mean().item()
+    graphed = capture = None
+    if device.type == "cuda":
+        capture = time_once(graphed_run, device=device)  # the first rollout captures the graph
+        graphed = time_rollouts(graphed_run, repeats=args.repeats, device=device)
     wrapped = time_rollouts(env_run, repeats=args.repeats, device=device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"imagination, {args.size} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), "
-          f"batch {args.batch} x horizon {args.horizon}, context_steps {args.context_steps}, {name}")
+          f"batch {args.batch} x horizon {args.horizon}, context_steps {args.context_steps}, {name}, "
+          f"{ended:.2%} of steps end")
     print(f"  fast path (Imagination.rollout):      {frames / fast:12,.0f} imagined frames/s  "
           f"({fast * 1e3:.1f} ms per rollout)")
+    if graphed is not None:
+        print(f"  fast path, CUDA graph (cuda_graph=True): {frames / graphed:9,.0f} imagined frames/s  "
+              f"({graphed * 1e3:.1f} ms per rollout; capture + first rollout {capture * 1e3:.0f} ms)")
+    else:
+        print("  fast path, CUDA graph (cuda_graph=True): not measured (CUDA only)")
     print(f"  TorchRL ImaginationEnv.rollout:       {frames / wrapped:12,.0f} imagined frames/s  "
           f"({wrapped * 1e3:.1f} ms per rollout)")
     print(f"  wrapper / fast path throughput ratio: {fast / wrapped:.3f}x")
+    if graphed is not None:
+        print(f"  graphed / eager fast path throughput ratio: {fast / graphed:.3f}x")
 
 
 if __name__ == "__main__":

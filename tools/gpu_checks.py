@@ -2,8 +2,11 @@
 
 1. KV-cache prefill + stepping equals the full forward on CUDA (fp32).
 2. The fast path and the TorchRL env give identical trajectories on CUDA (bf16 model).
-3. The actor-critic trains on CUDA (bf16 imagination) and learns the rewarded action of the
-   hand-built model in tests/handbuilt.py.
+3. The CUDA-graph rollout (`Imagination(..., cuda_graph=True)`) equals the eager rollout exactly
+   (same generator seeds, bf16 model, many restarts, several rollouts and a second policy), and
+   the eager `DynamicsModel.step` makes no host-device sync (skipped where the device is not CUDA).
+4. The actor-critic trains on CUDA (bf16 imagination, CUDA-graph rollouts) and learns the
+   rewarded action of the hand-built model in tests/handbuilt.py.
 
 Usage: .venv/bin/python tools/gpu_checks.py
 """
@@ -67,6 +70,60 @@ def env_matches_fast_path() -> str:
     return f"env vs fast path on cuda (bf16): identical={same}, terminated share {rate:.2f}"
 
 
+def graphed_matches_eager() -> str:
+    if cuda.type != "cuda":
+        return f"graphed vs eager rollout: skipped (CUDA graphs need CUDA, the device is {cuda})"
+    model = action_reward_model().to(cuda).to(torch.bfloat16)
+    with torch.no_grad():
+        model.termination_head.bias.fill_(0.0)  # many terminations and restarts between replays
+        model.termination_head.weight.normal_(0, 0.3)
+    starts = start_contexts().to(cuda)
+    c = model.config
+    torch.manual_seed(1)
+    agent = ActorCritic(AgentConfig(groups=c.groups, classes=c.classes, hidden_size=c.width, units=32)).to(cuda)
+
+    # model.step must not sync (a graph capture would fail on it): make any sync raise here
+    cache = model.new_cache(64)
+    zeros = torch.zeros(64, 1, c.groups, dtype=torch.int64, device=cuda)
+    with torch.no_grad():
+        model.prefill(cache, torch.arange(64, device=cuda), zeros, zeros[..., 0])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.no_grad():
+            model.step(cache, zeros[:, 0], zeros[:, 0, 0])
+        step_sync = "none"
+    except RuntimeError as exc:
+        step_sync = f"FAIL ({str(exc).splitlines()[0]})"
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+    def run(graphed: bool):
+        im = Imagination(model, starts, batch=64, generator=torch.Generator(device=cuda).manual_seed(3),
+                         cuda_graph=graphed)
+        policy = ActorPolicy(agent, generator=torch.Generator(device=cuda).manual_seed(4))
+        # one capture, then generators, cache and positions go on across rollouts; a new policy recaptures
+        tds = [im.rollout(policy, h) for h in (10, 10, 5)] + [im.rollout(ActorPolicy(agent, greedy=True), 6)]
+        return tds, im
+
+    (eager, _), (graphed, im) = run(False), run(True)
+    captured = im._graphed is not None and im._graphed.graph is not None
+    diffs = []
+    for i, (a, b) in enumerate(zip(eager, graphed)):
+        if list(a.keys(True, True)) != list(b.keys(True, True)):
+            diffs.append(f"rollout {i}: keys differ")
+            continue
+        for k in a.keys(True, True):
+            if a[k].dtype != b[k].dtype or a[k].shape != b[k].shape or not torch.equal(a[k], b[k]):
+                diffs.append(f"rollout {i} {k}" + (f" max abs diff {(a[k].float() - b[k].float()).abs().max():.2e}"
+                                                   if a[k].shape == b[k].shape else " shape"))
+    rate = eager[0]["next", "terminated"].float().mean().item()
+    verdict = "ok" if not diffs and captured and step_sync == "none" else "FAIL"
+    return (f"graphed vs eager rollout on cuda (bf16, 4 rollouts, 2 captures): graph captured={captured}, "
+            f"identical={not diffs}{'' if not diffs else ' (' + '; '.join(diffs[:4]) + ')'}, terminated share "
+            f"{rate:.2f}, syncs in model.step: {step_sync} ({verdict})")
+
+
 def trains_on_cuda() -> str:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
@@ -88,7 +145,7 @@ def trains_on_cuda() -> str:
 
 if __name__ == "__main__":
     print(torch.cuda.get_device_name(cuda) if cuda.type == "cuda" else cuda, "torch", torch.__version__)
-    for check in (cache_matches_forward, env_matches_fast_path, trains_on_cuda):
+    for check in (cache_matches_forward, env_matches_fast_path, graphed_matches_eager, trains_on_cuda):
         try:
             print(check(), flush=True)
         except Exception as exc:  # report and go on: one run of this script must say everything

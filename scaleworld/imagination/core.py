@@ -98,9 +98,14 @@ class Imagination:
     All randomness (start windows, sampled latents) comes from `generator`, which must live on
     the model's device. State after `reset`/`step`: `latent` int64 [B, groups], `hidden` float
     [B, width] and `action_mask` bool [B, 18].
+
+    cuda_graph=True makes `rollout` on a CUDA model replay one captured CUDA graph per imagined
+    step (`scaleworld/imagination/graphed.py`: same trajectories, far fewer kernel launches); on
+    any other device it is ignored and `rollout` runs eagerly, exactly as without it.
     """
 
-    def __init__(self, model: DynamicsModel, starts: StartContexts, *, batch: int, generator: torch.Generator):
+    def __init__(self, model: DynamicsModel, starts: StartContexts, *, batch: int, generator: torch.Generator,
+                 cuda_graph: bool = False):
         if starts.steps - 1 > model.config.context:
             raise ScaleworldError(f"context_steps={starts.steps} exceeds the model's context + 1")
         if (starts.game is None) != (not model.config.games):
@@ -116,6 +121,8 @@ class Imagination:
         self.latent = torch.zeros(batch, model.config.groups, dtype=torch.int64, device=self.device)
         self.hidden = torch.zeros(batch, model.config.width, device=self.device)
         self.action_mask = starts.action_mask.expand(batch, -1)
+        self.cuda_graph = cuda_graph and self.device.type == "cuda"
+        self._graphed = None  # the GraphedRollout, made on the first graphed rollout
 
     @torch.no_grad()
     def reset(self, rows: torch.Tensor | None = None) -> None:
@@ -127,14 +134,23 @@ class Imagination:
             index = rows.nonzero().squeeze(-1)
             if len(index) == 0:
                 return
+        latent, hidden = self.restart(index)
+        # new tensors, not in-place writes: the terminal state may already sit in a recorded step
+        self.latent, self.hidden = self.latent.clone(), self.hidden.clone()
+        self.latent[index] = latent
+        self.hidden[index] = hidden
+
+    @torch.no_grad()
+    def restart(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Give rows `index` (int64 [R]) new real contexts in the cache; returns their first state,
+        latent int64 [R, groups] and hidden float [R, width], for the caller to write into its state."""
         picks = torch.randint(len(self.starts), (len(index),), generator=self.generator, device=self.device)
         tokens, actions = self.starts.windows(picks)  # [R, C, G], [R, C]
         game = None if self.game is None else self.game[index]
         heads = self.model.prefill(self.cache, index, tokens[:, :-1], actions[:, :-1], game)
-        # new tensors, not in-place writes: the terminal state may already sit in a recorded step
-        self.latent, self.hidden = self.latent.clone(), self.hidden.clone()
-        self.latent[index] = tokens[:, -1]
-        self.hidden[index] = 0.0 if heads is None else heads["hidden"][:, 0].float()
+        if heads is None:  # an empty history (context_steps=1): nothing summarised yet
+            return tokens[:, -1], torch.zeros(len(index), self.hidden.shape[1], device=self.device)
+        return tokens[:, -1], heads["hidden"][:, 0].float()
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,6 +172,12 @@ class Imagination:
         writes action) -> TensorDict [B, horizon] in TorchRL's layout (root = the state acted
         from, ``next`` = what followed); terminated rollouts restart before the next step, as
         `env.rollout(..., break_when_any_done=False)` does."""
+        if self.cuda_graph:
+            if self._graphed is None:
+                from scaleworld.imagination.graphed import GraphedRollout  # imports this module
+
+                self._graphed = GraphedRollout(self)
+            return self._graphed.rollout(policy, horizon)
         self.reset()
         steps = []
         for t in range(horizon):

@@ -73,7 +73,7 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
                                     num_actions=c.num_actions, units=config.units, layers=config.layers)).to(device)
     imagine_gen = torch.Generator(device=device).manual_seed(train.seed)
     policy_gen = torch.Generator(device=device).manual_seed(train.seed + 1)
-    imagination = Imagination(model, starts.to(device), batch=train.batch_size, generator=imagine_gen)
+    imagination = Imagination(model, starts.to(device), batch=train.batch_size, generator=imagine_gen, cuda_graph=True)
     policy = ActorPolicy(agent, generator=policy_gen)
     loss = ActorCriticLoss(agent, gamma=config.gamma, lmbda=config.lmbda, entropy_coef=config.entropy_coef,
                            return_decay=config.return_decay, target_tau=config.target_tau)

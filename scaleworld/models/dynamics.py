@@ -85,6 +85,13 @@ class KVCache:
     positions. Every row has its own history: `start` int64 [B] is the absolute position of the
     row's first token, so one row can begin a new episode (`DynamicsModel.prefill`) while the
     others go on; a mask hides slots holding tokens from before `start` or not yet written.
+
+    The position of the next token (shared by all rows) is kept twice: `position`, a Python int
+    for the eager code (`reset`, `prefill`), and `pos`, the same value as an int64 scalar tensor
+    on the cache's device, which is all `DynamicsModel.step` reads. A step thus never copies a
+    Python number to the device (no sync), and a CUDA graph of it stays right when replayed at
+    later positions (see scaleworld/imagination/graphed.py, which advances `position` per replay).
+    The tensors here are only ever written in place, never replaced: a captured graph holds them.
     """
 
     def __init__(self, config: DynamicsConfig, batch: int, *, device=None, dtype=torch.float32):
@@ -94,17 +101,23 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.context = config.context
         self.position = 0  # absolute position of the next token (shared by all rows)
+        self.pos = torch.zeros((), dtype=torch.int64, device=device)  # == position, on the device
         self.start = torch.zeros(batch, dtype=torch.int64, device=device)
         self._slots = torch.arange(config.context, device=device)
 
     def reset(self) -> None:
-        self.position = 0
+        self.set_position(0)
         self.start.zero_()
+
+    def set_position(self, position: int) -> None:
+        """Move both copies of the position (eager code only: fill_ launches a kernel, no sync)."""
+        self.position = position
+        self.pos.fill_(position)
 
     def valid(self) -> torch.Tensor:
         """bool [B, context]: which slots belong to each row's history once the token at
-        `position` is written (slot s then holds position p(s) = position - (position - s) % context)."""
-        held = self.position - (self.position - self._slots) % self.context  # [context]
+        `pos` is written (slot s then holds position p(s) = pos - (pos - s) % context)."""
+        held = self.pos - (self.pos - self._slots) % self.context  # int64 [context]
         return held[None, :] >= self.start[:, None].clamp(min=0)
 
 
@@ -138,12 +151,13 @@ class Block(nn.Module):
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self._finish(x, attn)
 
-    def step(self, x, cos, sin, cache: KVCache, layer: int):
+    def step(self, x, cos, sin, cache: KVCache, layer: int, slot: torch.Tensor, mask: torch.Tensor):
+        """x [B, 1, width]; slot int64 [1] (a device index: the new token's ring-buffer slot);
+        mask bool [B, 1, 1, context] (`KVCache.valid`, computed once per step for all layers)."""
         q, k, v = self._qkv(x, cos, sin)  # [B, H, 1, D]
-        slot = cache.position % cache.context
-        cache.k[layer, :, :, slot] = k[:, :, 0]
-        cache.v[layer, :, :, slot] = v[:, :, 0]
-        mask = cache.valid()[:, None, None, :]  # [B, 1, 1, context]
+        # index_copy_ along the slot dim of [B, H, context, D] with the index on the device: no Python int
+        cache.k[layer].index_copy_(2, slot, k.to(cache.k.dtype))
+        cache.v[layer].index_copy_(2, slot, v.to(cache.v.dtype))
         attn = F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=mask)
         return self._finish(x, attn)
 
@@ -216,11 +230,15 @@ class DynamicsModel(nn.Module):
     def step(self, cache: KVCache, latents, actions, game=None) -> dict[str, torch.Tensor]:
         """One token per sequence: latents [B, groups], actions [B] (game [B]) -> heads at [B, 1, ...]."""
         x = self.embed(latents[:, None], actions[:, None], None if game is None else game[:, None])
-        # arange on the device, not torch.tensor([...]): no host-to-device copy, so no sync per step
-        cos, sin = self.rotary(torch.arange(cache.position, cache.position + 1, device=x.device))
+        # Everything position-dependent reads the device scalar `cache.pos`, never the Python int: no
+        # host-to-device copy (so no sync), and a CUDA graph of this step is right at every position.
+        cos, sin = self.rotary(cache.pos.view(1))  # [1, D/2] each
+        slot = (cache.pos % cache.context).view(1)  # int64 [1]
+        mask = cache.valid()[:, None, None, :]  # bool [B, 1, 1, context], the same for every layer
         for layer, block in enumerate(self.blocks):
-            x = block.step(x, cos, sin, cache, layer)
-        cache.position += 1
+            x = block.step(x, cos, sin, cache, layer, slot, mask)
+        cache.position += 1  # the eager copy (prefill reads it); a graph replay advances only `pos`
+        cache.pos.add_(1)
         return self.heads(self.norm(x))
 
     def prefill(self, cache: KVCache, rows: torch.Tensor, latents, actions, game=None) -> dict[str, torch.Tensor]:
@@ -236,7 +254,7 @@ class DynamicsModel(nn.Module):
         if cache.position < t:
             if cache.position != 0 or r != cache.start.shape[0]:
                 raise ValueError(f"cannot place {t} tokens before position {cache.position}: prefill every row first")
-            cache.position = t
+            cache.set_position(t)
         cache.start[rows] = cache.position - t
         if t == 0:
             return None
