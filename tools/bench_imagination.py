@@ -124,9 +124,13 @@ def main() -> None:
     fast = time_rollouts(fast_run, repeats=args.repeats, device=device)
     ended = fast_run()["next", "terminated"].float().mean().item()
     graphed = capture = None
+    graph_note = "not measured (CUDA only)"
     if device.type == "cuda":
-        capture = time_once(graphed_run, device=device)  # the first rollout captures the graph
-        graphed = time_rollouts(graphed_run, repeats=args.repeats, device=device)
+        try:  # a failed capture is reported, and the other lines are still measured
+            capture = time_once(graphed_run, device=device)  # the first rollout captures the graph
+            graphed = time_rollouts(graphed_run, repeats=args.repeats, device=device)
+        except Exception as exc:
+            graph_note = f"FAILED {type(exc).__name__}: {exc}"
     wrapped = time_rollouts(env_run, repeats=args.repeats, device=device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"imagination, {args.size} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), "
@@ -138,7 +142,7 @@ def main() -> None:
         print(f"  fast path, CUDA graph (cuda_graph=True): {frames / graphed:9,.0f} imagined frames/s  "
               f"({graphed * 1e3:.1f} ms per rollout; capture + first rollout {capture * 1e3:.0f} ms)")
     else:
-        print("  fast path, CUDA graph (cuda_graph=True): not measured (CUDA only)")
+        print(f"  fast path, CUDA graph (cuda_graph=True): {graph_note}")
     print(f"  TorchRL ImaginationEnv.rollout:       {frames / wrapped:12,.0f} imagined frames/s  "
           f"({wrapped * 1e3:.1f} ms per rollout)")
     print(f"  wrapper / fast path throughput ratio: {fast / wrapped:.3f}x")
