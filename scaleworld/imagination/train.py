@@ -76,7 +76,7 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
     imagination = Imagination(model, starts.to(device), batch=train.batch_size, generator=imagine_gen, cuda_graph=True)
     policy = ActorPolicy(agent, generator=policy_gen)
     loss = ActorCriticLoss(agent, gamma=config.gamma, lmbda=config.lmbda, entropy_coef=config.entropy_coef,
-                           return_decay=config.return_decay, target_tau=config.target_tau)
+                           return_decay=config.return_decay, target_tau=config.target_tau).to(device)
     trainer = Trainer(loss=loss, sample_train=lambda batch: imagination.rollout(policy, config.horizon),
                       sample_val=None, config=train, run_dir=out, device=device, progress=progress,
                       generators={"imagination": imagine_gen, "policy": policy_gen}, describe=describe)
