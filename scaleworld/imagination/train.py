@@ -13,7 +13,7 @@ A run folder holds ``checkpoint.pt``, ``logs/``, ``metrics.json`` and, when fini
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,39 +24,12 @@ from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import split_episodes
 from scaleworld.errors import ScaleworldError
 from scaleworld.imagination.agent import ActorCritic, ActorPolicy, AgentConfig
+from scaleworld.imagination.config import PolicyConfig
 from scaleworld.imagination.core import Imagination, StartContexts
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.store import POLICY_FILE, load_dynamics, save_model
 from scaleworld.objectives.actor_critic import ActorCriticLoss
 from scaleworld.training.trainer import TrainConfig, Trainer
-
-
-@dataclass(frozen=True, kw_only=True)
-class PolicyConfig:
-    """What the actor-critic learns from; optimisation settings are a `TrainConfig` (its
-    batch_size is the number of imagined rollouts per step)."""
-
-    horizon: int = 16
-    """Imagined steps per rollout."""
-    context_steps: int = 8
-    """Real steps each rollout starts from (the last one is its first observation)."""
-    gamma: float = 0.985
-    lmbda: float = 0.95
-    entropy_coef: float = 3e-4
-    return_decay: float = 0.99
-    """EMA decay of the return percentiles that normalise advantages."""
-    target_tau: float = 0.02
-    """EMA step of the slow target critic, per training step."""
-    units: int = 256
-    layers: int = 2
-
-    def __post_init__(self) -> None:
-        for name in ("horizon", "context_steps", "units"):
-            if getattr(self, name) < 1:
-                raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be at least 1")
-        for name in ("gamma", "lmbda", "return_decay", "target_tau"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be in (0, 1]")
 
 
 def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config: PolicyConfig, train: TrainConfig,

@@ -209,11 +209,11 @@ def _add_anchors(graph: Graph, spec: Any, tag: dict[str, Any], expert_of: dict[s
 def _add_policies(graph: Graph, spec: Any, *, did: str, tokens: str, tokenizer: str, anchor: str,
                   labels: dict[str, Any], protocol: dict[str, Any]) -> list[str]:
     """`policy` jobs (one per trial) for one world model and game, each with its `control` job."""
-    from scaleworld.imagination.train import PolicyConfig, policy_train_config
+    from scaleworld.imagination.train import policy_train_config
+    from scaleworld.study.spec import policy_config
 
     p, c = spec.policy, spec.control
-    config = asdict(PolicyConfig(horizon=p.horizon, context_steps=p.context_steps, gamma=p.gamma, lmbda=p.lmbda,
-                                 entropy_coef=p.entropy_coef, units=p.units, layers=p.layers))
+    config = asdict(policy_config(p))
     controls = []
     for trial in range(p.trials):
         train = _hashed(policy_train_config(steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=trial,

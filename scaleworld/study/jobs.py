@@ -160,7 +160,8 @@ def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
 
 def _policy(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     """Train a policy purely inside the world model (resuming from its checkpoint)."""
-    from scaleworld.imagination.train import PolicyConfig, train_policy
+    from scaleworld.imagination.config import PolicyConfig
+    from scaleworld.imagination.train import train_policy
     from scaleworld.training.trainer import TrainConfig
 
     c = job.config

@@ -21,6 +21,7 @@ from typing import Any
 
 from scaleworld.atari.protocol import Protocol
 from scaleworld.errors import ScaleworldError
+from scaleworld.imagination.config import PolicyConfig
 
 
 class SpecError(ScaleworldError):
@@ -117,31 +118,19 @@ class FidelitySpec:
     seed: int = 0
 
 
-@dataclass
-class PolicySpec:
-    """Policies trained purely inside the world models (one `policy` job per world model x game x trial)."""
-
-    enabled: bool = True
-    trials: int = 1
-    """Independent policies (seeds 0 .. trials-1) per world model and game."""
-    modes: list[str] = field(default_factory=lambda: ["single", "joint", "matched"])
-    """World models of these modes get policies."""
-    sizes: list[str] = field(default_factory=list)
-    """Only world models of these sizes get policies; empty = every size."""
-    steps: int = 1000
-    """Actor-critic updates."""
-    batch_size: int = 1024
-    """Imagined rollouts per update."""
-    horizon: int = 16
-    context_steps: int = 8
-    """Real held-out steps each rollout starts from."""
-    lr: float = 1e-4
-    gamma: float = 0.985
-    lmbda: float = 0.95
-    entropy_coef: float = 3e-4
-    units: int = 256
-    layers: int = 2
-    checkpoint_every: int = 250
+# The policy section: the study's own keys, then PolicyConfig's fields (same names and defaults), so a
+# new actor-critic setting becomes a spec key without being written twice.
+PolicySpec = dataclasses.make_dataclass("PolicySpec", [
+    ("enabled", bool, field(default=True)),
+    ("trials", int, field(default=1)),  # independent policies (seeds 0 .. trials-1) per world model and game
+    ("modes", list[str], field(default_factory=lambda: ["single", "joint", "matched"])),  # models that get them
+    ("sizes", list[str], field(default_factory=list)),  # only models of these sizes; empty = every size
+    ("steps", int, field(default=1000)),  # actor-critic updates
+    ("batch_size", int, field(default=1024)),  # imagined rollouts per update
+    ("lr", float, field(default=1e-4)),
+    ("checkpoint_every", int, field(default=250)),
+    *[(f.name, type(f.default), field(default=f.default)) for f in dataclasses.fields(PolicyConfig)],
+])
 
 
 @dataclass
@@ -395,8 +384,6 @@ def check_spec(spec: Any, *, where: str = "") -> None:
 
 
 def _check_policy(spec: Any, fail: Any) -> None:
-    from scaleworld.imagination.train import PolicyConfig
-
     p, c = spec.policy, spec.control
     if not p.enabled:
         return
@@ -416,8 +403,7 @@ def _check_policy(spec: Any, fail: Any) -> None:
     if not p.lr > 0:
         fail("policy.lr", f"{p.lr} must be positive")
     try:
-        PolicyConfig(horizon=p.horizon, context_steps=p.context_steps, gamma=p.gamma, lmbda=p.lmbda,
-                     entropy_coef=p.entropy_coef, units=p.units, layers=p.layers)
+        policy_config(p)
     except ScaleworldError as exc:
         fail("policy", str(exc))
     if p.context_steps - 1 > spec.models.context:
@@ -429,6 +415,11 @@ def _check_policy(spec: Any, fail: Any) -> None:
     if c.upper_anchor == "expert" and spec.expert.source == "random":
         fail("control.upper_anchor", "expert.source=random has no expert score to normalise by: "
                                      "set control.upper_anchor=human (the reference human score)")
+
+
+def policy_config(section: Any) -> PolicyConfig:
+    """The `PolicyConfig` in a spec's ``policy`` section."""
+    return PolicyConfig(**{f.name: section[f.name] for f in dataclasses.fields(PolicyConfig)})
 
 
 def study_sizes(spec: Any) -> list[Any]:

@@ -1,0 +1,36 @@
+"""`PolicyConfig`: what an actor-critic in imagination learns from (a light module: the study
+spec derives its ``policy`` section from it without importing torch or TorchRL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaleworld.errors import ScaleworldError
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyConfig:
+    """What the actor-critic learns from; optimisation settings are a `TrainConfig` (its
+    batch_size is the number of imagined rollouts per step)."""
+
+    horizon: int = 16
+    """Imagined steps per rollout."""
+    context_steps: int = 8
+    """Real steps each rollout starts from (the last one is its first observation)."""
+    gamma: float = 0.985
+    lmbda: float = 0.95
+    entropy_coef: float = 3e-4
+    return_decay: float = 0.99
+    """EMA decay of the return percentiles that normalise advantages."""
+    target_tau: float = 0.02
+    """EMA step of the slow target critic, per training step."""
+    units: int = 256
+    layers: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "context_steps", "units"):
+            if getattr(self, name) < 1:
+                raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be at least 1")
+        for name in ("gamma", "lmbda", "return_decay", "target_tau"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be in (0, 1]")
