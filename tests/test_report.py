@@ -115,8 +115,14 @@ def _analysis_json() -> dict:
     }
     rule = {"version": "regime-rule/1", "alpha": 0.05, "delta": 0.02, "min_sizes": 4, "min_seeds": 2,
             "bootstrap_reps": 1000, "permutation_reps": 2000}
+    fidelity = {  # held-out NLL, lower wins: joint beats single at every size
+        "joint_vs_single": {size: {**_ci(0.9 + 0.02 * i, 0.1, 0.04), "games": list(GAMES)}
+                            for i, size in enumerate(SIZES)},
+        "joint_vs_matched": {size: {**_ci(0.8, 0.2, 0.1), "games": list(GAMES)} for size in SIZES},
+    }
     return {"rule": rule, "modes": modes, "bootstrap": {"reps": 1000, "seed": 7}, "fits": fits,
-            "matched_vs_joint": paired, "scores": {"aggregates": aggregates, "improvement": improvement}}
+            "matched_vs_joint": paired, "fidelity": {"improvement": fidelity},
+            "scores": {"aggregates": aggregates, "improvement": improvement}}
 
 
 def build_root(root: Path, *, controls_done: int | None = None, analysis: dict | None = None) -> RunStore:
@@ -226,6 +232,7 @@ def test_an_analysis_without_control_scores_or_fits_is_said_not_shown(tmp_path):
     assert "scaling-law fits (base): not in this analysis.json" in text
     assert "matched vs joint (base): not in this analysis.json" in text
     assert "normalised control scores (base): not in this analysis.json" in text
+    assert "P(improvement) (base) of held-out NLL: not in this analysis.json" in text
     none = {**_analysis_json(), "scores": {"aggregates": {}, "improvement": {}}, "matched_vs_joint": {}}
     _write(next(store.root.glob("analysis/*/analysis.json")), none)
     text = " ".join(_rendered(store).split())

@@ -87,6 +87,34 @@ def matched_vs_joint(curves: dict[str, dict[str, dict[str, list[float]]]], *, rn
     return out
 
 
+def improvements(values: dict[str, dict[str, dict[str, list[float]]]], *, rng: np.random.Generator, reps: int,
+                 lower_is_better: bool = False) -> dict[str, dict[str, Any]]:
+    """P(x improves on y) with a stratified bootstrap interval, for each pair of `COMPARED` modes
+    at each size both have, over the games both have; values[mode][size][game] -> per-run values."""
+    out: dict[str, dict[str, Any]] = {}
+    for x, y in COMPARED:
+        for size in sorted(set(values.get(x, {})) & set(values.get(y, {}))):
+            games = sorted(set(values[x][size]) & set(values[y][size]))
+            if not games:
+                continue
+            ci = probability_of_improvement_ci({g: values[x][size][g] for g in games},
+                                               {g: values[y][size][g] for g in games}, rng=rng, reps=reps,
+                                               lower_is_better=lower_is_better)
+            out.setdefault(f"{x}_vs_{y}", {})[size] = {**interval(ci), "games": games}
+    return out
+
+
+def fidelity_improvement(curves: dict[str, dict[str, dict[str, list[float]]]], *, rng: np.random.Generator,
+                         reps: int) -> dict[str, dict[str, Any]]:
+    """P(improvement) between modes on held-out NLL (lower is better); curves[mode][game][size] -> seeds."""
+    by_size: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for mode, games in curves.items():
+        for game, sizes in games.items():
+            for size, values in sizes.items():
+                by_size.setdefault(mode, {}).setdefault(size, {})[game] = values
+    return improvements(by_size, rng=rng, reps=reps, lower_is_better=True)
+
+
 def score_summary(scores: Scores, *, rng: np.random.Generator, reps: int) -> dict[str, Any]:
     """Aggregates of normalised scores per (mode, size) with stratified bootstrap intervals
     (runs resampled within each game), and P(improvement) between modes at each size."""
@@ -99,13 +127,5 @@ def score_summary(scores: Scores, *, rng: np.random.Generator, reps: int) -> dic
             for name, aggregate in AGGREGATES.items():
                 row[name] = interval(stratified_bootstrap_ci(per_game, aggregate, rng=rng, reps=reps))
             aggregates.setdefault(mode, {})[size] = row
-    comparisons: dict[str, dict[str, Any]] = {}
-    for x, y in COMPARED:
-        for size in sorted(set(scores.get(x, {})) & set(scores.get(y, {}))):
-            games = sorted(set(scores[x][size]) & set(scores[y][size]))
-            if not games:
-                continue
-            ci = probability_of_improvement_ci({g: scores[x][size][g] for g in games},
-                                               {g: scores[y][size][g] for g in games}, rng=rng, reps=reps)
-            comparisons.setdefault(f"{x}_vs_{y}", {})[size] = {**interval(ci), "games": games}
+    comparisons = improvements(scores, rng=rng, reps=reps)
     return {"aggregates": aggregates, "improvement": comparisons}

@@ -113,12 +113,28 @@ def render_scores(variant: str, analysis: dict[str, Any], control: dict[str, Any
         used = "; ".join(f"{kind} ({', '.join(games)})" for kind, games in kinds.items())
         console.print(f"normalised score = (score - random) / (upper - random); upper anchor: {used}")
 
-    improvement = scores.get("improvement", {})
-    if not improvement:
-        console.print(f"P(improvement) ({variant}): no two modes with control scores at the same size")
+    render_improvement(f"P(improvement) ({variant}) of normalised scores", scores.get("improvement", {}), console,
+                       style, order)
+
+
+def render_fidelity_improvement(variant: str, analysis: dict[str, Any], console: Any, style: Any,
+                                order: Any) -> None:
+    fidelity = analysis.get("fidelity")
+    if fidelity is None:
+        console.print(f"P(improvement) ({variant}) of held-out NLL: not in this analysis.json (written before it)")
         return
-    table = Table(title=f"P(improvement) ({variant}): x beats y, run against run, mean over games; "
-                        "0.5 = no difference", box=style)
+    render_improvement(f"P(improvement) ({variant}) of held-out NLL (lower wins)", fidelity["improvement"],
+                       console, style, order)
+
+
+def render_improvement(title: str, improvement: dict[str, Any], console: Any, style: Any, order: Any) -> None:
+    """One row per size: P(x beats y) run against run, mean over games, with its interval."""
+    from rich.table import Table
+
+    if not improvement:
+        console.print(f"{title}: no two modes measured at the same size")
+        return
+    table = Table(title=f"{title}: x beats y, run against run, mean over games; 0.5 = no difference", box=style)
     for col in ("size", *(label for _, label in COMPARISONS), "games"):
         table.add_column(col)
     for size in sorted({s for per_size in improvement.values() for s in per_size}, key=order):

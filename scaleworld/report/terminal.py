@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from scaleworld.report.control import collect_control
-from scaleworld.report.sections import render_fits, render_paired, render_scores, render_settings, size_key
+from scaleworld.report.sections import (
+    render_fidelity_improvement,
+    render_fits,
+    render_paired,
+    render_scores,
+    render_settings,
+    size_key,
+)
 from scaleworld.study.graph import KINDS
 from scaleworld.study.store import RunStore
 
@@ -133,6 +140,7 @@ def render(results: dict[str, Any], console: Any) -> None:
     for variant, analysis in results["regimes"].items():
         render_fits(variant, analysis, console, style)
         render_paired(variant, analysis, console, style, order)
+        render_fidelity_improvement(variant, analysis, console, style, order)
         render_scores(variant, analysis, results["control"], console, style, order)
     if not results["regimes"]:
         for what in ("scaling-law fits", "matched vs joint"):

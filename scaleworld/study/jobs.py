@@ -228,7 +228,7 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
             result[mode][game] = {"regime": "inconclusive", "best_params": inputs[game][0][0],
                                   "reason": "one model size: no scaling curve", "params": inputs[game][0],
                                   "nll": inputs[game][1], "evidence": None}
-    from scaleworld.analysis.summary import matched_vs_joint, scaling_fits, score_summary
+    from scaleworld.analysis.summary import fidelity_improvement, matched_vs_joint, scaling_fits, score_summary
 
     reps = r["bootstrap_reps"]
     rng = np.random.default_rng([r["seed"], 1])  # a stream of its own: the regimes' intervals stay as they were
@@ -236,6 +236,7 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
         "rule": rule.to_dict(), "modes": result, "bootstrap": {"reps": reps, "seed": r["seed"]},
         "fits": scaling_fits(curves, rng=rng, reps=reps),
         "matched_vs_joint": matched_vs_joint(by_size, rng=rng, reps=reps),
+        "fidelity": {"improvement": fidelity_improvement(by_size, rng=rng, reps=reps)},
         "scores": score_summary(_control_scores(store, graph, job), rng=rng, reps=reps),
     })
     return {"analysis": "analysis.json",
