@@ -161,3 +161,27 @@ def test_a_step_reads_its_position_from_the_device_scalar_only():
             assert int(cache.pos) == t + 1
         cache.reset()
         assert cache.position == int(cache.pos) == 0
+
+
+def test_a_prefill_reads_its_positions_from_the_device_scalar_only():
+    """What makes a CUDA graph of a restart right at every position: prefill's positions, slots and
+    `start` come from `cache.pos`; the Python int only serves the fresh-cache check."""
+    torch.manual_seed(0)
+    model = DynamicsModel(DynamicsConfig(width=32, depth=2, heads=2, context=4)).eval()
+    latents, actions, _ = _sequence(2, 9)
+    caches, heads = [], []
+    with torch.no_grad():
+        for garbage in (False, True):
+            cache = model.new_cache(2)
+            model.prefill(cache, torch.arange(2), latents[:, :3], actions[:, :3])
+            for t in range(3, 6):
+                model.step(cache, latents[:, t], actions[:, t])
+            if garbage:
+                cache.position = 1000  # left behind, as after graph replays (>= T: passes the fresh-cache check)
+            # row 1 restarts from 3 tokens; padding repeats it (the same history written twice)
+            heads.append(model.prefill(cache, torch.tensor([1, 1]), latents[1:, 6:9].expand(2, -1, -1),
+                                       actions[1:, 6:9].expand(2, -1)))
+            caches.append(cache)
+    assert caches[1].start.tolist() == caches[0].start.tolist() == [0, 3]
+    for a, b in ((caches[0].k, caches[1].k), (caches[0].v, caches[1].v), (heads[0]["hidden"], heads[1]["hidden"])):
+        assert torch.equal(a, b)

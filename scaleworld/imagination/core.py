@@ -140,11 +140,19 @@ class Imagination:
         self.latent[index] = latent
         self.hidden[index] = hidden
 
+    def draw_picks(self, rows: int) -> torch.Tensor:
+        """The start windows of `rows` restarting rollouts, int64 [rows] (the only draw a restart makes)."""
+        return torch.randint(len(self.starts), (rows,), generator=self.generator, device=self.device)
+
     @torch.no_grad()
-    def restart(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def restart(self, index: torch.Tensor, picks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Give rows `index` (int64 [R]) new real contexts in the cache; returns their first state,
-        latent int64 [R, groups] and hidden float [R, width], for the caller to write into its state."""
-        picks = torch.randint(len(self.starts), (len(index),), generator=self.generator, device=self.device)
+        latent int64 [R, groups] and hidden float [R, width], for the caller to write into its state.
+
+        picks int64 [R]: the windows (default: `draw_picks(R)`). Given, the restart draws nothing and
+        makes no host sync, so a CUDA graph can capture it (graphed.py draws the picks eagerly first)."""
+        if picks is None:
+            picks = self.draw_picks(len(index))
         tokens, actions = self.starts.windows(picks)  # [R, C, G], [R, C]
         game = None if self.game is None else self.game[index]
         heads = self.model.prefill(self.cache, index, tokens[:, :-1], actions[:, :-1], game)

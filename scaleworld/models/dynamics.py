@@ -87,10 +87,11 @@ class KVCache:
     others go on; a mask hides slots holding tokens from before `start` or not yet written.
 
     The position of the next token (shared by all rows) is kept twice: `position`, a Python int
-    for the eager code (`reset`, `prefill`), and `pos`, the same value as an int64 scalar tensor
-    on the cache's device, which is all `DynamicsModel.step` reads. A step thus never copies a
-    Python number to the device (no sync), and a CUDA graph of it stays right when replayed at
-    later positions (see scaleworld/imagination/graphed.py, which advances `position` per replay).
+    for the eager code (`reset`, `prefill`'s fresh-cache check), and `pos`, the same value as an
+    int64 scalar tensor on the cache's device, which is all `DynamicsModel.step` and `prefill`
+    compute positions from. A step or prefill thus never copies a Python number to the device (no
+    sync), and a CUDA graph of it stays right when replayed at later positions (see
+    scaleworld/imagination/graphed.py, which advances `position` per replay).
     The tensors here are only ever written in place, never replaced: a captured graph holds them.
     """
 
@@ -237,7 +238,7 @@ class DynamicsModel(nn.Module):
         mask = cache.valid()[:, None, None, :]  # bool [B, 1, 1, context], the same for every layer
         for layer, block in enumerate(self.blocks):
             x = block.step(x, cos, sin, cache, layer, slot, mask)
-        cache.position += 1  # the eager copy (prefill reads it); a graph replay advances only `pos`
+        cache.position += 1  # the eager copy (prefill checks it); a graph replay advances only `pos`
         cache.pos.add_(1)
         return self.heads(self.norm(x))
 
@@ -249,19 +250,25 @@ class DynamicsModel(nn.Module):
         so the other rows' histories are untouched. On a fresh cache (position 0) every row must be
         given its history at once; the shared position then starts at T. T may be 0 (an empty
         history: only `start` moves; the heads returned are None).
+
+        Like `step`, the tokens' positions, slots and `start` are computed from the device scalar
+        `cache.pos` (the same integers as from the Python `position`, so the same results): no
+        Python int reaches the device, so a CUDA graph of a prefill (graphed.py's restarts) is right
+        at every position. The Python int only serves the fresh-cache check above, which must hold
+        when capturing too. Duplicate `rows` (padding) are fine if they carry the same history.
         """
         r, t = actions.shape
         if cache.position < t:
             if cache.position != 0 or r != cache.start.shape[0]:
                 raise ValueError(f"cannot place {t} tokens before position {cache.position}: prefill every row first")
             cache.set_position(t)
-        cache.start[rows] = cache.position - t
+        cache.start[rows] = cache.pos - t  # int64 [] broadcast into [R]
         if t == 0:
             return None
         if t > cache.context:
             raise ValueError(f"a history of {t} tokens exceeds the context of {cache.context}")
         x = self.embed(latents, actions, None if game is None else game[:, None].expand(r, t))
-        positions = torch.arange(cache.position - t, cache.position, device=x.device)
+        positions = cache.pos - t + torch.arange(t, device=x.device)  # int64 [T]: pos-T .. pos-1
         cos, sin = self.rotary(positions)
         slots = (positions % cache.context)[None, :]  # [1, T]
         for layer, block in enumerate(self.blocks):
