@@ -27,7 +27,7 @@ def test_slurm_arrays_produce_the_same_results_as_the_local_executor(tmp_path):
     assert slurm.returncode == 0, slurm.stdout + slurm.stderr
     assert _outputs(tmp_path / "slurm") == _outputs(tmp_path / "local")
     records = list((tmp_path / "slurm").glob("*/*/slurm.json"))
-    assert len(records) == 6 and all(json.loads(r.read_text())["slurm_job_id"] for r in records)
+    assert len(records) == 9 and all(json.loads(r.read_text())["slurm_job_id"] for r in records)
 
 
 def test_detach_submits_the_ready_stage_and_a_later_run_finishes(tmp_path):
@@ -35,11 +35,11 @@ def test_detach_submits_the_ready_stage_and_a_later_run_finishes(tmp_path):
     root = tmp_path / "root"
     first = _run("run", spec, f"run_root={root}", *LAUNCH, "--detach", "--no-progress")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "submitted 1 SLURM tasks" in first.stdout  # only the first stage (collect) was ready
-    assert len(list(root.glob("*/*/slurm.json"))) == 1
+    assert "submitted 2 SLURM tasks" in first.stdout  # only the jobs without inputs (collect, anchor) were ready
+    assert len(list(root.glob("*/*/slurm.json"))) == 2
     again = _run("run", spec, f"run_root={root}", *LAUNCH, "--no-progress")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert len(list(root.glob("*/*/done.json"))) == 6
+    assert len(list(root.glob("*/*/done.json"))) == 9
 
 
 def test_a_job_killed_by_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
