@@ -135,3 +135,26 @@ def test_policy_commands_train_and_score_and_name_bad_folders(world, breakout_to
                frozen_tokenizer)
     assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
         f"error: {frozen_tokenizer}/dynamics.pt: no trained dynamics here (train it first, or check the folder)"]
+
+
+def test_a_policy_refuses_another_tokenizer_and_a_run_folder_refuses_other_settings(world, tmp_path):
+    from scaleworld.models.store import TOKENIZER_FILE, save_model
+    from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
+
+    torch.manual_seed(1)
+    config = TokenizerConfig(channels=(8, 16, 32, 32))
+    save_model(tmp_path / TOKENIZER_FILE, kind="tokenizer", config=config.to_dict(), module=Tokenizer(config),
+               extra={"scope": "test", "games": []})
+    anchors = {"game": "Breakout", "protocol": SHORT.to_dict(), "random": {"score": 0.0},
+               "upper": {"score": 1.0, "kind": "human"}}
+    with pytest.raises(ScaleworldError, match="tokens of another tokenizer"):
+        evaluate_control(policy_dir=world / "policy", dynamics_dir=world / "dynamics", tokenizer_dir=tmp_path,
+                         anchors=anchors, episodes=1, protocol=SHORT)
+    train = policy_train_config(steps=2, batch_size=4, checkpoint_every=1)
+    config = PolicyConfig(horizon=2, context_steps=2, units=8, layers=1)
+    train_in_imagination(action_reward_model(), start_contexts(), config=config, train=train, out=tmp_path / "run",
+                         progress=False)
+    with pytest.raises(ScaleworldError, match="different training settings"):
+        train_in_imagination(action_reward_model(), start_contexts(), config=PolicyConfig(
+            horizon=2, context_steps=2, units=8, layers=1, gamma=0.9), train=train, out=tmp_path / "run",
+            progress=False)

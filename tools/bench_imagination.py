@@ -45,8 +45,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def build(size: str, *, batch: int, context: int, context_steps: int, device: torch.device,
-          termination_bias: float = -1.35):
+def build(size: str, *, context: int, context_steps: int, device: torch.device, termination_bias: float = -1.35):
     torch.manual_seed(0)
     model = DynamicsModel(get_size(size).config(context=context)).to(device).eval().requires_grad_(False)
     with torch.no_grad():
@@ -97,34 +96,40 @@ def main() -> None:
                              "-5: hardly any; -1.1: ~0.5%%)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    model, starts, agent = build(args.size, batch=args.batch, context=args.context,
-                                 context_steps=args.context_steps, device=device,
+    model, starts, agent = build(args.size, context=args.context, context_steps=args.context_steps, device=device,
                                  termination_bias=args.termination_bias)
     frames = args.batch * args.horizon
 
-    def fast_run(seed=[0]):  # noqa: B006 (a counter: every rollout draws new starts)
-        seed[0] += 1
-        imagination = Imagination(model, starts, batch=args.batch,
-                                  generator=torch.Generator(device=device).manual_seed(seed[0]))
-        policy = ActorPolicy(agent, generator=torch.Generator(device=device).manual_seed(seed[0]))
-        return imagination.rollout(policy, args.horizon)
+    # Each path gets one imagination and policy, reused by all its rollouts (a graph belongs to
+    # them; the KV cache is allocated once) and reseeded before each rollout: the same work per rollout.
+    def reseeded(cuda_graph: bool = False):
+        imagination = Imagination(model, starts, batch=args.batch, generator=torch.Generator(device=device),
+                                  cuda_graph=cuda_graph)
+        policy = ActorPolicy(agent, generator=torch.Generator(device=device))
+        seed = [0]
 
-    def env_run(seed=[0]):  # noqa: B006
-        seed[0] += 1
-        imagination = Imagination(model, starts, batch=args.batch,
-                                  generator=torch.Generator(device=device).manual_seed(seed[0]))
-        policy = ActorPolicy(agent, generator=torch.Generator(device=device).manual_seed(seed[0]))
-        return ImaginationEnv(imagination).rollout(args.horizon, policy=policy, break_when_any_done=False)
+        def next_seed():
+            seed[0] += 1
+            imagination.generator.manual_seed(seed[0])
+            policy.generator.manual_seed(seed[0])
 
-    # one imagination and policy for all graphed rollouts (the graph belongs to them), reseeded per rollout
-    graphed_imagination = Imagination(model, starts, batch=args.batch, generator=torch.Generator(device=device),
-                                      cuda_graph=True)
-    graphed_policy = ActorPolicy(agent, generator=torch.Generator(device=device))
+        return imagination, policy, next_seed
 
-    def graphed_run(seed=[0]):  # noqa: B006
-        seed[0] += 1
-        graphed_imagination.generator.manual_seed(seed[0])
-        graphed_policy.generator.manual_seed(seed[0])
+    fast_imagination, fast_policy, fast_seed = reseeded()
+    env_imagination, env_policy, env_seed = reseeded()
+    env = ImaginationEnv(env_imagination)
+    graphed_imagination, graphed_policy, graphed_seed = reseeded(cuda_graph=True)
+
+    def fast_run():
+        fast_seed()
+        return fast_imagination.rollout(fast_policy, args.horizon)
+
+    def env_run():
+        env_seed()
+        return env.rollout(args.horizon, policy=env_policy, break_when_any_done=False)
+
+    def graphed_run():
+        graphed_seed()
         return graphed_imagination.rollout(graphed_policy, args.horizon)
 
     fast = time_rollouts(fast_run, repeats=args.repeats, device=device)

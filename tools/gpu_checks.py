@@ -72,7 +72,8 @@ def env_matches_fast_path() -> str:
     a, b = run(True), run(False)
     same = all(torch.equal(a[k], b[k]) for k in ("latent", "hidden", "action", ("next", "reward"), ("next", "done")))
     rate = b["next", "terminated"].float().mean().item()
-    return f"env vs fast path on cuda (bf16): identical={same}, terminated share {rate:.2f}"
+    return (f"env vs fast path on cuda (bf16): identical={same}, terminated share {rate:.2f} "
+            f"({'ok' if same else 'FAIL'})")
 
 
 def graphed_matches_eager() -> str:

@@ -126,6 +126,9 @@ def evaluate_control(*, policy_dir: str | Path, dynamics_dir: str | Path, tokeni
     game = identity["game"]
     if identity["dynamics_sha256"] != dyn_identity["sha256"]:
         raise ScaleworldError(f"{policy_dir} was trained in another world model than {dynamics_dir}")
+    if identity["tokenizer_sha256"] != tok_identity["sha256"]:
+        raise ScaleworldError(f"{policy_dir} was trained on tokens of another tokenizer than {tokenizer_dir}: "
+                              "pass the tokenizer that encoded the world model's data")
     if anchors["game"] != game or anchors["protocol"] != protocol.to_dict():
         raise ScaleworldError(f"the anchors are for {anchors['game']} under another protocol; measure them again")
     player = WorldModelAgent(tokenizer=tokenizer, model=model, agent=agent, game=game, greedy=greedy,

@@ -20,8 +20,7 @@ def cmd_policy_train(args: argparse.Namespace) -> None:
     config = PolicyConfig(horizon=args.horizon, context_steps=args.context_steps, gamma=args.gamma,
                           lmbda=args.lmbda, entropy_coef=args.entropy, units=args.units, layers=args.layers)
     train = policy_train_config(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                warmup_steps=min(10, args.steps), eval_every=min(250, args.steps),
-                                checkpoint_every=min(args.checkpoint_every, args.steps), logger=args.logger)
+                                checkpoint_every=args.checkpoint_every, logger=args.logger)
     info = train_policy(dynamics_dir=args.dynamics, token_dir=args.tokens, out=args.out, config=config, train=train,
                         device=resolve_device(args.device), progress=not args.no_progress)
     final = info["final"]

@@ -34,8 +34,12 @@ from scaleworld.training.trainer import TrainConfig, Trainer
 
 def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config: PolicyConfig, train: TrainConfig,
                          out: str | Path, device: str | torch.device = "cpu", progress: bool = True,
-                         describe: str = "policy") -> tuple[ActorCritic, dict[str, Any]]:
-    """Train an actor-critic inside `model` (frozen) from `starts`; returns it and the final metrics."""
+                         describe: str = "policy", identity: dict[str, Any] | None = None,
+                         ) -> tuple[ActorCritic, dict[str, Any]]:
+    """Train an actor-critic inside `model` (frozen) from `starts`; returns it and the final metrics.
+
+    `identity` (e.g. the world model's SHA-256) is stored in the checkpoint with `config`: a run
+    folder resumes only a run with the same ones."""
     device = torch.device(device)
     model = model.to(device).eval().requires_grad_(False)
     if device.type == "cuda":
@@ -52,15 +56,18 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
                            return_decay=config.return_decay, target_tau=config.target_tau).to(device)
     trainer = Trainer(loss=loss, sample_train=lambda batch: imagination.rollout(policy, config.horizon),
                       sample_val=None, config=train, run_dir=out, device=device, progress=progress,
-                      generators={"imagination": imagine_gen, "policy": policy_gen}, describe=describe)
+                      generators={"imagination": imagine_gen, "policy": policy_gen}, describe=describe,
+                      identity={"policy": asdict(config), **(identity or {})})
     final = trainer.fit()
     return agent, final
 
 
-def policy_train_config(**overrides: Any) -> TrainConfig:
-    """A `TrainConfig` with the actor-critic's defaults (no weight decay, clip 100, short warmup)."""
-    return TrainConfig(**{"lr": 1e-4, "batch_size": 1024, "weight_decay": 0.0, "grad_clip": 100.0,
-                          "warmup_steps": 10, "beta2": 0.999, **overrides})
+def policy_train_config(*, steps: int, checkpoint_every: int = 250, **overrides: Any) -> TrainConfig:
+    """A `TrainConfig` with the actor-critic's defaults (no weight decay, clip 100, a 10-update
+    warmup); warmup, evaluation and checkpoint intervals never exceed `steps`."""
+    return TrainConfig(**{"lr": 1e-4, "batch_size": 1024, "weight_decay": 0.0, "grad_clip": 100.0, "beta2": 0.999,
+                          "warmup_steps": min(10, steps), "eval_every": min(250, steps), **overrides,
+                          "steps": steps, "checkpoint_every": min(checkpoint_every, steps)})
 
 
 def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | Path, config: PolicyConfig,
@@ -82,15 +89,19 @@ def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | 
     _, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
                             seed=identity["split_seed"])
     starts = StartContexts.from_dataset(ds, val, steps=config.context_steps,
-                                        game=games.index(ds.game) if games else None, device=device)
+                                        game=games.index(ds.game) if games else None)
+    tokenizer_sha256 = ds.manifest["tokenizer"]["sha256"]
     agent, final = train_in_imagination(model, starts, config=config, train=train, out=out, device=device,
-                                        progress=progress, describe=f"policy {ds.game}")
+                                        progress=progress, describe=f"policy {ds.game}",
+                                        identity={"dynamics_sha256": identity["sha256"], "game": ds.game,
+                                                  "tokenizer_sha256": tokenizer_sha256})
     info = {
         "kind": "policy", "game": ds.game, "dynamics_sha256": identity["sha256"], "dynamics_games": identity["games"],
         "policy": asdict(config), "train": asdict(train), "start_windows": len(starts), "final": final,
     }
     save_model(out / POLICY_FILE, kind="policy", config=agent.config.to_dict(), module=agent.cpu(),
-               extra={"game": ds.game, "dynamics_sha256": identity["sha256"], "policy": asdict(config)})
+               extra={"game": ds.game, "dynamics_sha256": identity["sha256"], "tokenizer_sha256": tokenizer_sha256,
+                      "policy": asdict(config)})
     write_json_atomic(out / "run.json", info)
     return info
 

@@ -217,8 +217,7 @@ def _add_policies(graph: Graph, spec: Any, *, did: str, tokens: str, tokenizer: 
     controls = []
     for trial in range(p.trials):
         train = _hashed(policy_train_config(steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=trial,
-                                            warmup_steps=min(10, p.steps), eval_every=min(250, p.steps),
-                                            checkpoint_every=min(p.checkpoint_every, p.steps)))
+                                            checkpoint_every=p.checkpoint_every))
         pid = graph.add(Job("policy", {"policy": config, "train": train}, [did, tokens], {**labels, "trial": trial}))
         ccfg = {"episodes": c.episodes, "num_envs": c.num_envs, "seed": c.seed, "greedy": c.sampling == "greedy",
                 "protocol": protocol}

@@ -103,6 +103,8 @@ class Trainer:
 
     `sample_train(batch_size)` and `sample_val(batch_size)` return TensorDicts; they must draw
     their randomness from the generators passed in `generators` (saved in checkpoints).
+    `identity` (JSON-like: model settings, input SHA-256s) is saved too; a checkpoint written with
+    another config or identity is refused rather than resumed.
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class Trainer:
         device: str | torch.device = "cpu",
         progress: bool = True,
         describe: str = "train",
+        identity: dict[str, Any] | None = None,
     ):
         self.loss = loss
         self.sample_train = sample_train
@@ -129,6 +132,7 @@ class Trainer:
         self.device = torch.device(device)
         self.progress = progress
         self.describe = describe
+        self.identity = identity  # what else decides the run (model, data): resume only the same run
         self.step = 0
         self.optimizer = _optimizer(loss, config, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
@@ -151,6 +155,7 @@ class Trainer:
             "generators": {k: g.get_state() for k, g in self.generators.items()},
             "torch_rng": torch.get_rng_state(),
             "config": asdict(self.config),
+            "identity": self.identity,
             "history": self.history,
             "resumed_at": self.resumed_at,
         }
@@ -167,7 +172,7 @@ class Trainer:
             raise ScaleworldError(
                 f"{self.checkpoint_path}: cannot be read ({type(exc).__name__}); delete it to start over"
             ) from exc
-        if state["config"] != asdict(self.config):
+        if state["config"] != asdict(self.config) or state.get("identity", self.identity) != self.identity:
             raise ScaleworldError(
                 f"{self.checkpoint_path}: was written with different training settings; "
                 "use another run folder or delete the checkpoint"
