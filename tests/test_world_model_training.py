@@ -212,3 +212,12 @@ def test_tokenizer_training_lowers_reconstruction_error_and_is_resumable(tmp_pat
                         train=TrainConfig(steps=31, batch_size=16), progress=False)
     with pytest.raises(ScaleworldError, match="expected a token dataset"):
         train_dynamics(token_dirs=[breakout_ds], out=tmp_path / "x", model=SMALL, train=train)
+
+
+def test_a_run_folder_refuses_to_resume_a_run_of_another_model(tmp_path, breakout_tokens):
+    train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL,
+                   train=_train(2, eval_every=1, checkpoint_every=1), progress=False)
+    wider = DynamicsConfig(width=96, depth=2, heads=4, context=16)
+    with pytest.raises(ScaleworldError, match="different training settings"):
+        train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=wider,
+                       train=_train(2, eval_every=1, checkpoint_every=1), progress=False)

@@ -75,6 +75,7 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
         loss=TokenizerLoss(model), sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen}, progress=progress, describe="tokenizer", device=device,
+        identity={"model": config.to_dict(), "datasets": [str(ds.path.resolve()) for ds in datasets]},
     )
     final = trainer.fit()
     info = {
@@ -118,6 +119,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         loss=WorldModelLoss(net), sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen}, progress=progress, device=device,
+        identity={"model": model.to_dict(), "datasets": [str(ds.path.resolve()) for ds in datasets]},
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
     )
     final = trainer.fit()
