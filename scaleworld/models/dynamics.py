@@ -119,7 +119,7 @@ class KVCache:
         """bool [B, context]: which slots belong to each row's history once the token at
         `pos` is written (slot s then holds position p(s) = pos - (pos - s) % context)."""
         held = self.pos - (self.pos - self._slots) % self.context  # int64 [context]
-        return held[None, :] >= self.start[:, None].clamp(min=0)
+        return held[None, :] >= self.start[:, None]  # start >= 0: never-written slots (held < 0) stay masked
 
 
 class Block(nn.Module):

@@ -104,7 +104,7 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     tag = {"variants": [variant]}
     protocol = OmegaConf.to_container(spec.protocol)
     games = list(spec.games)
-    collect, expert_of = {}, {}
+    collect, expert_of, imported = {}, {}, {}  # imported: game -> {source, sha256} of an imported expert
     e = spec.expert
     for game in games:
         inputs, policy = [], {"source": e.source}
@@ -118,9 +118,9 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
             from scaleworld.experts.checkpoint import read_expert_meta
 
             folder = Path(e.source) / game
-            meta = read_expert_meta(folder)
-            policy = {"source": str(folder.resolve()),
-                      "sha256": sha256_file(folder / meta["model"]["file"])}
+            imported[game] = {"source": str(folder.resolve()),
+                              "sha256": sha256_file(folder / read_expert_meta(folder)["model"]["file"])}
+            policy = dict(imported[game])
         if e.source != "random":
             policy |= {"sampling": e.sampling, "epsilon": e.epsilon}
         cfg = {"game": game, "protocol": protocol, "policy": policy, "steps": spec.data.steps,
@@ -156,7 +156,7 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
         m = matched_steps(joint_steps=joint_steps, num_games=len(games), rule=spec.modes.matched.rule)
         runs += [("matched", [g], m) for g in games]
     fidelity_ids, control_ids = [], []
-    anchors = _add_anchors(graph, spec, tag, expert_of) if spec.policy.enabled else {}
+    anchors = _add_anchors(graph, spec, tag, protocol, expert_of, imported) if spec.policy.enabled else {}
     for size in study_sizes(spec):
         for seed in spec.seeds:
             for mode, run_games, steps in runs:
@@ -182,12 +182,10 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
                   {"variant": variant, **tag}))
 
 
-def _add_anchors(graph: Graph, spec: Any, tag: dict[str, Any], expert_of: dict[str, str]) -> dict[str, str]:
+def _add_anchors(graph: Graph, spec: Any, tag: dict[str, Any], protocol: dict[str, Any], expert_of: dict[str, str],
+                 imported: dict[str, dict[str, str]]) -> dict[str, str]:
     """One `anchor` job per game: the random policy's score and the upper anchor (expert or human)."""
-    from omegaconf import OmegaConf
-
     c, e = spec.control, spec.expert
-    protocol = OmegaConf.to_container(spec.protocol)
     anchors = {}
     for game in spec.games:
         cfg = {"game": game, "protocol": protocol, "episodes": c.anchor_episodes, "num_envs": c.num_envs,
@@ -196,12 +194,8 @@ def _add_anchors(graph: Graph, spec: Any, tag: dict[str, Any], expert_of: dict[s
         if c.upper_anchor == "expert" and e.source == "ppo":  # the expert job measured its score
             inputs = [expert_of[game]]
         elif c.upper_anchor == "expert":  # an imported expert: scored by the anchor job
-            from scaleworld.data.files import sha256_file
-            from scaleworld.experts.checkpoint import read_expert_meta
-
-            folder = Path(e.source) / game
-            cfg["expert"] = {"source": str(folder.resolve()), "episodes": e.episodes,
-                             "sha256": sha256_file(folder / read_expert_meta(folder)["model"]["file"])}
+            cfg["expert"] = {"source": imported[game]["source"], "episodes": e.episodes,
+                             "sha256": imported[game]["sha256"]}
         anchors[game] = graph.add(Job("anchor", cfg, inputs, {"game": game, **tag}))
     return anchors
 

@@ -77,12 +77,12 @@ def _input_dirs(store: RunStore, graph: Graph, job: Job, kind: str) -> list[Path
 def _tokenizer(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     from scaleworld.models.tokenizer import TokenizerConfig
     from scaleworld.training.runs import train_tokenizer
-    from scaleworld.training.trainer import TrainConfig
+    from scaleworld.training.trainer import TrainConfig, resolve_device  # the GPU the job was given, if any
 
     c = job.config
     info = train_tokenizer(data_dirs=[d / "dataset" for d in _input_dirs(store, graph, job, "collect")], out=out,
                            config=TokenizerConfig.from_dict(c["model"]), train=TrainConfig(**c["train"]),
-                           val_fraction=c["val_fraction"], progress=False, device=_device())
+                           val_fraction=c["val_fraction"], progress=False, device=resolve_device())
     return {"tokenizer": "tokenizer.pt", "final": info["final"]}
 
 
@@ -101,13 +101,13 @@ def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
 def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     from scaleworld.models.dynamics import DynamicsConfig
     from scaleworld.training.runs import train_dynamics
-    from scaleworld.training.trainer import TrainConfig
+    from scaleworld.training.trainer import TrainConfig, resolve_device
 
     c = job.config
     info = train_dynamics(token_dirs=[d / "tokens" for d in _input_dirs(store, graph, job, "tokens")], out=out,
                           model=DynamicsConfig.from_dict(c["model"]), train=TrainConfig(**c["train"]),
                           val_fraction=c["val_fraction"], split_seed=c["split_seed"], progress=False,
-                          device=_device())
+                          device=resolve_device())
     return {"dynamics": "dynamics.pt", "params": info["params"], "tokens_seen": info["tokens_seen"],
             "final": info["final"]}
 
@@ -124,13 +124,6 @@ def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
                                seed=c["seed"], out=out / "fidelity.json")
     return {"fidelity": "fidelity.json",
             "nll": {g: r["nll_nats_per_frame"] for g, r in record["games"].items()}}
-
-
-def _device() -> str:
-    """Training jobs use the GPU the executor gave them, if any."""
-    from scaleworld.training.trainer import resolve_device
-
-    return resolve_device("auto")
 
 
 def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -162,13 +155,13 @@ def _policy(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
     """Train a policy purely inside the world model (resuming from its checkpoint)."""
     from scaleworld.imagination.config import PolicyConfig
     from scaleworld.imagination.train import train_policy
-    from scaleworld.training.trainer import TrainConfig
+    from scaleworld.training.trainer import TrainConfig, resolve_device
 
     c = job.config
     (dynamics,) = _input_dirs(store, graph, job, "dynamics")
     (tokens,) = _input_dirs(store, graph, job, "tokens")
     info = train_policy(dynamics_dir=dynamics, token_dir=tokens / "tokens", out=out,
-                        config=PolicyConfig(**c["policy"]), train=TrainConfig(**c["train"]), device=_device(),
+                        config=PolicyConfig(**c["policy"]), train=TrainConfig(**c["train"]), device=resolve_device(),
                         progress=False)
     return {"policy": "policy.pt", "game": info["game"], "final": info["final"]}
 
