@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -255,6 +256,46 @@ def test_a_failed_job_does_not_stop_independent_jobs(tmp_path):
     assert breakout and all(store.is_done(j) for j in breakout)
     status = _sw("status", store.root)
     assert "failed tokenizer games=Pong" in " ".join(status.stdout.split()) and "DatasetError" in status.stdout
+
+
+def test_an_interrupted_job_is_not_failed_and_a_killed_one_is_recorded_as_failed(tmp_path):
+    spec = load_spec(_spec_file(tmp_path), [f"run_root={tmp_path / 'root'}", "train.steps=100000",
+                                            "train.checkpoint_every=20", "train.eval_every=100000"])
+    store = RunStore(Path(spec.run_root))
+    graph = build_graph(spec)
+    from omegaconf import OmegaConf
+
+    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    for kind in ("collect", "tokenizer", "tokens"):
+        assert run_job(store.root, graph.by_kind(kind)[0].id) == 0
+    (dynamics,) = graph.by_kind("dynamics")
+    folder = store.job_dir(dynamics)
+    # SLURM's time-limit signal, handled as submitit does: requeue (not here), then sys.exit(-1).
+    code = ("import signal, sys; signal.signal(signal.SIGUSR2, lambda *_: sys.exit(-1)); "
+            "from scaleworld.study.jobs import run_job; sys.exit(run_job(sys.argv[1], sys.argv[2]))")
+    job = subprocess.Popen([sys.executable, "-c", code, str(store.root), dynamics.id], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env={**os.environ, "RL_LOGGING_LEVEL": "WARNING"})
+    deadline = time.monotonic() + 120
+    while not (folder / "checkpoint.pt").exists():
+        assert job.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    job.send_signal(signal.SIGUSR2)
+    assert job.wait(timeout=60) == 255
+    assert store.state(dynamics) == "pending" and store.failure(dynamics) is None  # resumable, not failed
+    assert (folder / "checkpoint.pt").exists()
+
+    # The local executor's job process killed outright (as the OOM killer would): recorded as failed.
+    result = {}
+    driver = threading.Thread(target=lambda: result.update(run_local(store, graph, progress=False)))
+    driver.start()
+    while len((folder / "lock").read_text().split()) < 2:  # the second holder's pid
+        assert driver.is_alive() and time.monotonic() < deadline + 60
+        time.sleep(0.1)
+    os.kill(int((folder / "lock").read_text().split()[-1]), signal.SIGKILL)
+    driver.join(timeout=120)
+    assert result == {"done": 4, "failed": 1, "blocked": 4}  # fidelity, policy, control, analysis wait on it
+    assert store.failure(dynamics).startswith("its process exited with status -9; see ")
+    assert store.is_done(graph.by_kind("anchor")[0])  # independent work still ran
 
 
 def test_a_ppo_expert_stage_trains_scores_and_feeds_collection(tmp_path):

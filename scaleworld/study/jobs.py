@@ -3,7 +3,8 @@
 Each kind reads its inputs' outputs from their job folders and writes its own into its folder.
 Training kinds resume from their checkpoint; collection and encoding restart from scratch (their
 staging folders never look finished). Exit status: 0 done, 1 failed (reason in failed.json),
-75 another driver holds the job's lock.
+75 another driver holds the job's lock. An interrupted job (Ctrl-C, or SLURM's time-limit signal, on
+which submitit requeues the task) is neither done nor failed: the next run resumes it.
 """
 
 from __future__ import annotations
@@ -291,12 +292,14 @@ def run_job(root: str | Path, job_id: str) -> int:
             "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         })
         return 0
-    except BaseException as exc:  # recorded, then the driver decides what else to run
+    except (KeyboardInterrupt, SystemExit):
+        # Interrupted, not failed: Ctrl-C, or submitit's handler for SLURM's time-limit signal, which
+        # requeues the task and exits. The next run resumes from the job's checkpoint.
+        raise
+    except Exception as exc:  # recorded, then the driver decides what else to run
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
         write_json_atomic(out / "failed.json", {"reason": reason, "traceback": traceback.format_exc()[-4000:]})
         traceback.print_exc()
-        if isinstance(exc, KeyboardInterrupt):
-            raise
         return 1
     finally:
         lock.release()

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from scaleworld.data.files import write_json_atomic
 from scaleworld.study.graph import Graph, Job
 from scaleworld.study.jobs import EXIT_LOCKED
 from scaleworld.study.store import RunStore
@@ -68,6 +69,9 @@ def _run_subprocess(store: RunStore, job: Job) -> int:
             status = subprocess.call([sys.executable, "-m", "scaleworld.study.jobs", str(store.root), job.id],
                                      stdout=f, stderr=subprocess.STDOUT, env=env)
         if status != EXIT_LOCKED:
+            if status != 0 and store.failure(job) is None:  # killed (OOM, a signal) before it could say why
+                write_json_atomic(store.job_dir(job) / "failed.json",
+                                  {"reason": f"its process exited with status {status}; see {log}"})
             return status
         while store.is_running(job):  # another driver runs it: wait, then re-check
             time.sleep(2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -55,6 +56,10 @@ class JobCall(submitit.helpers.Checkpointable):
 
         os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
         status = run_job(self.root, self.job_id)
+        # The job is over: a time-limit signal that arrives now (SLURM sends it up to 30 s early) must
+        # neither requeue finished work nor, once Python's shutdown has restored the default action,
+        # kill the task and mark it FAILED. An ignored signal stays ignored through shutdown.
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         if status == EXIT_LOCKED:
             return "locked elsewhere"
         if status != 0:
