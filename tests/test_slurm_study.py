@@ -8,6 +8,7 @@ import pytest
 
 from scaleworld.study.slurm import slurm_answers
 
+from .test_slurm_cluster import _sacct_states
 from .test_study import MICRO, _outputs, _spec_file
 
 pytestmark = pytest.mark.skipif(not slurm_answers(), reason="no SLURM cluster answers `sinfo`")
@@ -56,6 +57,5 @@ def test_a_job_killed_by_its_time_limit_is_requeued_and_resumes_from_its_checkpo
     assert metrics["resumed_at"] and all(step % 200 == 0 and 0 < step < 4000 for step in metrics["resumed_at"])
     assert metrics["history"][-1]["step"] == 4000
     slurm_id = json.loads((dynamics / "slurm.json").read_text())["slurm_job_id"]
-    states = subprocess.run(["sacct", "-j", slurm_id, "-D", "-X", "-n", "-o", "State"], capture_output=True,
-                            text=True).stdout.split()
+    states = _sacct_states(slurm_id)  # once the last is final: the driver may return before sacct says so
     assert "REQUEUED" in states and states[-1] == "COMPLETED", states
