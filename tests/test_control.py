@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from scaleworld.atari.protocol import Protocol
+from scaleworld.data.dataset import OfflineDataset
 from scaleworld.errors import ScaleworldError
 from scaleworld.evaluation.control import evaluate_control, measure_anchors, normalise
+from scaleworld.imagination.core import StartContexts
 from scaleworld.imagination.train import PolicyConfig, policy_train_config, train_in_imagination, train_policy
 from scaleworld.models.dynamics import DynamicsConfig
 from scaleworld.models.store import load_policy
@@ -72,12 +74,24 @@ def test_anchors_refuse_a_missing_or_mismatched_expert_score():
         measure_anchors(game="Pong", protocol=SHORT, episodes=1, seed=0, num_envs=1, upper="best")
 
 
-def test_a_policy_needs_its_world_models_game_and_long_enough_held_out_episodes(world, pong_tokens, breakout_tokens,
-                                                                               tmp_path):
+def test_start_windows_begin_at_every_held_out_frame_with_the_history_it_has(breakout_tokens):
+    ds = OfflineDataset.open(breakout_tokens)
+    episodes = torch.arange(len(ds.episode_lengths))
+    starts = StartContexts.from_dataset(ds, episodes, steps=4, game=None)
+    rows = torch.cat([torch.arange(int(ds.episode_starts[e]), int(ds.episode_starts[e] + ds.episode_lengths[e]))
+                      for e in episodes])  # the held-out rows, in StartContexts' order
+    first_frames = (starts.starts + starts.history).sort().values
+    assert torch.equal(first_frames, torch.arange(len(rows)))  # every frame is a first frame exactly once
+    position = torch.cat([torch.arange(int(n)) for n in ds.episode_lengths])  # each frame's step in its episode
+    assert torch.equal(starts.history, position[starts.starts + starts.history].clamp(max=3))
+
+
+def test_a_policy_needs_its_world_models_game_and_a_context_the_model_holds(world, pong_tokens, breakout_tokens,
+                                                                             tmp_path):
     with pytest.raises(ScaleworldError, match="trained on \\['Breakout'\\], not Pong"):
         train_policy(dynamics_dir=world / "dynamics", token_dir=pong_tokens, out=tmp_path / "p", config=POLICY,
                      train=policy_train_config(steps=1, batch_size=2))
-    with pytest.raises(ScaleworldError, match="no held-out episode has 500 steps"):
+    with pytest.raises(ScaleworldError, match="context_steps=500 exceeds the model's context"):
         train_policy(dynamics_dir=world / "dynamics", token_dir=breakout_tokens, out=tmp_path / "q",
                      config=PolicyConfig(context_steps=500), train=policy_train_config(steps=1, batch_size=2))
 

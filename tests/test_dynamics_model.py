@@ -69,6 +69,30 @@ def test_prefill_equals_stepping_and_one_row_can_restart_while_the_others_go_on(
         torch.testing.assert_close(out["hidden"][2], full["hidden"][2, 0:1], rtol=1e-5, atol=1e-5)
 
 
+def test_a_padded_prefill_equals_a_prefill_of_the_real_tokens_alone():
+    # Rows with histories of 4, 2, 1 and 0 real tokens, left-padded to 4 with junk; every later step
+    # must equal the model run on the real tokens only (a row with none: run from its next token).
+    torch.manual_seed(0)
+    model = DynamicsModel(DynamicsConfig(width=64, depth=2, heads=4, context=6)).eval()
+    latents, actions, _ = _sequence(4, 9)
+    lengths = torch.tensor([4, 2, 1, 0])
+    padded_latents, padded_actions = latents[:, :4].clone(), actions[:, :4].clone()
+    for row, n in enumerate(lengths.tolist()):  # junk where the padding goes: it must not matter
+        padded_latents[row, : 4 - n] = 31 - padded_latents[row, : 4 - n]
+        padded_actions[row, : 4 - n] = 17 - padded_actions[row, : 4 - n]
+    with torch.no_grad():
+        cache = model.new_cache(4)
+        heads = model.prefill(cache, torch.arange(4), padded_latents, padded_actions, lengths=lengths)
+        stepped = [model.step(cache, latents[:, t], actions[:, t])["hidden"] for t in range(4, 9)]
+        for row, n in enumerate(lengths.tolist()):
+            alone = model(latents[row : row + 1, 4 - n : 9], actions[row : row + 1, 4 - n : 9])["hidden"][0]
+            if n:
+                torch.testing.assert_close(heads["hidden"][row, 0], alone[n - 1], rtol=1e-5, atol=1e-5)
+            for t in range(5):
+                torch.testing.assert_close(stepped[t][row, 0], alone[n + t], rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(heads["hidden"]).all()  # padding attends to itself: no 0/0 anywhere
+
+
 def test_the_window_really_forgets_tokens_older_than_the_context():
     torch.manual_seed(0)
     model = DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=4)).eval()

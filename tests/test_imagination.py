@@ -1,5 +1,7 @@
 """Imagination: the TorchRL env and the fast path, and the actor-critic on hand-built world models."""
 
+import dataclasses
+
 import pytest
 import torch
 from torchrl.collectors import Collector
@@ -22,9 +24,13 @@ def _random_world(*, games=(), seed=0) -> DynamicsModel:
 
 
 def _starts(*, rows=40, steps=3, game=None, mask=None) -> StartContexts:
+    """Full windows, and the short ones of two episodes' first frames (at rows 0 and 20)."""
     g = torch.Generator().manual_seed(1)
+    short = torch.arange(steps - 1)
     return StartContexts(tokens=torch.randint(0, 16, (rows, 8), generator=g, dtype=torch.uint8),
-                         actions=torch.randint(0, 18, (rows,), generator=g), starts=torch.arange(rows - steps + 1),
+                         actions=torch.randint(0, 18, (rows,), generator=g),
+                         starts=torch.cat([torch.arange(rows - steps + 1), torch.zeros_like(short), short * 0 + 20]),
+                         history=torch.cat([torch.full((rows - steps + 1,), steps - 1), short, short]),
                          steps=steps, game=game,
                          action_mask=torch.ones(18, dtype=torch.bool) if mask is None else mask)
 
@@ -38,6 +44,24 @@ def _policy(model: DynamicsModel, seed: int) -> ActorPolicy:
     c = model.config
     agent = ActorCritic(AgentConfig(groups=c.groups, classes=c.classes, hidden_size=c.width, units=16, layers=1))
     return ActorPolicy(agent, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_restart_from_an_episode_start_has_only_the_history_before_it():
+    # windows with 2, 1 and 0 real tokens before their first frame (steps=3); the padding must not count
+    model = _random_world()
+    starts = dataclasses.replace(_starts(steps=3), starts=torch.tensor([5, 9, 20]), history=torch.tensor([2, 1, 0]))
+    tokens, actions, history = starts.windows(torch.arange(3))
+    assert history.tolist() == [2, 1, 0]
+    assert [tokens[r, -1].tolist() for r in range(3)] == [starts.tokens[i].long().tolist() for i in (7, 10, 20)]
+    assert torch.equal(tokens[2], starts.tokens[20].long().expand(3, -1))  # left-padded with its first row
+    im = Imagination(model, starts, batch=3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        latent, hidden = im.restart(torch.arange(3), picks=torch.arange(3))
+        for row, (first, n) in enumerate([(5, 2), (9, 1)]):
+            alone = model(starts.tokens[first : first + n][None].long(), starts.actions[first : first + n][None])
+            torch.testing.assert_close(hidden[row], alone["hidden"][0, -1], rtol=1e-5, atol=1e-5)
+    assert torch.equal(hidden[2], torch.zeros_like(hidden[2]))  # an episode's first frame: h = 0, as in the real game
+    assert torch.equal(latent, tokens[:, -1])
 
 
 def test_the_torchrl_env_passes_check_env_specs():
@@ -69,7 +93,9 @@ def test_one_termination_does_not_stop_the_batch_and_restarts_only_its_row():
     rows[2] = True
     imagination.step(torch.zeros(8, dtype=torch.int64))
     imagination.reset(rows)
-    assert imagination.cache.start[2] == imagination.cache.position - 2  # a 2-token history just before
+    position = imagination.cache.position
+    assert position - 2 <= imagination.cache.start[2] <= position  # a history of up to 2 tokens just before
+    assert imagination.cache.start[2] > others_before[2]
     assert torch.equal(imagination.cache.start[~rows], others_before[~rows])
 
 

@@ -1,7 +1,8 @@
 """GPU checks of imagination and the policy trainer (run where CUDA exists; prints one line each).
 
 1. KV-cache prefill + stepping equals the full forward on CUDA (fp32).
-2. The fast path and the TorchRL env give identical trajectories on CUDA (bf16 model).
+2. The fast path and the TorchRL env give identical trajectories on CUDA (bf16 model). Here and
+   in 3 the start windows include an episode's first frames (left-padded, masked prefills).
 3. The CUDA-graph rollout (`Imagination(..., cuda_graph=True)`, restarts replayed from padded
    bucket graphs) equals `PaddedRestarts` (the eager rollout with its restarts padded the same way:
    the same arithmetic) bitwise, same generator seeds, bf16 model, many restarts, several rollouts
@@ -17,6 +18,7 @@ Usage: .venv/bin/python tools/gpu_checks.py
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -28,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from scaleworld.imagination.agent import ActorCritic, ActorPolicy, AgentConfig  # noqa: E402
-from scaleworld.imagination.core import Imagination  # noqa: E402
+from scaleworld.imagination.core import Imagination, StartContexts  # noqa: E402
 from scaleworld.imagination.env import ImaginationEnv  # noqa: E402
 from scaleworld.imagination.graphed import PaddedRestarts  # noqa: E402
 from scaleworld.imagination.train import PolicyConfig, policy_train_config, train_in_imagination  # noqa: E402
@@ -36,6 +38,14 @@ from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel  # noqa: E4
 from tests.handbuilt import PAY, RIGHT, action_reward_model, start_contexts  # noqa: E402
 
 cuda = torch.device(os.environ.get("SCALEWORLD_CHECK_DEVICE", "cuda"))
+
+
+def starts_with_episode_starts() -> StartContexts:
+    """Full 4-step windows, and the short ones of an episode's first frames (histories 0, 1, 2)."""
+    starts = start_contexts(steps=4)
+    short = torch.arange(3)
+    return dataclasses.replace(starts, starts=torch.cat([starts.starts, short * 0]),
+                               history=torch.cat([starts.history, short])).to(cuda)
 
 
 def cache_matches_forward() -> str:
@@ -57,7 +67,7 @@ def env_matches_fast_path() -> str:
     with torch.no_grad():
         model.termination_head.bias.fill_(0.0)  # many terminations and restarts
         model.termination_head.weight.normal_(0, 0.3)
-    starts = start_contexts().to(cuda)
+    starts = starts_with_episode_starts()
     c = model.config
     torch.manual_seed(1)
     agent = ActorCritic(AgentConfig(groups=c.groups, classes=c.classes, hidden_size=c.width, units=32)).to(cuda)
@@ -83,7 +93,7 @@ def graphed_matches_eager() -> str:
     with torch.no_grad():
         model.termination_head.bias.fill_(0.0)  # many terminations and restarts between replays
         model.termination_head.weight.normal_(0, 0.3)
-    starts = start_contexts().to(cuda)
+    starts = starts_with_episode_starts()
     c = model.config
     torch.manual_seed(1)
     agent = ActorCritic(AgentConfig(groups=c.groups, classes=c.classes, hidden_size=c.width, units=32)).to(cuda)

@@ -16,7 +16,8 @@ class PolicyConfig:
     horizon: int = 16
     """Imagined steps per rollout."""
     context_steps: int = 8
-    """Real steps each rollout starts from (the last one is its first observation)."""
+    """Real steps each rollout starts from (the last one is its first observation); fewer in an
+    episode's first steps, which start with the history they have."""
     gamma: float = 0.985
     lmbda: float = 0.95
     entropy_coef: float = 3e-4

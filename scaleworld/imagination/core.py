@@ -7,8 +7,11 @@ the frame now, and neither depends on the action a_t still to be chosen. Steppin
 the token (z_t, a_t) through the KV cache once; its heads give z_{t+1} (sampled from the 32
 categoricals), the reward r_t (expected value of the two-hot) and termination (logit > 0).
 
-Rollouts start from real held-out contexts (`StartContexts`): C steps of tokens and actions; the
-first C-1 tokens are prefilled into the cache and z_{C-1} is the first observation. A rollout that
+Rollouts start from real held-out contexts (`StartContexts`): up to C-1 real tokens of history are
+prefilled into the cache and the next real frame is the first observation. Windows inside an
+episode have the full C-1; the first C-1 steps of every episode start with the shorter history
+they really have (none at the episode's first frame, where h = 0), as the agent meets them in the
+real game (`scaleworld/evaluation/control.py`), so the policy also trains on episode starts. A rollout that
 terminates is restarted from a new context on its own (`KVCache` keeps one history per row), so
 one termination never stops the batch. `Imagination` is the fast path the actor-critic trainer
 uses; `ImaginationEnv` (TorchRL) wraps the same object, and both produce the same trajectories
@@ -34,10 +37,11 @@ Policy = Callable[[TensorDictBase], TensorDictBase]
 
 @dataclass(frozen=True)
 class StartContexts:
-    """Real windows of `steps` consecutive steps inside held-out episodes of one game.
+    """Real start windows of at most `steps` consecutive steps inside held-out episodes of one game.
 
-    tokens uint8 [rows, groups] and actions int64 [rows] are the held-out rows; `starts` int64
-    [windows] the first row of every window that fits inside its episode.
+    tokens uint8 [rows, groups] and actions int64 [rows] are the held-out rows. Window w covers
+    rows starts[w] .. starts[w] + history[w]: `history` int64 [windows] real tokens (at most
+    steps - 1), then the first observation's row. `history` defaults to steps - 1 for every window.
     """
 
     tokens: torch.Tensor
@@ -48,6 +52,11 @@ class StartContexts:
     """The game's index in a joint model (None for a single-game model)."""
     action_mask: torch.Tensor
     """bool [18]: the game's legal actions."""
+    history: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.history is None:
+            object.__setattr__(self, "history", torch.full_like(self.starts, self.steps - 1))
 
     @classmethod
     def from_dataset(cls, ds: OfflineDataset, episodes: torch.Tensor, *, steps: int, game: int | None,
@@ -56,34 +65,42 @@ class StartContexts:
 
         if steps < 1:
             raise ScaleworldError(f"context_steps={steps} must be at least 1")
-        rows, starts = [], []
+        rows, starts, history = [], [], []
         offset = 0
         for e in episodes.tolist():
             first, n = int(ds.episode_starts[e]), int(ds.episode_lengths[e])
             rows.append(torch.arange(first, first + n))
-            starts.append(offset + torch.arange(max(0, n - steps + 1)))
+            short = torch.arange(min(steps - 1, n))  # the episode's first frames: all the history they have
+            full = torch.arange(max(0, n - steps + 1))
+            starts += [torch.full_like(short, offset), offset + full]
+            history += [short, torch.full_like(full, steps - 1)]
             offset += n
-        starts_t = torch.cat(starts) if starts else torch.zeros(0, dtype=torch.int64)
-        if len(starts_t) == 0:
-            raise ScaleworldError(f"{ds.path}: no held-out episode has {steps} steps: lower context_steps "
-                                  "or hold out more episodes (data.val_fraction)")
+        if not rows or offset == 0:
+            raise ScaleworldError(f"{ds.path}: no held-out episode to start imagination from: "
+                                  "hold out more episodes (data.val_fraction)")
         index = torch.cat(rows)
         return cls(tokens=torch.as_tensor(ds.data["tokens"][index]).to(device),
                    actions=torch.as_tensor(ds.data["action"][index]).to(device),
-                   starts=starts_t.to(device), steps=steps, game=game,
-                   action_mask=torch.tensor(get_game(ds.game).action_mask(), device=device))
+                   starts=torch.cat(starts).to(device), steps=steps, game=game,
+                   action_mask=torch.tensor(get_game(ds.game).action_mask(), device=device),
+                   history=torch.cat(history).to(device))
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def to(self, device: torch.device | str) -> StartContexts:
         return dataclasses.replace(self, tokens=self.tokens.to(device), actions=self.actions.to(device),
-                                   starts=self.starts.to(device), action_mask=self.action_mask.to(device))
+                                   starts=self.starts.to(device), action_mask=self.action_mask.to(device),
+                                   history=self.history.to(device))
 
-    def windows(self, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Window indices int64 [R] -> tokens int64 [R, steps, groups], actions int64 [R, steps]."""
-        index = self.starts[picks][:, None] + torch.arange(self.steps, device=picks.device)[None, :]
-        return self.tokens[index].long(), self.actions[index]
+    def windows(self, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Window indices int64 [R] -> tokens int64 [R, steps, groups], actions int64 [R, steps] and
+        history int64 [R]. A short window is left-padded with copies of its first row, so the real
+        rows always end at step steps - 1 (the padding is masked out by `DynamicsModel.prefill`)."""
+        history = self.history[picks]
+        offset = torch.arange(self.steps, device=picks.device)[None, :] - (self.steps - 1 - history)[:, None]
+        index = self.starts[picks][:, None] + offset.clamp(min=0)  # [R, steps]
+        return self.tokens[index].long(), self.actions[index], history
 
 
 def sample_categorical(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -153,12 +170,13 @@ class Imagination:
         makes no host sync, so a CUDA graph can capture it (graphed.py draws the picks eagerly first)."""
         if picks is None:
             picks = self.draw_picks(len(index))
-        tokens, actions = self.starts.windows(picks)  # [R, C, G], [R, C]
+        tokens, actions, history = self.starts.windows(picks)  # [R, C, G], [R, C], [R]
         game = None if self.game is None else self.game[index]
-        heads = self.model.prefill(self.cache, index, tokens[:, :-1], actions[:, :-1], game)
-        if heads is None:  # an empty history (context_steps=1): nothing summarised yet
+        heads = self.model.prefill(self.cache, index, tokens[:, :-1], actions[:, :-1], game, lengths=history)
+        if heads is None:  # context_steps=1: every history is empty, nothing summarised yet
             return tokens[:, -1], torch.zeros(len(index), self.hidden.shape[1], device=self.device)
-        return tokens[:, -1], heads["hidden"][:, 0].float()
+        # an empty history (an episode's first frame) has h = 0, as in the real game
+        return tokens[:, -1], torch.where((history > 0)[:, None], heads["hidden"][:, 0].float(), 0.0)
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -242,9 +242,15 @@ class DynamicsModel(nn.Module):
         cache.pos.add_(1)
         return self.heads(self.norm(x))
 
-    def prefill(self, cache: KVCache, rows: torch.Tensor, latents, actions, game=None) -> dict[str, torch.Tensor]:
+    def prefill(self, cache: KVCache, rows: torch.Tensor, latents, actions, game=None, *,
+                lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Give `rows` (int64 [R]) a new history of T tokens: latents [R, T, groups], actions [R, T]
         (game [R]); returns the heads at their last token, [R, T, ...] sliced to [R, 1, ...].
+
+        lengths int64 [R] (default: all T) gives row r a history of only its last lengths[r] tokens:
+        the first T - lengths[r] are padding that no real token attends to, now or in later steps
+        (its `start` is set after them), so the row is as if prefilled with its real tokens alone.
+        A row with length 0 gets an empty history; its returned heads are padding's, not meaningful.
 
         The tokens take absolute positions position-T .. position-1, just before the next step's,
         so the other rows' histories are untouched. On a fresh cache (position 0) every row must be
@@ -262,11 +268,19 @@ class DynamicsModel(nn.Module):
             if cache.position != 0 or r != cache.start.shape[0]:
                 raise ValueError(f"cannot place {t} tokens before position {cache.position}: prefill every row first")
             cache.set_position(t)
-        cache.start[rows] = cache.pos - t  # int64 [] broadcast into [R]
+        cache.start[rows] = cache.pos - (t if lengths is None else lengths)  # int64 [] or [R] into [R]
         if t == 0:
             return None
         if t > cache.context:
             raise ValueError(f"a history of {t} tokens exceeds the context of {cache.context}")
+        mask = None  # plain causal
+        if lengths is not None:
+            # bool [R, 1, T, T]: causal, and keys before a row's first real token hidden from every query
+            # but their own (a padding query needs one key, or its softmax is 0/0 = NaN)
+            i = torch.arange(t, device=latents.device)
+            real = i[None, :] >= (t - lengths)[:, None]  # [R, T]
+            mask = ((i[None, :] <= i[:, None])[None] & (real[:, None, :] | torch.eye(t, dtype=torch.bool,
+                                                                                     device=i.device)))[:, None]
         x = self.embed(latents, actions, None if game is None else game[:, None].expand(r, t))
         positions = cache.pos - t + torch.arange(t, device=x.device)  # int64 [T]: pos-T .. pos-1
         cos, sin = self.rotary(positions)
@@ -276,7 +290,9 @@ class DynamicsModel(nn.Module):
             # advanced indices around a slice put the broadcast [R, T] dims first: values [R, T, H, D]
             cache.k[layer][rows[:, None], :, slots] = k.transpose(1, 2).to(cache.k.dtype)
             cache.v[layer][rows[:, None], :, slots] = v.transpose(1, 2).to(cache.v.dtype)
-            x = block._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+            attn = (F.scaled_dot_product_attention(q, k, v, is_causal=True) if mask is None
+                    else F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+            x = block._finish(x, attn)
         return self.heads(self.norm(x[:, -1:]))
 
 
