@@ -7,13 +7,15 @@ all in this process, one game, N emulators:
 2. collection: TorchRL `Collector` over `MaskedVectorEnv` with the Nature-CNN policy (expert view,
    policy forward, TensorDict overhead), no learning;
 3. PPO: `train_ppo` updates (collection + GAE + epochs x minibatches of Adam), steady state (the
-   first update, which includes warm-up, is left out).
+   first update, which includes warm-up, is left out);
+4. with --device cuda, also PPO learning on the GPU (`train_ppo(device=...)`; emulators and acting
+   stay on the CPU), as a ratio against 3.
 
 Each figure is the best of `--updates` repetitions of one update's worth of steps (envs x
 rollout steps), so that a machine shared with other jobs disturbs the ratios less.
 
 Usage: .venv/bin/python tools/bench_ppo.py [--game Pong] [--envs 8] [--rollout-steps 128]
-       [--updates 4] [--threads N]
+       [--updates 4] [--threads N] [--device cuda]
 """
 
 from __future__ import annotations
@@ -71,11 +73,11 @@ def collection_frames_per_s(task: AtariTask, envs: int, rollout_steps: int, batc
     return envs * rollout_steps * task.frames_per_step / best
 
 
-def ppo_frames_per_s(task: AtariTask, envs: int, rollout_steps: int, updates: int) -> float:
+def ppo_frames_per_s(task: AtariTask, envs: int, rollout_steps: int, updates: int, device: str = "cpu") -> float:
     """Best update of `updates` (after a warm-up update), collection included."""
     config = PPOConfig(frames=10**9, num_envs=envs, rollout_steps=rollout_steps, checkpoint_every=10**6)
     with tempfile.TemporaryDirectory() as tmp:
-        train_ppo(task, config, tmp, progress=False, stop_after=updates + 1)
+        train_ppo(task, config, tmp, device=device, progress=False, stop_after=updates + 1)
         with open(f"{tmp}/training/updates.csv", newline="") as f:
             seconds = [float(row["seconds"]) for row in csv.DictReader(f)][1:]  # drop the warm-up update
     return envs * rollout_steps * task.frames_per_step / min(seconds)
@@ -88,6 +90,7 @@ def main() -> None:
     parser.add_argument("--rollout-steps", type=int, default=128)
     parser.add_argument("--updates", type=int, default=4)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="also time PPO learning on this device (e.g. cuda)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,6 +105,10 @@ def main() -> None:
     print(f"  raw env stepping (VectorAtari)      : {raw:9.0f} frames/s")
     print(f"  collection (Collector + CNN policy) : {collect:9.0f} frames/s   ratio {collect / raw:.2f}x")
     print(f"  PPO training (collect + learn)      : {ppo:9.0f} frames/s   ratio {ppo / raw:.2f}x")
+    if args.device != "cpu":
+        on_device = ppo_frames_per_s(task, args.envs, args.rollout_steps, args.updates, device=args.device)
+        print(f"  PPO training, learning on {args.device:<10}: {on_device:9.0f} frames/s   "
+              f"ratio {on_device / raw:.2f}x, {on_device / ppo:.2f}x the CPU's")
 
 
 if __name__ == "__main__":

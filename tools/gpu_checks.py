@@ -12,6 +12,10 @@
    `DynamicsModel.step` nor `prefill` makes a host-device sync (skipped where the device is not CUDA).
 4. The actor-critic trains on CUDA (bf16 imagination, CUDA-graph rollouts) and learns the
    rewarded action of the hand-built model in tests/handbuilt.py.
+5. PPO learns on CUDA (`train_ppo(device=cuda)`: the learner on the GPU, a CPU copy acting): two
+   of the three seeds of tests/test_experts_ppo_cartpole.py reach its threshold (on one CPU thread
+   all three must), and an Atari run stopped and resumed on CUDA exports an expert that loads and
+   plays on the CPU.
 
 Usage: .venv/bin/python tools/gpu_checks.py
 """
@@ -180,9 +184,40 @@ def trains_on_cuda() -> str:
             f"reward/step {reward:.3f} of {PAY:.3f} ({'ok' if share > 0.95 else 'FAIL'})")
 
 
+def ppo_learns_on_cuda() -> str:
+    import numpy as np
+
+    from scaleworld.experts.anchor import score_expert
+    from scaleworld.experts.ppo import PPOConfig, train_ppo
+    from scaleworld.experts.tasks import GymTask
+    from tests.test_experts_ppo_atari import CONFIG, TASK
+    from tests.test_experts_ppo_cartpole import CARTPOLE, THRESHOLD
+
+    start = time.perf_counter()
+    last = []  # per seed: mean return of the last 10 episodes
+    for seed in range(3):
+        with tempfile.TemporaryDirectory() as out:
+            result = train_ppo(GymTask(env_id="CartPole-v1"), PPOConfig(seed=seed, **CARTPOLE), out, device=cuda,
+                               progress=False)
+        last.append(float(np.mean(result.episode_returns[-10:])))
+    seconds = (time.perf_counter() - start) / 3
+    # the CPU test demands every seed (one thread); other float arithmetic takes other paths: a majority here
+    learned = sum(r >= THRESHOLD for r in last) >= 2
+    with tempfile.TemporaryDirectory() as out:
+        train_ppo(TASK, CONFIG, out, device=cuda, progress=False, stop_after=3)
+        resumed = train_ppo(TASK, CONFIG, out, device=cuda, progress=False)
+        record = score_expert(out, episodes=2, protocol=TASK.protocol, seed=0)  # loads and plays on the CPU
+    ok = learned and resumed.finished and len(record["returns"]) == 2
+    return (f"PPO on {cuda}: CartPole {result.updates_done} updates in {seconds:.1f} s a seed, mean return of the "
+            f"last 10 episodes {', '.join(f'{r:.0f}' for r in last)} for seeds 0-2 (threshold {THRESHOLD:.0f}, "
+            f"2 of 3 must reach it); Atari stop + resume finished={resumed.finished}, "
+            f"its expert played {len(record['returns'])} episodes on the CPU ({'ok' if ok else 'FAIL'})")
+
+
 if __name__ == "__main__":
     print(torch.cuda.get_device_name(cuda) if cuda.type == "cuda" else cuda, "torch", torch.__version__)
-    for check in (cache_matches_forward, env_matches_fast_path, graphed_matches_eager, trains_on_cuda):
+    for check in (cache_matches_forward, env_matches_fast_path, graphed_matches_eager, trains_on_cuda,
+                  ppo_learns_on_cuda):
         try:
             print(check(), flush=True)
         except Exception as exc:  # report and go on: one run of this script must say everything

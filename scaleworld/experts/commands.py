@@ -40,8 +40,10 @@ def cmd_expert_train(args: argparse.Namespace) -> None:
         frames=args.frames, seed=args.seed, num_envs=args.envs, rollout_steps=args.rollout_steps,
         learning_rate=args.lr, checkpoint_every=args.checkpoint_every,
     )
+    from scaleworld.training.trainer import resolve_device
+
     result = train_ppo(AtariTask(game=game.name, protocol=protocol), config, args.out,
-                       progress=not args.no_progress, stop_after=args.stop_after)
+                       device=resolve_device(args.device), progress=not args.no_progress, stop_after=args.stop_after)
     recent = result.episode_returns[-20:]
     note = f"; mean return of the last {len(recent)} episodes {np.mean(recent):.2f}" if recent else ""
     if result.finished:
@@ -85,6 +87,8 @@ def add_expert_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
                    help="torch CPU threads (default: torch's choice; 1 is often fastest on small shared machines)")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",
                    help=protocol_help)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the network learns; emulators and acting stay on the CPU (default: cuda if visible)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_expert_train)
 

@@ -11,7 +11,12 @@ the expert view, rewards sign-clipped for learning only) or on any discrete gymn
     expert.json, policy.pt2  (Atari tasks, once training finishes) the expert checkpoint
 
 Calling `train_ppo` again on the same `out` with the same task and config resumes from the last
-checkpoint (see `ppo_state.py` for what is restored exactly). Frames count emulator frames:
+checkpoint (see `ppo_state.py` for what is restored exactly).
+
+`device` is where the network learns (GAE, the PPO epochs). The emulators run on the CPU, and so
+does acting: a CPU copy of the network samples the actions, with its weights copied from the
+learner after every update, so action sampling keeps its explicit CPU generator on any device
+and the exported expert is a CPU module. On the CPU the learner acts itself (no copy). Frames count emulator frames:
 every env transition of every update (including the rare reset/no-op steps of `VectorAtari`)
 times the task's frame skip, so a budget is spent in whole updates of num_envs x rollout_steps.
 
@@ -152,10 +157,11 @@ def train_ppo(
     config: PPOConfig,
     out: str | Path,
     *,
+    device: str | torch.device = "cpu",
     progress: bool = True,
     stop_after: int | None = None,
 ) -> PPOResult:
-    """Train (or resume training) PPO on `task` into `out`; see the module docstring.
+    """Train (or resume training) PPO on `task` into `out`, learning on `device`; see the module docstring.
 
     `stop_after` ends this call after that many updates with a checkpoint, as a preemption would
     (a later call resumes); None runs to the end of the budget.
@@ -175,17 +181,21 @@ def train_ppo(
     start = 0 if state is None else state["updates_done"]
     steps_per_update = config.num_envs * config.rollout_steps
     frames_per_update = steps_per_update * task.frames_per_step
-    model = task.make_network(seed=config.seed)
+    device = torch.device(device)
+    model = task.make_network(seed=config.seed).to(device)  # the learner
+    actor = model if device.type == "cpu" else task.make_network(seed=config.seed)  # acts, on the CPU
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
     sample_rng = torch.Generator().manual_seed(config.seed)
     minibatch_rng = torch.Generator().manual_seed(config.seed + 1)
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # Adam's moments follow the parameters' device
         sample_rng.set_state(state["sample_rng"])
         minibatch_rng.set_state(state["minibatch_rng"])
+    if actor is not model:
+        actor.load_state_dict(model.state_dict())
     if start >= total:  # finished earlier; export again only if killed between the last checkpoint and export
-        _export(out, task, config, model, total, frames_per_update)
+        _export(out, task, config, actor, total, frames_per_update)
         return PPOResult(out, start, total, start * frames_per_update, True, [])
     training.mkdir(parents=True, exist_ok=True)
     write_json_atomic(training / "config.json", {"task": task.to_dict(), "config": config.to_dict()})
@@ -201,7 +211,7 @@ def train_ppo(
     gae = GAE(gamma=config.gamma, lmbda=config.gae_lambda, value_network=model.value, average_gae=False)
     gae.set_keys(reward="learn_reward")
     collector = Collector(
-        env, SampledPolicy(model.policy, sample_rng), frames_per_batch=steps_per_update, total_frames=-1,
+        env, SampledPolicy(actor.policy, sample_rng), frames_per_batch=steps_per_update, total_frames=-1,
     )
     returns = np.zeros(config.num_envs)  # raw return of each env's episode in progress
     lengths = np.zeros(config.num_envs, np.int64)
@@ -222,7 +232,9 @@ def train_ppo(
                 if config.anneal_lr:
                     for group in optimizer.param_groups:
                         group["lr"] = config.learning_rate * (1.0 - update / total)
-                stats = _learn(batch, gae, loss_module, optimizer, model, config, minibatch_rng, update)
+                stats = _learn(batch.to(device), gae, loss_module, optimizer, model, config, minibatch_rng, update)
+                if actor is not model:  # the next batch is collected with the new weights
+                    actor.load_state_dict(model.state_dict())
                 update += 1
                 now = time.perf_counter()
                 elapsed, tick = now - tick, now
@@ -239,7 +251,7 @@ def train_ppo(
         collector.shutdown()
         logs.close()
     if update == total:
-        _export(out, task, config, model, total, frames_per_update)
+        _export(out, task, config, actor, total, frames_per_update)
     return PPOResult(out, update, total, update * frames_per_update, update == total, finished_returns)
 
 

@@ -39,11 +39,13 @@ def _expert(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
     from scaleworld.experts.anchor import score_expert
     from scaleworld.experts.ppo import PPOConfig, train_ppo
     from scaleworld.experts.tasks import AtariTask
+    from scaleworld.training.trainer import resolve_device
 
     c = job.config
     protocol = Protocol(**c["protocol"])
     config = PPOConfig(frames=c["frames"], seed=c["seed"], num_envs=c["num_envs"])
-    result = train_ppo(AtariTask(game=c["game"], protocol=protocol), config, out / "expert", progress=False)
+    result = train_ppo(AtariTask(game=c["game"], protocol=protocol), config, out / "expert", device=resolve_device(),
+                       progress=False)
     record = score_expert(out / "expert", episodes=c["episodes"], protocol=protocol, seed=c["seed"])
     return {"expert": "expert", "updates": result.updates_done, "frames": result.frames_done,
             "score": record["mean"]}
