@@ -51,6 +51,7 @@ def test_atari_ppo_stops_resumes_and_exports_an_expert(tmp_path):
 
     expert = load_expert(run)
     assert expert.identity["provenance"]["frames"] == 6 * 512
+    assert expert.identity["provenance"]["learned_on"] == "cpu"
     assert expert.identity["actions"] == list(TASK.actions)
 
     again = train_ppo(TASK, CONFIG, run, progress=False)  # a finished run is left as it is

@@ -64,6 +64,14 @@ def test_a_restart_from_an_episode_start_has_only_the_history_before_it():
     assert torch.equal(latent, tokens[:, -1])
 
 
+def test_start_windows_refuse_a_history_longer_than_their_steps():
+    starts = _starts(steps=3)
+    with pytest.raises(ValueError, match="history must be one length in \\[0, steps - 1 = 1\\]"):
+        dataclasses.replace(starts, steps=2)  # the 2-token histories no longer fit
+    with pytest.raises(ValueError, match="per start window"):
+        dataclasses.replace(starts, history=starts.history[:1])
+
+
 def test_the_torchrl_env_passes_check_env_specs():
     check_env_specs(ImaginationEnv(_imagination()))
 

@@ -1,8 +1,12 @@
 """The SLURM executor on a real local cluster (tools/slurm/start.sh; CI starts one). Skipped without one."""
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -59,3 +63,35 @@ def test_a_job_killed_by_its_time_limit_is_requeued_and_resumes_from_its_checkpo
     slurm_id = json.loads((dynamics / "slurm.json").read_text())["slurm_job_id"]
     states = _sacct_states(slurm_id)  # once the last is final: the driver may return before sacct says so
     assert "REQUEUED" in states and states[-1] == "COMPLETED", states
+
+
+def test_a_task_killed_before_it_could_say_why_fails_its_job_and_a_rerun_retries_it(tmp_path):
+    # SIGKILL the dynamics job's process, as the OOM killer would: SLURM ends the task FAILED with no
+    # failed.json; the driver records why, blocks what depends on it and stops (not resubmit it forever).
+    spec = _spec_file(tmp_path, MICRO)
+    root = tmp_path / "root"
+    run = ("run", spec, f"run_root={root}", *LAUNCH, "train.steps=100000", "train.checkpoint_every=20",
+           "train.eval_every=100000", "--no-progress")
+    driver = subprocess.Popen([sys.executable, "-m", "scaleworld.cli", *map(str, run)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not list(root.glob("dynamics/*/checkpoint.pt")):
+        assert driver.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    (folder,) = [p.parent for p in root.glob("dynamics/*/checkpoint.pt")]
+    os.kill(int((folder / "lock").read_text().split()[-1]), signal.SIGKILL)
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 1, output
+    reason = json.loads((folder / "failed.json").read_text())["reason"]
+    assert re.fullmatch(r"its SLURM task ended [A-Z_]+ unfinished; see its log under .*/slurm", reason), reason
+    assert not list(root.glob("fidelity/*/slurm.json"))  # downstream work was never submitted
+    assert len(list(root.glob("*/*/done.json"))) == 4  # collect, tokenizer, tokens, anchor
+    # a re-run retries the failed job (from its checkpoint)
+    again = _run(*run, "--detach")
+    try:
+        assert again.returncode == 0 and "submitted 1 SLURM tasks" in again.stdout, again.stdout + again.stderr
+        assert not (folder / "failed.json").exists()
+    finally:
+        # SIGKILL: submitit ignores the SIGTERM of a plain scancel, so the task would hold a CPU for KillWait
+        slurm_id = json.loads((folder / "slurm.json").read_text())["slurm_job_id"]
+        subprocess.run(["scancel", "--full", "--signal=KILL", slurm_id])

@@ -258,7 +258,24 @@ def test_a_failed_job_does_not_stop_independent_jobs(tmp_path):
     assert "failed tokenizer games=Pong" in " ".join(status.stdout.split()) and "DatasetError" in status.stdout
 
 
-def test_an_interrupted_job_is_not_failed_and_a_killed_one_is_recorded_as_failed(tmp_path):
+def _signalled_job(store, job, *, as_slurm_task: bool, ready) -> int:
+    """Run `job` in a subprocess whose SIGUSR2 handler exits as submitit's requeue does (after the
+    requeue, not made here), send SIGUSR2 once `ready()`, and return the exit status.
+    as_slurm_task: run it as the SLURM executor's task (`JobCall`), else plain `run_job`."""
+    call = ("from scaleworld.study.slurm import JobCall; JobCall(sys.argv[1], sys.argv[2])()" if as_slurm_task
+            else "from scaleworld.study.jobs import run_job; sys.exit(run_job(sys.argv[1], sys.argv[2]))")
+    code = f"import signal, sys; signal.signal(signal.SIGUSR2, lambda *_: sys.exit(-1)); {call}"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(store.root), job.id], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "RL_LOGGING_LEVEL": "WARNING"})
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGUSR2)
+    return proc.wait(timeout=60)
+
+
+def test_a_requeued_job_is_not_failed_any_other_exit_is_and_so_is_a_killed_one(tmp_path):
     spec = load_spec(_spec_file(tmp_path), [f"run_root={tmp_path / 'root'}", "train.steps=100000",
                                             "train.checkpoint_every=20", "train.eval_every=100000"])
     store = RunStore(Path(spec.run_root))
@@ -270,31 +287,26 @@ def test_an_interrupted_job_is_not_failed_and_a_killed_one_is_recorded_as_failed
         assert run_job(store.root, graph.by_kind(kind)[0].id) == 0
     (dynamics,) = graph.by_kind("dynamics")
     folder = store.job_dir(dynamics)
-    # SLURM's time-limit signal, handled as submitit does: requeue (not here), then sys.exit(-1).
-    code = ("import signal, sys; signal.signal(signal.SIGUSR2, lambda *_: sys.exit(-1)); "
-            "from scaleworld.study.jobs import run_job; sys.exit(run_job(sys.argv[1], sys.argv[2]))")
-    job = subprocess.Popen([sys.executable, "-c", code, str(store.root), dynamics.id], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, env={**os.environ, "RL_LOGGING_LEVEL": "WARNING"})
-    deadline = time.monotonic() + 120
-    while not (folder / "checkpoint.pt").exists():
-        assert job.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
-    job.send_signal(signal.SIGUSR2)
-    assert job.wait(timeout=60) == 255
-    assert store.state(dynamics) == "pending" and store.failure(dynamics) is None  # resumable, not failed
-    assert (folder / "checkpoint.pt").exists()
+    # As a SLURM task, SystemExit on the time-limit signal is submitit's requeue: resumable, not failed.
+    assert _signalled_job(store, dynamics, as_slurm_task=True, ready=(folder / "checkpoint.pt").exists) == 255
+    assert store.state(dynamics) == "pending" and store.failure(dynamics) is None
+    # Outside one, the same SystemExit is not a requeue: the job failed, and says so.
+    holders = lambda: len((folder / "lock").read_text().split())  # noqa: E731 - pids that took the lock
+    assert _signalled_job(store, dynamics, as_slurm_task=False, ready=lambda: holders() == 2) == 1
+    assert store.failure(dynamics) == "SystemExit: -1"
 
     # The local executor's job process killed outright (as the OOM killer would): recorded as failed.
     result = {}
     driver = threading.Thread(target=lambda: result.update(run_local(store, graph, progress=False)))
     driver.start()
-    while len((folder / "lock").read_text().split()) < 2:  # the second holder's pid
-        assert driver.is_alive() and time.monotonic() < deadline + 60
+    deadline = time.monotonic() + 180
+    while holders() < 3:  # the third holder's pid
+        assert driver.is_alive() and time.monotonic() < deadline
         time.sleep(0.1)
     os.kill(int((folder / "lock").read_text().split()[-1]), signal.SIGKILL)
     driver.join(timeout=120)
     assert result == {"done": 4, "failed": 1, "blocked": 4}  # fidelity, policy, control, analysis wait on it
-    assert store.failure(dynamics).startswith("its process exited with status -9; see ")
+    assert store.failure(dynamics).startswith("its process exited with status -9 unfinished; see ")
     assert store.is_done(graph.by_kind("anchor")[0])  # independent work still ran
 
 

@@ -26,7 +26,9 @@ minibatch order (another generator), the emulators (ALE seeded by `train_env.res
 starts by `scaleworld.atari.envs.noop_generator`). The global torch RNG is never read. So on one
 machine with a fixed number of torch threads a seed fixes the run; the float results (and so,
 over many updates, the trajectories) change with the thread count and the CPU's kernels, as the
-order of floating-point reductions does. Resumes: see `ppo_state.py`.
+order of floating-point reductions does. On a GPU, cuDNN's convolution algorithms and TF32 make
+the learner's arithmetic nondeterministic, so a GPU run is reproducible only statistically; the
+device is recorded in the expert's provenance. Resumes: see `ppo_state.py`.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def train_ppo(
     if actor is not model:
         actor.load_state_dict(model.state_dict())
     if start >= total:  # finished earlier; export again only if killed between the last checkpoint and export
-        _export(out, task, config, actor, total, frames_per_update)
+        _export(out, task, config, actor, total, frames_per_update, device)
         return PPOResult(out, start, total, start * frames_per_update, True, [])
     training.mkdir(parents=True, exist_ok=True)
     write_json_atomic(training / "config.json", {"task": task.to_dict(), "config": config.to_dict()})
@@ -251,11 +253,12 @@ def train_ppo(
         collector.shutdown()
         logs.close()
     if update == total:
-        _export(out, task, config, actor, total, frames_per_update)
+        _export(out, task, config, actor, total, frames_per_update, device)
     return PPOResult(out, update, total, update * frames_per_update, update == total, finished_returns)
 
 
-def _export(out: Path, task: Task, config: PPOConfig, model, updates: int, frames_per_update: int) -> None:
+def _export(out: Path, task: Task, config: PPOConfig, model, updates: int, frames_per_update: int,
+            device: torch.device) -> None:
     """Write the expert checkpoint of a finished Atari run (once: expert.json marks it done)."""
     from scaleworld.experts.checkpoint import EXPERT_JSON, save_expert
 
@@ -265,7 +268,7 @@ def _export(out: Path, task: Task, config: PPOConfig, model, updates: int, frame
         out, module=model.logits_module(), game=task.game, view=task.view_spec, actions=task.actions,
         protocol=task.protocol,
         provenance={"trainer": "scaleworld.experts.ppo", "task": task.to_dict(), "config": config.to_dict(),
-                    "updates": updates, "frames": updates * frames_per_update},
+                    "updates": updates, "frames": updates * frames_per_update, "learned_on": device.type},
     )
 
 

@@ -9,8 +9,9 @@ schedule is a function of the update count. What it cannot restore: the emulator
 ``ale_py.AtariVectorEnv`` offers no way to save and reload the state of its emulators, so a resumed
 run restarts them at fresh episodes, seeded from (seed, update count), and the episodes that were
 in progress when the checkpoint was written are dropped. A resumed run is therefore *not*
-bit-identical to an uninterrupted one, but it is deterministic: resuming the same checkpoint
-twice on the same machine gives the same weights (tests/test_experts_ppo_atari.py).
+bit-identical to an uninterrupted one, but on the CPU it is deterministic: resuming the same
+checkpoint twice on the same machine gives the same weights (tests/test_experts_ppo_atari.py);
+on a GPU, see `ppo.py` on determinism.
 """
 
 from __future__ import annotations

@@ -57,6 +57,9 @@ class StartContexts:
     def __post_init__(self) -> None:
         if self.history is None:
             object.__setattr__(self, "history", torch.full_like(self.starts, self.steps - 1))
+        bad = len(self.history) and not bool((self.history >= 0).all() and (self.history < self.steps).all())
+        if self.history.shape != self.starts.shape or bad:
+            raise ValueError(f"history must be one length in [0, steps - 1 = {self.steps - 1}] per start window")
 
     @classmethod
     def from_dataset(cls, ds: OfflineDataset, episodes: torch.Tensor, *, steps: int, game: int | None,

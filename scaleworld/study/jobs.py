@@ -4,7 +4,8 @@ Each kind reads its inputs' outputs from their job folders and writes its own in
 Training kinds resume from their checkpoint; collection and encoding restart from scratch (their
 staging folders never look finished). Exit status: 0 done, 1 failed (reason in failed.json),
 75 another driver holds the job's lock. An interrupted job (Ctrl-C, or SLURM's time-limit signal, on
-which submitit requeues the task) is neither done nor failed: the next run resumes it.
+which submitit requeues the task) is neither done nor failed: the next run resumes it. A job whose
+process dies without a word (SIGKILL, the OOM killer) is marked failed by its executor.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -270,8 +272,12 @@ RUNNERS = {"expert": _expert, "collect": _collect, "tokenizer": _tokenizer, "tok
            "fidelity": _fidelity, "anchor": _anchor, "policy": _policy, "control": _control, "analysis": _analysis}
 
 
-def run_job(root: str | Path, job_id: str) -> int:
-    """Run one job in this process; returns the exit status described in the module docstring."""
+def run_job(root: str | Path, job_id: str, *, requeued: Callable[[], bool] | None = None) -> int:
+    """Run one job in this process; returns the exit status described in the module docstring.
+
+    `requeued` says whether a SystemExit is a requeue (the SLURM task's time-limit signal: see
+    `scaleworld.study.slurm.JobCall`); any other SystemExit ends the job as failed.
+    """
     store = RunStore(Path(root))
     graph = store.read_plan()
     job = graph.jobs[job_id]
@@ -294,17 +300,25 @@ def run_job(root: str | Path, job_id: str) -> int:
             "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         })
         return 0
-    except (KeyboardInterrupt, SystemExit):
-        # Interrupted, not failed: Ctrl-C, or submitit's handler for SLURM's time-limit signal, which
-        # requeues the task and exits. The next run resumes from the job's checkpoint.
+    except KeyboardInterrupt:  # interrupted, not failed: the next run resumes from the job's checkpoint
         raise
-    except Exception as exc:  # recorded, then the driver decides what else to run
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
-        write_json_atomic(out / "failed.json", {"reason": reason, "traceback": traceback.format_exc()[-4000:]})
-        traceback.print_exc()
-        return 1
+    except SystemExit:
+        if requeued is not None and requeued():  # submitit requeued the task and exits: as Ctrl-C
+            raise
+        return _failed(out)
+    except Exception:  # recorded, then the driver decides what else to run
+        return _failed(out)
     finally:
         lock.release()
+
+
+def _failed(out: Path) -> int:
+    """Record the exception being handled in out/failed.json; returns the failed exit status."""
+    exc = sys.exc_info()[1]
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+    write_json_atomic(out / "failed.json", {"reason": reason, "traceback": traceback.format_exc()[-4000:]})
+    traceback.print_exc()
+    return 1
 
 
 if __name__ == "__main__":

@@ -62,17 +62,21 @@ def run_local(store: RunStore, graph: Graph, *, progress: bool = True,
 
 
 def _run_subprocess(store: RunStore, job: Job) -> int:
+    """Run `job` in a subprocess; 0 if it is done (its done.json, whatever the exit status), else 1."""
     log = store.job_dir(job) / "log.txt"
     env = {**os.environ, "RL_LOGGING_LEVEL": "WARNING"}
     while True:
+        (store.job_dir(job) / "failed.json").unlink(missing_ok=True)  # a reason from an earlier attempt
         with open(log, "a") as f:
             status = subprocess.call([sys.executable, "-m", "scaleworld.study.jobs", str(store.root), job.id],
                                      stdout=f, stderr=subprocess.STDOUT, env=env)
         if status != EXIT_LOCKED:
-            if status != 0 and store.failure(job) is None:  # killed (OOM, a signal) before it could say why
+            if store.is_done(job):
+                return 0
+            if store.failure(job) is None:  # killed (OOM, a signal) before it could say why
                 write_json_atomic(store.job_dir(job) / "failed.json",
-                                  {"reason": f"its process exited with status {status}; see {log}"})
-            return status
+                                  {"reason": f"its process exited with status {status} unfinished; see {log}"})
+            return 1
         while store.is_running(job):  # another driver runs it: wait, then re-check
             time.sleep(2)
         if store.is_done(job):

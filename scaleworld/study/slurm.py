@@ -20,12 +20,16 @@ from typing import Any
 
 import submitit
 
+from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.graph import Graph, Job
 from scaleworld.study.jobs import EXIT_LOCKED, run_job
 from scaleworld.study.store import RunStore
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING")
+# Final states of a task that may have died before its job could record why (OOM killer, node failure)
+ENDED_WITHOUT_RESULT = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
+                        "PREEMPTED")
 
 
 def slurm_answers(timeout: float = 10.0) -> bool:
@@ -55,7 +59,18 @@ class JobCall(submitit.helpers.Checkpointable):
         import os
 
         os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
-        status = run_job(self.root, self.job_id)
+        # submitit's handler of the time-limit signal checkpoints, requeues the task and exits by
+        # SystemExit: noting the signal first lets run_job tell that requeue from a job's own exit.
+        signalled = []
+        requeue = signal.getsignal(signal.SIGUSR2)
+        if callable(requeue):
+
+            def on_time_limit(signum, frame):
+                signalled.append(signum)
+                requeue(signum, frame)
+
+            signal.signal(signal.SIGUSR2, on_time_limit)
+        status = run_job(self.root, self.job_id, requeued=lambda: bool(signalled))
         # The job is over: a time-limit signal that arrives now (SLURM sends it up to 30 s early) must
         # neither requeue finished work nor, once Python's shutdown has restored the default action,
         # kill the task and mark it FAILED. An ignored signal stays ignored through shutdown.
@@ -72,8 +87,8 @@ class JobCall(submitit.helpers.Checkpointable):
         return store.job_dir(store.read_plan().jobs[self.job_id])
 
 
-def active_jobs(store: RunStore, jobs: list[Job]) -> set[str]:
-    """Ids of `jobs` whose SLURM task (submitted by this or an earlier driver) is queued or running.
+def task_states(store: RunStore, jobs: list[Job]) -> dict[str, str]:
+    """SLURM's state (e.g. RUNNING, FAILED) of the last task submitted for each of `jobs` that has one.
 
     One `sacct` call for all of them: a study has thousands of jobs and the driver polls.
     """
@@ -83,21 +98,31 @@ def active_jobs(store: RunStore, jobs: list[Job]) -> set[str]:
         if record.is_file():
             submitted[json.loads(record.read_text())["slurm_job_id"]] = job.id
     if not submitted:
-        return set()
+        return {}
     out = subprocess.run(["sacct", "-j", ",".join(submitted), "-n", "-X", "-P", "-o", "JobID,State"],
                          capture_output=True, text=True).stdout
-    states: dict[str, bool] = {}  # exact task id -> active
+    states: dict[str, str] = {}  # exact task id -> state
     pending_arrays: set[str] = set()  # tasks not started yet show as one row "BASE_[0-5%64]"
     for line in out.splitlines():
         slurm_id, _, state = line.partition("|")
-        is_active = bool(state) and state.split()[0] in ACTIVE_STATES
+        word = state.split()[0] if state.split() else ""  # "CANCELLED by 0" -> CANCELLED
         if "_[" in slurm_id:
-            if is_active:
+            if word in ACTIVE_STATES:
                 pending_arrays.add(slurm_id.split("_[")[0])
         else:
-            states[slurm_id] = is_active
-    return {job_id for slurm_id, job_id in submitted.items()
-            if states.get(slurm_id, slurm_id.split("_")[0] in pending_arrays)}
+            states[slurm_id] = word
+    found = {}
+    for slurm_id, job_id in submitted.items():
+        if slurm_id in states:
+            found[job_id] = states[slurm_id]
+        elif slurm_id.split("_")[0] in pending_arrays:
+            found[job_id] = "PENDING"
+    return found
+
+
+def active_jobs(store: RunStore, jobs: list[Job]) -> set[str]:
+    """Ids of `jobs` whose SLURM task (submitted by this or an earlier driver) is queued or running."""
+    return {job_id for job_id, state in task_states(store, jobs).items() if state in ACTIVE_STATES}
 
 
 def _executor(store: RunStore, launcher: Any, kind: str) -> submitit.AutoExecutor:
@@ -119,9 +144,9 @@ def _executor(store: RunStore, launcher: Any, kind: str) -> submitit.AutoExecuto
     return executor
 
 
-def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str], active: set[str]
-                 ) -> list[submitit.Job]:
-    """Submit every job whose inputs are done and that is not queued, as one array per kind (chunked)."""
+def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str], active: set[str]) -> list[str]:
+    """Submit every job whose inputs are done and that is not queued, as one array per kind (chunked);
+    returns the ids of the jobs submitted."""
     ready: dict[str, list[Job]] = {}
     for job in graph.jobs.values():
         if job.id in blocked or job.id in active or store.is_done(job) or store.is_running(job):
@@ -139,7 +164,7 @@ def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str]
             for job, task in zip(part, tasks):
                 (store.job_dir(job) / "failed.json").unlink(missing_ok=True)
                 (store.job_dir(job) / "slurm.json").write_text(json.dumps({"slurm_job_id": task.job_id}))
-            submitted += tasks
+            submitted += [job.id for job in part]
     return submitted
 
 
@@ -150,13 +175,29 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = Fa
         raise ScaleworldError("launcher.kind=slurm but no SLURM cluster answers `sinfo`: start one "
                               "(e.g. tools/slurm/start.sh) or run with launcher.kind=local")
     blocked: set[str] = set()
+    active = active_jobs(store, list(graph.jobs.values()))
+    for job in graph.jobs.values():  # a re-run retries what failed before, as the local executor does
+        if job.id not in active and not store.is_done(job):
+            (store.job_dir(job) / "failed.json").unlink(missing_ok=True)
+    mine: set[str] = set()  # the jobs this driver submitted
+    silent: dict[str, str] = {}  # job id -> state, of tasks of `mine` that ended unfinished, last poll
     while True:
-        active = active_jobs(store, [j for j in graph.jobs.values() if not store.is_done(j)])
+        states = task_states(store, [j for j in graph.jobs.values() if not store.is_done(j)])
+        active = {job_id for job_id, state in states.items() if state in ACTIVE_STATES}
+        ended = {job_id: state for job_id, state in states.items() if job_id in mine
+                 and state in ENDED_WITHOUT_RESULT and store.failure(graph.jobs[job_id]) is None}
+        for job_id in ended.keys() & silent.keys():  # seen twice: killed (the OOM killer) before it could say why
+            job = graph.jobs[job_id]
+            if not store.is_done(job) and not store.is_running(job) and store.failure(job) is None:
+                write_json_atomic(store.job_dir(job) / "failed.json", {
+                    "reason": f"its SLURM task ended {ended[job_id]} unfinished; see its log under {store.root}/slurm"})
+        silent = ended
         for job in graph.jobs.values():  # a failed job blocks everything downstream of it
             if job.id not in blocked and (store.failure(job) is not None and job.id not in active
                                           or any(i in blocked for i in job.inputs)):
                 blocked.add(job.id)
-        tasks = submit_ready(store, graph, launcher, blocked, active)
+        tasks = submit_ready(store, graph, launcher, blocked, active | silent.keys())  # not resubmitted unseen
+        mine.update(tasks)
         if tasks:
             print(f"submitted {len(tasks)} SLURM tasks", flush=True)
         if detach:
@@ -164,7 +205,7 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = Fa
         waiting = [j for j in graph.jobs.values() if not store.is_done(j) and j.id not in blocked]
         if not waiting:
             break
-        if not tasks and not any(j.id in active or store.is_running(j) for j in waiting):
+        if not tasks and not silent and not any(j.id in active or store.is_running(j) for j in waiting):
             # nothing queued and nothing submittable: only blocked work is left
             blocked.update(j.id for j in waiting)
             continue
