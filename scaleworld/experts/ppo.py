@@ -16,9 +16,11 @@ checkpoint (see `ppo_state.py` for what is restored exactly).
 `device` is where the network learns (GAE, the PPO epochs). The emulators run on the CPU, and so
 does acting: a CPU copy of the network samples the actions, with its weights copied from the
 learner after every update, so action sampling keeps its explicit CPU generator on any device
-and the exported expert is a CPU module. On the CPU the learner acts itself (no copy). Frames count emulator frames:
-every env transition of every update (including the rare reset/no-op steps of `VectorAtari`)
-times the task's frame skip, so a budget is spent in whole updates of num_envs x rollout_steps.
+and the exported expert is a CPU module. On the CPU the learner acts itself (no copy).
+
+Frames count emulator frames: every env transition of every update (including the rare
+reset/no-op steps of `VectorAtari`) times the task's frame skip, so a budget is spent in whole
+updates of num_envs x rollout_steps.
 
 Determinism: every random draw comes from an explicitly seeded source: network initialisation
 (a `torch.Generator`), action sampling (`SampledPolicy`, its own generator, checkpointed),

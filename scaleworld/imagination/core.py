@@ -11,11 +11,11 @@ Rollouts start from real held-out contexts (`StartContexts`): up to C-1 real tok
 prefilled into the cache and the next real frame is the first observation. Windows inside an
 episode have the full C-1; the first C-1 steps of every episode start with the shorter history
 they really have (none at the episode's first frame, where h = 0), as the agent meets them in the
-real game (`scaleworld/evaluation/control.py`), so the policy also trains on episode starts. A rollout that
-terminates is restarted from a new context on its own (`KVCache` keeps one history per row), so
-one termination never stops the batch. `Imagination` is the fast path the actor-critic trainer
-uses; `ImaginationEnv` (TorchRL) wraps the same object, and both produce the same trajectories
-for the same generator (tested).
+real game (`scaleworld/evaluation/control.py`), so the policy also trains on episode starts. A
+rollout that terminates is restarted from a new context on its own (`KVCache` keeps one history
+per row), so one termination never stops the batch. `Imagination` is the fast path the
+actor-critic trainer uses; `ImaginationEnv` (TorchRL) wraps the same object, and both produce the
+same trajectories for the same generator (tested).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class StartContexts:
             starts += [torch.full_like(short, offset), offset + full]
             history += [short, torch.full_like(full, steps - 1)]
             offset += n
-        if not rows or offset == 0:
+        if offset == 0:
             raise ScaleworldError(f"{ds.path}: no held-out episode to start imagination from: "
                                   "hold out more episodes (data.val_fraction)")
         index = torch.cat(rows)

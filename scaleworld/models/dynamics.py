@@ -144,13 +144,16 @@ class Block(nn.Module):
         x = x + self.proj(attn.transpose(1, 2).reshape(b, t, h * d))
         return x + self.mlp(self.norm2(x))
 
+    @staticmethod
+    def attend(q, k, v, mask):
+        """Causal attention over [B, H, T, D]; mask (bool, broadcast to [B, H, T, T]) replaces causal when given."""
+        if mask is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
     def forward(self, x, cos, sin, mask):
         q, k, v = self._qkv(x, cos, sin)
-        if mask is None:
-            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self._finish(x, attn)
+        return self._finish(x, self.attend(q, k, v, mask))
 
     def step(self, x, cos, sin, cache: KVCache, layer: int, slot: torch.Tensor, mask: torch.Tensor):
         """x [B, 1, width]; slot int64 [1] (a device index: the new token's ring-buffer slot);
@@ -290,9 +293,7 @@ class DynamicsModel(nn.Module):
             # advanced indices around a slice put the broadcast [R, T] dims first: values [R, T, H, D]
             cache.k[layer][rows[:, None], :, slots] = k.transpose(1, 2).to(cache.k.dtype)
             cache.v[layer][rows[:, None], :, slots] = v.transpose(1, 2).to(cache.v.dtype)
-            attn = (F.scaled_dot_product_attention(q, k, v, is_causal=True) if mask is None
-                    else F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
-            x = block._finish(x, attn)
+            x = block._finish(x, block.attend(q, k, v, mask))
         return self.heads(self.norm(x[:, -1:]))
 
 
