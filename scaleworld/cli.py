@@ -139,14 +139,19 @@ def _device(args: argparse.Namespace) -> str:
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     _quiet_torchrl()
-    from scaleworld.models.tokenizer import TokenizerConfig
+    from scaleworld.models.tokenizer_config import TokenizerConfig
     from scaleworld.training.runs import train_tokenizer
 
-    info = train_tokenizer(data_dirs=args.data, out=args.out, config=TokenizerConfig(),
-                           train=_train_config(args), val_fraction=args.val_fraction,
+    info = train_tokenizer(data_dirs=args.data, out=args.out, config=TokenizerConfig(channels=tuple(args.channels)),
+                           train=_train_config(args), val_fraction=args.val_fraction, split_seed=args.split_seed,
                            progress=not args.no_progress, device=_device(args))
     print(f"wrote {args.out}/tokenizer.pt ({info['scope']}, games {', '.join(info['games'])}); "
           f"final {_fmt(info['final'])}")
+    for game, q in info["quality"].items():
+        print(f"{game}: residual fraction {q['residual_fraction']:.3f} (sampled {q['sampled_residual_fraction']:.3f}), "
+              f"PSNR {q['psnr_db']:.1f} dB (mean frame {q['mean_frame_psnr_db']:.1f}), code perplexity "
+              f"{q['perplexity_median']:.1f} (median of variables), {q['distinct_codes']} distinct codes in "
+              f"{q['frames']} {q['frames_from'].replace('_', '-')} frames")
 
 
 def cmd_train_dynamics(args: argparse.Namespace) -> None:
@@ -164,11 +169,14 @@ def cmd_train_dynamics(args: argparse.Namespace) -> None:
 
 def cmd_tokens_encode(args: argparse.Namespace) -> None:
     _quiet_torchrl()
-    from scaleworld.data.tokens import encode_dataset
+    from scaleworld.models.encode import encode_dataset
 
     m = encode_dataset(tokenizer_dir=args.tokenizer, data_dir=args.data, out=args.out,
-                       progress=not args.no_progress)
-    print(f"wrote {args.out}: {m['counts']['steps']} frames as {m['tokenizer']['config']['groups']} tokens each")
+                       max_residual=args.max_residual, progress=not args.no_progress)
+    q = m["tokenizer"]["quality"]
+    print(f"wrote {args.out}: {m['counts']['steps']} frames as {m['tokenizer']['config']['groups']} tokens each "
+          f"({m['game']['name']}: residual fraction {q['residual_fraction']:.3f} on {q['frames']} "
+          f"{q['frames_from'].replace('_', '-')} frames, allowed {args.max_residual:g})")
 
 
 def cmd_eval_fidelity(args: argparse.Namespace) -> None:
@@ -180,10 +188,11 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> None:
                                seed=args.seed, out=args.out)
     for game, r in record["games"].items():
         f1 = "n/a" if r["termination_f1"] is None else f"{r['termination_f1']:.3f}"
-        psnr = r["open_loop"]["psnr"]
+        psnr, floor = r["open_loop"]["psnr"], r["open_loop"]["tokenizer_psnr"]
         print(f"{game}: NLL {r['nll_nats_per_frame']:.4f} nats/frame, reward MAE {r['reward_mae']:.4f}, "
-              f"termination F1 {f1}, PSNR h1..h{len(psnr)} "
-              f"{' '.join(f'{p:.1f}' for p in psnr) if psnr else 'n/a (episodes too short)'}")
+              f"termination F1 {f1}, open-loop PSNR h1..h{len(psnr)} "
+              + (f"{' '.join(f'{p:.1f}' for p in psnr)} dB (tokenizer alone on the same frames: "
+                 f"{' '.join(f'{p:.1f}' for p in floor)})" if psnr else "n/a (episodes too short)"))
     if args.out:
         print(f"wrote {args.out}")
 
@@ -335,13 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
     p.set_defaults(func=cmd_status)
 
-    p = groups.add_parser("report", help="what a study found so far: regimes, scaling curves and fits, single vs "
-                                         "joint vs matched, normalised control scores with intervals")
+    p = groups.add_parser("report", help="what a study found so far: tokenizer quality against its gate, regimes, "
+                                         "scaling curves and fits, open-loop PSNR, single vs joint vs matched, "
+                                         "normalised control scores with intervals")
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
     p.add_argument("--json", type=Path, help="also write every number shown as JSON")
     p.add_argument("--csv", type=Path, help="also write every NLL (mode, game, size, seed) as CSV, and every "
                                             "control run's raw and normalised score into F_control.csv")
-    p.add_argument("--figures", type=Path, metavar="DIR", help="also write PNG figures into DIR")
+    p.add_argument("--figures", type=Path, metavar="DIR",
+                   help="also write PNG figures into DIR (curves, scores, and per game real, reconstructed and "
+                        "imagined frames)")
     p.add_argument("--width", type=int, help="console width (default: the terminal's)")
     p.set_defaults(func=cmd_report)
 
@@ -405,6 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = train_cmds.add_parser("tokenizer", help="train the categorical tokenizer on pixel datasets")
     p.add_argument("--data", required=True, nargs="+", type=Path,
                    help="pixel dataset(s): one game = per_game scope, several = shared")
+    from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig
+
+    widths = list(TokenizerConfig.channels)
+    p.add_argument("--channels", type=int, nargs="+", default=widths,
+                   help=f"conv widths, each stage halving the frame (default {' '.join(map(str, widths))})")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seeds the train/held-out episode split (use the dynamics runs' split)")
     _add_train_args(p, steps=2000, lr=1e-3)
     p.set_defaults(func=cmd_train_tokenizer)
     p = train_cmds.add_parser("dynamics", help="train a dynamics transformer on token datasets")
@@ -425,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", required=True, type=Path, help="tokenizer run folder")
     p.add_argument("--data", required=True, type=Path, help="pixel dataset")
     p.add_argument("--out", required=True, type=Path, help="token dataset folder to create")
+    p.add_argument("--max-residual", type=float, default=MAX_RESIDUAL_FRACTION,
+                   help="refuse a tokenizer whose residual fraction for the game (share of the frames' variance "
+                        f"its codes leave unexplained) is above this (default {MAX_RESIDUAL_FRACTION})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_tokens_encode)
 

@@ -42,6 +42,14 @@ def _normalised(mode: str, game: str, size_index: int, seed: int) -> float:
                  + {"Breakout": 0.05, "Pong": -0.04}[game] + 0.02 * seed, 4)
 
 
+def _quality(game: str) -> dict:
+    """A tokenizer quality record (scaleworld.models.tokenizer_quality) with fixed numbers."""
+    residual = {"Breakout": 0.21, "Pong": 0.34}[game]
+    return {"frames": 1024, "frames_from": "held_out", "residual_fraction": residual,
+            "sampled_residual_fraction": residual + 0.02, "psnr_db": 39.5, "mean_frame_psnr_db": 33.7,
+            "perplexity_median": 7.5, "distinct_codes": 980, "mse": 1e-4, "mean_frame_mse": 4e-4, "perplexity": []}
+
+
 def _ci(point: float, below: float, above: float) -> dict[str, float]:
     return {"point": round(point, 4), "lo": round(point - below, 4), "hi": round(point + above, 4)}
 
@@ -132,7 +140,9 @@ def build_root(root: Path, *, controls_done: int | None = None, analysis: dict |
     graph = Graph()
     anchors = {g: graph.add(Job("anchor", {"game": g, "upper": "human", "episodes": 10}, [], {"game": g, **TAG}))
                for g in GAMES}
-    tokens = {g: graph.add(Job("tokens", {"game": g}, [], {"game": g, **TAG})) for g in GAMES}
+    tokenizer = graph.add(Job("tokenizer", {"steps": 50}, [], {"games": list(GAMES), "scope": "shared", **TAG}))
+    tokens = {g: graph.add(Job("tokens", {"game": g}, [tokenizer], {"game": g, **TAG}, {"max_residual": 0.5}))
+              for g in GAMES}
     runs = [("single", [g]) for g in GAMES] + [("joint", list(GAMES))] + [("matched", [g]) for g in GAMES]
     fidelity, control = [], []
     for size in SIZES:
@@ -160,8 +170,10 @@ def build_root(root: Path, *, controls_done: int | None = None, analysis: dict |
         _finish(store, job, {"anchor": "anchor.json", "random": random, "upper": human, "upper_kind": "human"},
                 {"anchor.json": {"game": job.labels["game"], "random": {"score": random},
                                  "upper": {"kind": "human", "score": human}}})
+    for job in graph.by_kind("tokenizer"):
+        _finish(store, job, {"tokenizer": "tokenizer.pt", "quality": {g: _quality(g) for g in GAMES}})
     for job in graph.by_kind("tokens"):
-        _finish(store, job, {"tokens": "tokens"})
+        _finish(store, job, {"tokens": "tokens", "quality": _quality(job.labels["game"])})
     for job in graph.by_kind("dynamics"):
         extra = 2 * 512 if len(job.labels["games"]) > 1 else 0  # a joint model's game embeddings
         _finish(store, job, {"dynamics": "dynamics.pt", "params": {"total": SIZES[job.labels["size"]] + extra}})
@@ -169,8 +181,11 @@ def build_root(root: Path, *, controls_done: int | None = None, analysis: dict |
         (mode,) = job.labels["modes"]
         i = list(SIZES).index(job.labels["size"])
         nll = {g: _nll(mode, g, i, job.labels["seed"]) for g in job.labels["games"]}
+        loop = {g: {"psnr": [round(36.0 - 0.5 * h + 0.4 * i, 2) for h in range(4)],  # bigger models imagine better
+                    "tokenizer_psnr": [38.5 + 0.01 * h for h in range(4)]} for g in nll}
         _finish(store, job, {"fidelity": "fidelity.json", "nll": nll},
-                {"fidelity.json": {"games": {g: {"nll_nats_per_frame": v} for g, v in nll.items()}}})
+                {"fidelity.json": {"games": {g: {"nll_nats_per_frame": v, "open_loop": loop[g]}
+                                             for g, v in nll.items()}}})
     for job in graph.by_kind("policy"):
         _finish(store, job, {"policy": "policy.pt", "game": job.labels["game"], "final": {}})
     for job in graph.by_kind("control")[:controls_done]:
@@ -217,6 +232,15 @@ def test_a_partial_run_root_says_what_is_missing_and_exports_what_is_done(tmp_pa
         assert f"{missing}: missing (the analysis job has not finished)" in text
     assert "normalised control scores: missing (the analysis job has not finished; 10 of 24 control jobs done" in text
     assert "scaling curves" in text and "| single | Pong |" in text  # what is done is shown
+    assert "| shared | Pong | 1024 held-out | 7.5 | 980 | 0.340 (0.360) | 39.5 (33.7) | <= 0.5 | pass |" in text
+
+    # A game whose residual fraction is above its tokens job's gate is shown failing.
+    (tokenizer,) = store.read_plan().by_kind("tokenizer")
+    done = json.loads((store.job_dir(tokenizer) / "done.json").read_text())
+    done["outputs"]["quality"]["Pong"]["residual_fraction"] = 0.71
+    _write(store.job_dir(tokenizer) / "done.json", done)
+    assert "| shared | Pong | 1024 held-out | 7.5 | 980 | 0.710 (0.360) | 39.5 (33.7) | <= 0.5 | FAIL |" in " ".join(
+        _rendered(store).split())
 
     results = collect_results(store.root)
     assert results["control"]["jobs"] == {"done": 10, "total": 24}

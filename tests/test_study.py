@@ -25,7 +25,7 @@ seeds: [0]
 expert: {source: random}
 protocol: {max_episode_frames: 400, noop_max: 4}
 data: {steps: 240, num_envs: 2, val_fraction: 0.25}
-tokenizer: {channels: [8, 8, 8, 8], steps: 4, batch_size: 8}
+tokenizer: {channels: [8, 8, 8, 8], steps: 4, batch_size: 8, max_residual: 1.0e+6}  # 4 steps describe nothing
 models: {ladder: tiny, sizes: [tiny-d1], context: 8}
 train: {steps: 6, batch_size: 4, eval_every: 3, checkpoint_every: 3}
 modes: {single: true, joint: false, matched: {enabled: false}}
@@ -58,6 +58,8 @@ def _sw(*args, cwd=None):
     ("fidelity.horizon=9", "fidelity.horizon: context_steps + horizon (2 + 9) must fit in models.context (8)"),
     ("modes.joint=true", "modes.joint: a joint model needs one shared tokenizer") ,
     ("tokenizer.scope=sometimes", "tokenizer.scope: use shared or per_game"),
+    ("tokenizer.max_residual=0", "tokenizer.max_residual: 0.0 must be positive"),
+    ("tokenizer.channels=[]", "tokenizer.channels: tokenizer channels []: give 1 to 6 widths"),
     ("analysis.min_sizes=2", "analysis: regime rule min_sizes=2"),
     ('sweep.zip={"train.lr": [1, 2], "seeds": [[0]]}', "sweep.zip: all lists must have the same length"),
     ("train.steps", "override 'train.steps': write overrides as key=value"),
@@ -357,6 +359,48 @@ def test_report_reads_the_run_root_and_prints_plain_ascii_off_a_terminal(finishe
     assert data["regimes"]["base"]["scores"]["aggregates"]["single"]["tiny-d1"]["games"] == {"Pong": control}
     (row,) = (tmp_path / "nll_control.csv").read_text().splitlines()[1:]
     assert row.startswith("base,single,Pong,tiny-d1,0,0,")
+    # The tokens every number rests on: the tokenizer's figures for Pong against the gate, and pictures.
+    (tok,) = data["tokenizers"]
+    assert tok["game"] == "Pong" and tok["max_residual"] == 1e6 and tok["passed"] is True
+    assert tok["quality"]["frames_from"] == "held_out" and f"{tok['quality']['residual_fraction']:.3f}" in text
+    assert "open-loop PSNR (dB)" in text and set(data["open_loop"]["single"]["Pong"]["sizes"]) == {"tiny-d1"}
+    assert (tmp_path / "figures" / "frames_Pong.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_frame_grid_shows_reconstructions_and_open_loop_rollouts_of_the_study(finished):
+    from scaleworld.models.store import load_tokenizer
+    from scaleworld.report.frames import frame_panels
+
+    _, _, root = finished
+    store = RunStore(root)
+    graph = store.read_plan()
+    (tokens,) = graph.by_kind("tokens")
+    panels = frame_panels(store, graph, tokens, frames=8)
+    labels = [label for label, _ in panels]
+    assert labels[:2] == ["held-out frames", "decode(encode(x))"]
+    assert labels[2:] == ["rollout 1: real", "imagined (tiny-d1 single seed 0)", "tokenizer alone"] + [
+        "rollout 2: real", "imagined (tiny-d1 single seed 0)", "tokenizer alone"]
+    tokenizer, _ = load_tokenizer(store.job_dir(graph.by_kind("tokenizer")[0]))
+    real, recon = panels[0][1], panels[1][1]
+    assert real.shape[1:] == (64, 64, 3) and torch.equal(recon, tokenizer.decode(tokenizer.encode(real)))
+    assert all(images.shape == (2, 64, 64, 3) for _, images in panels[2:])  # fidelity.horizon = 2 steps
+    assert torch.equal(panels[4][1], tokenizer.decode(tokenizer.encode(panels[2][1])))  # the floor: real, re-coded
+
+
+def test_a_tokenizer_below_the_gate_fails_its_tokens_job_and_nothing_reads_its_tokens(tmp_path):
+    spec = _spec_file(tmp_path)
+    root = tmp_path / "root"
+    proc = _sw("run", spec, f"run_root={root}", "tokenizer.max_residual=0.5", "--no-progress")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    status = " ".join(_sw("status", root).stdout.split())
+    assert "failed tokens game=Pong" in status and "TokenizerQualityError" in status
+    assert "of Pong's frame variance unexplained" in status and "allowed 0.5" in status and "train it longer" in status
+    store = RunStore(root)
+    graph = store.read_plan()
+    assert not list(root.glob("tokens/*/tokens")) and not list(root.glob("dynamics/*/done.json"))
+    assert store.is_done(graph.by_kind("tokenizer")[0])  # the tokenizer is kept: a higher gate needs no retraining
+    text = " ".join(_sw("report", root, "--width", "200").stdout.split())
+    assert "| shared | Pong |" in text and "| <= 0.5 | FAIL |" in text
 
 
 def test_report_on_a_partial_run_root_says_what_is_missing(tmp_path):

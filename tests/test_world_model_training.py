@@ -1,5 +1,6 @@
 """Training the world model on real (small) Atari data: overfitting, held-out NLL, resume, NaN guard."""
 
+import contextlib
 import json
 
 import pytest
@@ -7,10 +8,10 @@ import torch
 
 from scaleworld.data.dataset import DatasetError, OfflineDataset, verify_dataset
 from scaleworld.data.sampling import split_episodes
-from scaleworld.data.tokens import encode_dataset
 from scaleworld.errors import ScaleworldError
 from scaleworld.evaluation.fidelity import evaluate_fidelity
 from scaleworld.models.dynamics import DynamicsConfig
+from scaleworld.models.encode import encode_dataset
 from scaleworld.models.store import load_dynamics, load_tokenizer
 from scaleworld.training.runs import matched_steps, train_dynamics, train_tokenizer
 from scaleworld.training.trainer import TrainConfig, TrainingDiverged, lr_factor, tokens_to_steps
@@ -95,7 +96,30 @@ def test_held_out_nll_of_a_trained_model_beats_the_unigram_baseline(tmp_path, br
     saved = json.loads((tmp_path / "fidelity.json").read_text())
     game = saved["games"]["Breakout"]
     assert len(game["open_loop"]["psnr"]) == 4 and all(p > 5 for p in game["open_loop"]["psnr"])
+    # Beside each horizon step, the tokenizer alone on the same real frames: the floor of the model's error.
+    assert len(game["open_loop"]["tokenizer_psnr"]) == 4 and all(p > 5 for p in game["open_loop"]["tokenizer_psnr"])
     assert game["reward_mae"] >= 0 and game["held_out_episodes"] == len(val_eps)
+
+
+@contextlib.contextmanager
+def _killed_at_sample(call: int):
+    """The `call`-th batch drawn (training or held-out) raises KeyboardInterrupt: a run killed mid-step."""
+    import scaleworld.data.sampling as sampling
+
+    original = sampling.MultiGameWindows.sample
+    calls = {"n": 0}
+
+    def sample(self, batch):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt("killed")
+        return original(self, batch)
+
+    sampling.MultiGameWindows.sample = sample
+    try:
+        yield
+    finally:
+        sampling.MultiGameWindows.sample = original
 
 
 def test_resumed_training_ends_bit_identical_to_an_uninterrupted_run(tmp_path, breakout_tokens):
@@ -103,24 +127,9 @@ def test_resumed_training_ends_bit_identical_to_an_uninterrupted_run(tmp_path, b
     train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "whole", model=SMALL, train=config, progress=False)
 
     # The same run, interrupted inside step 19 (after the checkpoint at step 16), then resumed.
-    import scaleworld.data.sampling as sampling
-
-    original = sampling.MultiGameWindows.sample
-    calls = {"n": 0}
-
-    def crash_on_call_19(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 19 + 2:  # +2: the held-out evaluations (1 batch) at steps 8 and 16 sample too
-            raise KeyboardInterrupt("killed")
-        return original(self, batch)
-
-    sampling.MultiGameWindows.sample = crash_on_call_19
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "split", model=SMALL, train=config,
-                           progress=False)
-    finally:
-        sampling.MultiGameWindows.sample = original
+    with _killed_at_sample(19 + 2), pytest.raises(KeyboardInterrupt):  # +2: the evaluations at steps 8, 16
+        train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "split", model=SMALL, train=config,
+                       progress=False)
     assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 16
     assert not (tmp_path / "split" / "dynamics.pt").exists()
     train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "split", model=SMALL, train=config, progress=False)
@@ -212,6 +221,27 @@ def test_tokenizer_training_lowers_reconstruction_error_and_is_resumable(tmp_pat
                         train=TrainConfig(steps=31, batch_size=16), progress=False)
     with pytest.raises(ScaleworldError, match="expected a token dataset"):
         train_dynamics(token_dirs=[breakout_ds], out=tmp_path / "x", model=SMALL, train=train)
+
+
+def test_a_resumed_tokenizer_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, breakout_ds, pong_ds):
+    """Sampled codes and BatchNorm statistics included: both are in the checkpoint."""
+    from scaleworld.models.tokenizer import TokenizerConfig
+
+    config = TokenizerConfig(channels=(8, 16, 32, 32))
+    train = TrainConfig(steps=12, batch_size=8, lr=2e-3, warmup_steps=2, eval_every=4, checkpoint_every=4,
+                        eval_batches=1)
+    data = [breakout_ds, pong_ds]  # shared: each game's error weighted by its own variance
+    train_tokenizer(data_dirs=data, out=tmp_path / "whole", config=config, train=train, progress=False)
+
+    with _killed_at_sample(10 + 2), pytest.raises(KeyboardInterrupt):  # +2: the evaluations at steps 4 and 8
+        train_tokenizer(data_dirs=data, out=tmp_path / "split", config=config, train=train, progress=False)
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 8
+    info = train_tokenizer(data_dirs=data, out=tmp_path / "split", config=config, train=train, progress=False)
+    a, b = (torch.load(tmp_path / run / "tokenizer.pt", weights_only=False)["state_dict"] for run in ("whole", "split"))
+    assert a.keys() == b.keys() and any("running_var" in k for k in a)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert info["quality"] == json.loads((tmp_path / "whole" / "run.json").read_text())["quality"]
 
 
 def test_a_run_folder_refuses_to_resume_a_run_of_another_model(tmp_path, breakout_tokens):

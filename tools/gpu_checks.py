@@ -16,6 +16,9 @@
    of the three seeds of tests/test_experts_ppo_cartpole.py reach its threshold (on one CPU thread
    all three must), and an Atari run stopped and resumed on CUDA exports an expert that loads and
    plays on the CPU.
+6. A tokenizer (version 2, default widths: sampled codes, BatchNorm, bf16 autocast) trains on
+   CUDA from real Pong frames and passes the default gate by its held-out record, measured there;
+   the saved model measured on the CPU on the same frames agrees with that record.
 
 Usage: .venv/bin/python tools/gpu_checks.py
 """
@@ -214,10 +217,42 @@ def ppo_learns_on_cuda() -> str:
             f"its expert played {len(record['returns'])} episodes on the CPU ({'ok' if ok else 'FAIL'})")
 
 
+def tokenizer_trains_on_cuda() -> str:
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.data.dataset import OfflineDataset
+    from scaleworld.data.sampling import split_episodes
+    from scaleworld.models.store import load_tokenizer
+    from scaleworld.models.tokenizer import TokenizerConfig
+    from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION
+    from scaleworld.models.tokenizer_quality import game_quality
+    from scaleworld.training.runs import train_tokenizer
+    from scaleworld.training.trainer import TrainConfig
+    from tests.conftest import collect
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = collect(os.path.join(tmp, "pong"), game="Pong", steps=2400, seed=3,
+                       protocol=Protocol(max_episode_frames=2000, noop_max=8))  # as tests/test_tokenizer_quality.py
+        train = TrainConfig(steps=1000, batch_size=64, lr=1e-3, warmup_steps=50, eval_every=250, checkpoint_every=250)
+        start = time.perf_counter()
+        info = train_tokenizer(data_dirs=[data], out=os.path.join(tmp, "tok"), config=TokenizerConfig(), train=train,
+                               val_fraction=0.25, progress=False, device=cuda)
+        seconds = time.perf_counter() - start
+        on_gpu = info["quality"]["Pong"]
+        tokenizer, _ = load_tokenizer(os.path.join(tmp, "tok"))  # on the CPU
+        ds = OfflineDataset.open(data)
+        _, held_out = split_episodes(len(ds.episode_lengths), val_fraction=0.25, seed=0)
+        on_cpu = game_quality(tokenizer, ds, held_out, frames_from="held_out")
+    gap = abs(on_cpu["residual_fraction"] - on_gpu["residual_fraction"])
+    ok = gap < 0.01 and on_gpu["residual_fraction"] <= MAX_RESIDUAL_FRACTION
+    return (f"tokenizer on {cuda}: 1000 steps of batch 64 in {seconds:.1f} s (quality included), held-out residual "
+            f"fraction {on_gpu['residual_fraction']:.3f} measured there, {on_cpu['residual_fraction']:.3f} on the CPU, "
+            f"perplexity {on_gpu['perplexity_median']:.1f} ({'ok' if ok else 'FAIL'})")
+
+
 if __name__ == "__main__":
     print(torch.cuda.get_device_name(cuda) if cuda.type == "cuda" else cuda, "torch", torch.__version__)
     for check in (cache_matches_forward, env_matches_fast_path, graphed_matches_eager, trains_on_cuda,
-                  ppo_learns_on_cuda):
+                  ppo_learns_on_cuda, tokenizer_trains_on_cuda):
         try:
             print(check(), flush=True)
         except Exception as exc:  # report and go on: one run of this script must say everything

@@ -20,7 +20,7 @@ One row per agent step t (TorchRL key conventions):
 The observation after the last step of an episode is not stored. Episodes still running when the
 step budget ran out are kept and marked ``complete: false`` in the manifest.
 
-A token dataset (`scaleworld.data.tokens`) has the same layout and rows with ``tokens`` uint8
+A token dataset (`scaleworld.models.encode`) has the same layout and rows with ``tokens`` uint8
 [N, groups] (the frozen tokenizer's encoding of ``pixels``) in place of ``pixels``.
 """
 

@@ -37,6 +37,13 @@ def split_episodes(
     return torch.from_numpy(train), torch.from_numpy(val)
 
 
+def episode_rows(episode_starts: torch.Tensor, episode_lengths: torch.Tensor, episodes: torch.Tensor) -> torch.Tensor:
+    """Dataset rows [N] of the given episodes, in the order given."""
+    parts = [torch.arange(int(episode_starts[e]), int(episode_starts[e] + episode_lengths[e]))
+             for e in episodes.tolist()]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
+
+
 class EpisodeWindowSampler(Sampler):
     """Uniform over all windows of length L that lie inside one episode (a TorchRL `Sampler`).
 

@@ -7,11 +7,13 @@
 - Open loop: from `rollouts` real contexts of `context_steps` steps, the model imagines `horizon`
   steps (most likely latent per variable, real actions) through its KV cache; each imagined frame
   is decoded by the tokenizer and compared with the real frame: MSE and PSNR per horizon step.
+  Beside them, ``tokenizer_mse`` / ``tokenizer_psnr``: the same real frames through the tokenizer
+  alone (decode of their stored tokens), the floor no dynamics model can beat. The gap between the
+  two is the dynamics model's own error.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import split_episodes
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.tokenizer_quality import psnr_db
 from scaleworld.objectives.twohot import expected_value
 from scaleworld.objectives.world_model import WorldModelLoss
 
@@ -75,14 +78,16 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
 @torch.no_grad()
 def open_loop(model: DynamicsModel, tokenizer, ds: OfflineDataset, pixels: OfflineDataset, episodes: torch.Tensor,
               game: int | None, *, context_steps: int, horizon: int, rollouts: int,
-              generator: torch.Generator) -> dict[str, list[float]]:
-    """MSE / PSNR per horizon step of imagined frames vs real ones (pixels in [0, 1])."""
+              generator: torch.Generator, keep: int = 0) -> dict[str, Any]:
+    """MSE / PSNR per horizon step of imagined frames vs real ones, and of the tokenizer's own
+    reconstructions of the same real frames (pixels in [0, 1]). With `keep`, ``frames`` holds the
+    first `keep` rollouts as uint8 [keep, horizon, S, S, 3]: ``real``, ``tokenizer``, ``imagined``."""
     need = context_steps + horizon
     if need > model.config.context:
         raise ScaleworldError(f"context_steps + horizon = {need} exceeds the model's context {model.config.context}")
     long_enough = [e for e in episodes.tolist() if int(ds.episode_lengths[e]) >= need]
     if not long_enough:
-        return {"mse": [], "psnr": [], "rollouts": 0}
+        return {"mse": [], "psnr": [], "tokenizer_mse": [], "tokenizer_psnr": [], "rollouts": 0}
     picks = torch.randint(len(long_enough), (rollouts,), generator=generator)
     starts = []
     for p in picks.tolist():
@@ -99,15 +104,22 @@ def open_loop(model: DynamicsModel, tokenizer, ds: OfflineDataset, pixels: Offli
     out = None
     for t in range(context_steps):  # real context
         out = model.step(cache, tokens[:, t], actions[:, t], games)
-    mse = []
+    mse, floor, imagined, recon = [], [], [], []
     for h in range(horizon):
         latent = out["latent_logits"][:, 0].argmax(-1)  # [R, G] imagined z_{context+h}
-        frame = tokenizer.decode(latent).float() / 255.0
+        imagined.append(tokenizer.decode(latent))  # [R, S, S, 3] uint8
+        recon.append(tokenizer.decode(tokens[:, context_steps + h]))
         target = real[:, context_steps + h].float() / 255.0
-        mse.append(float(((frame - target) ** 2).mean()))
+        mse.append(float(((imagined[-1].float() / 255.0 - target) ** 2).mean()))
+        floor.append(float(((recon[-1].float() / 255.0 - target) ** 2).mean()))
         out = model.step(cache, latent, actions[:, context_steps + h], games)
-    psnr = [10 * math.log10(1.0 / max(m, 1e-10)) for m in mse]
-    return {"mse": mse, "psnr": psnr, "rollouts": rollouts}
+    record = {"mse": mse, "psnr": [psnr_db(m) for m in mse], "tokenizer_mse": floor,
+              "tokenizer_psnr": [psnr_db(m) for m in floor],
+              "rollouts": rollouts}
+    if keep:
+        record["frames"] = {"real": real[:keep, context_steps:], "tokenizer": torch.stack(recon, 1)[:keep],
+                            "imagined": torch.stack(imagined, 1)[:keep]}
+    return record
 
 
 def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, token_dirs: list[str | Path],

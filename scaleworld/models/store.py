@@ -45,9 +45,16 @@ def _load(run_dir: str | Path, filename: str, kind: str) -> tuple[dict, Path]:
 
 def _load_model(run_dir: str | Path, filename: str, kind: str, config_cls, model_cls):
     payload, path = _load(run_dir, filename, kind)
-    config = config_cls.from_dict(payload["config"])
+    try:
+        config = config_cls.from_dict(payload["config"])
+    except ScaleworldError as exc:
+        raise ScaleworldError(f"{path}: {exc}") from None
     model = model_cls(config)
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError:  # other layers than this version's: written by another scaleworld
+        raise ScaleworldError(f"{path}: its weights do not fit this scaleworld's {kind} (written by another "
+                              f"version?): train the {kind} again") from None
     model.eval()
     identity = {"path": str(path.resolve()), "sha256": sha256_file(path), "config": config.to_dict(),
                 **payload["extra"]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -14,49 +13,65 @@ from torchrl.objectives import LossModule
 
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.tokenizer import Tokenizer
+from scaleworld.models.tokenizer_quality import perplexity
 from scaleworld.objectives.twohot import two_hot
 
 
 class TokenizerLoss(LossModule):
-    """Reconstruction MSE through the straight-through categorical code, plus a code-usage term.
+    """Reconstruction of each frame through a sampled straight-through categorical code.
 
-    Reads ``pixels`` uint8 [..., 64, 64, 3]. Without the usage term the encoder collapses to one code
-    for every frame within a few hundred steps (the decoder learns the mean frame; seen on Pong).
-    ``loss_code_usage`` = usage_weight x (mean per-frame entropy - entropy of the batch-average
-    distribution) / ln(classes): each frame's code sharp, different frames using different codes.
+    Reads ``pixels`` uint8 [..., 64, 64, 3] and, with `game_variance`, ``game`` (an index into it,
+    one per frame). ``loss_reconstruction`` is each frame's squared error summed over its pixels and
+    channels (pixels in [0, 1]), averaged over frames. A per-pixel mean would make a 2-pixel ball
+    worth 1/6000 of a frame's loss. With `game_variance` [G] (each game's mean squared deviation of
+    a pixel from the game's mean frame), each frame's error is divided by its game's summed
+    variance: the loss is then the frames' mean residual fraction, the figure the quality gate
+    reads (up to its details: training frames' variance, sampled codes, batch statistics), and every
+    game of a shared tokenizer counts alike (with plain sums, Boxing's 6x larger pixel variance
+    drowned Pong, Breakout and Freeway: tools/bench_tokenizer.py --shared).
+    In training the classes are drawn from `generator` (checkpoint it with the run: a resumed run
+    then draws what it would have drawn); in eval mode the loss reads the mode, the stored token.
+    ``metric_code_perplexity``: the perplexity of each variable's batch-average class distribution,
+    averaged over variables (1: every frame gets the same code; logged to spot a collapse early).
+    No code-usage term: sampled codes keep the classes in use.
     """
 
     @dataclass
     class _AcceptedKeys:
         pixels: NestedKey = "pixels"
+        game: NestedKey = "game"
 
     default_keys = _AcceptedKeys
 
-    def __init__(self, tokenizer: Tokenizer, *, usage_weight: float = 0.1):
+    def __init__(self, tokenizer: Tokenizer, *, game_variance: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None):
         super().__init__()
         self.tokenizer = tokenizer
-        self.usage_weight = usage_weight
+        self.generator = generator
+        self.register_buffer("game_variance", None if game_variance is None else game_variance.float())
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
 
     @property
     def in_keys(self):
-        return [self.tensor_keys.pixels]
+        return [self.tensor_keys.pixels] + ([self.tensor_keys.game] if self.game_variance is not None else [])
 
     def forward(self, td: TensorDictBase) -> TensorDict:
         pixels = td[self.tensor_keys.pixels]
-        pixels = pixels.reshape(-1, *pixels.shape[-3:])
+        pixels = pixels.reshape(-1, *pixels.shape[-3:])  # [B, 64, 64, 3]
         logits = self.tokenizer.logits(pixels)  # [B, G, C]
-        recon = self.tokenizer.decode_onehot(self.tokenizer.straight_through(logits))
-        loss = F.mse_loss(recon, pixels.float() / 255.0)
-        probs = self.tokenizer.probs(logits)
-        per_frame = -(probs * probs.log()).sum(-1).mean()
-        average = probs.mean(0)  # [G, C]
-        batch = -(average * average.log()).sum(-1).mean()
-        usage = self.usage_weight * (per_frame - batch) / math.log(probs.shape[-1])
-        return TensorDict({"loss_reconstruction": loss, "loss_code_usage": usage,
-                           "total": (loss + usage).detach()}, batch_size=[])
+        if self.training:
+            code = self.tokenizer.sample_onehot(logits, self.generator)
+        else:
+            code = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+        recon = self.tokenizer.decode_onehot(code)  # [B, 64, 64, 3]
+        error = (recon - pixels.float() / 255.0).pow(2).sum((1, 2, 3))  # [B]
+        if self.game_variance is not None:
+            error = error / (self.game_variance[td[self.tensor_keys.game].reshape(-1)] * pixels[0].numel())
+        usage = perplexity(self.tokenizer.probs(logits).detach().mean(0)).mean()  # over [G] variables
+        return TensorDict({"loss_reconstruction": error.mean(), "metric_code_perplexity": usage,
+                           "total": error.mean().detach()}, batch_size=[])
 
 
 class WorldModelLoss(LossModule):

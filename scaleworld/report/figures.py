@@ -1,5 +1,6 @@
 """`scaleworld report --figures DIR`: PNGs of the scaling curves and of the aggregate normalised
-control scores with their intervals (matplotlib, headless Agg)."""
+control scores with their intervals (matplotlib, headless Agg), and per game the frame grids of
+`frames.py` (real frames, reconstructions, open-loop imagination)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def _band(values: list[float]) -> tuple[float, float, float]:
 
 def write_figures(results: dict[str, Any], out: str | Path) -> list[Path]:
     """One grid of per-game scaling curves (a line per mode, seed bands, regime labels), a
-    single-vs-joint panel and the aggregate scores' intervals; returns the files written."""
+    single-vs-joint panel, the aggregate scores' intervals and the per-game frame grids; returns the
+    files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,7 +81,9 @@ def write_figures(results: dict[str, Any], out: str | Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     path = _aggregate_scores(results, out, plt)
-    return written + ([path] if path else [])
+    from scaleworld.report.frames import write_frame_grids
+
+    return written + ([path] if path else []) + write_frame_grids(results["root"], out)
 
 
 def _aggregate_scores(results: dict[str, Any], out: Path, plt: Any) -> Path | None:

@@ -1,10 +1,11 @@
 """`scaleworld report RUN_ROOT`: what a study found so far, read from its job folders.
 
-Sections: jobs, settings, scaling regimes per (mode, game) with the rule's evidence, scaling curves as
-sparklines of mean held-out NLL over sizes, single vs joint at each size, scaling-law fits, the
-matched-vs-joint paired test, aggregate normalised control scores with P(improvement) (those four
-in `sections.py`), and failed jobs. Works on partial run roots: it says what is missing. Off a
-terminal it prints plain ASCII.
+Sections: jobs, tokenizer quality per game against the gate, settings, scaling regimes per (mode,
+game) with the rule's evidence, scaling curves as sparklines of mean held-out NLL over sizes,
+open-loop PSNR beside the tokenizer's floor (those two in `tokenizers.py`), single vs joint at
+each size, scaling-law fits, the matched-vs-joint paired test, aggregate normalised control scores
+with P(improvement) (those four in `sections.py`), and failed jobs. Works on partial run roots: it
+says what is missing. Off a terminal it prints plain ASCII.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from scaleworld.report.sections import (
     render_settings,
     size_key,
 )
+from scaleworld.report.tokenizers import collect_open_loop, collect_tokenizers, render_open_loop, render_tokenizers
 from scaleworld.study.graph import KINDS
 from scaleworld.study.store import RunStore
 
@@ -69,7 +71,8 @@ def collect_results(root: str | Path) -> dict[str, Any]:
                 size_params[size] = min(size_params.get(size, entry["params"]), entry["params"])
     return {"root": str(store.root), "curves": curves, "regimes": regimes, "control": collect_control(store, graph),
             "size_params": size_params, "jobs": {k: v for k, v in states.items() if v}, "failed": problems,
-            "spec": spec}
+            "spec": spec, "tokenizers": collect_tokenizers(store, graph),
+            "open_loop": collect_open_loop(store, graph, size_params)}
 
 
 def _sparkline(values: list[float], bars: str) -> str:
@@ -97,6 +100,7 @@ def render(results: dict[str, Any], console: Any) -> None:
     missing = sum(c.get("pending", 0) + c.get("running", 0) for c in results["jobs"].values())
     if missing:
         console.print(f"partial results: {missing} jobs not finished; the numbers below use what is done")
+    render_tokenizers(results["tokenizers"], console, style)
 
     for variant, analysis in results["regimes"].items():
         render_settings(variant, analysis, console)
@@ -124,6 +128,7 @@ def render(results: dict[str, Any], console: Any) -> None:
             curves.add_row(mode, game, _sparkline(means, bars), " ".join(f"{m:.3f}" for m in means),
                            "/".join(str(len(s["nll"])) for s in ordered))
     console.print(curves)
+    render_open_loop(results["open_loop"], console, style)
 
     single, joint = results["curves"].get("single", {}), results["curves"].get("joint", {})
     if single and joint:

@@ -29,6 +29,9 @@ class Job:
     inputs: list[str]
     labels: dict[str, Any] = field(default_factory=dict)
     """Human-readable facts for status and reports (game, size, seed, mode, variants); not hashed."""
+    checks: dict[str, Any] = field(default_factory=dict)
+    """Quality gates: settings that decide whether the job may run, not what it writes (the tokens
+    job's ``max_residual``). Not hashed, so a changed threshold never redoes finished work."""
     id: str = ""
 
     def __post_init__(self) -> None:
@@ -52,6 +55,8 @@ class Graph:
             for key in ("variants", "modes"):
                 if key in job.labels:
                     known.labels[key] = sorted(set(known.labels.get(key, [])) | set(job.labels[key]))
+            for key, value in job.checks.items():  # a gate shared by variants: the strictest applies
+                known.checks[key] = min(known.checks.get(key, value), value)
         else:
             missing = [i for i in job.inputs if i not in self.jobs]
             assert not missing, f"inputs must be added first: {missing}"
@@ -71,7 +76,8 @@ class Graph:
     def from_dict(cls, payload: dict[str, Any]) -> Graph:
         graph = cls()
         for j in payload["jobs"]:
-            job = Job(kind=j["kind"], config=j["config"], inputs=j["inputs"], labels=j["labels"])
+            job = Job(kind=j["kind"], config=j["config"], inputs=j["inputs"], labels=j["labels"],
+                      checks=j.get("checks", {}))
             graph.jobs[job.id] = job
         return graph
 
@@ -132,14 +138,16 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     tok_train = _hashed(TrainConfig(steps=tok.steps, batch_size=tok.batch_size, lr=tok.lr, seed=tok.seed,
                                     warmup_steps=min(50, tok.steps), eval_every=min(250, tok.steps),
                                     checkpoint_every=min(250, tok.steps)))
-    tok_cfg = {"model": tok_model, "train": tok_train, "val_fraction": spec.data.val_fraction}
+    tok_cfg = {"model": tok_model, "train": tok_train, "val_fraction": spec.data.val_fraction,
+               "split_seed": spec.data.split_seed}  # the dynamics models' split: never their held-out frames
     groups = [games] if tok.scope == "shared" else [[g] for g in games]
     tokenizer_of = {}
     for group in groups:
         tid = graph.add(Job("tokenizer", tok_cfg, [collect[g] for g in group],
                             {"games": group, "scope": tok.scope, **tag}))
         tokenizer_of.update({g: tid for g in group})
-    tokens = {g: graph.add(Job("tokens", {}, [tokenizer_of[g], collect[g]], {"game": g, **tag})) for g in games}
+    tokens = {g: graph.add(Job("tokens", {}, [tokenizer_of[g], collect[g]], {"game": g, **tag},
+                               checks={"max_residual": tok.max_residual})) for g in games}
 
     if tok.scope == "per_game" and spec.modes.joint:
         from scaleworld.study.spec import SpecError

@@ -87,20 +87,24 @@ def _tokenizer(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, 
     c = job.config
     info = train_tokenizer(data_dirs=[d / "dataset" for d in _input_dirs(store, graph, job, "collect")], out=out,
                            config=TokenizerConfig.from_dict(c["model"]), train=TrainConfig(**c["train"]),
-                           val_fraction=c["val_fraction"], progress=False, device=resolve_device())
-    return {"tokenizer": "tokenizer.pt", "final": info["final"]}
+                           val_fraction=c["val_fraction"], split_seed=c["split_seed"], progress=False,
+                           device=resolve_device())
+    return {"tokenizer": "tokenizer.pt", "final": info["final"], "quality": info["quality"]}
 
 
 def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
-    from scaleworld.data.tokens import encode_dataset
+    from scaleworld.models.encode import encode_dataset
+    from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION
 
     _clean_partials(out)
     if (out / "tokens").exists():
         shutil.rmtree(out / "tokens")
     (tokenizer,) = _input_dirs(store, graph, job, "tokenizer")
     (collect,) = _input_dirs(store, graph, job, "collect")
-    encode_dataset(tokenizer_dir=tokenizer, data_dir=collect / "dataset", out=out / "tokens", progress=False)
-    return {"tokens": "tokens"}
+    gate = job.checks.get("max_residual", MAX_RESIDUAL_FRACTION)
+    manifest = encode_dataset(tokenizer_dir=tokenizer, data_dir=collect / "dataset", out=out / "tokens",
+                              max_residual=gate, progress=False)
+    return {"tokens": "tokens", "quality": manifest["tokenizer"]["quality"], "max_residual": gate}
 
 
 def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from scaleworld.atari.protocol import Protocol
 from scaleworld.errors import ScaleworldError
 from scaleworld.imagination.config import PolicyConfig
+from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig
 
 
 class SpecError(ScaleworldError):
@@ -67,11 +68,15 @@ class DataSpec:
 class TokenizerSpec:
     scope: str = "shared"
     """``shared`` (one tokenizer over all games) or ``per_game``."""
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    channels: list[int] = field(default_factory=lambda: list(TokenizerConfig.channels))
     steps: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
+    max_residual: float = MAX_RESIDUAL_FRACTION
+    """The gate of the ``tokens`` jobs: a game whose held-out residual fraction (the share of its frames'
+    variance the codes leave unexplained; scaleworld.models.tokenizer_quality) is above this is not
+    encoded. Not part of any job's identity: changing it redoes nothing."""
 
 
 @dataclass
@@ -341,6 +346,15 @@ def check_spec(spec: Any, *, where: str = "") -> None:
         fail("expert.frames", f"{spec.expert.frames} is impossible: it must be at least 1")
     if spec.tokenizer.scope not in ("shared", "per_game"):
         fail("tokenizer.scope", "use shared or per_game")
+    try:
+        TokenizerConfig(channels=tuple(spec.tokenizer.channels), frame_size=spec.protocol.frame_size)
+    except ScaleworldError as exc:
+        fail("tokenizer.channels", str(exc))
+    if spec.tokenizer.batch_size < 2:
+        fail("tokenizer.batch_size", f"{spec.tokenizer.batch_size}: BatchNorm needs at least 2 frames a batch")
+    if not spec.tokenizer.max_residual > 0:
+        fail("tokenizer.max_residual", f"{spec.tokenizer.max_residual} must be positive (the allowed residual "
+                                       f"fraction; default {MAX_RESIDUAL_FRACTION})")
     if spec.modes.matched.rule not in ("tokens_per_game", "total_steps"):
         fail("modes.matched.rule", "use tokens_per_game or total_steps")
     if spec.launcher.kind not in ("local", "slurm"):

@@ -21,6 +21,7 @@ from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel, parameter_counts
 from scaleworld.models.store import DYNAMICS_FILE, TOKENIZER_FILE, save_model
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
+from scaleworld.models.tokenizer_quality import frame_variance, game_quality
 from scaleworld.objectives.world_model import TokenizerLoss, WorldModelLoss
 from scaleworld.training.trainer import TrainConfig, Trainer
 
@@ -57,13 +58,26 @@ def _splits(datasets, *, val_fraction: float, seed: int) -> tuple[list[torch.Ten
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def tokenizer_objective(model: Tokenizer, datasets: list[OfflineDataset], train_episodes: list[torch.Tensor], *,
+                        seed: int, device: str | torch.device) -> tuple[TokenizerLoss, torch.Generator]:
+    """The version 2 objective of `model` on these games: each game's error over its pixel variance on
+    its training frames (every game counts alike), classes drawn from a generator of the run's own
+    (returned: the trainer checkpoints it)."""
+    variance = torch.tensor([frame_variance(ds, eps) for ds, eps in zip(datasets, train_episodes)])
+    codes = torch.Generator(torch.device(device)).manual_seed(seed + 2)  # + 1 seeds the held-out batches
+    return TokenizerLoss(model, game_variance=variance, generator=codes).to(device), codes
+
+
 def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: TokenizerConfig = TokenizerConfig(),
-                    train: TrainConfig, val_fraction: float = 0.1, progress: bool = True,
+                    train: TrainConfig, val_fraction: float = 0.1, split_seed: int = 0, progress: bool = True,
                     device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Train a tokenizer on frames of one game (scope per_game) or several (scope shared)."""
+    """Train a tokenizer on frames of one game (scope per_game) or several (scope shared), then
+    measure its quality per game (`scaleworld.models.tokenizer_quality`) on the held-out episodes
+    of the same split as the dynamics models' (`split_seed`), so it never trains on their held-out
+    frames. The quality record goes into run.json and the saved tokenizer."""
     out = Path(out)
     datasets = _open_all(data_dirs, want_tokens=False)
-    train_eps, val_eps = _splits(datasets, val_fraction=val_fraction, seed=train.seed)
+    train_eps, val_eps = _splits(datasets, val_fraction=val_fraction, seed=split_seed)
     torch.manual_seed(train.seed)
     model = Tokenizer(config).to(device)
     gen = torch.Generator().manual_seed(train.seed)
@@ -71,22 +85,30 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
     train_view = MultiGameWindows(datasets, seq_len=1, generator=gen, episodes=train_eps)
     has_val = all(len(v) for v in val_eps)
     val_view = MultiGameWindows(datasets, seq_len=1, generator=val_gen, episodes=val_eps) if has_val else None
+    loss, codes = tokenizer_objective(model, datasets, train_eps, seed=train.seed, device=device)
     trainer = Trainer(
-        loss=TokenizerLoss(model), sample_train=train_view.sample,
+        loss=loss, sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
-        run_dir=out, generators={"train": gen}, progress=progress, describe="tokenizer", device=device,
-        identity={"model": config.to_dict(), "datasets": [str(ds.path.resolve()) for ds in datasets]},
+        run_dir=out, generators={"train": gen, "codes": codes}, progress=progress, describe="tokenizer",
+        device=device,
+        identity={"model": config.to_dict(), "datasets": [str(ds.path.resolve()) for ds in datasets],
+                  "val_fraction": val_fraction, "split_seed": split_seed},
     )
     final = trainer.fit()
+    quality = {ds.game: game_quality(model, ds, val if len(val) else train_ep,
+                                     frames_from="held_out" if len(val) else "train", seed=train.seed)
+               for ds, train_ep, val in zip(datasets, train_eps, val_eps)}  # on the training device
+    model = model.cpu()
     info = {
         "kind": "tokenizer",
         "scope": "shared" if len(datasets) > 1 else "per_game",
         "games": [ds.game for ds in datasets],
         "datasets": [str(ds.path.resolve()) for ds in datasets],
-        "train": asdict(train), "val_fraction": val_fraction, "final": final,
+        "train": asdict(train), "val_fraction": val_fraction, "split_seed": split_seed, "final": final,
+        "quality": quality,
     }
-    save_model(out / TOKENIZER_FILE, kind="tokenizer", config=config.to_dict(), module=model.cpu(),
-               extra={"scope": info["scope"], "games": info["games"]})
+    save_model(out / TOKENIZER_FILE, kind="tokenizer", config=config.to_dict(), module=model,
+               extra={"scope": info["scope"], "games": info["games"], "quality": quality})
     write_json_atomic(out / "run.json", info)
     return info
 

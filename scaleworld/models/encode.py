@@ -1,4 +1,5 @@
-"""Encode a pixel dataset with a frozen tokenizer into a token dataset (32 bytes a frame)."""
+"""Encode a pixel dataset with a frozen tokenizer into a token dataset (32 bytes a frame), gated by
+the tokenizer's quality for the dataset's game."""
 
 from __future__ import annotations
 
@@ -12,12 +13,20 @@ import scaleworld
 from scaleworld.data.dataset import MANIFEST, STEP_FIELDS, STORAGE, TOKEN_FORMAT, OfflineDataset
 from scaleworld.data.files import file_table, sha256_file, staging_dir, write_json_atomic
 from scaleworld.errors import ScaleworldError
+from scaleworld.models.tokenizer_quality import MAX_RESIDUAL_FRACTION, check_quality, game_quality
 from scaleworld.progress import progress_bar
 
 
 def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str | Path,
-                   batch_size: int = 512, progress: bool = True) -> dict[str, Any]:
-    """Write `out`: the rows of `data_dir` with ``tokens`` uint8 [N, groups] instead of ``pixels``."""
+                   max_residual: float = MAX_RESIDUAL_FRACTION, batch_size: int = 512,
+                   progress: bool = True) -> dict[str, Any]:
+    """Write `out`: the rows of `data_dir` with ``tokens`` uint8 [N, groups] instead of ``pixels``.
+
+    Gated: a tokenizer whose residual fraction for the dataset's game is above `max_residual` is
+    refused (`TokenizerQualityError`) before anything is written. The figure is the tokenizer's
+    own held-out record for the game when it was measured on this very dataset, else it is
+    measured here on all of the dataset's frames. The manifest records the figures.
+    """
     from torchrl.data import LazyMemmapStorage
 
     from scaleworld.models.store import load_tokenizer
@@ -34,6 +43,12 @@ def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str 
             f"{data_dir} has {source.protocol.frame_size}px frames but the tokenizer expects "
             f"{tokenizer.config.frame_size}px: use a matching tokenizer"
         )
+    quality = identity.get("quality", {}).get(source.game)
+    if quality is None or quality.get("dataset", {}).get("manifest_sha256") != sha256_file(source.path / MANIFEST):
+        # not measured on this dataset (another game, or other data of it): all of its frames are unseen
+        quality = game_quality(tokenizer, source, torch.arange(len(source.episode_lengths)), frames_from="unseen")
+    check_quality(quality, game=source.game, max_residual=max_residual, tokenizer=str(tokenizer_dir),
+                  scope=identity.get("scope", "per_game"))
     n = len(source)
     data = source.data
     with staging_dir(out) as tmp:
@@ -61,7 +76,7 @@ def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str 
             "episodes": m["episodes"],
             "source": {"path": str(Path(data_dir).resolve()),
                        "manifest_sha256": sha256_file(Path(data_dir) / MANIFEST)},
-            "tokenizer": {k: identity[k] for k in ("path", "sha256", "config")},
+            "tokenizer": {**{k: identity[k] for k in ("path", "sha256", "config")}, "quality": quality},
             "files": file_table(tmp),
         }
         write_json_atomic(tmp / MANIFEST, manifest)

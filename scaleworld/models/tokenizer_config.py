@@ -1,0 +1,53 @@
+"""`TokenizerConfig` and the tokenizer quality gate's default (a light module: the study spec and
+the CLI read these defaults without importing torch)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from scaleworld.errors import ScaleworldError
+
+TOKENIZER_VERSION = 2
+"""The tokenizer's architecture and objective (scaleworld.models.tokenizer); another version is refused."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerConfig:
+    groups: int = 32
+    """Categorical latent variables per frame."""
+    classes: int = 32
+    """Classes per variable (tokens are uint8, so at most 256)."""
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    """Conv widths; each stage halves the resolution (64 -> 4 with four stages)."""
+    frame_size: int = 64
+    unimix: float = 0.01
+    """Share of a uniform distribution mixed into each categorical (keeps every class reachable)."""
+    version: int = TOKENIZER_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != TOKENIZER_VERSION:
+            raise ScaleworldError(
+                f"a version {self.version} tokenizer (this scaleworld trains version {TOKENIZER_VERSION}: sampled "
+                "codes, BatchNorm; version 1's argmax codes could collapse unnoticed): train the tokenizer again")
+        if not self.channels or self.frame_size % 2 ** len(self.channels):
+            raise ScaleworldError(f"tokenizer channels {list(self.channels)}: give 1 to "
+                                  f"{self.frame_size.bit_length() - 1} widths (each halves the {self.frame_size}px "
+                                  "frame)")
+        if not 2 <= self.classes <= 256:
+            raise ScaleworldError(f"tokenizer classes={self.classes}: tokens are bytes, use 2..256")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TokenizerConfig:
+        # A config saved before versions were recorded is version 1.
+        return cls(**{"version": 1, **values, "channels": tuple(values["channels"])})
+
+
+MAX_RESIDUAL_FRACTION = 0.5
+"""The default gate on a tokenizer's residual fraction for a game (scaleworld.models.tokenizer_quality).
+With the version 2 objective a per-game tokenizer reaches 0.17-0.41 on Pong, Breakout, Freeway and
+Boxing after 1,000 CPU steps of batch 32, the version 1 objective 0.63-0.87 (collapsed codes):
+tools/bench_tokenizer.py. At 0.5 half of what differs between a game's frames is lost."""

@@ -1,0 +1,102 @@
+"""The report's view of the tokens every number rests on: each tokenizer's quality per game against
+the gate of its `tokens` jobs, and the dynamics models' open-loop PSNR beside the tokenizer alone
+on the same real frames (the floor no dynamics model can beat). Definitions of the figures:
+`scaleworld.models.tokenizer_quality` and `scaleworld.evaluation.fidelity`."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any
+
+
+def collect_tokenizers(store: Any, graph: Any) -> list[dict[str, Any]]:
+    """One row per (tokenizer job, game): its quality record (None until the job is done, or for a
+    tokenizer trained before quality was recorded), the gate of the game's tokens job, pass/fail."""
+    rows = []
+    for job in graph.by_kind("tokenizer"):
+        gates = {graph.jobs[t].labels.get("game"): graph.jobs[t].checks.get("max_residual")
+                 for t in graph.jobs if graph.jobs[t].kind == "tokens" and job.id in graph.jobs[t].inputs}
+        done = store.is_done(job)
+        quality = store.outputs(job).get("quality", {}) if done else {}
+        for game in job.labels.get("games", []):
+            q, gate = quality.get(game), gates.get(game)
+            rows.append({"tokenizer": job.id, "scope": job.labels.get("scope"), "game": game, "done": done,
+                         "quality": q, "max_residual": gate,
+                         "passed": None if q is None or gate is None else q["residual_fraction"] <= gate})
+    return rows
+
+
+def collect_open_loop(store: Any, graph: Any, size_params: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """mode -> game -> {sizes: {size: {psnr: [first, last] mean over seeds, seeds}}, tokenizer: mean dB}."""
+    out: dict[str, dict[str, Any]] = {}
+    for job in graph.by_kind("fidelity"):
+        if not store.is_done(job):
+            continue
+        record = json.loads((store.job_dir(job) / "fidelity.json").read_text())
+        for game, r in record["games"].items():
+            loop = r.get("open_loop", {})
+            if not loop.get("psnr") or "tokenizer_psnr" not in loop:  # too-short episodes, or an older record
+                continue
+            for mode in job.labels["modes"]:
+                entry = out.setdefault(mode, {}).setdefault(game, {"sizes": {}, "tokenizer": []})
+                size = entry["sizes"].setdefault(job.labels["size"], {"first": [], "last": []})
+                size["first"].append(loop["psnr"][0])
+                size["last"].append(loop["psnr"][-1])
+                entry["tokenizer"].append(statistics.fmean(loop["tokenizer_psnr"]))
+    for games in out.values():
+        for entry in games.values():
+            entry["tokenizer"] = statistics.fmean(entry["tokenizer"])
+            entry["sizes"] = {s: {"psnr": [statistics.fmean(v["first"]), statistics.fmean(v["last"])],
+                                  "seeds": len(v["first"])}
+                              for s, v in sorted(entry["sizes"].items(),
+                                                 key=lambda kv: (size_params.get(kv[0], 0), kv[0]))}
+    return out
+
+
+def render_tokenizers(rows: list[dict[str, Any]], console: Any, style: Any) -> None:
+    from rich.table import Table
+
+    if not rows:
+        return
+    table = Table(title="tokenizer quality per game, on held-out frames (residual: share of the frames' variance "
+                        "the codes leave unexplained, 1 = no better than the mean frame; perplexity: median over "
+                        "variables, within the game; a game that fails the gate is not encoded)", box=style)
+    for col in ("scope", "game", "frames", "perplexity", "distinct codes", "residual (sampled)",
+                "PSNR dB (mean frame)", "gate", "verdict"):
+        table.add_column(col)
+    for r in rows:
+        q, gate = r["quality"], r["max_residual"]
+        gate_text = "-" if gate is None else f"<= {gate:g}"
+        if q is None:
+            why = "not finished" if not r["done"] else "not measured (a tokenizer from before quality records)"
+            table.add_row(r["scope"] or "-", r["game"], "-", "-", "-", "-", "-", gate_text, why)
+            continue
+        verdict = "-" if r["passed"] is None else ("pass" if r["passed"] else "FAIL")
+        table.add_row(r["scope"] or "-", r["game"], f"{q['frames']} {q['frames_from'].replace('_', '-')}",
+                      f"{q['perplexity_median']:.1f}", str(q["distinct_codes"]),
+                      f"{q['residual_fraction']:.3f} ({q['sampled_residual_fraction']:.3f})",
+                      f"{q['psnr_db']:.1f} ({q['mean_frame_psnr_db']:.1f})", gate_text, verdict)
+    console.print(table)
+
+
+def render_open_loop(open_loop: dict[str, dict[str, Any]], console: Any, style: Any) -> None:
+    from rich.table import Table
+
+    if not open_loop:
+        return
+    table = Table(title="open-loop PSNR (dB) of imagined frames at the first and last horizon step, mean over seeds, "
+                        "beside the tokenizer alone on the same real frames (the floor)", box=style)
+    for col in ("mode", "game", "tokenizer alone", "smallest size: first / last", "largest size: first / last"):
+        table.add_column(col)
+    for mode, games in sorted(open_loop.items()):
+        for game, entry in sorted(games.items()):
+            sizes = list(entry["sizes"].items())
+
+            def cell(item: tuple[str, dict[str, Any]]) -> str:
+                name, v = item
+                return f"{name}: {v['psnr'][0]:.1f} / {v['psnr'][1]:.1f}"
+
+            table.add_row(mode, game, f"{entry['tokenizer']:.1f}", cell(sizes[0]),
+                          cell(sizes[-1]) if len(sizes) > 1 else "-")
+    console.print(table)
