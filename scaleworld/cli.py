@@ -139,8 +139,11 @@ def _device(args: argparse.Namespace) -> str:
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     _quiet_torchrl()
-    from scaleworld.models.tokenizer_config import TokenizerConfig
+    from scaleworld.models.tokenizer_config import TokenizerConfig, default_steps
     from scaleworld.training.runs import train_tokenizer
+
+    if args.steps is None and args.tokens is None:
+        args.steps = default_steps(games=len(args.data), batch_size=args.batch_size)
 
     info = train_tokenizer(data_dirs=args.data, out=args.out, config=TokenizerConfig(channels=tuple(args.channels)),
                            train=_train_config(args), val_fraction=args.val_fraction, split_seed=args.split_seed,
@@ -218,9 +221,9 @@ def _fmt(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k.startswith(("loss_", "val_")))
 
 
-def _add_train_args(p: argparse.ArgumentParser, *, steps: int, lr: float) -> None:
+def _add_train_args(p: argparse.ArgumentParser, *, steps: int | None, lr: float, steps_help: str = "") -> None:
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
-    p.add_argument("--steps", type=int, default=steps, help=f"gradient steps (default {steps})")
+    p.add_argument("--steps", type=int, default=steps, help=f"gradient steps (default {steps_help or steps})")
     p.add_argument("--tokens", type=int, help="budget in tokens instead of --steps (batch x window per step)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences (dynamics) or frames (tokenizer) per step")
     p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr})")
@@ -417,14 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = train_cmds.add_parser("tokenizer", help="train the categorical tokenizer on pixel datasets")
     p.add_argument("--data", required=True, nargs="+", type=Path,
                    help="pixel dataset(s): one game = per_game scope, several = shared")
-    from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig
+    from scaleworld.models.tokenizer_config import FRAMES_PER_GAME, MAX_RESIDUAL_FRACTION, TokenizerConfig
 
     widths = list(TokenizerConfig.channels)
     p.add_argument("--channels", type=int, nargs="+", default=widths,
                    help=f"conv widths, each stage halving the frame (default {' '.join(map(str, widths))})")
     p.add_argument("--split-seed", type=int, default=0,
                    help="seeds the train/held-out episode split (use the dynamics runs' split)")
-    _add_train_args(p, steps=2000, lr=1e-3)
+    _add_train_args(p, steps=None, lr=1e-3, steps_help=f"{FRAMES_PER_GAME:,} frames of every game")
     p.set_defaults(func=cmd_train_tokenizer)
     p = train_cmds.add_parser("dynamics", help="train a dynamics transformer on token datasets")
     p.add_argument("--tokens-data", "--data", dest="tokens_data", required=True, nargs="+", type=Path,

@@ -139,6 +139,17 @@ def test_identities_are_stable_and_change_exactly_downstream_of_a_setting(tmp_pa
     assert horizon["dynamics"] == b["dynamics"] and horizon["fidelity"].isdisjoint(b["fidelity"])
 
 
+def test_the_tokenizer_budget_defaults_to_frames_of_every_game_it_learns(tmp_path):
+    from scaleworld.models.tokenizer_config import FRAMES_PER_GAME
+
+    path = _spec_file(tmp_path)
+    two = ["tokenizer.steps=null", "games=[Pong, Breakout]"]  # MICRO's tokenizer batch: 8 frames
+    (shared,) = build_graph(load_spec(path, two)).by_kind("tokenizer")
+    assert shared.config["train"]["steps"] == -(-FRAMES_PER_GAME * 2 // 8)
+    per_game = build_graph(load_spec(path, [*two, "tokenizer.scope=per_game"])).by_kind("tokenizer")
+    assert [t.config["train"]["steps"] for t in per_game] == [FRAMES_PER_GAME // 8] * 2
+
+
 def _outputs(root: Path) -> dict:
     """Everything a study produced that must not depend on interruptions."""
     out = {}

@@ -26,7 +26,7 @@ from scaleworld.training.trainer import TrainConfig
 
 from .conftest import collect
 
-SMALL = TokenizerConfig(channels=(16, 32, 64, 64))
+CONFIG = TokenizerConfig()  # the default widths
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def pong_frames(tmp_path_factory):
 def pong_tokenizer(tmp_path_factory, pong_frames):
     out = tmp_path_factory.mktemp("tok") / "pong"
     train = TrainConfig(steps=600, batch_size=32, lr=1e-3, warmup_steps=50, eval_every=300, checkpoint_every=300)
-    info = train_tokenizer(data_dirs=[pong_frames], out=out, config=SMALL, train=train, val_fraction=0.25,
+    info = train_tokenizer(data_dirs=[pong_frames], out=out, config=CONFIG, train=train, val_fraction=0.25,
                            progress=False)
     return out, info
 
@@ -64,7 +64,7 @@ def test_a_pong_tokenizer_describes_held_out_frames_at_a_small_cpu_budget(pong_t
 
 def test_at_initialisation_the_training_forward_pass_spreads_frames_over_codes(pong_frames):
     torch.manual_seed(0)
-    tokenizer = Tokenizer(SMALL).train()
+    tokenizer = Tokenizer(CONFIG).train()
     pixels = torch.as_tensor(OfflineDataset.open(pong_frames).data["pixels"][:256:4])  # 64 frames
     codes = tokenizer.sample_onehot(tokenizer.logits(pixels)).argmax(-1)  # [64, 32] classes drawn in training
     per_variable = [len(torch.unique(codes[:, g])) for g in range(codes.shape[1])]

@@ -16,7 +16,7 @@ games steps: the same frames per game as each per-game run) and prints its per-g
 Several `--steps` values train one run per budget (a budget curve).
 
 Usage: .venv/bin/python tools/bench_tokenizer.py [--games Pong Breakout Freeway Boxing]
-       [--steps 1000] [--batch-size 32] [--channels 16 32 64 64] [--data DIR] [--objectives 1 2]
+       [--steps 1000] [--batch-size 32] [--channels 16 32 64 64] [--data DIR] [--objectives [1] [2]]
        [--shared] [--json FILE]
 """
 
@@ -172,7 +172,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[1000], help="training steps (several: one run each)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 64])
+    p.add_argument("--channels", type=int, nargs="+", default=list(TokenizerConfig.channels))
     p.add_argument("--objectives", type=int, nargs="*", default=[1, 2], choices=[1, 2],
                    help="per-game runs of these objectives (none: only --shared)")
     p.add_argument("--shared", action="store_true", help="also one version 2 tokenizer on all the games")

@@ -103,7 +103,7 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     from omegaconf import OmegaConf
 
     from scaleworld.models.tokenizer import TokenizerConfig
-    from scaleworld.study.spec import study_sizes
+    from scaleworld.study.spec import study_sizes, tokenizer_steps
     from scaleworld.training.runs import matched_steps
     from scaleworld.training.trainer import TrainConfig
 
@@ -135,9 +135,10 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
 
     tok = spec.tokenizer
     tok_model = asdict(TokenizerConfig(channels=tuple(tok.channels), frame_size=spec.protocol.frame_size))
-    tok_train = _hashed(TrainConfig(steps=tok.steps, batch_size=tok.batch_size, lr=tok.lr, seed=tok.seed,
-                                    warmup_steps=min(50, tok.steps), eval_every=min(250, tok.steps),
-                                    checkpoint_every=min(250, tok.steps)))
+    steps = tokenizer_steps(spec)
+    tok_train = _hashed(TrainConfig(steps=steps, batch_size=tok.batch_size, lr=tok.lr, seed=tok.seed,
+                                    warmup_steps=min(50, steps), eval_every=min(250, steps),
+                                    checkpoint_every=min(250, steps)))
     tok_cfg = {"model": tok_model, "train": tok_train, "val_fraction": spec.data.val_fraction,
                "split_seed": spec.data.split_seed}  # the dynamics models' split: never their held-out frames
     groups = [games] if tok.scope == "shared" else [[g] for g in games]

@@ -22,7 +22,7 @@ from typing import Any
 from scaleworld.atari.protocol import Protocol
 from scaleworld.errors import ScaleworldError
 from scaleworld.imagination.config import PolicyConfig
-from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig
+from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig, default_steps
 
 
 class SpecError(ScaleworldError):
@@ -69,7 +69,9 @@ class TokenizerSpec:
     scope: str = "shared"
     """``shared`` (one tokenizer over all games) or ``per_game``."""
     channels: list[int] = field(default_factory=lambda: list(TokenizerConfig.channels))
-    steps: int = 2000
+    steps: int | None = None
+    """Gradient steps; null = enough for FRAMES_PER_GAME frames of every game it learns
+    (scaleworld.models.tokenizer_config, where the measurement behind it is)."""
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
@@ -362,7 +364,8 @@ def check_spec(spec: Any, *, where: str = "") -> None:
     if not spec.seeds:
         fail("seeds", "list at least one seed")
     positive = {"data.steps": spec.data.steps, "data.num_envs": spec.data.num_envs,
-                "tokenizer.steps": spec.tokenizer.steps, "tokenizer.batch_size": spec.tokenizer.batch_size,
+                "tokenizer.steps": 1 if spec.tokenizer.steps is None else spec.tokenizer.steps,
+                "tokenizer.batch_size": spec.tokenizer.batch_size,
                 "train.steps": spec.train.steps, "train.batch_size": spec.train.batch_size,
                 "models.context": spec.models.context, "fidelity.rollouts": spec.fidelity.rollouts}
     for key, value in positive.items():
@@ -434,6 +437,14 @@ def _check_policy(spec: Any, fail: Any) -> None:
 def policy_config(section: Any) -> PolicyConfig:
     """The `PolicyConfig` in a spec's ``policy`` section."""
     return PolicyConfig(**{f.name: section[f.name] for f in dataclasses.fields(PolicyConfig)})
+
+
+def tokenizer_steps(spec: Any) -> int:
+    """The tokenizer's steps: the spec's, or the default for the games one tokenizer learns."""
+    t = spec.tokenizer
+    if t.steps is not None:
+        return t.steps
+    return default_steps(games=len(spec.games) if t.scope == "shared" else 1, batch_size=t.batch_size)
 
 
 def study_sizes(spec: Any) -> list[Any]:

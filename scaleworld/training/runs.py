@@ -94,10 +94,12 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
         identity={"model": config.to_dict(), "datasets": [str(ds.path.resolve()) for ds in datasets],
                   "val_fraction": val_fraction, "split_seed": split_seed},
     )
+    # Measured on the held-out episodes, or on the training ones where fewer than 2 frames are held out.
+    measured = [(val, "held_out") if int(ds.episode_lengths[val].sum()) >= 2 else (train_ep, "train")
+                for ds, train_ep, val in zip(datasets, train_eps, val_eps)]
     final = trainer.fit()
-    quality = {ds.game: game_quality(model, ds, val if len(val) else train_ep,
-                                     frames_from="held_out" if len(val) else "train", seed=train.seed)
-               for ds, train_ep, val in zip(datasets, train_eps, val_eps)}  # on the training device
+    quality = {ds.game: game_quality(model, ds, episodes, frames_from=where, seed=train.seed)
+               for ds, (episodes, where) in zip(datasets, measured)}  # on the training device
     model = model.cpu()
     info = {
         "kind": "tokenizer",
