@@ -77,7 +77,9 @@ def test_a_task_killed_before_it_could_say_why_fails_its_job_and_a_rerun_retries
                               stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while not list(root.glob("dynamics/*/checkpoint.pt")):
-        assert driver.poll() is None and time.monotonic() < deadline
+        if driver.poll() is not None or time.monotonic() > deadline:
+            driver.kill()
+            pytest.fail(f"the driver ended or stalled before the dynamics job started:\n{driver.communicate()[0]}")
         time.sleep(0.2)
     (folder,) = [p.parent for p in root.glob("dynamics/*/checkpoint.pt")]
     os.kill(int((folder / "lock").read_text().split()[-1]), signal.SIGKILL)

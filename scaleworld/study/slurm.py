@@ -30,6 +30,10 @@ ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CON
 # Final states of a task that may have died before its job could record why (OOM killer, node failure)
 ENDED_WITHOUT_RESULT = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
                         "PREEMPTED")
+# sacct may not list a task for a while after sbatch returned (slurmdbd records it asynchronously; seen
+# for seconds on a busy test cluster): a task this driver submitted counts as queued for this long
+# while sacct does not know it, rather than leaving its job "not submittable" and blocking the study.
+ACCOUNTING_GRACE_S = 120.0
 
 
 def slurm_answers(timeout: float = 10.0) -> bool:
@@ -179,11 +183,14 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = Fa
     for job in graph.jobs.values():  # a re-run retries what failed before, as the local executor does
         if job.id not in active and not store.is_done(job):
             (store.job_dir(job) / "failed.json").unlink(missing_ok=True)
-    mine: set[str] = set()  # the jobs this driver submitted
+    mine: dict[str, float] = {}  # the jobs this driver submitted -> when (monotonic seconds)
     silent: dict[str, str] = {}  # job id -> state, of tasks of `mine` that ended unfinished, last poll
     while True:
         states = task_states(store, [j for j in graph.jobs.values() if not store.is_done(j)])
-        active = {job_id for job_id, state in states.items() if state in ACTIVE_STATES}
+        now = time.monotonic()
+        unseen = {job_id for job_id, at in mine.items() if job_id not in states and now - at < ACCOUNTING_GRACE_S
+                  and not store.is_done(graph.jobs[job_id])}  # submitted, not in sacct yet
+        active = {job_id for job_id, state in states.items() if state in ACTIVE_STATES} | unseen
         ended = {job_id: state for job_id, state in states.items() if job_id in mine
                  and state in ENDED_WITHOUT_RESULT and store.failure(graph.jobs[job_id]) is None}
         for job_id in ended.keys() & silent.keys():  # seen twice: killed (the OOM killer) before it could say why
@@ -197,7 +204,7 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = Fa
                                           or any(i in blocked for i in job.inputs)):
                 blocked.add(job.id)
         tasks = submit_ready(store, graph, launcher, blocked, active | silent.keys())  # not resubmitted unseen
-        mine.update(tasks)
+        mine.update(dict.fromkeys(tasks, time.monotonic()))
         if tasks:
             print(f"submitted {len(tasks)} SLURM tasks", flush=True)
         if detach:
