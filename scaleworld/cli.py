@@ -117,13 +117,13 @@ def cmd_eval_score(args: argparse.Namespace) -> None:
 
 
 def _train_config(args: argparse.Namespace):
-    from scaleworld.training.trainer import TrainConfig, tokens_to_steps
+    from scaleworld.training.config import TrainConfig, tokens_to_steps
 
     steps = args.steps
     if args.tokens is not None:
         steps = tokens_to_steps(args.tokens, batch_size=args.batch_size, seq_len=getattr(args, "context", 1))
     if getattr(args, "match", None):
-        from scaleworld.training.runs import matched_steps
+        from scaleworld.training.config import matched_steps
 
         steps = matched_steps(joint_steps=steps, num_games=args.joint_games, rule=args.match)
     return TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 
 from scaleworld.imagination.core import StartContexts
-from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel
+from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.dynamics_config import DynamicsConfig
 
 WIDTH = 32
 FIRE, RIGHT = 1, 3

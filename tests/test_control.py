@@ -10,12 +10,13 @@ from scaleworld.atari.protocol import Protocol
 from scaleworld.data.dataset import OfflineDataset
 from scaleworld.errors import ScaleworldError
 from scaleworld.evaluation.control import evaluate_control, measure_anchors, normalise
+from scaleworld.imagination.config import PolicyConfig, policy_train_config
 from scaleworld.imagination.core import StartContexts
-from scaleworld.imagination.train import PolicyConfig, policy_train_config, train_in_imagination, train_policy
-from scaleworld.models.dynamics import DynamicsConfig
+from scaleworld.imagination.train import train_in_imagination, train_policy
+from scaleworld.models.dynamics_config import DynamicsConfig
 from scaleworld.models.store import load_policy
+from scaleworld.training.config import TrainConfig
 from scaleworld.training.runs import train_dynamics
-from scaleworld.training.trainer import TrainConfig
 from tests.conftest import SHORT
 from tests.handbuilt import action_reward_model, start_contexts
 

@@ -5,7 +5,8 @@ import torch
 from tensordict import TensorDict
 
 from scaleworld.errors import ScaleworldError
-from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel, parameter_counts
+from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.dynamics_config import DynamicsConfig, parameter_counts
 from scaleworld.models.ladders import get_ladder, get_size, ladder_table
 from scaleworld.objectives.twohot import expected_value, two_hot
 from scaleworld.objectives.world_model import WorldModelLoss
@@ -105,12 +106,21 @@ def test_the_window_really_forgets_tokens_older_than_the_context():
     torch.testing.assert_close(a[:, 4:], b[:, 4:])  # one layer, window 4: t>=4 cannot see t=0
 
 
+def counts_of(model):
+    return {"total": sum(p.numel() for p in model.parameters()),
+            "blocks": sum(p.numel() for p in model.blocks.parameters())}
+
+
 def test_parameter_counts_follow_the_transformer_formula_and_the_paper_ladder():
     for size in get_ladder("paper"):
         w, d = size.width, size.depth
         counts = parameter_counts(size.config())
         assert counts["blocks"] == d * (12 * w * w + 13 * w)  # qkv, proj, 2-layer MLP, 2 LayerNorms
         assert counts["total"] > counts["blocks"]
+    for config in (get_size("paper-d4").config(games=("Pong", "Breakout")), DynamicsConfig(width=64, depth=3, heads=4)):
+        with torch.device("meta"):  # the formula against the module's own count
+            model = DynamicsModel(config)
+        assert counts_of(model) == parameter_counts(config)
     rows = {r["name"]: r for r in ladder_table("paper")}
     assert [r["depth"] for r in rows.values()] == [2, 4, 8, 12, 24, 48, 96]
     assert 6.0e6 < rows["paper-d2"]["block_params"] < 6.5e6  # the paper's "about 6M"

@@ -61,6 +61,7 @@ def _write(path: Path, payload: dict) -> None:
 
 def _finish(store: RunStore, job: Job, outputs: dict, files: dict[str, dict] | None = None) -> None:
     """What run_job leaves behind: the job's files, then done.json."""
+    store.prepare(job)
     for name, payload in (files or {}).items():
         _write(store.job_dir(job) / name, payload)
     _write(store.job_dir(job) / "done.json", {

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from scaleworld.data.files import write_json_atomic
 from scaleworld.study.graph import build_graph
 from scaleworld.study.jobs import EXIT_LOCKED, run_job
 from scaleworld.study.local import run_local
@@ -237,7 +238,7 @@ def test_a_locked_job_is_not_run_twice(finished, tmp_path):
     graph = build_graph(s)
     store.write_plan(graph, OmegaConf.to_yaml(s))
     collect = graph.by_kind("collect")[0]
-    lock = JobLock(store.job_dir(collect) / "lock")
+    lock = JobLock(store.prepare(collect) / "lock")
     assert lock.acquire()
     try:
         assert store.state(collect) == "running"
@@ -246,6 +247,34 @@ def test_a_locked_job_is_not_run_twice(finished, tmp_path):
     finally:
         lock.release()
     assert store.state(collect) == "pending"
+
+
+def test_the_store_reads_all_states_at_once_as_it_reads_each(tmp_path):
+    from omegaconf import OmegaConf
+
+    root = tmp_path / "root"
+    s = load_spec(_spec_file(tmp_path), [f"run_root={root}"])
+    graph = build_graph(s)
+    store = RunStore(root)
+    jobs = list(graph.jobs.values())
+    assert set(store.states(jobs).values()) == {"pending"}  # no run root yet
+    store.write_plan(graph, OmegaConf.to_yaml(s))
+    done, failed, running, stale_lock, stale_failure = jobs[:5]
+    for job in jobs[:5]:
+        store.prepare(job)
+    write_json_atomic(store.job_dir(done) / "done.json", {"outputs": {}})
+    write_json_atomic(store.job_dir(failed) / "failed.json", {"reason": "a reason"})
+    lock = JobLock(store.job_dir(running) / "lock")
+    assert lock.acquire()
+    (store.job_dir(stale_lock) / "lock").write_text("123\n")  # its holder died
+    write_json_atomic(store.job_dir(stale_failure) / "failed.json", {"reason": "an old one"})
+    write_json_atomic(store.job_dir(stale_failure) / "done.json", {"outputs": {}})  # then it succeeded
+    try:
+        states = store.states(jobs)
+        assert states == {job.id: store.state(job) for job in jobs}
+        assert [states[j.id] for j in jobs[:5]] == ["done", "failed", "running", "pending", "done"]
+    finally:
+        lock.release()
 
 
 def test_a_failed_job_does_not_stop_independent_jobs(tmp_path):

@@ -21,8 +21,8 @@ from scaleworld.models.tokenizer_quality import (
     game_quality,
     measure_quality,
 )
+from scaleworld.training.config import TrainConfig
 from scaleworld.training.runs import train_tokenizer
-from scaleworld.training.trainer import TrainConfig
 
 from .conftest import collect
 

@@ -10,11 +10,12 @@ from scaleworld.data.dataset import DatasetError, OfflineDataset, verify_dataset
 from scaleworld.data.sampling import split_episodes
 from scaleworld.errors import ScaleworldError
 from scaleworld.evaluation.fidelity import evaluate_fidelity
-from scaleworld.models.dynamics import DynamicsConfig
+from scaleworld.models.dynamics_config import DynamicsConfig
 from scaleworld.models.encode import encode_dataset
 from scaleworld.models.store import load_dynamics, load_tokenizer
-from scaleworld.training.runs import matched_steps, train_dynamics, train_tokenizer
-from scaleworld.training.trainer import TrainConfig, TrainingDiverged, lr_factor, tokens_to_steps
+from scaleworld.training.config import TrainConfig, matched_steps, tokens_to_steps
+from scaleworld.training.runs import train_dynamics, train_tokenizer
+from scaleworld.training.trainer import TrainingDiverged, lr_factor
 
 SMALL = DynamicsConfig(width=64, depth=2, heads=4, context=16)
 

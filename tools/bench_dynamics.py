@@ -23,7 +23,8 @@ from tensordict import TensorDict  # noqa: E402
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
 from scaleworld.models.ladders import get_size  # noqa: E402
 from scaleworld.objectives.world_model import WorldModelLoss  # noqa: E402
-from scaleworld.training.trainer import TrainConfig, Trainer  # noqa: E402
+from scaleworld.training.config import TrainConfig  # noqa: E402
+from scaleworld.training.trainer import Trainer  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

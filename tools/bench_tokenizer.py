@@ -47,8 +47,9 @@ from scaleworld.data.sampling import MultiGameWindows, split_episodes  # noqa: E
 from scaleworld.experts.random_policy import RandomPolicy  # noqa: E402
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
 from scaleworld.models.tokenizer_quality import game_quality, perplexity  # noqa: E402
+from scaleworld.training.config import TrainConfig  # noqa: E402
 from scaleworld.training.runs import tokenizer_objective  # noqa: E402
-from scaleworld.training.trainer import TrainConfig, Trainer  # noqa: E402
+from scaleworld.training.trainer import Trainer  # noqa: E402
 
 
 class VersionOneTokenizer(nn.Module):

@@ -37,11 +37,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from scaleworld.imagination.agent import ActorCritic, ActorPolicy, AgentConfig  # noqa: E402
+from scaleworld.imagination.config import PolicyConfig, policy_train_config  # noqa: E402
 from scaleworld.imagination.core import Imagination, StartContexts  # noqa: E402
 from scaleworld.imagination.env import ImaginationEnv  # noqa: E402
 from scaleworld.imagination.graphed import PaddedRestarts  # noqa: E402
-from scaleworld.imagination.train import PolicyConfig, policy_train_config, train_in_imagination  # noqa: E402
-from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel  # noqa: E402
+from scaleworld.imagination.train import train_in_imagination  # noqa: E402
+from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
+from scaleworld.models.dynamics_config import DynamicsConfig  # noqa: E402
 from tests.handbuilt import PAY, RIGHT, action_reward_model, start_contexts  # noqa: E402
 
 cuda = torch.device(os.environ.get("SCALEWORLD_CHECK_DEVICE", "cuda"))
@@ -225,8 +227,8 @@ def tokenizer_trains_on_cuda() -> str:
     from scaleworld.models.tokenizer import TokenizerConfig
     from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION
     from scaleworld.models.tokenizer_quality import game_quality
+    from scaleworld.training.config import TrainConfig
     from scaleworld.training.runs import train_tokenizer
-    from scaleworld.training.trainer import TrainConfig
     from tests.conftest import collect
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from scaleworld.errors import ScaleworldError
 
@@ -136,6 +135,8 @@ def iqm(values: object) -> np.ndarray:
     """Interquartile mean over the last axis: drop the lowest and highest 25% (floor(n/4) values
     each side, as scipy.stats.trim_mean does), average the rest. Robust like the median, but uses
     half the games instead of one or two, so its interval is tighter."""
+    from scipy import stats  # here: `scaleworld validate` reads RegimeRule, and must not wait for scipy
+
     return stats.trim_mean(_aggregate_input(values), 0.25, axis=-1)
 
 
@@ -302,6 +303,8 @@ def paired_comparison(x: Mapping[str, object], y: Mapping[str, object], *, rng: 
         with warnings.catch_warnings():
             # Few games make scipy fall back from the exact distribution and warn; the p-value stands.
             warnings.simplefilter("ignore", UserWarning)
+            from scipy import stats
+
             result = stats.wilcoxon(points)
         statistic, p_value = float(result.statistic), float(result.pvalue)
     improvements = _oriented(points, lower_is_better)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from scaleworld.errors import ScaleworldError
 
@@ -88,13 +87,15 @@ def protocol_from_pairs(pairs: list[str]) -> Protocol:
 
 
 @functools.lru_cache(maxsize=8)
-def _area_weights(size_in: int, size_out: int) -> torch.Tensor:
+def _area_weights(size_in: int, size_out: int) -> Any:
     """Integer area-resampling weights [size_out, size_in] (float32 holding integers).
 
     Output pixel i covers input interval [i*size_in, (i+1)*size_in) in units of 1/size_out of an
     input pixel; input pixel h covers [h*size_out, (h+1)*size_out). The weight is the overlap, an
     integer, and each row sums to size_in.
     """
+    import torch  # here: the spec reads Protocol, and must not wait for torch
+
     out = torch.arange(size_out)[:, None]
     inp = torch.arange(size_in)[None, :]
     lo = torch.maximum(out * size_in, inp * size_out)
@@ -110,6 +111,8 @@ def preprocess_frames(raw: np.ndarray, frame_size: int) -> np.ndarray:
     alone or inside a batch of thousands gives the same bytes. That is what lets the gymnasium,
     TorchRL and vectorised environments agree bit for bit.
     """
+    import torch
+
     wh = _area_weights(RAW_HEIGHT, frame_size)  # [S, 210]
     ww = _area_weights(RAW_WIDTH, frame_size)  # [S, 160]
     lead = raw.shape[:-3]

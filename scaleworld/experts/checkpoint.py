@@ -31,7 +31,6 @@ returns an `ExpertPolicy` that follows scaleworld's policy interface.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ import torch
 
 from scaleworld.atari.games import NUM_ACTIONS, get_game
 from scaleworld.atari.protocol import Protocol
-from scaleworld.data.files import sha256_file, write_json_atomic
+from scaleworld.data.files import atomic_file, sha256_file, write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.experts.view import ViewSpec
 
@@ -76,9 +75,8 @@ def save_expert(
     finally:
         module.train(was_training)
     _probe(program.module(), out / POLICY_FILE, view, len(actions))  # refuse to write a mismatched expert
-    tmp = out / f".tmp-{os.getpid()}-{POLICY_FILE}"  # torch.export wants the .pt2 suffix
-    torch.export.save(program, tmp)
-    os.replace(tmp, out / POLICY_FILE)
+    with atomic_file(out / POLICY_FILE, "wb") as f:
+        torch.export.save(program, f)
     meta = {
         "format": EXPERT_FORMAT,
         "game": get_game(game).name,

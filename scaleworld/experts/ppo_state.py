@@ -16,13 +16,13 @@ on a GPU, see `ppo.py` on determinism.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import scaleworld
+from scaleworld.data.files import atomic_file
 from scaleworld.errors import ScaleworldError
 
 STATE_FORMAT = "scaleworld.ppo-state/1"
@@ -51,13 +51,8 @@ def save_state(
         "sample_rng": sample_rng.get_state(),
         "minibatch_rng": minibatch_rng.get_state(),
     }
-    path = training / STATE_FILE
-    tmp = training / f".{STATE_FILE}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
+    with atomic_file(training / STATE_FILE, "wb") as f:
         torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_state(training: Path) -> dict[str, Any] | None:

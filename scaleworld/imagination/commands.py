@@ -13,8 +13,8 @@ from pathlib import Path
 
 def cmd_policy_train(args: argparse.Namespace) -> None:
     os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
-    from scaleworld.imagination.config import PolicyConfig
-    from scaleworld.imagination.train import policy_train_config, train_policy
+    from scaleworld.imagination.config import PolicyConfig, policy_train_config
+    from scaleworld.imagination.train import train_policy
     from scaleworld.training.trainer import resolve_device
 
     config = PolicyConfig(horizon=args.horizon, context_steps=args.context_steps, gamma=args.gamma,

@@ -4,8 +4,10 @@ spec derives its ``policy`` section from it without importing torch or TorchRL).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from scaleworld.errors import ScaleworldError
+from scaleworld.training.config import TrainConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,3 +37,11 @@ class PolicyConfig:
         for name in ("gamma", "lmbda", "return_decay", "target_tau"):
             if not 0 < getattr(self, name) <= 1:
                 raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be in (0, 1]")
+
+
+def policy_train_config(*, steps: int, checkpoint_every: int = 250, **overrides: Any) -> TrainConfig:
+    """A `TrainConfig` with the actor-critic's defaults (no weight decay, clip 100, a 10-update
+    warmup); warmup, evaluation and checkpoint intervals never exceed `steps`."""
+    return TrainConfig(**{"lr": 1e-4, "batch_size": 1024, "weight_decay": 0.0, "grad_clip": 100.0, "beta2": 0.999,
+                          "warmup_steps": min(10, steps), "eval_every": min(250, steps), **overrides,
+                          "steps": steps, "checkpoint_every": min(checkpoint_every, steps)})

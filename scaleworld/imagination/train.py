@@ -29,7 +29,8 @@ from scaleworld.imagination.core import Imagination, StartContexts
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.store import POLICY_FILE, load_dynamics, save_model
 from scaleworld.objectives.actor_critic import ActorCriticLoss
-from scaleworld.training.trainer import TrainConfig, Trainer
+from scaleworld.training.config import TrainConfig
+from scaleworld.training.trainer import Trainer
 
 
 def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config: PolicyConfig, train: TrainConfig,
@@ -60,14 +61,6 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
                       identity={"policy": asdict(config), **(identity or {})})
     final = trainer.fit()
     return agent, final
-
-
-def policy_train_config(*, steps: int, checkpoint_every: int = 250, **overrides: Any) -> TrainConfig:
-    """A `TrainConfig` with the actor-critic's defaults (no weight decay, clip 100, a 10-update
-    warmup); warmup, evaluation and checkpoint intervals never exceed `steps`."""
-    return TrainConfig(**{"lr": 1e-4, "batch_size": 1024, "weight_decay": 0.0, "grad_clip": 100.0, "beta2": 0.999,
-                          "warmup_steps": min(10, steps), "eval_every": min(250, steps), **overrides,
-                          "steps": steps, "checkpoint_every": min(checkpoint_every, steps)})
 
 
 def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | Path, config: PolicyConfig,

@@ -13,42 +13,13 @@ keys carry their absolute position, the result equals the full forward with the 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True, kw_only=True)
-class DynamicsConfig:
-    width: int = 512
-    depth: int = 2
-    heads: int = 8
-    ffn_mult: int = 4
-    context: int = 64
-    """Attention window in time steps (also the longest training sequence)."""
-    groups: int = 32
-    classes: int = 32
-    num_actions: int = 18
-    games: tuple[str, ...] = ()
-    """Joint mode when non-empty: the games whose embedding the model learns, in index order."""
-    reward_bins: int = 255
-    reward_limit: float = 20.0
-    """Two-hot bins span [-limit, limit] in symlog space."""
-
-    def __post_init__(self) -> None:
-        if self.width % self.heads or (self.width // self.heads) % 2:
-            raise ValueError(f"width {self.width} must split into {self.heads} heads of even size")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DynamicsConfig:
-        return cls(**{**values, "games": tuple(values.get("games", ()))})
+from scaleworld.models.dynamics_config import DynamicsConfig
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -295,16 +266,3 @@ class DynamicsModel(nn.Module):
             cache.v[layer][rows[:, None], :, slots] = v.transpose(1, 2).to(cache.v.dtype)
             x = block._finish(x, block.attend(q, k, v, mask))
         return self.heads(self.norm(x[:, -1:]))
-
-
-def parameter_counts(config: DynamicsConfig) -> dict[str, int]:
-    """Total and transformer-block parameters, counted on the meta device (no memory used).
-
-    `blocks` counts the attention + MLP + LayerNorm parameters of all blocks (about 12 x width^2 x
-    depth, the figure scaling papers quote); `total` adds embeddings, the final norm and heads.
-    """
-    with torch.device("meta"):
-        model = DynamicsModel(config)
-    blocks = sum(p.numel() for p in model.blocks.parameters())
-    total = sum(p.numel() for p in model.parameters())
-    return {"total": total, "blocks": blocks}

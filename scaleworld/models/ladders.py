@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scaleworld.errors import ScaleworldError
-from scaleworld.models.dynamics import DynamicsConfig, parameter_counts
+from scaleworld.models.dynamics_config import DynamicsConfig, parameter_counts
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,15 +6,15 @@ only compared between dynamics runs that read the same tokens.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from scaleworld.data.files import sha256_file
+from scaleworld.data.files import atomic_file, sha256_file
 from scaleworld.errors import ScaleworldError
-from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel
+from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.dynamics_config import DynamicsConfig
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 
 TOKENIZER_FILE = "tokenizer.pt"
@@ -24,9 +24,8 @@ POLICY_FILE = "policy.pt"
 
 def save_model(path: Path, *, kind: str, config: dict[str, Any], module: torch.nn.Module, extra: dict) -> str:
     """Write {kind, config, state_dict, extra} atomically; return the file's SHA-256."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"kind": kind, "config": config, "state_dict": module.state_dict(), "extra": extra}, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path, "wb") as f:
+        torch.save({"kind": kind, "config": config, "state_dict": module.state_dict(), "extra": extra}, f)
     return sha256_file(path)
 
 

@@ -57,8 +57,9 @@ def collect_results(root: str | Path) -> dict[str, Any]:
                 (store.job_dir(ajob) / "analysis.json").read_text())
     states = {kind: {} for kind in KINDS}
     problems = []
+    job_states = store.states(graph.jobs.values())
     for job in graph.jobs.values():
-        state = store.state(job)
+        state = job_states[job.id]
         states[job.kind][state] = states[job.kind].get(state, 0) + 1
         if state == "failed":
             problems.append({"kind": job.kind, "labels": job.labels, "reason": store.failure(job)})

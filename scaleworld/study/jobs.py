@@ -81,8 +81,9 @@ def _input_dirs(store: RunStore, graph: Graph, job: Job, kind: str) -> list[Path
 
 def _tokenizer(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     from scaleworld.models.tokenizer import TokenizerConfig
+    from scaleworld.training.config import TrainConfig  # the GPU the job was given, if any
     from scaleworld.training.runs import train_tokenizer
-    from scaleworld.training.trainer import TrainConfig, resolve_device  # the GPU the job was given, if any
+    from scaleworld.training.trainer import resolve_device  # the GPU the job was given, if any
 
     c = job.config
     info = train_tokenizer(data_dirs=[d / "dataset" for d in _input_dirs(store, graph, job, "collect")], out=out,
@@ -108,9 +109,10 @@ def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
 
 
 def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
-    from scaleworld.models.dynamics import DynamicsConfig
+    from scaleworld.models.dynamics_config import DynamicsConfig
+    from scaleworld.training.config import TrainConfig
     from scaleworld.training.runs import train_dynamics
-    from scaleworld.training.trainer import TrainConfig, resolve_device
+    from scaleworld.training.trainer import resolve_device
 
     c = job.config
     info = train_dynamics(token_dirs=[d / "tokens" for d in _input_dirs(store, graph, job, "tokens")], out=out,
@@ -164,7 +166,8 @@ def _policy(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
     """Train a policy purely inside the world model (resuming from its checkpoint)."""
     from scaleworld.imagination.config import PolicyConfig
     from scaleworld.imagination.train import train_policy
-    from scaleworld.training.trainer import TrainConfig, resolve_device
+    from scaleworld.training.config import TrainConfig
+    from scaleworld.training.trainer import resolve_device
 
     c = job.config
     (dynamics,) = _input_dirs(store, graph, job, "dynamics")
@@ -285,8 +288,7 @@ def run_job(root: str | Path, job_id: str, *, requeued: Callable[[], bool] | Non
     store = RunStore(Path(root))
     graph = store.read_plan()
     job = graph.jobs[job_id]
-    out = store.job_dir(job)
-    out.mkdir(parents=True, exist_ok=True)
+    out = store.prepare(job)
     if store.is_done(job):
         return 0
     lock = JobLock(out / "lock")

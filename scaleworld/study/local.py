@@ -63,7 +63,7 @@ def run_local(store: RunStore, graph: Graph, *, progress: bool = True,
 
 def _run_subprocess(store: RunStore, job: Job) -> int:
     """Run `job` in a subprocess; 0 if it is done (its done.json, whatever the exit status), else 1."""
-    log = store.job_dir(job) / "log.txt"
+    log = store.prepare(job) / "log.txt"
     env = {**os.environ, "RL_LOGGING_LEVEL": "WARNING"}
     while True:
         (store.job_dir(job) / "failed.json").unlink(missing_ok=True)  # a reason from an earlier attempt

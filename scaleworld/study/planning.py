@@ -14,7 +14,7 @@ ASSUMED_MFU = 0.40
 
 def dynamics_flops(job_config: dict[str, Any]) -> float:
     """Training FLOPs of one dynamics job: 6 x parameters x tokens (one token per time step)."""
-    from scaleworld.models.dynamics import DynamicsConfig, parameter_counts
+    from scaleworld.models.dynamics_config import DynamicsConfig, parameter_counts
 
     model = DynamicsConfig.from_dict(job_config["model"])
     train = job_config["train"]
@@ -25,11 +25,12 @@ def dynamics_flops(job_config: dict[str, Any]) -> float:
 def summarize(store: RunStore, graph: Graph) -> list[dict[str, Any]]:
     """One row per kind: jobs, done, running, failed, pending, estimated GPU-hours (dynamics)."""
     rows = []
+    state = store.states(graph.jobs.values())
     for kind in KINDS:
         jobs = graph.by_kind(kind)
         if not jobs:
             continue
-        states = [store.state(j) for j in jobs]
+        states = [state[j.id] for j in jobs]
         row = {"kind": kind, "jobs": len(jobs),
                **{s: states.count(s) for s in ("done", "running", "failed", "pending")}}
         if kind == "dynamics":
@@ -42,8 +43,9 @@ def summarize(store: RunStore, graph: Graph) -> list[dict[str, Any]]:
 def failures(store: RunStore, graph: Graph) -> list[tuple[str, str, str]]:
     from scaleworld.study.local import describe
 
+    state = store.states(graph.jobs.values())
     return [(job.kind, describe(job), store.failure(job) or "")
-            for job in graph.jobs.values() if store.state(job) == "failed"]
+            for job in graph.jobs.values() if state[job.id] == "failed"]
 
 
 def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool) -> None:

@@ -163,6 +163,8 @@ def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str]
         executor = _executor(store, launcher, kind)
         for start in range(0, len(jobs), chunk):
             part = jobs[start : start + chunk]
+            for job in part:
+                store.prepare(job)
             with executor.batch():
                 tasks = [executor.submit(JobCall(str(store.root), job.id)) for job in part]
             for job, task in zip(part, tasks):

@@ -107,7 +107,7 @@ class TrainSpec:
 class MatchedSpec:
     enabled: bool = True
     rule: str = "tokens_per_game"
-    """``tokens_per_game`` or ``total_steps`` (see scaleworld.training.runs.matched_steps)."""
+    """``tokens_per_game`` or ``total_steps`` (see scaleworld.training.config.matched_steps)."""
 
 
 @dataclass
@@ -436,7 +436,7 @@ def _check_policy(spec: Any, fail: Any) -> None:
 
 def policy_config(section: Any) -> PolicyConfig:
     """The `PolicyConfig` in a spec's ``policy`` section."""
-    return PolicyConfig(**{f.name: section[f.name] for f in dataclasses.fields(PolicyConfig)})
+    return PolicyConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(PolicyConfig)})
 
 
 def tokenizer_steps(spec: Any) -> int:

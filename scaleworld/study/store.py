@@ -11,11 +11,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scaleworld.data.files import write_json_atomic
+from scaleworld.data.files import write_json_atomic, write_text_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.graph import Graph, Job
 
@@ -31,14 +32,19 @@ class RunStore:
         return self.root / job.kind / job.id
 
     def write_plan(self, graph: Graph, spec_yaml: str) -> None:
+        """The study's spec and graph; job folders are made when a job is first run or submitted
+        (`prepare`), so a run of joint26 starts without writing 23,514 folders first."""
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / SPEC).write_text(spec_yaml)
+        write_text_atomic(self.root / SPEC, spec_yaml)
         write_json_atomic(self.root / PLAN, graph.to_dict())
-        for job in graph.jobs.values():
-            d = self.job_dir(job)
-            d.mkdir(parents=True, exist_ok=True)
-            if not (d / "job.json").exists():
-                write_json_atomic(d / "job.json", job.to_dict())
+
+    def prepare(self, job: Job) -> Path:
+        """The job's folder, made with its job.json (kind, config, inputs, labels) if new."""
+        folder = self.job_dir(job)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "job.json").exists():
+            write_json_atomic(folder / "job.json", job.to_dict())
+        return folder
 
     def read_plan(self) -> Graph:
         path = self.root / PLAN
@@ -77,6 +83,33 @@ class RunStore:
         if self.failure(job) is not None:
             return "failed"
         return "pending"
+
+    def states(self, jobs: Iterable[Job]) -> dict[str, str]:
+        """`state` of many jobs at once (job id -> state): one directory listing per kind and per
+        existing job folder, and a lock probe only where a lock file exists, instead of a dozen
+        path operations per job (joint26's 23,514 jobs in a fraction of a second)."""
+        found: dict[str, str] = {}
+        folders: dict[str, set[str]] = {}
+        for job in jobs:
+            if job.kind not in folders:
+                try:
+                    folders[job.kind] = set(os.listdir(self.root / job.kind))
+                except (FileNotFoundError, NotADirectoryError):
+                    folders[job.kind] = set()
+            if job.id not in folders[job.kind]:
+                found[job.id] = "pending"
+                continue
+            try:
+                names = set(os.listdir(self.job_dir(job)))
+            except NotADirectoryError:
+                names = set()
+            if "done.json" in names:
+                found[job.id] = "done"
+            elif "lock" in names and self.is_running(job):
+                found[job.id] = "running"
+            else:
+                found[job.id] = "failed" if "failed.json" in names else "pending"
+        return found
 
     def outputs(self, job: Job) -> dict[str, Any]:
         return json.loads((self.job_dir(job) / "done.json").read_text())["outputs"]

@@ -7,10 +7,9 @@ the run (settings, datasets, the episode split, parameter counts).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -18,27 +17,14 @@ from scaleworld.data.dataset import TOKEN_FORMAT, OfflineDataset
 from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import MultiGameWindows, split_episodes
 from scaleworld.errors import ScaleworldError
-from scaleworld.models.dynamics import DynamicsConfig, DynamicsModel, parameter_counts
+from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.dynamics_config import DynamicsConfig, parameter_counts
 from scaleworld.models.store import DYNAMICS_FILE, TOKENIZER_FILE, save_model
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 from scaleworld.models.tokenizer_quality import frame_variance, game_quality
 from scaleworld.objectives.world_model import TokenizerLoss, WorldModelLoss
-from scaleworld.training.trainer import TrainConfig, Trainer
-
-MatchRule = Literal["tokens_per_game", "total_steps"]
-
-
-def matched_steps(*, joint_steps: int, num_games: int, rule: MatchRule) -> int:
-    """Gradient steps for a single-game run matched to a joint run (same batch and window).
-
-    ``tokens_per_game``: the single run sees as many tokens of its game as the joint run saw of
-    each game (joint_steps / num_games). ``total_steps``: as many gradient steps as the joint run.
-    """
-    if rule == "tokens_per_game":
-        return max(1, math.ceil(joint_steps / num_games))
-    if rule == "total_steps":
-        return joint_steps
-    raise ScaleworldError(f"unknown matching rule {rule!r}: use tokens_per_game or total_steps")
+from scaleworld.training.config import TrainConfig
+from scaleworld.training.trainer import Trainer
 
 
 def _open_all(dirs: list[str | Path], *, want_tokens: bool) -> list[OfflineDataset]:

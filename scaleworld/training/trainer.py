@@ -10,9 +10,8 @@ the checkpoint, so on CPU a resumed run ends bit-identical to an uninterrupted o
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from scaleworld.data.files import write_json_atomic
+from scaleworld.data.files import atomic_file, write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.progress import progress_bar
+from scaleworld.training.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -31,48 +31,11 @@ class TrainingDiverged(ScaleworldError):
     """A loss term or the gradient norm became NaN/inf."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    steps: int = 1000
-    """Gradient steps (the budget; `tokens_to_steps` converts a token budget)."""
-    batch_size: int = 16
-    lr: float = 3e-4
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    """The cosine decays to lr * min_lr_ratio at the last step."""
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    eval_every: int = 250
-    eval_batches: int = 4
-    checkpoint_every: int = 250
-    log_every: int = 10
-    compile: bool = False
-    logger: str = "csv"
-    """TorchRL logger: csv (default, in RUN/logs), tensorboard or wandb (their packages must be installed)."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ScaleworldError(f"train.{name}={getattr(self, name)} must be at least 1")
-        if not self.lr > 0:
-            raise ScaleworldError(f"train.lr={self.lr} must be positive")
-        if self.logger not in ("csv", "tensorboard", "wandb"):
-            raise ScaleworldError(f"train.logger={self.logger!r}: use csv, tensorboard or wandb")
-
-
 def resolve_device(name: str = "auto") -> str:
     """``auto`` -> ``cuda`` when a GPU is visible (e.g. one SLURM gave the job), else ``cpu``."""
     if name != "auto":
         return name
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def tokens_to_steps(tokens: int, *, batch_size: int, seq_len: int) -> int:
-    """Gradient steps that consume `tokens` tokens (one token per time step), rounded up."""
-    return max(1, math.ceil(tokens / (batch_size * seq_len)))
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -159,9 +122,8 @@ class Trainer:
             "history": self.history,
             "resumed_at": self.resumed_at,
         }
-        tmp = self.run_dir / f".{CHECKPOINT}.tmp-{os.getpid()}"
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        with atomic_file(self.checkpoint_path, "wb") as f:
+            torch.save(state, f)
 
     def try_resume(self) -> bool:
         if not self.checkpoint_path.is_file():

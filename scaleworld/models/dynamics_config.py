@@ -1,0 +1,56 @@
+"""DynamicsConfig and its parameter count, without torch: the study graph, `plan`'s compute
+estimate and the ladders read them, and those must answer in a second for 23,514 jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class DynamicsConfig:
+    width: int = 512
+    depth: int = 2
+    heads: int = 8
+    ffn_mult: int = 4
+    context: int = 64
+    """Attention window in time steps (also the longest training sequence)."""
+    groups: int = 32
+    classes: int = 32
+    num_actions: int = 18
+    games: tuple[str, ...] = ()
+    """Joint mode when non-empty: the games whose embedding the model learns, in index order."""
+    reward_bins: int = 255
+    reward_limit: float = 20.0
+    """Two-hot bins span [-limit, limit] in symlog space."""
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"width {self.width} must split into {self.heads} heads of even size")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DynamicsConfig:
+        return cls(**{**values, "games": tuple(values.get("games", ()))})
+
+
+def parameter_counts(config: DynamicsConfig) -> dict[str, int]:
+    """Total and transformer-block parameters of `DynamicsModel(config)`, by formula (a test checks
+    it against the module's own count).
+
+    `blocks` counts the attention + MLP + LayerNorm parameters of all blocks (about 12 x width^2 x
+    depth, the figure scaling papers quote); `total` adds embeddings, the final norm and heads.
+    """
+    w, hidden = config.width, config.ffn_mult * config.width
+    per_block = (2 * w  # norm1 (weight, bias)
+                 + 3 * w * w + 3 * w  # qkv
+                 + w * w + w  # proj
+                 + 2 * w  # norm2
+                 + w * hidden + hidden + hidden * w + w)  # MLP
+    blocks = config.depth * per_block
+    codes = config.groups * config.classes
+    embeddings = (codes + config.num_actions + len(config.games)) * w
+    heads = (w * codes + codes) + (w * config.reward_bins + config.reward_bins) + (w + 1)
+    return {"total": blocks + embeddings + 2 * w + heads, "blocks": blocks}
