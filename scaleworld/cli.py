@@ -281,9 +281,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         counts = run_slurm(store, graph, spec.launcher, detach=args.detach)
     else:
-        from scaleworld.study.local import run_local
+        from scaleworld.study.local import default_workers, run_local, visible_gpus
 
-        counts = run_local(store, graph, progress=not args.no_progress)
+        workers = spec.launcher.workers or default_workers(visible_gpus())
+        counts = run_local(store, graph, workers=workers, progress=not args.no_progress)
     print_summary(store, graph, title=f"{spec.name}: {store.root}", estimate=False)
     return 1 if counts.get("failed") or counts.get("blocked") else 0
 

@@ -60,6 +60,7 @@ def _sw(*args, cwd=None):
     ("modes.joint=true", "modes.joint: a joint model needs one shared tokenizer") ,
     ("tokenizer.scope=sometimes", "tokenizer.scope: use shared or per_game"),
     ("tokenizer.max_residual=0", "tokenizer.max_residual: 0.0 must be positive"),
+    ("launcher.workers=0", "launcher.workers: 0: run at least 1 job at once"),
     ("tokenizer.channels=[]", "tokenizer.channels: tokenizer channels []: give 1 to 6 widths"),
     ("analysis.min_sizes=2", "analysis: regime rule min_sizes=2"),
     ('sweep.zip={"train.lr": [1, 2], "seeds": [[0]]}', "sweep.zip: all lists must have the same length"),
@@ -209,11 +210,12 @@ def test_rerunning_skips_finished_jobs(finished):
     assert stamps == {p: p.stat().st_mtime_ns for p in root.glob("*/*/done.json")}
 
 
-@pytest.mark.parametrize("kill_after_done", [1, 3])
-def test_killing_the_driver_loses_nothing_and_the_rerun_ends_identical(tmp_path, finished, kill_after_done):
+@pytest.mark.parametrize("kill_after_done, workers", [(1, 1), (3, 1), (3, 2)])
+def test_killing_the_driver_loses_nothing_and_the_rerun_ends_identical(tmp_path, finished, kill_after_done, workers):
     _, spec, reference = finished
     root = tmp_path / "root"
-    cmd = [sys.executable, "-m", "scaleworld.cli", "run", str(spec), f"run_root={root}", "--no-progress"]
+    cmd = [sys.executable, "-m", "scaleworld.cli", "run", str(spec), f"run_root={root}", f"launcher.workers={workers}",
+           "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while len(list(root.glob("*/*/done.json"))) < kill_after_done:
@@ -226,6 +228,41 @@ def test_killing_the_driver_loses_nothing_and_the_rerun_ends_identical(tmp_path,
     again = _sw("run", spec, f"run_root={root}", "--no-progress")
     assert again.returncode == 0, again.stdout + again.stderr
     assert _outputs(root) == _outputs(reference)
+
+
+def _ran(root: Path) -> dict[str, dict]:
+    """kind -> {start, end (seconds since the epoch), cuda_visible_devices} of each finished job."""
+    import datetime
+
+    out = {}
+    for done in root.glob("*/*/done.json"):
+        record = json.loads(done.read_text())
+        end = datetime.datetime.fromisoformat(record["finished_utc"]).timestamp()
+        out[record["kind"]] = {"start": end - record["seconds"], "end": end,
+                               "cuda_visible_devices": record["cuda_visible_devices"]}
+    return out
+
+
+def test_two_workers_run_independent_jobs_at_once_pin_gpu_jobs_and_end_identical(tmp_path, finished):
+    _, spec, reference = finished
+    root = tmp_path / "root"
+    # One "GPU" id: on this CPU machine a pinned job finds no CUDA device and runs on the CPU, but
+    # what it was given is recorded, so the pinning itself is what this checks.
+    proc = subprocess.run([sys.executable, "-m", "scaleworld.cli", "run", str(spec), f"run_root={root}",
+                           "launcher.workers=2"], capture_output=True, text=True,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": "7"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _outputs(root) == _outputs(reference)
+    ran = _ran(root)
+    # collect and anchor have no inputs: both started before either ended
+    assert max(ran["collect"]["start"], ran["anchor"]["start"]) < min(ran["collect"]["end"], ran["anchor"]["end"])
+    assert {k: r["cuda_visible_devices"] for k, r in ran.items()} == {
+        "collect": "", "anchor": "", "analysis": "", "tokenizer": "7", "tokens": "7", "dynamics": "7",
+        "fidelity": "7", "policy": "7", "control": "7"}
+    # stdout is a pipe, as a log file would be: a plain line per finished job, numbered
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert [line.split("/")[0] for line in lines] == [f"[{i}" for i in range(1, 10)]
+    assert any(line.startswith("[9/9] analysis") for line in lines), lines
 
 
 def test_a_locked_job_is_not_run_twice(finished, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 import sys
 import time
@@ -304,6 +305,7 @@ def run_job(root: str | Path, job_id: str, *, requeued: Callable[[], bool] | Non
         write_json_atomic(out / "done.json", {
             "kind": job.kind, "id": job.id, "outputs": outputs, "seconds": round(time.time() - start, 2),
             "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU its executor pinned it to
         })
         return 0
     except KeyboardInterrupt:  # interrupted, not failed: the next run resumes from the job's checkpoint
@@ -328,7 +330,5 @@ def _failed(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    import os
-
     os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
     sys.exit(run_job(sys.argv[1], sys.argv[2]))

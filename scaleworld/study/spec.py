@@ -171,6 +171,9 @@ class AnalysisSpec:
 class LauncherSpec:
     kind: str = "local"
     """``local`` (this machine, no services) or ``slurm`` (submitit job arrays)."""
+    workers: int | None = None
+    """local: jobs at once (null: one per visible GPU plus one CPU job, or 1 without a GPU); a GPU job
+    is pinned to a GPU of its own."""
     partition: str | None = None
     gpus: int = 0
     cpus: int = 1
@@ -361,6 +364,8 @@ def check_spec(spec: Any, *, where: str = "") -> None:
         fail("modes.matched.rule", "use tokens_per_game or total_steps")
     if spec.launcher.kind not in ("local", "slurm"):
         fail("launcher.kind", "use local or slurm")
+    if spec.launcher.workers is not None and spec.launcher.workers < 1:
+        fail("launcher.workers", f"{spec.launcher.workers}: run at least 1 job at once (null = half the cores)")
     if not spec.seeds:
         fail("seeds", "list at least one seed")
     positive = {"data.steps": spec.data.steps, "data.num_envs": spec.data.num_envs,
