@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 
 from scaleworld.atari.protocol import Protocol  # noqa: E402
 from scaleworld.data.collect import collect_dataset  # noqa: E402
-from scaleworld.experts.random_policy import RandomPolicy  # noqa: E402
+from scaleworld.data.random_policy import RandomPolicy  # noqa: E402
 
 # Short episodes (a 400-frame cap = at most 100 agent steps) give many episode boundaries in a
 # few hundred steps, which is what the sampling and invariant tests need.

@@ -15,8 +15,8 @@ import torch
 import scaleworld
 from scaleworld.data.collect import collect_dataset
 from scaleworld.data.dataset import DatasetError, OfflineDataset, verify_dataset
+from scaleworld.data.random_policy import RandomPolicy
 from scaleworld.errors import ScaleworldError
-from scaleworld.experts.random_policy import RandomPolicy
 
 from .conftest import SHORT, collect
 

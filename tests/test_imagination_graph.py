@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from scaleworld.errors import ScaleworldError
-from scaleworld.imagination.agent import ActorPolicy
 from scaleworld.imagination.core import Imagination
 from scaleworld.imagination.graphed import GraphedRollout, PaddedRestarts, bucket
+from scaleworld.models.agent import ActorPolicy
 from tests.test_imagination import _policy, _random_world, _starts
 
 

@@ -28,3 +28,15 @@ def identity_digest(graph) -> str:
 def test_the_shipped_studies_keep_their_job_identities(study):
     graph = build_graph(load_spec(STUDIES / f"{study}.yaml"))
     assert (len(graph.jobs), identity_digest(graph)) == PINS[study]
+
+
+def test_every_job_config_is_its_kinds_typed_stage_field_for_field():
+    from scaleworld.study.stages import STAGES, stage_of
+
+    graph = build_graph(load_spec(STUDIES / "smoke.yaml", ["control.upper_anchor=human"]))
+    graph.jobs.update(build_graph(load_spec(STUDIES / "joint26.yaml")).jobs)
+    for job in graph.jobs.values():
+        stage = stage_of(job)
+        assert isinstance(stage, STAGES[job.kind]) and stage.config() == job.config
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stepz'"):
+        STAGES["collect"](**{**next(iter(graph.by_kind("collect"))).config, "stepz": 1})

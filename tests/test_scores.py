@@ -1,8 +1,8 @@
 import json
 
 from scaleworld.atari.protocol import Protocol
+from scaleworld.data.random_policy import RandomPolicy
 from scaleworld.evaluation.scores import score_policy, write_score
-from scaleworld.experts.random_policy import RandomPolicy
 
 
 def test_random_score_plays_exactly_the_requested_episodes_under_the_cap(tmp_path):

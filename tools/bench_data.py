@@ -24,8 +24,8 @@ from scaleworld.atari.envs import AtariEnv, VectorAtari  # noqa: E402
 from scaleworld.atari.games import get_game  # noqa: E402
 from scaleworld.data.collect import collect_dataset  # noqa: E402
 from scaleworld.data.dataset import OfflineDataset  # noqa: E402
+from scaleworld.data.random_policy import RandomPolicy  # noqa: E402
 from scaleworld.data.sampling import EpisodeWindowSampler  # noqa: E402
-from scaleworld.experts.random_policy import RandomPolicy  # noqa: E402
 
 
 def single_env_steps_per_s(game, steps: int) -> float:

@@ -33,9 +33,9 @@ os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
 
 import torch  # noqa: E402
 
-from scaleworld.imagination.agent import ActorCritic, ActorPolicy, AgentConfig  # noqa: E402
 from scaleworld.imagination.core import Imagination, StartContexts  # noqa: E402
 from scaleworld.imagination.env import ImaginationEnv  # noqa: E402
+from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig  # noqa: E402
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
 from scaleworld.models.ladders import get_size  # noqa: E402
 

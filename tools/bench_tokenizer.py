@@ -43,8 +43,8 @@ from torchrl.objectives import LossModule  # noqa: E402
 from scaleworld.atari.protocol import Protocol  # noqa: E402
 from scaleworld.data.collect import collect_dataset  # noqa: E402
 from scaleworld.data.dataset import OfflineDataset  # noqa: E402
+from scaleworld.data.random_policy import RandomPolicy  # noqa: E402
 from scaleworld.data.sampling import MultiGameWindows, split_episodes  # noqa: E402
-from scaleworld.experts.random_policy import RandomPolicy  # noqa: E402
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
 from scaleworld.models.tokenizer_quality import game_quality, perplexity  # noqa: E402
 from scaleworld.training.config import TrainConfig  # noqa: E402

@@ -29,8 +29,8 @@ from scaleworld.atari.protocol import Protocol
 from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.evaluation.scores import score_policy
-from scaleworld.imagination.agent import ActorCritic
-from scaleworld.imagination.core import sample_categorical
+from scaleworld.models.agent import ActorCritic
+from scaleworld.models.categorical import sample_categorical
 from scaleworld.models.dynamics import DynamicsModel, KVCache
 from scaleworld.models.tokenizer import Tokenizer
 
@@ -80,7 +80,7 @@ def measure_anchors(*, game: str, protocol: Protocol, episodes: int, seed: int, 
                     expert_record: dict[str, Any] | None = None) -> dict[str, Any]:
     """The random policy's score (measured now) and the upper anchor: `expert_record` (a score
     record of the expert under the same protocol) or the reference human score."""
-    from scaleworld.experts.random_policy import RandomPolicy
+    from scaleworld.data.random_policy import RandomPolicy
 
     g = get_game(game)
     if upper not in UPPER_ANCHORS:

@@ -44,7 +44,7 @@ from scaleworld.experts.view import ViewSpec
 
 EXPERT_FORMAT = "scaleworld.expert/1"
 EXPERT_JSON = "expert.json"
-POLICY_FILE = "policy.pt2"
+PROGRAM_FILE = "policy.pt2"  # the exported program (torch.export); an imagination policy is models.store.POLICY_FILE
 SCORE_JSON = "score.json"
 _REQUIRED = ("format", "game", "view", "actions", "model")
 
@@ -74,15 +74,15 @@ def save_expert(
         program = torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     finally:
         module.train(was_training)
-    _probe(program.module(), out / POLICY_FILE, view, len(actions))  # refuse to write a mismatched expert
-    with atomic_file(out / POLICY_FILE, "wb") as f:
+    _probe(program.module(), out / PROGRAM_FILE, view, len(actions))  # refuse to write a mismatched expert
+    with atomic_file(out / PROGRAM_FILE, "wb") as f:
         torch.export.save(program, f)
     meta = {
         "format": EXPERT_FORMAT,
         "game": get_game(game).name,
         "view": view.to_dict(),
         "actions": [int(a) for a in actions],
-        "model": {"file": POLICY_FILE, "sha256": sha256_file(out / POLICY_FILE),
+        "model": {"file": PROGRAM_FILE, "sha256": sha256_file(out / PROGRAM_FILE),
                   "input": f"uint8 [B, {', '.join(map(str, view.shape))}]",
                   "output": f"float32 logits [B, {len(actions)}]"},
         "protocol": None if protocol is None else protocol.to_dict(),

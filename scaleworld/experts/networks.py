@@ -79,7 +79,7 @@ def _init(module: nn.Module, gain: float, generator: torch.Generator) -> None:
             nn.init.zeros_(layer.bias)
 
 
-class ActorCritic(nn.Module):
+class PPOActorCritic(nn.Module):
     """Policy and value heads on a trunk, and the TorchRL operators PPO uses.
 
     With `value_trunk` None the trunk is shared (the Atari practice: one CNN, rewards clipped so

@@ -16,7 +16,7 @@ def make_policy(name: str, *, seed: int, sampling: str = "sample", epsilon: floa
     `sampling` and `epsilon` apply to experts only.
     """
     if name == "random":
-        from scaleworld.experts.random_policy import RandomPolicy
+        from scaleworld.data.random_policy import RandomPolicy
 
         return RandomPolicy(seed=seed)
     if Path(name).is_dir():

@@ -76,10 +76,10 @@ class AtariTask:
         return lambda obs, first: stack(torch.from_numpy(obs), torch.from_numpy(first))
 
     def make_network(self, *, seed: int):
-        from scaleworld.experts.networks import ActorCritic, nature_cnn
+        from scaleworld.experts.networks import PPOActorCritic, nature_cnn
 
         trunk, features = nature_cnn(self.view_spec.shape[0], self.protocol.frame_size)
-        return ActorCritic(trunk, features, len(self.actions), seed=seed)
+        return PPOActorCritic(trunk, features, len(self.actions), seed=seed)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "atari", "game": self.game, "protocol": self.protocol.to_dict(),
@@ -128,14 +128,14 @@ class GymTask:
         return lambda obs, first: torch.from_numpy(obs)
 
     def make_network(self, *, seed: int):
-        from scaleworld.experts.networks import ActorCritic, mlp
+        from scaleworld.experts.networks import PPOActorCritic, mlp
 
         shape = self.view_shape
         if len(shape) != 1:
             raise ScaleworldError(f"{self.env_id} has observations of shape {shape}: GymTask needs flat vectors")
         trunk, features = mlp(shape[0], self.hidden)
         value_trunk, _ = mlp(shape[0], self.hidden)
-        return ActorCritic(trunk, features, len(self.actions), seed=seed, value_trunk=value_trunk)
+        return PPOActorCritic(trunk, features, len(self.actions), seed=seed, value_trunk=value_trunk)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "gym", **dataclasses.asdict(self), "hidden": list(self.hidden)}

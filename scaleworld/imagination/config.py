@@ -39,9 +39,26 @@ class PolicyConfig:
                 raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be in (0, 1]")
 
 
-def policy_train_config(*, steps: int, checkpoint_every: int = 250, **overrides: Any) -> TrainConfig:
-    """A `TrainConfig` with the actor-critic's defaults (no weight decay, clip 100, a 10-update
+@dataclass(frozen=True, kw_only=True)
+class PolicyTraining:
+    """How long and how the actor-critic is optimised, by default: the one statement of these
+    defaults (the spec's policy section, `scaleworld policy train` and `policy_train_config`)."""
+
+    steps: int = 1000
+    """Actor-critic updates."""
+    batch_size: int = 1024
+    """Imagined rollouts per update."""
+    lr: float = 1e-4
+    checkpoint_every: int = 250
+
+
+POLICY_TRAINING = PolicyTraining()
+
+
+def policy_train_config(*, steps: int, batch_size: int = POLICY_TRAINING.batch_size, lr: float = POLICY_TRAINING.lr,
+                        checkpoint_every: int = POLICY_TRAINING.checkpoint_every, **overrides: Any) -> TrainConfig:
+    """A `TrainConfig` with the actor-critic's settings (no weight decay, clip 100, a 10-update
     warmup); warmup, evaluation and checkpoint intervals never exceed `steps`."""
-    return TrainConfig(**{"lr": 1e-4, "batch_size": 1024, "weight_decay": 0.0, "grad_clip": 100.0, "beta2": 0.999,
-                          "warmup_steps": min(10, steps), "eval_every": min(250, steps), **overrides,
+    return TrainConfig(**{"weight_decay": 0.0, "grad_clip": 100.0, "beta2": 0.999, "warmup_steps": min(10, steps),
+                          "eval_every": min(250, steps), **overrides, "lr": lr, "batch_size": batch_size,
                           "steps": steps, "checkpoint_every": min(checkpoint_every, steps)})

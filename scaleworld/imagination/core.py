@@ -29,10 +29,12 @@ from tensordict import TensorDict, TensorDictBase
 
 from scaleworld.data.dataset import OfflineDataset
 from scaleworld.errors import ScaleworldError
+from scaleworld.models.categorical import sample_categorical
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.objectives.twohot import expected_value
 
-Policy = Callable[[TensorDictBase], TensorDictBase]
+LatentPolicy = Callable[[TensorDictBase], TensorDictBase]
+"""Acts in imagination: reads latent, hidden, action_mask; writes action (data.collect.Policy acts on frames)."""
 
 
 @dataclass(frozen=True)
@@ -104,12 +106,6 @@ class StartContexts:
         offset = torch.arange(self.steps, device=picks.device)[None, :] - (self.steps - 1 - history)[:, None]
         index = self.starts[picks][:, None] + offset.clamp(min=0)  # [R, steps]
         return self.tokens[index].long(), self.actions[index], history
-
-
-def sample_categorical(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One sample per row of logits [..., classes] (Gumbel-max: argmax of logits - log Exp(1))."""
-    noise = torch.empty(logits.shape, device=logits.device, dtype=torch.float32).exponential_(generator=generator)
-    return (logits.float() - noise.log()).argmax(-1)
 
 
 class Imagination:
@@ -196,7 +192,7 @@ class Imagination:
                           batch_size=[self.batch], device=self.device)
 
     @torch.no_grad()
-    def rollout(self, policy: Policy, horizon: int) -> TensorDict:
+    def rollout(self, policy: LatentPolicy, horizon: int) -> TensorDict:
         """`horizon` steps from fresh starts under `policy` (reads latent, hidden, action_mask;
         writes action) -> TensorDict [B, horizon] in TorchRL's layout (root = the state acted
         from, ``next`` = what followed); terminated rollouts restart before the next step, as

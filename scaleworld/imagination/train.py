@@ -23,9 +23,9 @@ from scaleworld.data.dataset import TOKEN_FORMAT, OfflineDataset
 from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import split_episodes
 from scaleworld.errors import ScaleworldError
-from scaleworld.imagination.agent import ActorCritic, ActorPolicy, AgentConfig
 from scaleworld.imagination.config import PolicyConfig
 from scaleworld.imagination.core import Imagination, StartContexts
+from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.store import POLICY_FILE, load_dynamics, save_model
 from scaleworld.objectives.actor_critic import ActorCriticLoss

@@ -68,7 +68,7 @@ def load_tokenizer(run_dir: str | Path) -> tuple[Tokenizer, dict[str, Any]]:
 
 def load_policy(run_dir: str | Path):
     """The actor-critic trained in imagination (eval mode, no grad) and its identity {path, sha256, config, ...}."""
-    from scaleworld.imagination.agent import ActorCritic, AgentConfig
+    from scaleworld.models.agent import ActorCritic, AgentConfig
 
     model, identity = _load_model(run_dir, POLICY_FILE, "policy", AgentConfig, ActorCritic)
     return model.requires_grad_(False), identity

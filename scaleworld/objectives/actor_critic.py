@@ -23,7 +23,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import LossModule
 from torchrl.objectives.value.functional import vec_td_lambda_return_estimate
 
-from scaleworld.imagination.agent import ActorCritic
+from scaleworld.models.agent import ActorCritic
 from scaleworld.objectives.twohot import expected_value, two_hot
 
 

@@ -11,6 +11,7 @@ import statistics
 from typing import Any
 
 from scaleworld.study.graph import Graph
+from scaleworld.study.results import control_rows
 from scaleworld.study.store import RunStore
 
 
@@ -21,15 +22,7 @@ def collect_control(store: RunStore, graph: Graph) -> dict[str, Any]:
     `score` is the raw mean return over the job's episodes and `normalised` its expert/human-random
     normalised mean; per game they are averaged over runs (world-model seeds x policy trials)."""
     jobs = graph.by_kind("control")
-    runs = []
-    for job in jobs:
-        if not store.is_done(job):
-            continue
-        out = store.outputs(job)
-        runs.append({"id": job.id, "variants": job.labels.get("variants", ["base"]), "modes": job.labels["modes"],
-                     "game": out["game"], "size": job.labels["size"], "seed": job.labels["seed"],
-                     "trial": job.labels["trial"], "score": out["score"], "normalised": out["normalised"],
-                     "upper_kind": out["upper_kind"]})
+    runs = control_rows(store, jobs)
     # A control job shared by several variants or modes counts in each of them, as in the analysis.
     grouped: dict[str, dict[str, dict[str, dict[str, list[dict[str, Any]]]]]] = {}
     for run in runs:

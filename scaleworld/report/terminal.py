@@ -26,6 +26,8 @@ from scaleworld.report.sections import (
 )
 from scaleworld.report.tokenizers import collect_open_loop, collect_tokenizers, render_open_loop, render_tokenizers
 from scaleworld.study.graph import KINDS
+from scaleworld.study.results import nll_rows
+from scaleworld.study.stages import AnalysisStage
 from scaleworld.study.store import RunStore
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -39,22 +41,14 @@ def collect_results(root: str | Path) -> dict[str, Any]:
     store = RunStore(Path(root))
     graph = store.read_plan()
     curves: dict[str, dict[str, dict[str, Any]]] = {}  # mode -> game -> size -> {params, nll per seed}
-    for fjob in graph.by_kind("fidelity"):
-        if not store.is_done(fjob):
-            continue
-        record = json.loads((store.job_dir(fjob) / "fidelity.json").read_text())
-        dynamics = next(graph.jobs[i] for i in fjob.inputs if graph.jobs[i].kind == "dynamics")
-        params = store.outputs(dynamics)["params"]["total"]
-        for mode in fjob.labels["modes"]:
-            for game, r in record["games"].items():
-                per_size = curves.setdefault(mode, {}).setdefault(game, {})
-                per_size.setdefault(fjob.labels["size"], {"params": params, "nll": []})["nll"].append(
-                    r["nll_nats_per_frame"])
+    for row in nll_rows(store, graph, graph.by_kind("fidelity")):
+        per_size = curves.setdefault(row["mode"], {}).setdefault(row["game"], {})
+        per_size.setdefault(row["size"], {"params": row["params"], "nll": []})["nll"].append(row["nll"])
     regimes = {}
     for ajob in graph.by_kind("analysis"):
         if store.is_done(ajob):
             regimes[ajob.labels.get("variant", "base")] = json.loads(
-                (store.job_dir(ajob) / "analysis.json").read_text())
+                (store.job_dir(ajob) / AnalysisStage.ARTIFACT).read_text())
     states = {kind: {} for kind in KINDS}
     problems = []
     job_states = store.states(graph.jobs.values())

@@ -9,6 +9,8 @@ import json
 import statistics
 from typing import Any
 
+from scaleworld.study.stages import FidelityStage
+
 
 def collect_tokenizers(store: Any, graph: Any) -> list[dict[str, Any]]:
     """One row per (tokenizer job, game): its quality record (None until the job is done, or for a
@@ -33,7 +35,7 @@ def collect_open_loop(store: Any, graph: Any, size_params: dict[str, int]) -> di
     for job in graph.by_kind("fidelity"):
         if not store.is_done(job):
             continue
-        record = json.loads((store.job_dir(job) / "fidelity.json").read_text())
+        record = json.loads((store.job_dir(job) / FidelityStage.ARTIFACT).read_text())
         for game, r in record["games"].items():
             loop = r.get("open_loop", {})
             if not loop.get("psnr") or "tokenizer_psnr" not in loop:  # too-short episodes, or an older record

@@ -102,6 +102,15 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     """Add one variant's jobs to `graph` (jobs it shares with other variants are merged)."""
     from scaleworld.models.tokenizer_config import TokenizerConfig
     from scaleworld.study.spec import study_sizes, tokenizer_steps
+    from scaleworld.study.stages import (
+        AnalysisStage,
+        CollectStage,
+        DynamicsStage,
+        ExpertStage,
+        FidelityStage,
+        TokenizerStage,
+        TokensStage,
+    )
     from scaleworld.training.config import TrainConfig, matched_steps
 
     tag = {"variants": [variant]}
@@ -112,9 +121,9 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     for game in games:
         inputs, policy = [], {"source": e.source}
         if e.source == "ppo":
-            ecfg = {"game": game, "protocol": protocol, "frames": e.frames, "num_envs": e.num_envs, "seed": e.seed,
-                    "episodes": e.episodes}
-            inputs = [graph.add(Job("expert", ecfg, [], {"game": game, **tag}))]
+            expert = ExpertStage(game=game, protocol=protocol, frames=e.frames, num_envs=e.num_envs, seed=e.seed,
+                                 episodes=e.episodes)
+            inputs = [graph.add(expert.job([], {"game": game, **tag}))]
             expert_of[game] = inputs[0]
         elif e.source != "random":  # an imported expert: its weights' hash is part of the identity
             from scaleworld.data.files import sha256_file
@@ -126,26 +135,27 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
             policy = dict(imported[game])
         if e.source != "random":
             policy |= {"sampling": e.sampling, "epsilon": e.epsilon}
-        cfg = {"game": game, "protocol": protocol, "policy": policy, "steps": spec.data.steps,
-               "num_envs": spec.data.num_envs, "seed": spec.data.seed}
-        collect[game] = graph.add(Job("collect", cfg, inputs, {"game": game, **tag}))
+        stage = CollectStage(game=game, protocol=protocol, policy=policy, steps=spec.data.steps,
+                             num_envs=spec.data.num_envs, seed=spec.data.seed)
+        collect[game] = graph.add(stage.job(inputs, {"game": game, **tag}))
 
     tok = spec.tokenizer
     tok_model = asdict(TokenizerConfig(channels=tuple(tok.channels), frame_size=spec.protocol.frame_size))
     steps = tokenizer_steps(spec)
+    d = TrainConfig()  # the trainer's intervals, never longer than the run
     tok_train = _hashed(TrainConfig(steps=steps, batch_size=tok.batch_size, lr=tok.lr, seed=tok.seed,
-                                    warmup_steps=min(50, steps), eval_every=min(250, steps),
-                                    checkpoint_every=min(250, steps)))
-    tok_cfg = {"model": tok_model, "train": tok_train, "val_fraction": spec.data.val_fraction,
-               "split_seed": spec.data.split_seed}  # the dynamics models' split: never their held-out frames
+                                    warmup_steps=min(d.warmup_steps, steps), eval_every=min(d.eval_every, steps),
+                                    checkpoint_every=min(d.checkpoint_every, steps)))
+    # the dynamics models' split: a tokenizer never trains on their held-out frames
+    tokenizer = TokenizerStage(model=tok_model, train=tok_train, val_fraction=spec.data.val_fraction,
+                               split_seed=spec.data.split_seed)
     groups = [games] if tok.scope == "shared" else [[g] for g in games]
     tokenizer_of = {}
     for group in groups:
-        tid = graph.add(Job("tokenizer", tok_cfg, [collect[g] for g in group],
-                            {"games": group, "scope": tok.scope, **tag}))
+        tid = graph.add(tokenizer.job([collect[g] for g in group], {"games": group, "scope": tok.scope, **tag}))
         tokenizer_of.update({g: tid for g in group})
-    tokens = {g: graph.add(Job("tokens", {}, [tokenizer_of[g], collect[g]], {"game": g, **tag},
-                               checks={"max_residual": tok.max_residual})) for g in games}
+    tokens = {g: graph.add(TokensStage().job([tokenizer_of[g], collect[g]], {"game": g, **tag},
+                                             checks={"max_residual": tok.max_residual})) for g in games}
 
     if tok.scope == "per_game" and spec.modes.joint:
         from scaleworld.study.spec import SpecError
@@ -164,7 +174,7 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     fidelity_ids, control_ids = [], []
     anchors = _add_anchors(graph, spec, tag, protocol, expert_of, imported) if spec.policy.enabled else {}
     # Settings shared by many jobs are built once (joint26: 23,514 jobs); job configs are never mutated.
-    fcfg = asdict(spec.fidelity)
+    fidelity = FidelityStage(**asdict(spec.fidelity))
     policies = _policy_configs(spec, protocol) if spec.policy.enabled else None
     train_of = {(steps, seed): _train_config(spec, steps=steps, seed=seed)
                 for _, _, steps in runs for seed in spec.seeds}
@@ -173,13 +183,12 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
         for seed in spec.seeds:
             for mode, run_games, steps in runs:
                 model = {**base_model, "games": list(run_games) if len(run_games) > 1 else []}
-                cfg = {"model": model, "train": train_of[steps, seed],
-                       "val_fraction": spec.data.val_fraction, "split_seed": spec.data.split_seed}
+                dynamics = DynamicsStage(model=model, train=train_of[steps, seed], val_fraction=spec.data.val_fraction,
+                                         split_seed=spec.data.split_seed)
                 inputs = [tokens[g] for g in run_games]
                 labels = {"modes": [mode], "games": run_games, "size": size.name, "seed": seed, **tag}
-                did = graph.add(Job("dynamics", cfg, inputs, labels))
-                fidelity_ids.append(graph.add(Job("fidelity", fcfg, [did, tokenizer_of[run_games[0]], *inputs],
-                                                  labels)))
+                did = graph.add(dynamics.job(inputs, labels))
+                fidelity_ids.append(graph.add(fidelity.job([did, tokenizer_of[run_games[0]], *inputs], labels)))
                 p = spec.policy
                 if p.enabled and mode in p.modes and (not p.sizes or size.name in p.sizes):
                     for game in run_games:
@@ -188,51 +197,53 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
                                                      labels={**labels, "game": game})
     rule = {k: getattr(spec.analysis, k) for k in ("rule_version", "alpha", "delta", "min_sizes", "min_seeds",
                                           "bootstrap_reps", "seed")}
-    graph.add(Job("analysis", {"rule": rule}, sorted(set(fidelity_ids)) + sorted(set(control_ids)),
-                  {"variant": variant, **tag}))
+    graph.add(AnalysisStage(rule=rule).job(sorted(set(fidelity_ids)) + sorted(set(control_ids)),
+                                           {"variant": variant, **tag}))
 
 
 def _add_anchors(graph: Graph, spec: Any, tag: dict[str, Any], protocol: dict[str, Any], expert_of: dict[str, str],
                  imported: dict[str, dict[str, str]]) -> dict[str, str]:
     """One `anchor` job per game: the random policy's score and the upper anchor (expert or human)."""
+    from scaleworld.study.stages import AnchorStage
+
     c, e = spec.control, spec.expert
     anchors = {}
     for game in spec.games:
-        cfg = {"game": game, "protocol": protocol, "episodes": c.anchor_episodes, "num_envs": c.num_envs,
-               "seed": c.seed, "upper": c.upper_anchor}
-        inputs = []
+        inputs, expert = [], None
         if c.upper_anchor == "expert" and e.source == "ppo":  # the expert job measured its score
             inputs = [expert_of[game]]
         elif c.upper_anchor == "expert":  # an imported expert: scored by the anchor job
-            cfg["expert"] = {"source": imported[game]["source"], "episodes": e.episodes,
-                             "sha256": imported[game]["sha256"]}
-        anchors[game] = graph.add(Job("anchor", cfg, inputs, {"game": game, **tag}))
+            expert = {"source": imported[game]["source"], "episodes": e.episodes, "sha256": imported[game]["sha256"]}
+        anchor = AnchorStage(game=game, protocol=protocol, episodes=c.anchor_episodes, num_envs=c.num_envs,
+                             seed=c.seed, upper=c.upper_anchor, expert=expert)
+        anchors[game] = graph.add(anchor.job(inputs, {"game": game, **tag}))
     return anchors
 
 
-def _policy_configs(spec: Any, protocol: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The config of each trial's `policy` job and the config of every `control` job."""
+def _policy_configs(spec: Any, protocol: dict[str, Any]) -> tuple[list[Any], Any]:
+    """Each trial's `PolicyStage` and the `ControlStage` of every control job."""
     from scaleworld.imagination.config import policy_train_config
     from scaleworld.study.spec import policy_config
+    from scaleworld.study.stages import ControlStage, PolicyStage
 
     p, c = spec.policy, spec.control
     config = asdict(policy_config(p))
-    trials = [{"policy": config, "train": _hashed(policy_train_config(
-        steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=trial, checkpoint_every=p.checkpoint_every))}
+    trials = [PolicyStage(policy=config, train=_hashed(policy_train_config(
+        steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=trial, checkpoint_every=p.checkpoint_every)))
         for trial in range(p.trials)]
-    control = {"episodes": c.episodes, "num_envs": c.num_envs, "seed": c.seed, "greedy": c.sampling == "greedy",
-               "protocol": protocol}
+    control = ControlStage(episodes=c.episodes, num_envs=c.num_envs, seed=c.seed, greedy=c.sampling == "greedy",
+                           protocol=protocol)
     return trials, control
 
 
-def _add_policies(graph: Graph, policies: tuple[list[dict[str, Any]], dict[str, Any]], *, did: str, tokens: str,
-                  tokenizer: str, anchor: str, labels: dict[str, Any]) -> list[str]:
+def _add_policies(graph: Graph, policies: tuple[list[Any], Any], *, did: str, tokens: str, tokenizer: str,
+                  anchor: str, labels: dict[str, Any]) -> list[str]:
     """`policy` jobs (one per trial) for one world model and game, each with its `control` job."""
     trials, control = policies
     controls = []
-    for trial, config in enumerate(trials):
-        pid = graph.add(Job("policy", config, [did, tokens], {**labels, "trial": trial}))
-        controls.append(graph.add(Job("control", control, [pid, did, tokenizer, anchor], {**labels, "trial": trial})))
+    for trial, stage in enumerate(trials):
+        pid = graph.add(stage.job([did, tokens], {**labels, "trial": trial}))
+        controls.append(graph.add(control.job([pid, did, tokenizer, anchor], {**labels, "trial": trial})))
     return controls
 
 

@@ -26,6 +26,20 @@ import numpy as np
 
 from scaleworld.data.files import write_json_atomic
 from scaleworld.study.graph import Graph, Job
+from scaleworld.study.stages import (
+    AnalysisStage,
+    AnchorStage,
+    CollectStage,
+    ControlStage,
+    DynamicsStage,
+    ExpertStage,
+    FidelityStage,
+    PolicyStage,
+    Stage,
+    TokenizerStage,
+    TokensStage,
+    stage_of,
+)
 from scaleworld.study.store import JobLock, RunStore
 
 EXIT_LOCKED = 75
@@ -44,12 +58,12 @@ def _expert(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
     from scaleworld.experts.tasks import AtariTask
     from scaleworld.training.trainer import resolve_device
 
-    c = job.config
-    protocol = Protocol(**c["protocol"])
-    config = PPOConfig(frames=c["frames"], seed=c["seed"], num_envs=c["num_envs"])
-    result = train_ppo(AtariTask(game=c["game"], protocol=protocol), config, out / "expert", device=resolve_device(),
-                       progress=False)
-    record = score_expert(out / "expert", episodes=c["episodes"], protocol=protocol, seed=c["seed"])
+    c = stage_of(job)
+    protocol = Protocol(**c.protocol)
+    config = PPOConfig(frames=c.frames, seed=c.seed, num_envs=c.num_envs)
+    result = train_ppo(AtariTask(game=c.game, protocol=protocol), config, out / ExpertStage.ARTIFACT,
+                       device=resolve_device(), progress=False)
+    record = score_expert(out / ExpertStage.ARTIFACT, episodes=c.episodes, protocol=protocol, seed=c.seed)
     return {"expert": "expert", "updates": result.updates_done, "frames": result.frames_done,
             "score": record["mean"]}
 
@@ -59,25 +73,30 @@ def _collect(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, An
     from scaleworld.data.collect import collect_dataset
     from scaleworld.experts.policies import make_policy
 
-    c = job.config
+    c = stage_of(job)
     _clean_partials(out)
-    if (out / "dataset").exists():  # a dataset whose done.json was not written: redo it
-        shutil.rmtree(out / "dataset")
-    source = c["policy"]["source"]
+    if (out / CollectStage.ARTIFACT).exists():  # a dataset whose done.json was not written: redo it
+        shutil.rmtree(out / CollectStage.ARTIFACT)
+    source = c.policy["source"]
     if source == "ppo":
         (expert,) = _input_dirs(store, graph, job, "expert")
-        source = str(expert / "expert")
-    options = {k: c["policy"][k] for k in ("sampling", "epsilon") if k in c["policy"]}
-    policy = make_policy(source, seed=c["seed"], **options)
-    manifest = collect_dataset(game=c["game"], policy=policy, policy_identity=policy.identity, steps=c["steps"],
-                               out=out / "dataset", protocol=Protocol(**c["protocol"]), seed=c["seed"],
-                               num_envs=c["num_envs"], progress=False)
-    return {"dataset": "dataset", "episodes": manifest["counts"]["episodes"],
+        source = str(expert / ExpertStage.ARTIFACT)
+    options = {k: c.policy[k] for k in ("sampling", "epsilon") if k in c.policy}
+    policy = make_policy(source, seed=c.seed, **options)
+    manifest = collect_dataset(game=c.game, policy=policy, policy_identity=policy.identity, steps=c.steps,
+                               out=out / CollectStage.ARTIFACT, protocol=Protocol(**c.protocol), seed=c.seed,
+                               num_envs=c.num_envs, progress=False)
+    return {"dataset": CollectStage.ARTIFACT, "episodes": manifest["counts"]["episodes"],
             "mean_return": manifest["returns"]["mean"]}
 
 
 def _input_dirs(store: RunStore, graph: Graph, job: Job, kind: str) -> list[Path]:
     return [store.job_dir(graph.jobs[i]) for i in job.inputs if graph.jobs[i].kind == kind]
+
+
+def _artifacts(store: RunStore, graph: Graph, job: Job, stage: type[Stage]) -> list[Path]:
+    """The artifact of each input of `stage`'s kind (a dataset folder, a token folder, ...)."""
+    return [d / stage.ARTIFACT for d in _input_dirs(store, graph, job, stage.KIND)]
 
 
 def _tokenizer(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -86,12 +105,12 @@ def _tokenizer(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, 
     from scaleworld.training.runs import train_tokenizer
     from scaleworld.training.trainer import resolve_device  # the GPU the job was given, if any
 
-    c = job.config
-    info = train_tokenizer(data_dirs=[d / "dataset" for d in _input_dirs(store, graph, job, "collect")], out=out,
-                           config=TokenizerConfig.from_dict(c["model"]), train=TrainConfig(**c["train"]),
-                           val_fraction=c["val_fraction"], split_seed=c["split_seed"], progress=False,
+    c = stage_of(job)
+    info = train_tokenizer(data_dirs=_artifacts(store, graph, job, CollectStage), out=out,
+                           config=TokenizerConfig.from_dict(c.model), train=TrainConfig(**c.train),
+                           val_fraction=c.val_fraction, split_seed=c.split_seed, progress=False,
                            device=resolve_device())
-    return {"tokenizer": "tokenizer.pt", "final": info["final"], "quality": info["quality"]}
+    return {"tokenizer": TokenizerStage.ARTIFACT, "final": info["final"], "quality": info["quality"]}
 
 
 def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -99,14 +118,14 @@ def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
     from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION
 
     _clean_partials(out)
-    if (out / "tokens").exists():
-        shutil.rmtree(out / "tokens")
+    if (out / TokensStage.ARTIFACT).exists():
+        shutil.rmtree(out / TokensStage.ARTIFACT)
     (tokenizer,) = _input_dirs(store, graph, job, "tokenizer")
-    (collect,) = _input_dirs(store, graph, job, "collect")
+    (dataset,) = _artifacts(store, graph, job, CollectStage)
     gate = job.checks.get("max_residual", MAX_RESIDUAL_FRACTION)
-    manifest = encode_dataset(tokenizer_dir=tokenizer, data_dir=collect / "dataset", out=out / "tokens",
+    manifest = encode_dataset(tokenizer_dir=tokenizer, data_dir=dataset, out=out / TokensStage.ARTIFACT,
                               max_residual=gate, progress=False)
-    return {"tokens": "tokens", "quality": manifest["tokenizer"]["quality"], "max_residual": gate}
+    return {"tokens": TokensStage.ARTIFACT, "quality": manifest["tokenizer"]["quality"], "max_residual": gate}
 
 
 def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -115,26 +134,26 @@ def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     from scaleworld.training.runs import train_dynamics
     from scaleworld.training.trainer import resolve_device
 
-    c = job.config
-    info = train_dynamics(token_dirs=[d / "tokens" for d in _input_dirs(store, graph, job, "tokens")], out=out,
-                          model=DynamicsConfig.from_dict(c["model"]), train=TrainConfig(**c["train"]),
-                          val_fraction=c["val_fraction"], split_seed=c["split_seed"], progress=False,
+    c = stage_of(job)
+    info = train_dynamics(token_dirs=_artifacts(store, graph, job, TokensStage), out=out,
+                          model=DynamicsConfig.from_dict(c.model), train=TrainConfig(**c.train),
+                          val_fraction=c.val_fraction, split_seed=c.split_seed, progress=False,
                           device=resolve_device())
-    return {"dynamics": "dynamics.pt", "params": info["params"], "tokens_seen": info["tokens_seen"],
+    return {"dynamics": DynamicsStage.ARTIFACT, "params": info["params"], "tokens_seen": info["tokens_seen"],
             "final": info["final"]}
 
 
 def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     from scaleworld.evaluation.fidelity import evaluate_fidelity
 
-    c = job.config
+    c = stage_of(job)
     (dynamics,) = _input_dirs(store, graph, job, "dynamics")
     (tokenizer,) = _input_dirs(store, graph, job, "tokenizer")
     record = evaluate_fidelity(dynamics_dir=dynamics, tokenizer_dir=tokenizer,
-                               token_dirs=[d / "tokens" for d in _input_dirs(store, graph, job, "tokens")],
-                               context_steps=c["context_steps"], horizon=c["horizon"], rollouts=c["rollouts"],
-                               seed=c["seed"], out=out / "fidelity.json")
-    return {"fidelity": "fidelity.json",
+                               token_dirs=_artifacts(store, graph, job, TokensStage),
+                               context_steps=c.context_steps, horizon=c.horizon, rollouts=c.rollouts,
+                               seed=c.seed, out=out / FidelityStage.ARTIFACT)
+    return {"fidelity": FidelityStage.ARTIFACT,
             "nll": {g: r["nll_nats_per_frame"] for g, r in record["games"].items()}}
 
 
@@ -144,22 +163,22 @@ def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
     from scaleworld.evaluation.control import measure_anchors
     from scaleworld.experts.checkpoint import SCORE_JSON
 
-    c = job.config
-    protocol = Protocol(**c["protocol"])
+    c = stage_of(job)
+    protocol = Protocol(**c.protocol)
     expert_record = None
-    if c["upper"] == "expert":
+    if c.upper == "expert":
         experts = _input_dirs(store, graph, job, "expert")
         if experts:  # a PPO expert job measured its score under the study's protocol
-            expert_record = json.loads((experts[0] / "expert" / SCORE_JSON).read_text())
+            expert_record = json.loads((experts[0] / ExpertStage.ARTIFACT / SCORE_JSON).read_text())
         else:  # an imported expert: score it here, under the study's protocol
             from scaleworld.experts.anchor import score_expert
 
-            expert_record = score_expert(c["expert"]["source"], episodes=c["expert"]["episodes"], protocol=protocol,
-                                         seed=c["seed"], num_envs=c["num_envs"], out=out / "expert_score.json")
-    record = measure_anchors(game=c["game"], protocol=protocol, episodes=c["episodes"], seed=c["seed"],
-                             num_envs=c["num_envs"], upper=c["upper"], expert_record=expert_record)
-    write_json_atomic(out / "anchor.json", record)
-    return {"anchor": "anchor.json", "random": record["random"]["score"], "upper": record["upper"]["score"],
+            expert_record = score_expert(c.expert["source"], episodes=c.expert["episodes"], protocol=protocol,
+                                         seed=c.seed, num_envs=c.num_envs, out=out / "expert_score.json")
+    record = measure_anchors(game=c.game, protocol=protocol, episodes=c.episodes, seed=c.seed,
+                             num_envs=c.num_envs, upper=c.upper, expert_record=expert_record)
+    write_json_atomic(out / AnchorStage.ARTIFACT, record)
+    return {"anchor": AnchorStage.ARTIFACT, "random": record["random"]["score"], "upper": record["upper"]["score"],
             "upper_kind": record["upper"]["kind"]}
 
 
@@ -170,13 +189,13 @@ def _policy(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
     from scaleworld.training.config import TrainConfig
     from scaleworld.training.trainer import resolve_device
 
-    c = job.config
+    c = stage_of(job)
     (dynamics,) = _input_dirs(store, graph, job, "dynamics")
     (tokens,) = _input_dirs(store, graph, job, "tokens")
-    info = train_policy(dynamics_dir=dynamics, token_dir=tokens / "tokens", out=out,
-                        config=PolicyConfig(**c["policy"]), train=TrainConfig(**c["train"]), device=resolve_device(),
+    info = train_policy(dynamics_dir=dynamics, token_dir=tokens / TokensStage.ARTIFACT, out=out,
+                        config=PolicyConfig(**c.policy), train=TrainConfig(**c.train), device=resolve_device(),
                         progress=False)
-    return {"policy": "policy.pt", "game": info["game"], "final": info["final"]}
+    return {"policy": PolicyStage.ARTIFACT, "game": info["game"], "final": info["final"]}
 
 
 def _control(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -184,16 +203,16 @@ def _control(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, An
     from scaleworld.atari.protocol import Protocol
     from scaleworld.evaluation.control import evaluate_control
 
-    c = job.config
+    c = stage_of(job)
     (policy,) = _input_dirs(store, graph, job, "policy")
     (dynamics,) = _input_dirs(store, graph, job, "dynamics")
     (tokenizer,) = _input_dirs(store, graph, job, "tokenizer")
     (anchor,) = _input_dirs(store, graph, job, "anchor")
     record = evaluate_control(policy_dir=policy, dynamics_dir=dynamics, tokenizer_dir=tokenizer,
-                              anchors=json.loads((anchor / "anchor.json").read_text()), episodes=c["episodes"],
-                              protocol=Protocol(**c["protocol"]), seed=c["seed"], num_envs=c["num_envs"],
-                              greedy=c["greedy"], out=out / "control.json")
-    return {"control": "control.json", "game": record["game"], "score": record["mean"],
+                              anchors=json.loads((anchor / AnchorStage.ARTIFACT).read_text()), episodes=c.episodes,
+                              protocol=Protocol(**c.protocol), seed=c.seed, num_envs=c.num_envs,
+                              greedy=c.greedy, out=out / ControlStage.ARTIFACT)
+    return {"control": ControlStage.ARTIFACT, "game": record["game"], "score": record["mean"],
             "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}
 
 
@@ -201,25 +220,17 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     """Scaling regimes of held-out NLL per (mode, game), under the spec's rule."""
     from scaleworld.analysis.regimes import RegimeRule, classify_games
 
-    r = job.config["rule"]
+    r = stage_of(job).rule
     rule = RegimeRule(version=r["rule_version"], alpha=r["alpha"], delta=r["delta"], min_sizes=r["min_sizes"],
                       min_seeds=r["min_seeds"], bootstrap_reps=r["bootstrap_reps"])
+    from scaleworld.study.results import nll_rows
+
     # curves[mode][game][params] -> list of per-seed NLLs
     curves: dict[str, dict[str, dict[int, list[float]]]] = {}
     by_size: dict[str, dict[str, dict[str, list[float]]]] = {}  # the same, keyed by size name
-    for fid in job.inputs:
-        fjob = graph.jobs[fid]
-        if fjob.kind != "fidelity":
-            continue
-        (djob,) = [graph.jobs[i] for i in fjob.inputs if graph.jobs[i].kind == "dynamics"]
-        params = store.outputs(djob)["params"]["total"]
-        record = json.loads((store.job_dir(fjob) / "fidelity.json").read_text())
-        for mode in fjob.labels["modes"]:
-            for game, g in record["games"].items():
-                curves.setdefault(mode, {}).setdefault(game, {}).setdefault(params, []).append(
-                    g["nll_nats_per_frame"])
-                by_size.setdefault(mode, {}).setdefault(game, {}).setdefault(fjob.labels["size"], []).append(
-                    g["nll_nats_per_frame"])
+    for row in nll_rows(store, graph, [graph.jobs[i] for i in job.inputs]):
+        curves.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["params"], []).append(row["nll"])
+        by_size.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], []).append(row["nll"])
     result = {}
     for mode, games in sorted(curves.items()):
         inputs = {game: (sorted(sizes), [sizes[p] for p in sorted(sizes)]) for game, sizes in games.items()}
@@ -238,28 +249,26 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
 
     reps = r["bootstrap_reps"]
     rng = np.random.default_rng([r["seed"], 1])  # a stream of its own: the regimes' intervals stay as they were
-    write_json_atomic(out / "analysis.json", {
+    write_json_atomic(out / AnalysisStage.ARTIFACT, {
         "rule": rule.to_dict(), "modes": result, "bootstrap": {"reps": reps, "seed": r["seed"]},
         "fits": scaling_fits(curves, rng=rng, reps=reps),
         "matched_vs_joint": matched_vs_joint(by_size, rng=rng, reps=reps),
         "fidelity": {"improvement": fidelity_improvement(by_size, rng=rng, reps=reps)},
         "scores": score_summary(_control_scores(store, graph, job), rng=rng, reps=reps),
     })
-    return {"analysis": "analysis.json",
+    return {"analysis": AnalysisStage.ARTIFACT,
             "regimes": {mode: {g: v["regime"] for g, v in games.items()} for mode, games in result.items()}}
 
 
 def _control_scores(store: RunStore, graph: Graph, job: Job) -> dict[str, dict[str, dict[str, list[float]]]]:
     """scores[mode][size][game] -> normalised mean score of each (world-model seed, trial) run."""
+    from scaleworld.study.results import control_rows
+
     scores: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for cid in job.inputs:
-        cjob = graph.jobs[cid]
-        if cjob.kind != "control":
-            continue
-        normalised = store.outputs(cjob)["normalised"]
-        for mode in cjob.labels["modes"]:
-            scores.setdefault(mode, {}).setdefault(cjob.labels["size"], {}).setdefault(
-                cjob.labels["game"], []).append(normalised)
+    for row in control_rows(store, [graph.jobs[i] for i in job.inputs]):
+        for mode in row["modes"]:
+            scores.setdefault(mode, {}).setdefault(row["size"], {}).setdefault(row["game"], []).append(
+                row["normalised"])
     return scores
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from scaleworld.atari.protocol import Protocol
 from scaleworld.errors import ScaleworldError
-from scaleworld.imagination.config import PolicyConfig
+from scaleworld.imagination.config import PolicyConfig, PolicyTraining
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig, default_steps
 
 
@@ -125,17 +125,15 @@ class FidelitySpec:
     seed: int = 0
 
 
-# The policy section: the study's own keys, then PolicyConfig's fields (same names and defaults), so a
-# new actor-critic setting becomes a spec key without being written twice.
+# The policy section: the study's own keys, then PolicyTraining's and PolicyConfig's fields (same names and
+# defaults), so a new actor-critic setting becomes a spec key without being written twice.
 PolicySpec = dataclasses.make_dataclass("PolicySpec", [
     ("enabled", bool, field(default=True)),
     ("trials", int, field(default=1)),  # independent policies (seeds 0 .. trials-1) per world model and game
     ("modes", list[str], field(default_factory=lambda: ["single", "joint", "matched"])),  # models that get them
     ("sizes", list[str], field(default_factory=list)),  # only models of these sizes; empty = every size
-    ("steps", int, field(default=1000)),  # actor-critic updates
-    ("batch_size", int, field(default=1024)),  # imagined rollouts per update
-    ("lr", float, field(default=1e-4)),
-    ("checkpoint_every", int, field(default=250)),
+    # steps (actor-critic updates), batch_size (imagined rollouts per update), lr, checkpoint_every
+    *[(f.name, type(f.default), field(default=f.default)) for f in dataclasses.fields(PolicyTraining)],
     *[(f.name, type(f.default), field(default=f.default)) for f in dataclasses.fields(PolicyConfig)],
 ])
 

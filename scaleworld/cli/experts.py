@@ -7,18 +7,13 @@ follow the CLI's conventions (a `ScaleworldError` becomes one line and exit stat
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-
-def _protocol(pairs: list[str]):
-    from scaleworld.atari.protocol import protocol_from_pairs
-
-    return protocol_from_pairs(pairs)
+from scaleworld.cli.args import add_no_progress, parse_protocol, quiet_torchrl
 
 
 def _prepare(threads: int | None) -> None:
-    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")  # before torchrl's first import
+    quiet_torchrl()
     if threads is not None:
         import torch
 
@@ -29,7 +24,7 @@ def cmd_expert_train(args: argparse.Namespace) -> None:
     from scaleworld.atari.games import get_game
 
     game = get_game(args.game)  # fail on a bad name before the heavy imports
-    protocol = _protocol(args.protocol)
+    protocol = parse_protocol(args.protocol)
     _prepare(args.threads)
     import numpy as np
 
@@ -89,7 +84,7 @@ def add_expert_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
                    help=protocol_help)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where the network learns; emulators and acting stay on the CPU (default: cuda if visible)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=cmd_expert_train)
 
     p = cmds.add_parser("eval", help="score an expert checkpoint over full episodes (writes DIR/score.json)")

@@ -19,7 +19,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torch import nn
 
-from scaleworld.imagination.core import sample_categorical
+from scaleworld.models.categorical import sample_categorical
 
 MASKED = -1e9
 """Logit of an illegal action: softmax gives it exactly 0 (a finite value keeps 0 * logit = 0)."""

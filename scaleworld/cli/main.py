@@ -1,4 +1,5 @@
-"""The `scaleworld` command. Heavy libraries are imported inside the handlers so --help is fast."""
+"""`scaleworld` and its commands but the expert and policy groups (experts.py, policy.py). Heavy
+libraries are imported inside the handlers so --help is fast."""
 
 from __future__ import annotations
 
@@ -7,18 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _protocol(pairs: list[str]):
-    from scaleworld.atari.protocol import protocol_from_pairs
-
-    return protocol_from_pairs(pairs)
-
-
-def _quiet_torchrl() -> None:
-    """TorchRL logs every storage initialisation at INFO; keep the CLI's output to its own."""
-    import os
-
-    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+from scaleworld.cli.args import add_no_progress, parse_protocol, quiet_torchrl
 
 
 def cmd_games(args: argparse.Namespace) -> None:
@@ -42,8 +32,8 @@ def cmd_data_collect(args: argparse.Namespace) -> None:
     from scaleworld.experts.policies import make_policy
 
     game = get_game(args.game)  # fail on a bad name before any heavy import
-    protocol = _protocol(args.protocol)
-    _quiet_torchrl()
+    protocol = parse_protocol(args.protocol)
+    quiet_torchrl()
     policy = make_policy(args.policy, seed=args.seed)
     manifest = collect_dataset(
         game=game, policy=policy, policy_identity=policy.identity, steps=args.steps,
@@ -92,7 +82,7 @@ def cmd_data_info(args: argparse.Namespace) -> None:
 def cmd_data_verify(args: argparse.Namespace) -> None:
     from scaleworld.data.dataset import verify_dataset
 
-    _quiet_torchrl()
+    quiet_torchrl()
     m = verify_dataset(Path(args.dir))
     print(f"ok: {args.dir}: {len(m['files'])} files match their checksums; "
           f"{m['counts']['steps']} steps in {m['counts']['episodes']} episodes are consistent")
@@ -104,7 +94,7 @@ def cmd_eval_score(args: argparse.Namespace) -> None:
     from scaleworld.experts.policies import make_policy
 
     game = get_game(args.game)
-    protocol = _protocol(args.protocol)
+    protocol = parse_protocol(args.protocol)
     policy = make_policy(args.policy, seed=args.seed)
     record = score_policy(
         game=game, policy=policy, policy_identity=policy.identity, episodes=args.episodes,
@@ -138,7 +128,7 @@ def _device(args: argparse.Namespace) -> str:
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
-    _quiet_torchrl()
+    quiet_torchrl()
     from scaleworld.models.tokenizer_config import TokenizerConfig, default_steps
     from scaleworld.training.runs import train_tokenizer
 
@@ -158,7 +148,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
 
 
 def cmd_train_dynamics(args: argparse.Namespace) -> None:
-    _quiet_torchrl()
+    quiet_torchrl()
     from scaleworld.models.ladders import get_size
     from scaleworld.training.runs import train_dynamics
 
@@ -171,7 +161,7 @@ def cmd_train_dynamics(args: argparse.Namespace) -> None:
 
 
 def cmd_tokens_encode(args: argparse.Namespace) -> None:
-    _quiet_torchrl()
+    quiet_torchrl()
     from scaleworld.models.encode import encode_dataset
 
     m = encode_dataset(tokenizer_dir=args.tokenizer, data_dir=args.data, out=args.out,
@@ -183,7 +173,7 @@ def cmd_tokens_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_eval_fidelity(args: argparse.Namespace) -> None:
-    _quiet_torchrl()
+    quiet_torchrl()
     from scaleworld.evaluation.fidelity import evaluate_fidelity
 
     record = evaluate_fidelity(dynamics_dir=args.dynamics, tokenizer_dir=args.tokenizer, token_dirs=args.tokens_data,
@@ -236,7 +226,7 @@ def _add_train_args(p: argparse.ArgumentParser, *, steps: int | None, lr: float,
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if visible")
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"],
                    help="TorchRL logger (default csv, in OUT/logs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
 
 
 def _load(args: argparse.Namespace):
@@ -336,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = groups.add_parser("run", help="run a study spec end to end (skips finished jobs, resumes the rest)")
     spec_args(p)
     p.add_argument("--detach", action="store_true", help="slurm: submit the ready stage and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    add_no_progress(p, "no progress display")
     p.set_defaults(func=cmd_run)
     p = groups.add_parser("validate", help="check a study spec without running anything")
     spec_args(p)
@@ -377,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the emulators, no-op starts and policy")
     p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE", help=protocol_help)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=cmd_data_collect)
     p = data_cmds.add_parser("info", help="summarise a dataset from its manifest")
     p.add_argument("dir", help="dataset folder")
@@ -410,8 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the fidelity record (JSON) here")
     p.set_defaults(func=cmd_eval_fidelity)
 
-    from scaleworld.experts.commands import add_expert_parser
-    from scaleworld.imagination.commands import add_policy_parser
+    from scaleworld.cli.experts import add_expert_parser
+    from scaleworld.cli.policy import add_policy_parser
 
     add_expert_parser(groups, protocol_help=protocol_help)
     add_policy_parser(groups, protocol_help=protocol_help)
@@ -451,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-residual", type=float, default=MAX_RESIDUAL_FRACTION,
                    help="refuse a tokenizer whose residual fraction for the game (share of the frames' variance "
                         f"its codes leave unexplained) is above this (default {MAX_RESIDUAL_FRACTION})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=cmd_tokens_encode)
 
     model = groups.add_parser("model", help="model sizes: ladder")
@@ -485,6 +475,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return status or 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,12 +7,13 @@ heavy libraries themselves and follow the CLI's conventions (a `ScaleworldError`
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
+
+from scaleworld.cli.args import add_no_progress, parse_protocol, quiet_torchrl
 
 
 def cmd_policy_train(args: argparse.Namespace) -> None:
-    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+    quiet_torchrl()
     from scaleworld.imagination.config import PolicyConfig, policy_train_config
     from scaleworld.imagination.train import train_policy
     from scaleworld.training.trainer import resolve_device
@@ -30,14 +31,13 @@ def cmd_policy_train(args: argparse.Namespace) -> None:
 
 
 def cmd_policy_eval(args: argparse.Namespace) -> None:
-    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+    quiet_torchrl()
     import json
 
-    from scaleworld.atari.protocol import protocol_from_pairs
     from scaleworld.evaluation.control import evaluate_control, measure_anchors
     from scaleworld.models.store import load_policy
 
-    protocol = protocol_from_pairs(args.protocol)
+    protocol = parse_protocol(args.protocol)
     _, identity = load_policy(args.policy)
     expert_record = None
     if args.upper == "expert":
@@ -64,6 +64,8 @@ def cmd_policy_eval(args: argparse.Namespace) -> None:
 
 
 def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str) -> None:
+    from scaleworld.imagination.config import POLICY_TRAINING, PolicyConfig  # light: no torch
+
     policy = groups.add_parser("policy", help="policies in imagination: train inside a world model, eval in the game")
     cmds = policy.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = cmds.add_parser("train", help="train an actor-critic purely inside a trained dynamics model")
@@ -71,23 +73,28 @@ def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
     p.add_argument("--tokens", required=True, type=Path,
                    help="the game's token dataset; rollouts start from its held-out episodes (the model's split)")
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
-    p.add_argument("--steps", type=int, default=1000, help="actor-critic updates (default 1000)")
-    p.add_argument("--batch-size", type=int, default=1024, help="imagined rollouts per update (default 1024)")
-    p.add_argument("--horizon", type=int, default=16, help="imagined steps per rollout (default 16)")
-    p.add_argument("--context-steps", type=int, default=8,
-                   help="real steps each rollout starts from, fewer at an episode's start (default 8)")
-    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of actor and critic (default 1e-4)")
-    p.add_argument("--gamma", type=float, default=0.985, help="discount (default 0.985)")
-    p.add_argument("--lmbda", type=float, default=0.95, help="lambda of the lambda-returns (default 0.95)")
-    p.add_argument("--entropy", type=float, default=3e-4, help="entropy bonus coefficient (default 3e-4)")
-    p.add_argument("--units", type=int, default=256, help="hidden units of actor and critic (default 256)")
-    p.add_argument("--layers", type=int, default=2, help="hidden layers of actor and critic (default 2)")
-    p.add_argument("--checkpoint-every", type=int, default=250, help="atomic checkpoint every N updates")
+    t, c = POLICY_TRAINING, PolicyConfig()  # every default stated once, in imagination/config.py
+    p.add_argument("--steps", type=int, default=t.steps, help=f"actor-critic updates (default {t.steps})")
+    p.add_argument("--batch-size", type=int, default=t.batch_size,
+                   help=f"imagined rollouts per update (default {t.batch_size})")
+    p.add_argument("--horizon", type=int, default=c.horizon, help=f"imagined steps per rollout (default {c.horizon})")
+    p.add_argument("--context-steps", type=int, default=c.context_steps,
+                   help=f"real steps each rollout starts from, fewer at an episode's start (default {c.context_steps})")
+    p.add_argument("--lr", type=float, default=t.lr, help=f"learning rate of actor and critic (default {t.lr:g})")
+    p.add_argument("--gamma", type=float, default=c.gamma, help=f"discount (default {c.gamma})")
+    p.add_argument("--lmbda", type=float, default=c.lmbda, help=f"lambda of the lambda-returns (default {c.lmbda})")
+    p.add_argument("--entropy", type=float, default=c.entropy_coef,
+                   help=f"entropy bonus coefficient (default {c.entropy_coef:g})")
+    p.add_argument("--units", type=int, default=c.units, help=f"hidden units of actor and critic (default {c.units})")
+    p.add_argument("--layers", type=int, default=c.layers,
+                   help=f"hidden layers of actor and critic (default {c.layers})")
+    p.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every,
+                   help=f"atomic checkpoint every N updates (default {t.checkpoint_every})")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, rollout starts and sampling")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if visible")
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"],
                    help="TorchRL logger (default csv, in OUT/logs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=cmd_policy_train)
 
     p = cmds.add_parser("eval", help="score a policy in its real game, raw and expert-random normalised")

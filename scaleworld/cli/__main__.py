@@ -1,0 +1,5 @@
+import sys
+
+from scaleworld.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""Finished results, read once: the rows the analysis job and the report both build on.
+
+Each reader takes jobs in the caller's order (the analysis job's inputs, or the graph's) and skips
+any that is not done, so it serves a finished study and a partial one alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from scaleworld.study.graph import Graph, Job
+from scaleworld.study.stages import FidelityStage
+from scaleworld.study.store import RunStore
+
+
+def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job]) -> list[dict[str, Any]]:
+    """One row per (finished fidelity job, mode label, game): {mode, game, size, seed, params, nll}.
+
+    `nll` is the held-out negative log-likelihood in nats per frame (fidelity.json); `params` the
+    dynamics model's total parameter count (its done.json)."""
+    rows = []
+    for fjob in jobs:
+        if fjob.kind != "fidelity" or not store.is_done(fjob):
+            continue
+        (dynamics,) = [graph.jobs[i] for i in fjob.inputs if graph.jobs[i].kind == "dynamics"]
+        params = store.outputs(dynamics)["params"]["total"]
+        record = json.loads((store.job_dir(fjob) / FidelityStage.ARTIFACT).read_text())
+        for mode in fjob.labels["modes"]:
+            for game, g in record["games"].items():
+                rows.append({"mode": mode, "game": game, "size": fjob.labels["size"], "seed": fjob.labels["seed"],
+                             "params": params, "nll": g["nll_nats_per_frame"]})
+    return rows
+
+
+def control_rows(store: RunStore, jobs: Iterable[Job]) -> list[dict[str, Any]]:
+    """One row per finished control job: its labels and its done.json outputs (game, score =
+    raw mean return, normalised = expert/human-random normalised mean, upper_kind)."""
+    rows = []
+    for job in jobs:
+        if job.kind != "control" or not store.is_done(job):
+            continue
+        out = store.outputs(job)
+        rows.append({"id": job.id, "variants": job.labels.get("variants", ["base"]), "modes": job.labels["modes"],
+                     "game": out["game"], "size": job.labels["size"], "seed": job.labels["seed"],
+                     "trial": job.labels["trial"], "score": out["score"], "normalised": out["normalised"],
+                     "upper_kind": out["upper_kind"]})
+    return rows
