@@ -1,5 +1,6 @@
 """Benchmark the study layer at the reference scale: wall time of `scaleworld validate`, `plan` and
-`status` on studies/joint26.yaml (23,514 jobs), this checkout against an older commit, in one run.
+`status` on studies/joint26.yaml (23,514 jobs), and of `run` (local executor) until its first job
+starts, this checkout against an older commit, in one run.
 
 The old implementation is the commit given by --old (default: the last commit before the study
 layer was rebuilt for this scale), checked out with `git worktree` into a temporary folder and run
@@ -40,6 +41,29 @@ def _time(checkout: Path, args: list[str]) -> float:
     return seconds
 
 
+def _time_run(checkout: Path, root: Path) -> float:
+    """Seconds from `scaleworld run` (local executor) to its first job's process starting (its
+    log.txt appears); then the driver and that job are killed."""
+    import glob
+    import shutil
+    import signal
+
+    shutil.rmtree(root, ignore_errors=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "scaleworld.cli", "run", STUDY, f"run_root={root}",
+                             "launcher.kind=local", "--no-progress"], cwd=checkout, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(checkout)})
+    while not glob.glob(f"{root}/*/*/log.txt"):
+        if proc.poll() is not None:
+            raise SystemExit(f"{checkout}: scaleworld run ended before a job started")
+        time.sleep(0.01)
+    seconds = time.perf_counter() - start
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return seconds
+
+
 def _run_root(folder: Path) -> Path:
     """A joint26 run root: plan.json and spec.yaml as `run` writes them, and done jobs of the first stages."""
     from omegaconf import OmegaConf
@@ -73,9 +97,13 @@ def main() -> None:
             root = _run_root(Path(tmp) / "joint26")
             commands = {"validate": ["validate", STUDY], "plan": ["plan", STUDY], "status": ["status", str(root)]}
             rows = []
-            for name, command in commands.items():
-                new = statistics.median(_time(ROOT, command) for _ in range(args.reps))
-                before = statistics.median(_time(old, command) for _ in range(args.old_reps))
+            runs = Path(tmp) / "runs"
+            for name, command in [*commands.items(), ("run", None)]:
+                def measure(checkout: Path, command: list[str] | None = command) -> float:
+                    return _time(checkout, command) if command else _time_run(checkout, runs)
+
+                new = statistics.median(measure(ROOT) for _ in range(args.reps))
+                before = statistics.median(measure(old) for _ in range(args.old_reps))
                 rows.append({"command": name, "old_s": round(before, 2), "new_s": round(new, 2),
                              "old_over_new": round(before / new, 1)})
                 print(f"{name:9s} old {before:7.2f} s   new {new:5.2f} s   old/new {before / new:6.1f}x", flush=True)

@@ -48,10 +48,14 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         tmp.unlink(missing_ok=True)
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON atomically (`atomic_file`)."""
+def write_json_atomic(path: Path, payload: Any, *, compact: bool = False) -> None:
+    """Write JSON atomically (`atomic_file`): indented with sorted keys, or `compact` (one line, keys
+    in their order: a study's 27 MB plan takes a fifth of the time)."""
     with atomic_file(path) as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
+        if compact:
+            json.dump(payload, f, separators=(",", ":"))
+        else:
+            json.dump(payload, f, indent=2, sort_keys=True)
         f.write("\n")
 
 

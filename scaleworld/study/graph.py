@@ -40,7 +40,9 @@ class Job:
         self.id = hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The job as plain data (shares its dicts: for writing, not for editing)."""
+        return {"kind": self.kind, "config": self.config, "inputs": self.inputs, "labels": self.labels,
+                "checks": self.checks, "id": self.id}
 
 
 class Graph:

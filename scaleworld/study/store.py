@@ -36,7 +36,7 @@ class RunStore:
         (`prepare`), so a run of joint26 starts without writing 23,514 folders first."""
         self.root.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.root / SPEC, spec_yaml)
-        write_json_atomic(self.root / PLAN, graph.to_dict())
+        write_json_atomic(self.root / PLAN, graph.to_dict(), compact=True)
 
     def prepare(self, job: Job) -> Path:
         """The job's folder, made with its job.json (kind, config, inputs, labels) if new."""
