@@ -212,20 +212,26 @@ def _fmt(metrics: dict) -> str:
 
 
 def _add_train_args(p: argparse.ArgumentParser, *, steps: int | None, lr: float, steps_help: str = "") -> None:
+    from scaleworld.training.config import TrainConfig  # light: the defaults are TrainConfig's
+
+    d = TrainConfig()
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
     p.add_argument("--steps", type=int, default=steps, help=f"gradient steps (default {steps_help or steps})")
     p.add_argument("--tokens", type=int, help="budget in tokens instead of --steps (batch x window per step)")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences (dynamics) or frames (tokenizer) per step")
-    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr})")
-    p.add_argument("--warmup", type=int, default=50, help="linear warmup steps")
-    p.add_argument("--eval-every", type=int, default=250, help="held-out evaluation every N steps")
-    p.add_argument("--checkpoint-every", type=int, default=250, help="atomic checkpoint every N steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"sequences (dynamics) or frames (tokenizer) per step (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    p.add_argument("--warmup", type=int, default=d.warmup_steps, help=f"linear warmup steps (default {d.warmup_steps})")
+    p.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help=f"held-out evaluation every N steps (default {d.eval_every})")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help=f"atomic checkpoint every N steps (default {d.checkpoint_every})")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out")
-    p.add_argument("--seed", type=int, default=0, help="seeds initialisation and sampling")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds initialisation and sampling")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if visible")
-    p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"],
-                   help="TorchRL logger (default csv, in OUT/logs)")
+    p.add_argument("--logger", default=d.logger, choices=["csv", "tensorboard", "wandb"],
+                   help=f"TorchRL logger (default {d.logger}, in OUT/logs)")
     add_no_progress(p)
 
 
@@ -412,13 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, nargs="+", type=Path,
                    help="pixel dataset(s): one game = per_game scope, several = shared")
     from scaleworld.models.tokenizer_config import FRAMES_PER_GAME, MAX_RESIDUAL_FRACTION, TokenizerConfig
+    from scaleworld.study.spec import TokenizerSpec
+    from scaleworld.training.config import TrainConfig
 
     widths = list(TokenizerConfig.channels)
     p.add_argument("--channels", type=int, nargs="+", default=widths,
                    help=f"conv widths, each stage halving the frame (default {' '.join(map(str, widths))})")
     p.add_argument("--split-seed", type=int, default=0,
                    help="seeds the train/held-out episode split (use the dynamics runs' split)")
-    _add_train_args(p, steps=None, lr=1e-3, steps_help=f"{FRAMES_PER_GAME:,} frames of every game")
+    _add_train_args(p, steps=None, lr=TokenizerSpec().lr, steps_help=f"{FRAMES_PER_GAME:,} frames of every game")
     p.set_defaults(func=cmd_train_tokenizer)
     p = train_cmds.add_parser("dynamics", help="train a dynamics transformer on token datasets")
     p.add_argument("--tokens-data", "--data", dest="tokens_data", required=True, nargs="+", type=Path,
@@ -429,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--match", choices=["tokens_per_game", "total_steps"],
                    help="matched-budget single run: derive steps from a joint run's --steps and --joint-games")
     p.add_argument("--joint-games", type=int, default=26, help="games of the joint run being matched")
-    _add_train_args(p, steps=2000, lr=3e-4)
+    _add_train_args(p, steps=2000, lr=TrainConfig().lr)
     p.set_defaults(func=cmd_train_dynamics)
 
     tokens = groups.add_parser("tokens", help="token datasets: encode")

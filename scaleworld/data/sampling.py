@@ -86,11 +86,8 @@ class EpisodeWindowSampler(Sampler):
         ep = torch.searchsorted(self._cum_windows, w, right=True)  # [B] episode of each window
         first = self._cum_windows[ep] - (self.lengths - self.seq_len + 1).clamp(min=1)[ep]
         offset = w - first  # [B] start within the episode
-        pos = offset[:, None] + torch.arange(self.seq_len)[None, :]  # [B, L]
-        mask = pos < self.lengths[ep, None]  # [B, L]
-        pos = torch.minimum(pos, self.lengths[ep, None] - 1)
-        index = (self.starts[ep, None] + pos).reshape(-1)
-        return index, {"mask": mask.reshape(-1)}
+        index, mask = window_rows(self.starts[ep] + offset, self.lengths[ep] - offset, self.seq_len)
+        return index.reshape(-1), {"mask": mask.reshape(-1)}
 
     def sample_windows(self, data: TensorDict, batch: int) -> TensorDict:
         """B windows from `data` (a TensorDict [N]) as a TensorDict [B, L] with ``mask``."""
@@ -114,6 +111,15 @@ class EpisodeWindowSampler(Sampler):
 
     def loads(self, path: Any) -> None:
         self.load_state_dict(torch.load(f"{path}/sampler.pt"))
+
+
+def window_rows(first: torch.Tensor, remaining: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dataset rows of windows starting at row `first` (int64 [B]) with `remaining` rows left in
+    their episode (int64 [B], at least 1) -> index int64 [B, length] (past the episode's end its
+    last row again) and mask bool [B, length] (False there). The one window gather of training
+    batches and of fidelity's held-out tiling."""
+    steps = torch.arange(length)[None, :]  # [1, L]
+    return first[:, None] + torch.minimum(steps, remaining[:, None] - 1), steps < remaining[:, None]
 
 
 class MultiGameWindows:

@@ -22,7 +22,7 @@ import torch
 import scaleworld
 from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.files import write_json_atomic
-from scaleworld.data.sampling import split_episodes
+from scaleworld.data.sampling import split_episodes, window_rows
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.tokenizer_quality import psnr_db
@@ -51,9 +51,10 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
     windows = list(_windows(ds, episodes, c.context))
     for i in range(0, len(windows), batch):
         chunk = windows[i : i + batch]
-        index = torch.tensor([s + min(j, n - 1) for s, n in chunk for j in range(c.context)])
-        td = ds.data[index].reshape(len(chunk), c.context).to_tensordict()
-        td["mask"] = torch.tensor([[j < n for j in range(c.context)] for _, n in chunk])
+        first, remaining = torch.tensor(chunk).T  # [2, B]
+        index, mask = window_rows(first, remaining, c.context)
+        td = ds.data[index.reshape(-1)].reshape(len(chunk), c.context).to_tensordict()
+        td["mask"] = mask
         if game is not None:
             td["game"] = torch.full(td.batch_size, game, dtype=torch.int64)
         terms = loss.terms(td)
