@@ -13,12 +13,12 @@ from tensordict import TensorDict
 
 from scaleworld.atari.games import get_game
 from scaleworld.atari.protocol import Protocol
+from scaleworld.cli.experts import add_expert_parser
 from scaleworld.data.collect import collect_dataset
 from scaleworld.data.dataset import OfflineDataset, verify_dataset
 from scaleworld.errors import ScaleworldError
 from scaleworld.experts.anchor import score_expert
 from scaleworld.experts.checkpoint import load_expert, save_expert
-from scaleworld.experts.commands import add_expert_parser
 from scaleworld.experts.policies import make_policy
 from scaleworld.experts.tasks import AtariTask
 
