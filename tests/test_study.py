@@ -286,6 +286,35 @@ def test_a_locked_job_is_not_run_twice(finished, tmp_path):
     assert store.state(collect) == "pending"
 
 
+def test_the_executor_waits_for_a_job_another_driver_holds_and_finishes_it_if_that_driver_did_not(
+        finished, tmp_path):
+    _, spec, reference = finished
+    root = tmp_path / "root"
+    store = RunStore(root)
+    from omegaconf import OmegaConf
+
+    s = load_spec(spec, [f"run_root={root}"])
+    graph = build_graph(s)
+    store.write_plan(graph, OmegaConf.to_yaml(s))
+    collect = graph.by_kind("collect")[0]
+    lock = JobLock(store.prepare(collect) / "lock")  # the other driver, which dies without finishing
+    assert lock.acquire()
+    result = {}
+    driver = threading.Thread(target=lambda: result.update(run_local(store, graph, workers=2, progress=False)))
+    driver.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not store.is_done(graph.by_kind("anchor")[0]):  # independent work goes on meanwhile
+            assert driver.is_alive() and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert not store.is_done(collect) and driver.is_alive()
+    finally:
+        lock.release()
+    driver.join(timeout=300)
+    assert result == {"done": 9, "failed": 0, "blocked": 0}
+    assert _outputs(root) == _outputs(reference)
+
+
 def test_the_store_reads_all_states_at_once_as_it_reads_each(tmp_path):
     from omegaconf import OmegaConf
 

@@ -149,10 +149,13 @@ def _start(store: RunStore, job: Job, *, gpu: str | None) -> subprocess.Popen:
 def _poll(store: RunStore, run: _Running) -> int | None:
     """None while the job runs; then 0 if it is done (its done.json, whatever the exit status), else 1."""
     job = run.job
-    if run.process is None:  # another driver runs it: wait until it lets go, then re-check
+    if run.process is None:  # another driver runs it: wait until it lets go, then finish it if it did not
         if store.is_running(job):
             return None
-        return 0 if store.is_done(job) else 1
+        if store.is_done(job):
+            return 0
+        run.process = _start(store, job, gpu=run.gpu)
+        return None
     status = run.process.poll()
     if status is None:
         return None
