@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from scaleworld.data.files import write_json_atomic
-from scaleworld.study.graph import build_graph
+from scaleworld.study.graph import Graph, build_graph
 from scaleworld.study.jobs import EXIT_LOCKED, run_job
 from scaleworld.study.local import run_local
 from scaleworld.study.spec import SpecError, expand_variants, load_spec
@@ -265,15 +265,21 @@ def test_two_workers_run_independent_jobs_at_once_pin_gpu_jobs_and_end_identical
     assert any(line.startswith("[9/9] analysis") for line in lines), lines
 
 
-def test_a_locked_job_is_not_run_twice(finished, tmp_path):
-    tmp, spec, _ = finished
-    root = tmp_path / "root"
-    store = RunStore(root)
+def _planned(spec: Path, root: Path) -> tuple[RunStore, Graph]:
+    """The spec's graph, its plan written to `root` as `run` writes it (no job run yet)."""
     from omegaconf import OmegaConf
 
     s = load_spec(spec, [f"run_root={root}"])
     graph = build_graph(s)
+    store = RunStore(root)
     store.write_plan(graph, OmegaConf.to_yaml(s))
+    return store, graph
+
+
+def test_a_locked_job_is_not_run_twice(finished, tmp_path):
+    tmp, spec, _ = finished
+    root = tmp_path / "root"
+    store, graph = _planned(spec, root)
     collect = graph.by_kind("collect")[0]
     lock = JobLock(store.prepare(collect) / "lock")
     assert lock.acquire()
@@ -290,12 +296,7 @@ def test_the_executor_waits_for_a_job_another_driver_holds_and_finishes_it_if_th
         finished, tmp_path):
     _, spec, reference = finished
     root = tmp_path / "root"
-    store = RunStore(root)
-    from omegaconf import OmegaConf
-
-    s = load_spec(spec, [f"run_root={root}"])
-    graph = build_graph(s)
-    store.write_plan(graph, OmegaConf.to_yaml(s))
+    store, graph = _planned(spec, root)
     collect = graph.by_kind("collect")[0]
     lock = JobLock(store.prepare(collect) / "lock")  # the other driver, which dies without finishing
     assert lock.acquire()

@@ -16,8 +16,11 @@ Usage: .venv/bin/python tools/bench_study.py [--old 8f874a6] [--reps 3] [--old-r
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,10 +47,6 @@ def _time(checkout: Path, args: list[str]) -> float:
 def _time_run(checkout: Path, root: Path) -> float:
     """Seconds from `scaleworld run` (local executor) to its first job's process starting (its
     log.txt appears); then the driver and that job are killed."""
-    import glob
-    import shutil
-    import signal
-
     shutil.rmtree(root, ignore_errors=True)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "scaleworld.cli", "run", STUDY, f"run_root={root}",

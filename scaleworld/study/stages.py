@@ -62,15 +62,21 @@ class CollectStage(Stage):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TokenizerStage(Stage):
-    """One tokenizer for the games of its collect inputs, on the dynamics models' episode split."""
+class _TrainingStage(Stage):
+    """A model trained on its inputs' datasets, their episodes split by `split_seed`."""
 
-    KIND = "tokenizer"
-    ARTIFACT = "tokenizer.pt"
     model: dict[str, Any]
     train: dict[str, Any]
     val_fraction: float
     split_seed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerStage(_TrainingStage):
+    """One tokenizer for the games of its collect inputs, on the dynamics models' episode split."""
+
+    KIND = "tokenizer"
+    ARTIFACT = "tokenizer.pt"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,15 +88,11 @@ class TokensStage(Stage):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DynamicsStage(Stage):
+class DynamicsStage(_TrainingStage):
     """A dynamics transformer on the token datasets of its inputs (one: single; all: joint)."""
 
     KIND = "dynamics"
     ARTIFACT = "dynamics.pt"
-    model: dict[str, Any]
-    train: dict[str, Any]
-    val_fraction: float
-    split_seed: int
 
 
 @dataclass(frozen=True, kw_only=True)
