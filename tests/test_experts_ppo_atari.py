@@ -38,7 +38,7 @@ def test_atari_ppo_stops_resumes_and_exports_an_expert(tmp_path):
     assert _updates(run) == [0, 1, 2]
     shutil.copytree(run, tmp_path / "twin")
 
-    with pytest.raises(ScaleworldError, match="different config .*seed"):
+    with pytest.raises(ScaleworldError, match=r"other settings \(config.seed: \d+ in the checkpoint, 4 now\)"):
         train_ppo(TASK, PPOConfig(**{**CONFIG.to_dict(), "seed": 4}), run, progress=False)
 
     resumed = train_ppo(TASK, CONFIG, run, progress=False)

@@ -329,6 +329,10 @@ def test_the_store_reads_all_states_at_once_as_it_reads_each(tmp_path):
     done, failed, running, stale_lock, stale_failure = jobs[:5]
     for job in jobs[:5]:
         store.prepare(job)
+    from scaleworld.study.stages import STAGES
+
+    for job in (done, stale_failure):  # a finished job's artifact, then its done.json
+        (store.job_dir(job) / STAGES[job.kind].ARTIFACT).write_text("")
     write_json_atomic(store.job_dir(done) / "done.json", {"outputs": {}})
     write_json_atomic(store.job_dir(failed) / "failed.json", {"reason": "a reason"})
     lock = JobLock(store.job_dir(running) / "lock")
@@ -554,3 +558,103 @@ def test_policies_and_controls_hang_off_each_world_model_and_game(tmp_path):
     assert {c.id for c in graph.by_kind("control")} <= set(analysis.inputs)
     off = build_graph(load_spec(path, ["policy.enabled=false"]))
     assert not {"anchor", "policy", "control"} & set(off.counts())
+
+
+def _copy_of(finished, tmp_path, name="root") -> Path:
+    import shutil
+
+    root = tmp_path / name
+    shutil.copytree(finished[2], root)
+    return root
+
+
+def _job_folder(root: Path, kind: str) -> Path:
+    (folder,) = root.glob(f"{kind}/*/done.json")
+    return folder.parent
+
+
+# A run root damaged in each way a disk, a crash or a person can: (what, how, the line `report`
+# prints about it, and `status` too where it can know without reading every artifact). Both must go
+# on with the rest and exit 0.
+RUN_ROOT_DAMAGE = [
+    ("a deleted done.json", lambda r: (_job_folder(r, "fidelity") / "done.json").unlink(), None, False),
+    ("a corrupt done.json", lambda r: (_job_folder(r, "dynamics") / "done.json").write_text('{"kind": "dyn'),
+     "done.json: damaged, not readable JSON (JSONDecodeError) (the next run redoes the job)", True),
+    ("a done.json that is not a record", lambda r: (_job_folder(r, "control") / "done.json").write_text("[]"),
+     "done.json: damaged, a list where a JSON object belongs", True),
+    ("a deleted analysis.json", lambda r: (_job_folder(r, "analysis") / "analysis.json").unlink(),
+     "analysis.json: missing (the next run redoes the job)", True),
+    ("a corrupt analysis.json", lambda r: (_job_folder(r, "analysis") / "analysis.json").write_bytes(b"\xff\x00"),
+     "analysis.json: damaged, not readable JSON", False),
+    ("a corrupt fidelity.json", lambda r: (_job_folder(r, "fidelity") / "fidelity.json").write_text("{"),
+     "fidelity.json: damaged, not readable JSON", False),
+    ("a garbage failed.json", lambda r: [(_job_folder(r, "policy") / "failed.json").write_text("garbage"),
+                                         (_job_folder(r, "policy") / "done.json").unlink()],
+     "failed.json: damaged, the failure's reason is lost", True),
+]
+
+
+@pytest.mark.parametrize("what, how, line, in_status", RUN_ROOT_DAMAGE, ids=[d[0] for d in RUN_ROOT_DAMAGE])
+def test_status_and_report_name_what_is_damaged_and_go_on(finished, tmp_path, what, how, line, in_status):
+    root = _copy_of(finished, tmp_path)
+    how(root)
+    for command in (["status", root], ["report", root, "--width", "200", "--json", tmp_path / "r.json"]):
+        proc = _sw(*command)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        text = " ".join(proc.stdout.split())
+        assert line is None or (line in text) == (in_status or command[0] == "report"), text
+    assert "| tokenizer |" in text and "| shared | Pong |" in text  # the rest is shown
+
+
+def test_a_damaged_plan_is_one_line_naming_the_fix(finished, tmp_path):
+    root = _copy_of(finished, tmp_path)
+    (root / "plan.json").write_text((root / "plan.json").read_text()[:100])
+    for command in ("status", "report"):
+        proc = _sw(command, root)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert "plan.json: damaged" in lines[0] and f"scaleworld run {root}/spec.yaml run_root={root}" in lines[0]
+
+
+def test_a_corrupt_done_json_is_redone_from_the_checkpoint_and_the_study_ends_identical(finished, tmp_path):
+    _, spec, reference = finished
+    root = _copy_of(finished, tmp_path)
+    (_job_folder(root, "dynamics") / "done.json").write_text("{")
+    store = RunStore(root)
+    graph = store.read_plan()
+    (dynamics,) = graph.by_kind("dynamics")
+    assert store.states(graph.jobs.values())[dynamics.id] == "failed" and not store.is_done(dynamics)
+    proc = _sw("run", spec, f"run_root={root}", "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert store.is_done(dynamics) and _outputs(root) == _outputs(reference)
+
+
+def test_a_moved_run_root_resumes_and_ends_identical(finished, tmp_path):
+    """Checkpoints and token datasets name their inputs by content and by paths relative to the
+    run root: a study moved elsewhere (its old place gone) resumes unfinished training and reads
+    its datasets from the new place."""
+    import shutil
+
+    _, spec, reference = finished
+    moved = tmp_path / "elsewhere" / "root"
+    shutil.move(str(_copy_of(finished, tmp_path, "before")), str(moved))
+    assert not (tmp_path / "before").exists()
+    for kind in ("dynamics", "fidelity", "policy"):  # as if killed before these wrote done.json
+        (_job_folder(moved, kind) / "done.json").unlink()
+    proc = _sw("run", spec, f"run_root={moved}", "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _outputs(moved) == _outputs(reference)
+
+
+def test_a_checkpoint_of_other_settings_names_the_setting(finished, tmp_path):
+    root = _copy_of(finished, tmp_path)
+    store = RunStore(root)
+    graph = store.read_plan()
+    (dynamics,) = graph.by_kind("dynamics")
+    (store.job_dir(dynamics) / "done.json").unlink()
+    state = torch.load(store.job_dir(dynamics) / "checkpoint.pt", weights_only=False)
+    state["config"]["lr"] = 0.5
+    torch.save(state, store.job_dir(dynamics) / "checkpoint.pt")
+    assert run_job(root, dynamics.id) == 1
+    reason = json.loads((store.job_dir(dynamics) / "failed.json").read_text())["reason"]
+    assert "written by a run of other settings (train.lr: 0.5 in the checkpoint, 0.0003 now)" in reason

@@ -144,29 +144,41 @@ def test_resumed_training_ends_bit_identical_to_an_uninterrupted_run(tmp_path, b
     assert ha == hb
 
 
-def test_a_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_good_checkpoint(tmp_path, breakout_tokens):
+def _diverge_at_draw(monkeypatch, draw: int) -> None:
+    """Put a NaN reward into the `draw`-th batch the dynamics runs sample (evaluations draw too)."""
     import scaleworld.data.sampling as sampling
 
     original = sampling.MultiGameWindows.sample
     calls = {"n": 0}
 
-    def nan_reward_at_step_7(self, batch):
+    def nan_reward(self, batch):
         calls["n"] += 1
         td = original(self, batch)
-        if calls["n"] == 7 + 1:  # +1: the held-out evaluation at step 4
+        if calls["n"] == draw:
             td["next", "reward"][0, 0] = float("nan")
         return td
 
-    sampling.MultiGameWindows.sample = nan_reward_at_step_7
-    try:
-        with pytest.raises(TrainingDiverged, match=r"loss_reward is nan at step 7: .*checkpoint\.pt"):
-            train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL,
-                           train=_train(20, eval_every=4, checkpoint_every=4, eval_batches=1), progress=False)
-    finally:
-        sampling.MultiGameWindows.sample = original
+    monkeypatch.setattr(sampling.MultiGameWindows, "sample", nan_reward)
+
+
+def test_a_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_good_checkpoint(tmp_path, breakout_tokens,
+                                                                                   monkeypatch):
+    _diverge_at_draw(monkeypatch, 7 + 1)  # +1: the held-out evaluation at step 4
+    with pytest.raises(TrainingDiverged, match=r"loss_reward is nan at step 7: .*checkpoint\.pt"):
+        train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL,
+                       train=_train(20, eval_every=4, checkpoint_every=4, eval_batches=1), progress=False)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 4
     assert all(torch.isfinite(v).all() for v in state["loss"].values() if v.is_floating_point())
+
+
+def test_a_run_that_diverges_before_its_first_checkpoint_leaves_nothing_behind(tmp_path, breakout_tokens,
+                                                                             monkeypatch):
+    _diverge_at_draw(monkeypatch, 1)
+    with pytest.raises(TrainingDiverged, match=r"loss_reward is nan at step 1: .*no checkpoint was written yet"):
+        train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL,
+                       train=_train(20, eval_every=4, checkpoint_every=4, eval_batches=1), progress=False)
+    assert not (tmp_path / "run").exists()  # no empty logs/ tree, no folder
 
 
 def test_joint_training_adds_game_embeddings_and_scores_each_game(tmp_path, breakout_tokens, pong_tokens,
@@ -217,7 +229,7 @@ def test_tokenizer_training_lowers_reconstruction_error_and_is_resumable(tmp_pat
     assert info["scope"] == "per_game" and history["step"] == 30
     tokenizer, identity = load_tokenizer(tmp_path / "tok")
     assert identity["scope"] == "per_game" and len(identity["sha256"]) == 64
-    with pytest.raises(ScaleworldError, match="different training settings"):
+    with pytest.raises(ScaleworldError, match=r"other settings \(train.checkpoint_every: 10 in the checkpoint, 250"):
         train_tokenizer(data_dirs=[breakout_ds], out=tmp_path / "tok", config=config,
                         train=TrainConfig(steps=31, batch_size=16), progress=False)
     with pytest.raises(ScaleworldError, match="expected a token dataset"):
@@ -249,6 +261,6 @@ def test_a_run_folder_refuses_to_resume_a_run_of_another_model(tmp_path, breakou
     train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL,
                    train=_train(2, eval_every=1, checkpoint_every=1), progress=False)
     wider = DynamicsConfig(width=96, depth=2, heads=4, context=16)
-    with pytest.raises(ScaleworldError, match="different training settings"):
+    with pytest.raises(ScaleworldError, match=r"other settings \(model.width: 64 in the checkpoint, 96 now"):
         train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=wider,
                        train=_train(2, eval_every=1, checkpoint_every=1), progress=False)

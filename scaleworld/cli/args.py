@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
+
+from scaleworld.errors import ScaleworldError
+
+OUTPUT_KINDS = ("new_folder", "run_folder", "folder", "file")
+"""What a command writes at an output path: a folder it creates (must not exist), a run folder it
+resumes, a folder it writes files into, or a file it replaces."""
 
 
 def parse_protocol(pairs: list[str]) -> Any:
@@ -23,3 +31,41 @@ def quiet_torchrl() -> None:
 
 def add_no_progress(p: argparse.ArgumentParser, what: str = "no progress bar") -> None:
     p.add_argument("--no-progress", action="store_true", help=what)
+
+
+def declare_outputs(p: argparse.ArgumentParser, **kinds: str) -> None:
+    """Name the options of `p` that are output paths (dest -> one of OUTPUT_KINDS): `check_outputs`
+    refuses them before the command runs."""
+    assert set(kinds.values()) <= set(OUTPUT_KINDS), kinds
+    p.set_defaults(outputs={**(p.get_default("outputs") or {}), **kinds})
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """One `ScaleworldError` line for the first declared output that cannot be written, before
+    anything is: a file where a folder belongs (or the reverse), a dataset folder that exists, or
+    a place this process cannot create files in (tried with a temporary file the OS removes)."""
+    for dest, kind in (getattr(args, "outputs", None) or {}).items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        path = Path(value)
+        option = "--" + dest.replace("_", "-")
+        if kind == "new_folder" and path.exists():
+            raise ScaleworldError(f"{path} already exists: choose another {option} or remove it")
+        if kind == "file" and path.is_dir():
+            raise ScaleworldError(f"{option} {path} is a folder: give a file name")
+        if kind in ("run_folder", "folder") and path.exists() and not path.is_dir():
+            raise ScaleworldError(f"{option} {path} is a file: give a folder")
+        ancestor = path if kind != "file" and path.is_dir() else path.parent
+        while not ancestor.exists() and kind != "file":
+            ancestor = ancestor.parent
+        if not ancestor.exists():
+            raise ScaleworldError(f"{option} {path}: the folder {ancestor} does not exist: create it first")
+        if not ancestor.is_dir():
+            raise ScaleworldError(f"{option} {path}: {ancestor} is not a folder")
+        try:
+            with tempfile.TemporaryFile(dir=ancestor):
+                pass
+        except OSError as exc:
+            raise ScaleworldError(f"{option} {path}: cannot write in {ancestor} ({exc.strerror or exc}): "
+                                  f"choose another {option}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaleworld.cli.args import add_no_progress, parse_protocol, quiet_torchrl
+from scaleworld.cli.args import add_no_progress, declare_outputs, parse_protocol, quiet_torchrl
 
 
 def _prepare(threads: int | None) -> None:
@@ -71,6 +71,7 @@ def add_expert_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
     p.add_argument("--game", required=True, help="an Atari 100k game, e.g. Pong (see `scaleworld games`)")
     p.add_argument("--frames", type=int, required=True, help="budget in emulator frames (agent steps x 4)")
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, logs, then the expert")
+    declare_outputs(p, out="run_folder")
     p.add_argument("--seed", type=int, default=0, help="seeds the network, sampling and emulators (default 0)")
     p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
     p.add_argument("--rollout-steps", type=int, default=128, help="steps per emulator per update (default 128)")
@@ -91,6 +92,7 @@ def add_expert_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
     p.add_argument("dir", help="expert checkpoint folder (holding expert.json)")
     p.add_argument("--episodes", type=int, default=10, help="full episodes to play (default 10)")
     p.add_argument("--out", type=Path, help="write the score record here instead of DIR/score.json")
+    declare_outputs(p, out="file")
     p.add_argument("--seed", type=int, default=0, help="seeds the emulators, no-op starts and sampling")
     p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
     p.add_argument("--epsilon", type=float, default=0.0, help="probability of a uniform legal action")

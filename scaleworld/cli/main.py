@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from scaleworld.cli.args import add_no_progress, parse_protocol, quiet_torchrl
+from scaleworld.cli.args import add_no_progress, check_outputs, declare_outputs, parse_protocol, quiet_torchrl
 
 
 def cmd_games(args: argparse.Namespace) -> None:
@@ -216,6 +216,7 @@ def _add_train_args(p: argparse.ArgumentParser, *, steps: int | None, lr: float,
 
     d = TrainConfig()
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
+    declare_outputs(p, out="run_folder")
     p.add_argument("--steps", type=int, default=steps, help=f"gradient steps (default {steps_help or steps})")
     p.add_argument("--tokens", type=int, help="budget in tokens instead of --steps (batch x window per step)")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -271,6 +272,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = _load(args)
     graph = build_graph(spec)
     store = RunStore(Path(spec.run_root))
+    if spec.launcher.kind == "slurm":
+        from scaleworld.study.slurm import require_cluster
+
+        require_cluster()  # before anything is written
+    check_outputs(argparse.Namespace(run_root=store.root, outputs={"run_root": "run_folder"}))
     store.write_plan(graph, OmegaConf.to_yaml(spec))
     if spec.launcher.kind == "slurm":
         from scaleworld.study.slurm import run_slurm
@@ -355,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write PNG figures into DIR (curves, scores, and per game real, reconstructed and "
                         "imagined frames)")
     p.add_argument("--width", type=int, help="console width (default: the terminal's)")
+    declare_outputs(p, json="file", csv="file", figures="folder")
     p.set_defaults(func=cmd_report)
 
     p = groups.add_parser("games", help="list the 26 Atari 100k games and their reference scores")
@@ -370,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="random", help="the policy that acts (default: random)")
     p.add_argument("--steps", type=int, required=True, help="agent steps to record (Atari 100k: 100000)")
     p.add_argument("--out", required=True, type=Path, help="dataset folder to create (must not exist)")
+    declare_outputs(p, out="new_folder")
     p.add_argument("--seed", type=int, default=0, help="seeds the emulators, no-op starts and policy")
     p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE", help=protocol_help)
@@ -389,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="random", help="the policy to score (default: random)")
     p.add_argument("--episodes", type=int, default=10, help="full episodes to play (default 10)")
     p.add_argument("--out", type=Path, help="write the score record (JSON) here")
+    declare_outputs(p, out="file")
     p.add_argument("--seed", type=int, default=0, help="seeds the emulators, no-op starts and policy")
     p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE", help=protocol_help)
@@ -404,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollouts", type=int, default=32, help="open-loop rollouts per game")
     p.add_argument("--seed", type=int, default=0, help="seeds the choice of rollout starts")
     p.add_argument("--out", type=Path, help="write the fidelity record (JSON) here")
+    declare_outputs(p, out="file")
     p.set_defaults(func=cmd_eval_fidelity)
 
     from scaleworld.cli.experts import add_expert_parser
@@ -446,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", required=True, type=Path, help="tokenizer run folder")
     p.add_argument("--data", required=True, type=Path, help="pixel dataset")
     p.add_argument("--out", required=True, type=Path, help="token dataset folder to create")
+    declare_outputs(p, out="new_folder")
     p.add_argument("--max-residual", type=float, default=MAX_RESIDUAL_FRACTION,
                    help="refuse a tokenizer whose residual fraction for the game (share of the frames' variance "
                         f"its codes leave unexplained) is above this (default {MAX_RESIDUAL_FRACTION})")
@@ -474,9 +485,15 @@ def main(argv: list[str] | None = None) -> int:
     from scaleworld.errors import ScaleworldError
 
     try:
+        check_outputs(args)
         status = args.func(args)
     except ScaleworldError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused mid-way (disk full, a folder removed): one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc} ({type(exc).__name__}): free space or fix the path, "
+              "then run the command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

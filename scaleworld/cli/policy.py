@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaleworld.cli.args import add_no_progress, parse_protocol, quiet_torchrl
+from scaleworld.cli.args import add_no_progress, declare_outputs, parse_protocol, quiet_torchrl
 
 
 def cmd_policy_train(args: argparse.Namespace) -> None:
@@ -73,6 +73,7 @@ def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
     p.add_argument("--tokens", required=True, type=Path,
                    help="the game's token dataset; rollouts start from its held-out episodes (the model's split)")
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
+    declare_outputs(p, out="run_folder")
     t, c = POLICY_TRAINING, PolicyConfig()  # every default stated once, in imagination/config.py
     p.add_argument("--steps", type=int, default=t.steps, help=f"actor-critic updates (default {t.steps})")
     p.add_argument("--batch-size", type=int, default=t.batch_size,
@@ -110,5 +111,6 @@ def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
     p.add_argument("--seed", type=int, default=0, help="seeds the emulators and the policy's sampling")
     p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
     p.add_argument("--out", type=Path, help="write the control record (JSON) here")
+    declare_outputs(p, out="file")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE", help=protocol_help)
     p.set_defaults(func=cmd_policy_eval)

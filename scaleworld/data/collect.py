@@ -89,6 +89,9 @@ def collect_dataset(
         raise ScaleworldError(f"--steps ({steps}) and --envs ({num_envs}) must be at least 1")
     if out.exists():
         raise ScaleworldError(f"{out} already exists: choose another --out or remove it")
+    if policy_identity.get("game", game.name) != game.name:
+        raise ScaleworldError(f"the policy is an expert of {policy_identity['game']}, not of {game.name}: collect "
+                              f"{game.name} with an expert of {game.name}")
 
     with staging_dir(out) as tmp, VectorAtari(game, num_envs, protocol=protocol) as env:
         storage = LazyMemmapStorage(steps, scratch_dir=tmp / STORAGE)

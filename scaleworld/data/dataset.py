@@ -20,6 +20,13 @@ One row per agent step t (TorchRL key conventions):
 The observation after the last step of an episode is not stored. Episodes still running when the
 step budget ran out are kept and marked ``complete: false`` in the manifest.
 
+Read-only, verified: `OfflineDataset.open` hands out a storage that refuses writes (a TorchRL
+``ReplayBuffer`` on it needs ``ImmutableDatasetWriter``, as `OfflineDataset.replay_buffer` builds),
+and it verifies the dataset first (checksums, then every manifest claim against the rows) unless a
+stamp says this very set of files passed: ``.verified.json`` records each file's size, inode,
+mtime and ctime, and the kernel moves ctime on every write (no user call sets it back), so a stamp
+cannot outlive a change of the files; a copied dataset is verified once more.
+
 A token dataset (`scaleworld.models.encode`) has the same layout and rows with ``tokens`` uint8
 [N, groups] (the frozen tokenizer's encoding of ``pixels``) in place of ``pixels``.
 """
@@ -27,6 +34,7 @@ A token dataset (`scaleworld.models.encode`) has the same layout and rows with `
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +43,16 @@ import torch
 
 from scaleworld.atari.games import NUM_ACTIONS, get_game
 from scaleworld.atari.protocol import Protocol
-from scaleworld.data.files import sha256_file
+from scaleworld.data.files import sha256_file, write_json_atomic
 from scaleworld.errors import ScaleworldError
 
 FORMAT = "scaleworld.offline-dataset/1"
 TOKEN_FORMAT = "scaleworld.token-dataset/1"
 MANIFEST = "manifest.json"
 STORAGE = "storage"
+STAMP = ".verified.json"
+CHECKS = "scaleworld.dataset-checks/2"
+"""The version of what `verify_dataset` checks: a stamp of an older version is not trusted."""
 STEP_FIELDS: dict[Any, torch.dtype] = {
     "action": torch.int64,
     "episode": torch.int64,
@@ -75,12 +86,43 @@ def read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{manifest_path}: not valid JSON ({exc}): collect the dataset again") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{manifest_path}: cannot be read ({exc}): collect the dataset again") from exc
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{manifest_path}: a manifest is a JSON object, not a {type(manifest).__name__}: "
+                           "collect the dataset again")
     if manifest.get("format") not in FORMAT_FIELDS:
         raise DatasetError(
             f"{manifest_path}: format {manifest.get('format')!r} is not one of {sorted(FORMAT_FIELDS)}: "
             "make the dataset again with this version of scaleworld"
         )
+    missing = [k for k in ("game", "protocol", "policy", "counts", "returns", "episodes", "files")
+               if not isinstance(manifest.get(k), list if k == "episodes" else dict)]
+    if missing:
+        raise DatasetError(f"{manifest_path}: entry {missing[0]!r} is missing or of the wrong type: "
+                           "collect the dataset again")
     return manifest
+
+
+def _read_only_storage_class():
+    """`LazyMemmapStorage` whose writes raise: what every reader of a dataset gets (built lazily:
+    torchrl is a heavy import)."""
+    from torchrl.data import LazyMemmapStorage
+
+    class ReadOnlyMemmapStorage(LazyMemmapStorage):
+        """A finished dataset's rows, memory-mapped; `set` (what a writer's ``extend`` calls) raises."""
+
+        def set(self, *args: Any, **kwargs: Any) -> None:
+            raise DatasetError(
+                f"{Path(self.scratch_dir).parent}: a dataset is read-only: build the ReplayBuffer with "
+                "writer=ImmutableDatasetWriter() (OfflineDataset.replay_buffer does), and write new data "
+                "with `scaleworld data collect`"
+            )
+
+        def dumps(self, *args: Any, **kwargs: Any) -> None:
+            self.set()
+
+    return ReadOnlyMemmapStorage
 
 
 @dataclass
@@ -96,14 +138,22 @@ class OfflineDataset:
     storage: Any  # torchrl.data.LazyMemmapStorage
 
     @classmethod
-    def open(cls, path: str | Path) -> OfflineDataset:
-        from torchrl.data import LazyMemmapStorage
-
+    def open(cls, path: str | Path, *, verify: bool = True) -> OfflineDataset:
+        """Open a finished dataset read-only; with `verify` (the default) refuse it unless it passes
+        `verify_dataset` or its stamp shows these very files passed before."""
         path = Path(path)
+        if verify:
+            ensure_verified(path)
+        return cls._open(path)
+
+    @classmethod
+    def _open(cls, path: Path) -> OfflineDataset:
         manifest = read_manifest(path)
         _check_sizes(path, manifest)  # mapping a short file would silently extend it with zeros
         size = manifest["counts"]["steps"]
-        storage = LazyMemmapStorage(size, scratch_dir=path / STORAGE, existsok=True)
+        if not isinstance(size, int) or size < 1:
+            raise DatasetError(f"{path}: counts.steps={size!r} is not a positive row count: collect again")
+        storage = _read_only_storage_class()(size, scratch_dir=path / STORAGE, existsok=True)
         try:
             storage.loads(path / STORAGE)
         except Exception as exc:  # torchrl raises many kinds on damaged files
@@ -115,7 +165,17 @@ class OfflineDataset:
 
     @property
     def data(self):
-        return self.storage._storage  # TensorDict of MemoryMappedTensors, batch [N]
+        """TensorDict of MemoryMappedTensors, batch [N]. Read it; writing into it changes the files
+        (their ctime): the next `open` verifies them again and refuses them."""
+        return self.storage._storage
+
+    def replay_buffer(self, **kwargs: Any) -> Any:
+        """A TorchRL ``TensorDictReplayBuffer`` over the rows (no copy) with TorchRL's
+        ``ImmutableDatasetWriter``, as TorchRL's own datasets; `kwargs` go to the buffer (sampler,
+        batch_size, ...)."""
+        from torchrl.data import ImmutableDatasetWriter, TensorDictReplayBuffer
+
+        return TensorDictReplayBuffer(storage=self.storage, writer=ImmutableDatasetWriter(), **kwargs)
 
     def __len__(self) -> int:
         return len(self.storage)
@@ -123,6 +183,13 @@ class OfflineDataset:
     @property
     def game(self) -> str:
         return self.manifest["game"]["name"]
+
+    @property
+    def content_id(self) -> dict[str, str]:
+        """What the dataset is, wherever it lies: its game and its manifest's SHA-256 (the manifest
+        holds every file's SHA-256). Training runs record this, not the path, so a moved or
+        copied run root resumes."""
+        return {"game": self.game, "manifest_sha256": sha256_file(self.path / MANIFEST)}
 
     @property
     def protocol(self) -> Protocol:
@@ -151,27 +218,65 @@ def _check_sizes(path: Path, manifest: dict[str, Any]) -> None:
 
 
 def verify_dataset(path: str | Path) -> dict[str, Any]:
-    """Re-check checksums and invariants; raise `DatasetError` with a one-line reason on failure.
+    """Re-check checksums, then every manifest claim against the rows; raise `DatasetError` with a
+    one-line reason on failure. A dataset that passes gets its stamp (see `ensure_verified`).
 
     Returns the manifest of a dataset that passed.
     """
     path = Path(path)
     manifest = read_manifest(path)
-    listed = manifest["files"]
-    on_disk = {
-        str(p.relative_to(path)) for p in (path / STORAGE).rglob("*") if p.is_file()
-    } if (path / STORAGE).is_dir() else set()
-    _check_sizes(path, manifest)
-    for rel, entry in listed.items():
-        file = path / rel
-        if sha256_file(file) != entry["sha256"]:
-            raise DatasetError(f"{file}: checksum mismatch (corrupted): collect the dataset again")
-    extra = sorted(on_disk - set(listed))
-    if extra:
-        raise DatasetError(f"{path / extra[0]}: not in the manifest (a foreign file?): remove it")
-    dataset = OfflineDataset.open(path)
-    _check_invariants(dataset)
+    try:
+        listed = manifest["files"]
+        on_disk = {
+            str(p.relative_to(path)) for p in (path / STORAGE).rglob("*") if p.is_file()
+        } if (path / STORAGE).is_dir() else set()
+        _check_sizes(path, manifest)
+        for rel, entry in listed.items():
+            file = path / rel
+            if sha256_file(file) != entry["sha256"]:
+                raise DatasetError(f"{file}: checksum mismatch (corrupted): collect the dataset again")
+        extra = sorted(on_disk - set(listed))
+        if extra:
+            raise DatasetError(f"{path / extra[0]}: not in the manifest (a foreign file?): remove it")
+        dataset = OfflineDataset._open(path)
+        _check_invariants(dataset)
+        _check_claims(dataset)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise DatasetError(f"{path / MANIFEST}: malformed ({type(exc).__name__}: {exc}): collect the dataset "
+                           "again") from None
+    _write_stamp(path, manifest)
     return manifest
+
+
+def _fingerprint(path: Path, manifest: dict[str, Any]) -> dict[str, list[int]]:
+    """Each file's [size, inode, mtime_ns, ctime_ns], the manifest's included."""
+    out = {}
+    for rel in [MANIFEST, *sorted(manifest["files"])]:
+        st = os.stat(path / rel)
+        out[rel] = [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+    return out
+
+
+def _write_stamp(path: Path, manifest: dict[str, Any]) -> None:
+    try:
+        write_json_atomic(path / STAMP, {"checks": CHECKS, "files": _fingerprint(path, manifest)})
+    except OSError:  # a read-only dataset (a shared copy): verified again by every reader
+        pass
+
+
+def ensure_verified(path: str | Path) -> None:
+    """Raise `DatasetError` unless the dataset at `path` passes `verify_dataset`, which runs only
+    when no valid stamp shows that these very files passed (the module docstring says why a stamp
+    cannot outlive a change)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    try:
+        stamp = json.loads((path / STAMP).read_text())
+        if stamp == {"checks": CHECKS, "files": _fingerprint(path, manifest)}:
+            return
+    except (OSError, ValueError):
+        pass
+    verify_dataset(path)
 
 
 def _check_invariants(ds: OfflineDataset) -> None:
@@ -200,10 +305,11 @@ def _check_invariants(ds: OfflineDataset) -> None:
     action = data["action"].as_tensor() if hasattr(data["action"], "as_tensor") else data["action"]
     if action.numel() and (action.min() < 0 or action.max() >= NUM_ACTIONS):
         raise DatasetError(f"{where}: action ids outside [0, {NUM_ACTIONS}): collect again")
-    if m["policy"].get("kind") == "random":
-        legal = torch.tensor(get_game(m["game"]["name"]).action_mask())
-        if not bool(legal[action].all()):
-            raise DatasetError(f"{where}: a random-policy row holds an illegal action: collect again")
+    legal = torch.tensor(_game_of(ds).action_mask())
+    if not bool(legal[action].all()):
+        bad = int(action[~legal[action]][0])
+        raise DatasetError(f"{where}: a row holds action {bad}, illegal in {m['game']['name']} (a dataset of "
+                           "another game?): collect again")
     episode = torch.as_tensor(data["episode"])
     step = torch.as_tensor(data["step"])
     done = torch.as_tensor(data["next", "done"])
@@ -223,6 +329,8 @@ def _check_invariants(ds: OfflineDataset) -> None:
         expected_ends = [length - 1] if entry["complete"] else []
         if ends != expected_ends:
             raise DatasetError(f"{where}: episode {e} has done flags at {ends}: collect again")
+        if entry.get("terminated", False) != bool(data["next", "terminated"][start + length - 1]):
+            raise DatasetError(f"{where}: episode {e}'s terminated flag disagrees with its last row: collect again")
         got = float(reward[rows].double().sum())
         if abs(got - entry["return"]) > 1e-3 * max(1.0, abs(got)):
             raise DatasetError(
@@ -231,3 +339,49 @@ def _check_invariants(ds: OfflineDataset) -> None:
     covered = sum(e["length"] for e in m["episodes"])
     if covered != steps:
         raise DatasetError(f"{where}: episodes cover {covered} rows of {steps}: collect again")
+
+
+def _game_of(ds: OfflineDataset) -> Any:
+    """The manifest's game, which must be one of the 26 and described as the game table does."""
+    g = ds.manifest["game"]
+    try:
+        game = get_game(str(g.get("name")))
+    except ScaleworldError as exc:
+        raise DatasetError(f"{ds.path}: {exc}: collect the dataset again") from None
+    if g.get("name") != game.name or g.get("rom") != game.rom or list(g.get("legal_actions", [])) != list(
+            game.legal_actions):
+        raise DatasetError(f"{ds.path}: the manifest's game entry does not describe {game.name} as the game table "
+                           "does (edited?): collect the dataset again")
+    return game
+
+
+def _check_claims(ds: OfflineDataset) -> None:
+    """The manifest's summaries against its episode table (which `_check_invariants` checked
+    against the rows): counts, returns, the policy's own game, the protocol."""
+    from scaleworld.atari.protocol import Protocol
+
+    where, m = ds.path, ds.manifest
+    episodes = m["episodes"]
+    complete = [e for e in episodes if e["complete"]]
+    if m["counts"].get("episodes") != len(episodes):
+        raise DatasetError(f"{where}: the manifest counts {m['counts'].get('episodes')} episodes, its table holds "
+                           f"{len(episodes)}: collect again")
+    if m["counts"].get("complete_episodes") != len(complete):
+        raise DatasetError(f"{where}: the manifest counts {m['counts'].get('complete_episodes')} complete episodes, "
+                           f"its table holds {len(complete)}: collect again")
+    returns = m["returns"].get("complete_episode_returns")
+    if returns != [e["return"] for e in complete]:
+        raise DatasetError(f"{where}: the manifest's returns summary disagrees with its episodes: collect again")
+    mean = m["returns"].get("mean")
+    expected = sum(returns) / len(returns) if returns else None
+    if (mean is None) != (expected is None) or (mean is not None and abs(mean - expected) > 1e-6 * max(1, abs(mean))):
+        raise DatasetError(f"{where}: the manifest's mean return {mean} is not the mean of its episodes' "
+                           f"({expected}): collect again")
+    policy_game = m["policy"].get("game")
+    if policy_game is not None and policy_game != m["game"]["name"]:
+        raise DatasetError(f"{where}: collected by an expert of {policy_game}, labelled {m['game']['name']}: "
+                           "collect again with that game's expert")
+    try:
+        Protocol.from_dict(m["protocol"])
+    except (ScaleworldError, TypeError) as exc:
+        raise DatasetError(f"{where}: the manifest's protocol is invalid ({exc}): collect again") from None

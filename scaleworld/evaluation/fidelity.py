@@ -127,6 +127,7 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
                       context_steps: int = 8, horizon: int = 8, rollouts: int = 32, seed: int = 0,
                       out: str | Path | None = None) -> dict[str, Any]:
     """Fidelity of a trained dynamics model on each game's held-out episodes (its own split)."""
+    from scaleworld.models.encode import open_source
     from scaleworld.models.store import load_dynamics, load_tokenizer
 
     model, identity = load_dynamics(dynamics_dir)
@@ -145,7 +146,7 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
         game = games.index(ds.game) if games else None
         _, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
                                 seed=identity["split_seed"])
-        pixels = OfflineDataset.open(ds.manifest["source"]["path"])
+        pixels = open_source(ds)
         records[ds.game] = {
             **one_step_metrics(model, ds, val, game),
             "open_loop": open_loop(model, tokenizer, ds, pixels, val, game, context_steps=context_steps,

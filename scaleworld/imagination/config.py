@@ -29,11 +29,17 @@ class PolicyConfig:
     """EMA step of the slow target critic, per training step."""
     units: int = 256
     layers: int = 2
+    """Hidden layers of the actor and of the critic (0: linear heads on the features)."""
 
     def __post_init__(self) -> None:
         for name in ("horizon", "context_steps", "units"):
             if getattr(self, name) < 1:
                 raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be at least 1")
+        if self.layers < 0:
+            raise ScaleworldError(f"policy.layers={self.layers} must be at least 0")
+        if self.entropy_coef < 0:
+            raise ScaleworldError(f"policy.entropy_coef={self.entropy_coef} must be at least 0 (a negative "
+                                  "bonus rewards certainty)")
         for name in ("gamma", "lmbda", "return_decay", "target_tau"):
             if not 0 < getattr(self, name) <= 1:
                 raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be in (0, 1]")

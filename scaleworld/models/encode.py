@@ -4,6 +4,7 @@ the tokenizer's quality for the dataset's game."""
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str 
     if out.exists():
         raise ScaleworldError(f"{out} already exists: choose another --out or remove it")
     tokenizer, identity = load_tokenizer(tokenizer_dir)
-    source = OfflineDataset.open(data_dir)
+    source = OfflineDataset.open(data_dir)  # verified: damaged pixels are never encoded
     if source.manifest["format"] == TOKEN_FORMAT:
         raise ScaleworldError(f"{data_dir} is already a token dataset: pass the pixel dataset it came from")
     if source.protocol.frame_size != tokenizer.config.frame_size:
@@ -75,9 +76,24 @@ def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str 
             "returns": m["returns"],
             "episodes": m["episodes"],
             "source": {"path": str(Path(data_dir).resolve()),
+                       "relative_path": os.path.relpath(Path(data_dir).resolve(), out.resolve()),
                        "manifest_sha256": sha256_file(Path(data_dir) / MANIFEST)},
             "tokenizer": {**{k: identity[k] for k in ("path", "sha256", "config")}, "quality": quality},
             "files": file_table(tmp),
         }
         write_json_atomic(tmp / MANIFEST, manifest)
     return manifest
+
+
+def open_source(tokens: OfflineDataset) -> OfflineDataset:
+    """The pixel dataset a token dataset was encoded from: found beside it by the relative path its
+    manifest records (so a moved or copied run root keeps working), else at the absolute one; it
+    must be the very dataset (its manifest's SHA-256)."""
+    source = tokens.manifest["source"]
+    places = ([tokens.path / source["relative_path"]] if "relative_path" in source else []) + [Path(source["path"])]
+    for place in places:
+        if (place / MANIFEST).is_file() and sha256_file(place / MANIFEST) == source["manifest_sha256"]:
+            return OfflineDataset.open(place)
+    raise ScaleworldError(f"{tokens.path}: the pixel dataset it was encoded from is not at "
+                          f"{' or '.join(str(p) for p in places)} (moved, or replaced by other data): "
+                          "put it back or encode again")

@@ -11,6 +11,7 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
+from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.tokenizer import Tokenizer
 from scaleworld.models.tokenizer_quality import perplexity
@@ -81,6 +82,9 @@ class WorldModelLoss(LossModule):
     ``("next", "terminated")`` [B, T], ``mask`` bool [B, T] and, for joint models, ``game`` [B, T].
     Returns ``loss_latent``, ``loss_reward``, ``loss_termination`` (summed by TorchRL-style
     trainers as every ``loss_*`` key) and ``total`` (their sum, detached, for logging).
+
+    `model` is a `DynamicsModel` or a ``TensorDictModule`` wrapping one; the wrapper's in_keys
+    (tokens, action[, game]) then name where the loss reads those inputs.
     """
 
     @dataclass
@@ -96,7 +100,19 @@ class WorldModelLoss(LossModule):
 
     def __init__(self, model: DynamicsModel | TensorDictModuleBase):
         super().__init__()
+        keys = None
+        if isinstance(model, TensorDictModuleBase):
+            keys, model = list(model.in_keys), getattr(model, "module", None)
+        if not isinstance(model, DynamicsModel):
+            raise ScaleworldError(f"WorldModelLoss needs a DynamicsModel or a TensorDictModule wrapping one, "
+                                  f"not {type(model).__name__}")
         self.model = model
+        if keys is not None:
+            expected = 3 if model.config.games else 2
+            if len(keys) != expected:
+                raise ScaleworldError(f"the TensorDictModule's in_keys {keys}: give {expected} keys, in the order "
+                                      "tokens, action" + (", game" if model.config.games else ""))
+            self.set_keys(**dict(zip(("tokens", "action", "game"), keys)))
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass

@@ -15,14 +15,14 @@ from scaleworld.study.results import control_rows
 from scaleworld.study.store import RunStore
 
 
-def collect_control(store: RunStore, graph: Graph) -> dict[str, Any]:
+def collect_control(store: RunStore, graph: Graph, *, damaged: list[str] | None = None) -> dict[str, Any]:
     """{"jobs": {"done", "total"}, "runs": [one row per finished control job],
     "games": {variant: {mode: {size: {game: {"runs", "score", "normalised", "upper_kind"}}}}}}.
 
     `score` is the raw mean return over the job's episodes and `normalised` its expert/human-random
     normalised mean; per game they are averaged over runs (world-model seeds x policy trials)."""
     jobs = graph.by_kind("control")
-    runs = control_rows(store, jobs)
+    runs = control_rows(store, jobs, damaged=damaged)
     # A control job shared by several variants or modes counts in each of them, as in the analysis.
     grouped: dict[str, dict[str, dict[str, dict[str, list[dict[str, Any]]]]]] = {}
     for run in runs:

@@ -4,13 +4,13 @@ Sections: jobs, tokenizer quality per game against the gate, settings, scaling r
 game) with the rule's evidence, scaling curves as sparklines of mean held-out NLL over sizes,
 open-loop PSNR beside the tokenizer's floor (those two in `tokenizers.py`), single vs joint at
 each size, scaling-law fits, the matched-vs-joint paired test, aggregate normalised control scores
-with P(improvement) (those four in `sections.py`), and failed jobs. Works on partial run roots: it
-says what is missing. Off a terminal it prints plain ASCII.
+with P(improvement) (those four in `sections.py`), and failed jobs. Works on partial and damaged
+run roots: it says what is missing, names each damaged file (that job's results are left out) and
+shows the rest. Off a terminal it prints plain ASCII.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from scaleworld.report.sections import (
 )
 from scaleworld.report.tokenizers import collect_open_loop, collect_tokenizers, render_open_loop, render_tokenizers
 from scaleworld.study.graph import KINDS
-from scaleworld.study.results import nll_rows
+from scaleworld.study.results import nll_rows, read_finished
 from scaleworld.study.stages import AnalysisStage
 from scaleworld.study.store import RunStore
 
@@ -40,15 +40,17 @@ def collect_results(root: str | Path) -> dict[str, Any]:
     per-run and per-game control scores read from the control jobs."""
     store = RunStore(Path(root))
     graph = store.read_plan()
+    damaged: list[str] = []  # files of finished jobs that cannot be read: those jobs are left out
     curves: dict[str, dict[str, dict[str, Any]]] = {}  # mode -> game -> size -> {params, nll per seed}
-    for row in nll_rows(store, graph, graph.by_kind("fidelity")):
+    for row in nll_rows(store, graph, graph.by_kind("fidelity"), damaged=damaged):
         per_size = curves.setdefault(row["mode"], {}).setdefault(row["game"], {})
         per_size.setdefault(row["size"], {"params": row["params"], "nll": []})["nll"].append(row["nll"])
     regimes = {}
     for ajob in graph.by_kind("analysis"):
         if store.is_done(ajob):
-            regimes[ajob.labels.get("variant", "base")] = json.loads(
-                (store.job_dir(ajob) / AnalysisStage.ARTIFACT).read_text())
+            analysis = read_finished(store, ajob, AnalysisStage.ARTIFACT, damaged)
+            if analysis is not None:
+                regimes[ajob.labels.get("variant", "base")] = analysis
     states = {kind: {} for kind in KINDS}
     problems = []
     job_states = store.states(graph.jobs.values())
@@ -64,10 +66,12 @@ def collect_results(root: str | Path) -> dict[str, Any]:
         for sizes in games.values():
             for size, entry in sizes.items():
                 size_params[size] = min(size_params.get(size, entry["params"]), entry["params"])
-    return {"root": str(store.root), "curves": curves, "regimes": regimes, "control": collect_control(store, graph),
+    control = collect_control(store, graph, damaged=damaged)
+    tokenizers = collect_tokenizers(store, graph, damaged=damaged)
+    open_loop = collect_open_loop(store, graph, size_params, damaged=damaged)
+    return {"root": str(store.root), "curves": curves, "regimes": regimes, "control": control,
             "size_params": size_params, "jobs": {k: v for k, v in states.items() if v}, "failed": problems,
-            "spec": spec, "tokenizers": collect_tokenizers(store, graph),
-            "open_loop": collect_open_loop(store, graph, size_params)}
+            "damaged": sorted(set(damaged)), "spec": spec, "tokenizers": tokenizers, "open_loop": open_loop}
 
 
 def _sparkline(values: list[float], bars: str) -> str:
@@ -150,6 +154,8 @@ def render(results: dict[str, Any], console: Any) -> None:
     for problem in results["failed"]:
         what = " ".join(f"{k}={v}" for k, v in problem["labels"].items() if k != "variants")
         console.print(f"failed {problem['kind']} {what}: {problem['reason']}")
+    for problem in results.get("damaged", []):
+        console.print(f"damaged {problem}: that job's results are left out (delete its done.json to redo it)")
 
 
 def _render_control_progress(control: dict[str, Any], console: Any) -> None:

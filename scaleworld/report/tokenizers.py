@@ -5,14 +5,14 @@ on the same real frames (the floor no dynamics model can beat). Definitions of t
 
 from __future__ import annotations
 
-import json
 import statistics
 from typing import Any
 
+from scaleworld.study.results import read_finished
 from scaleworld.study.stages import FidelityStage
 
 
-def collect_tokenizers(store: Any, graph: Any) -> list[dict[str, Any]]:
+def collect_tokenizers(store: Any, graph: Any, *, damaged: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per (tokenizer job, game): its quality record (None until the job is done, or for a
     tokenizer trained before quality was recorded), the gate of the game's tokens job, pass/fail."""
     rows = []
@@ -20,7 +20,8 @@ def collect_tokenizers(store: Any, graph: Any) -> list[dict[str, Any]]:
         gates = {graph.jobs[t].labels.get("game"): graph.jobs[t].checks.get("max_residual")
                  for t in graph.jobs if graph.jobs[t].kind == "tokens" and job.id in graph.jobs[t].inputs}
         done = store.is_done(job)
-        quality = store.outputs(job).get("quality", {}) if done else {}
+        record = read_finished(store, job, "done.json", damaged) if done else None
+        quality = record["outputs"].get("quality", {}) if record else {}
         for game in job.labels.get("games", []):
             q, gate = quality.get(game), gates.get(game)
             rows.append({"tokenizer": job.id, "scope": job.labels.get("scope"), "game": game, "done": done,
@@ -29,13 +30,16 @@ def collect_tokenizers(store: Any, graph: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def collect_open_loop(store: Any, graph: Any, size_params: dict[str, int]) -> dict[str, dict[str, Any]]:
+def collect_open_loop(store: Any, graph: Any, size_params: dict[str, int], *,
+                      damaged: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """mode -> game -> {sizes: {size: {psnr: [first, last] mean over seeds, seeds}}, tokenizer: mean dB}."""
     out: dict[str, dict[str, Any]] = {}
     for job in graph.by_kind("fidelity"):
         if not store.is_done(job):
             continue
-        record = json.loads((store.job_dir(job) / FidelityStage.ARTIFACT).read_text())
+        record = read_finished(store, job, FidelityStage.ARTIFACT, damaged)
+        if record is None:
+            continue
         for game, r in record["games"].items():
             loop = r.get("open_loop", {})
             if not loop.get("psnr") or "tokenizer_psnr" not in loop:  # too-short episodes, or an older record

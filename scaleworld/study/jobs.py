@@ -52,16 +52,14 @@ def _clean_partials(folder: Path) -> None:
 
 def _expert(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     """Train a PPO expert (resuming from its checkpoint), then measure its score: the upper anchor."""
-    from scaleworld.atari.protocol import Protocol
     from scaleworld.experts.anchor import score_expert
-    from scaleworld.experts.ppo import PPOConfig, train_ppo
+    from scaleworld.experts.ppo import train_ppo
     from scaleworld.experts.tasks import AtariTask
     from scaleworld.training.trainer import resolve_device
 
     c = stage_of(job)
-    protocol = Protocol(**c.protocol)
-    config = PPOConfig(frames=c.frames, seed=c.seed, num_envs=c.num_envs)
-    result = train_ppo(AtariTask(game=c.game, protocol=protocol), config, out / ExpertStage.ARTIFACT,
+    protocol = c.protocol_config()
+    result = train_ppo(AtariTask(game=c.game, protocol=protocol), c.ppo_config(), out / ExpertStage.ARTIFACT,
                        device=resolve_device(), progress=False)
     record = score_expert(out / ExpertStage.ARTIFACT, episodes=c.episodes, protocol=protocol, seed=c.seed)
     return {"expert": "expert", "updates": result.updates_done, "frames": result.frames_done,
@@ -69,7 +67,6 @@ def _expert(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
 
 
 def _collect(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
-    from scaleworld.atari.protocol import Protocol
     from scaleworld.data.collect import collect_dataset
     from scaleworld.experts.policies import make_policy
 
@@ -84,7 +81,7 @@ def _collect(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, An
     options = {k: c.policy[k] for k in ("sampling", "epsilon") if k in c.policy}
     policy = make_policy(source, seed=c.seed, **options)
     manifest = collect_dataset(game=c.game, policy=policy, policy_identity=policy.identity, steps=c.steps,
-                               out=out / CollectStage.ARTIFACT, protocol=Protocol(**c.protocol), seed=c.seed,
+                               out=out / CollectStage.ARTIFACT, protocol=c.protocol_config(), seed=c.seed,
                                num_envs=c.num_envs, progress=False)
     return {"dataset": CollectStage.ARTIFACT, "episodes": manifest["counts"]["episodes"],
             "mean_return": manifest["returns"]["mean"]}
@@ -100,14 +97,12 @@ def _artifacts(store: RunStore, graph: Graph, job: Job, stage: type[Stage]) -> l
 
 
 def _tokenizer(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
-    from scaleworld.models.tokenizer import TokenizerConfig
-    from scaleworld.training.config import TrainConfig  # the GPU the job was given, if any
     from scaleworld.training.runs import train_tokenizer
     from scaleworld.training.trainer import resolve_device  # the GPU the job was given, if any
 
     c = stage_of(job)
     info = train_tokenizer(data_dirs=_artifacts(store, graph, job, CollectStage), out=out,
-                           config=TokenizerConfig.from_dict(c.model), train=TrainConfig(**c.train),
+                           config=c.model_config(), train=c.train_config(),
                            val_fraction=c.val_fraction, split_seed=c.split_seed, progress=False,
                            device=resolve_device())
     return {"tokenizer": TokenizerStage.ARTIFACT, "final": info["final"], "quality": info["quality"]}
@@ -129,14 +124,12 @@ def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
 
 
 def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
-    from scaleworld.models.dynamics_config import DynamicsConfig
-    from scaleworld.training.config import TrainConfig
     from scaleworld.training.runs import train_dynamics
     from scaleworld.training.trainer import resolve_device
 
     c = stage_of(job)
     info = train_dynamics(token_dirs=_artifacts(store, graph, job, TokensStage), out=out,
-                          model=DynamicsConfig.from_dict(c.model), train=TrainConfig(**c.train),
+                          model=c.model_config(), train=c.train_config(),
                           val_fraction=c.val_fraction, split_seed=c.split_seed, progress=False,
                           device=resolve_device())
     return {"dynamics": DynamicsStage.ARTIFACT, "params": info["params"], "tokens_seen": info["tokens_seen"],
@@ -159,12 +152,11 @@ def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
 
 def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     """A game's anchors for normalised scores: the random policy's score and the upper anchor."""
-    from scaleworld.atari.protocol import Protocol
     from scaleworld.evaluation.control import measure_anchors
     from scaleworld.experts.checkpoint import SCORE_JSON
 
     c = stage_of(job)
-    protocol = Protocol(**c.protocol)
+    protocol = c.protocol_config()
     expert_record = None
     if c.upper == "expert":
         experts = _input_dirs(store, graph, job, "expert")
@@ -184,23 +176,20 @@ def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
 
 def _policy(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     """Train a policy purely inside the world model (resuming from its checkpoint)."""
-    from scaleworld.imagination.config import PolicyConfig
     from scaleworld.imagination.train import train_policy
-    from scaleworld.training.config import TrainConfig
     from scaleworld.training.trainer import resolve_device
 
     c = stage_of(job)
     (dynamics,) = _input_dirs(store, graph, job, "dynamics")
     (tokens,) = _input_dirs(store, graph, job, "tokens")
     info = train_policy(dynamics_dir=dynamics, token_dir=tokens / TokensStage.ARTIFACT, out=out,
-                        config=PolicyConfig(**c.policy), train=TrainConfig(**c.train), device=resolve_device(),
+                        config=c.policy_config(), train=c.train_config(), device=resolve_device(),
                         progress=False)
     return {"policy": PolicyStage.ARTIFACT, "game": info["game"], "final": info["final"]}
 
 
 def _control(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     """Score a policy in its real game; raw and expert-random normalised."""
-    from scaleworld.atari.protocol import Protocol
     from scaleworld.evaluation.control import evaluate_control
 
     c = stage_of(job)
@@ -210,7 +199,7 @@ def _control(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, An
     (anchor,) = _input_dirs(store, graph, job, "anchor")
     record = evaluate_control(policy_dir=policy, dynamics_dir=dynamics, tokenizer_dir=tokenizer,
                               anchors=json.loads((anchor / AnchorStage.ARTIFACT).read_text()), episodes=c.episodes,
-                              protocol=Protocol(**c.protocol), seed=c.seed, num_envs=c.num_envs,
+                              protocol=c.protocol_config(), seed=c.seed, num_envs=c.num_envs,
                               greedy=c.greedy, out=out / ControlStage.ARTIFACT)
     return {"control": ControlStage.ARTIFACT, "game": record["game"], "score": record["mean"],
             "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}
@@ -218,11 +207,10 @@ def _control(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, An
 
 def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     """Scaling regimes of held-out NLL per (mode, game), under the spec's rule."""
-    from scaleworld.analysis.regimes import RegimeRule, classify_games
+    from scaleworld.analysis.regimes import classify_games
 
-    r = stage_of(job).rule
-    rule = RegimeRule(version=r["rule_version"], alpha=r["alpha"], delta=r["delta"], min_sizes=r["min_sizes"],
-                      min_seeds=r["min_seeds"], bootstrap_reps=r["bootstrap_reps"])
+    stage = stage_of(job)
+    r, rule = stage.rule, stage.regime_rule()
     from scaleworld.study.results import nll_rows
 
     # curves[mode][game][params] -> list of per-seed NLLs

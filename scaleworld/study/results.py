@@ -1,21 +1,35 @@
 """Finished results, read once: the rows the analysis job and the report both build on.
 
 Each reader takes jobs in the caller's order (the analysis job's inputs, or the graph's) and skips
-any that is not done, so it serves a finished study and a partial one alike.
+any that is not done, so it serves a finished study and a partial one alike. A finished job whose
+record is missing or damaged raises `DamagedRunError` (the analysis job must not silently leave a
+model out), unless the caller passes a `damaged` list (the report): then the job is left out and
+the list says which file and why.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from scaleworld.study.graph import Graph, Job
 from scaleworld.study.stages import FidelityStage
-from scaleworld.study.store import RunStore
+from scaleworld.study.store import DamagedRunError, RunStore
 
 
-def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job]) -> list[dict[str, Any]]:
+def read_finished(store: RunStore, job: Job, name: str, damaged: list[str] | None) -> dict[str, Any] | None:
+    """`store.read_json(job, name)`, or None (noted in `damaged`) if the caller collects damage."""
+    try:
+        return store.read_json(job, name)
+    except DamagedRunError as exc:
+        if damaged is None:
+            raise
+        damaged.append(str(exc))
+        return None
+
+
+def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *,
+             damaged: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per (finished fidelity job, mode label, game): {mode, game, size, seed, params, nll}.
 
     `nll` is the held-out negative log-likelihood in nats per frame (fidelity.json); `params` the
@@ -25,8 +39,11 @@ def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job]) -> list[dict[st
         if fjob.kind != "fidelity" or not store.is_done(fjob):
             continue
         (dynamics,) = [graph.jobs[i] for i in fjob.inputs if graph.jobs[i].kind == "dynamics"]
-        params = store.outputs(dynamics)["params"]["total"]
-        record = json.loads((store.job_dir(fjob) / FidelityStage.ARTIFACT).read_text())
+        done = read_finished(store, dynamics, "done.json", damaged)
+        record = read_finished(store, fjob, FidelityStage.ARTIFACT, damaged)
+        if done is None or record is None:
+            continue
+        params = done["outputs"]["params"]["total"]
         for mode in fjob.labels["modes"]:
             for game, g in record["games"].items():
                 rows.append({"mode": mode, "game": game, "size": fjob.labels["size"], "seed": fjob.labels["seed"],
@@ -34,14 +51,17 @@ def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job]) -> list[dict[st
     return rows
 
 
-def control_rows(store: RunStore, jobs: Iterable[Job]) -> list[dict[str, Any]]:
+def control_rows(store: RunStore, jobs: Iterable[Job], *, damaged: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per finished control job: its labels and its done.json outputs (game, score =
     raw mean return, normalised = expert/human-random normalised mean, upper_kind)."""
     rows = []
     for job in jobs:
         if job.kind != "control" or not store.is_done(job):
             continue
-        out = store.outputs(job)
+        done = read_finished(store, job, "done.json", damaged)
+        if done is None:
+            continue
+        out = done["outputs"]
         rows.append({"id": job.id, "variants": job.labels.get("variants", ["base"]), "modes": job.labels["modes"],
                      "game": out["game"], "size": job.labels["size"], "seed": job.labels["seed"],
                      "trial": job.labels["trial"], "score": out["score"], "normalised": out["normalised"],

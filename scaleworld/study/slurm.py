@@ -24,7 +24,7 @@ from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.graph import Graph, Job
 from scaleworld.study.jobs import EXIT_LOCKED, run_job
-from scaleworld.study.store import RunStore
+from scaleworld.study.store import DamagedRunError, RunStore, read_record
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING")
 # Final states of a task that may have died before its job could record why (OOM killer, node failure)
@@ -44,6 +44,12 @@ def slurm_answers(timeout: float = 10.0) -> bool:
         return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=timeout).returncode == 0
     except (subprocess.TimeoutExpired, OSError):
         return False
+
+
+def require_cluster() -> None:
+    if not slurm_answers():
+        raise ScaleworldError("launcher.kind=slurm but no SLURM cluster answers `sinfo`: start one "
+                              "(e.g. tools/slurm/start.sh) or run with launcher.kind=local")
 
 
 def cluster_max_array_size() -> int | None:
@@ -100,7 +106,10 @@ def task_states(store: RunStore, jobs: list[Job]) -> dict[str, str]:
     for job in jobs:
         record = store.job_dir(job) / "slurm.json"
         if record.is_file():
-            submitted[json.loads(record.read_text())["slurm_job_id"]] = job.id
+            try:
+                submitted[str(read_record(record)["slurm_job_id"])] = job.id
+            except (DamagedRunError, KeyError):  # written by a driver killed mid-write: the job is resubmitted
+                continue
     if not submitted:
         return {}
     out = subprocess.run(["sacct", "-j", ",".join(submitted), "-n", "-X", "-P", "-o", "JobID,State"],
@@ -177,9 +186,7 @@ def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str]
 def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = False,
               poll_s: float = 3.0) -> dict[str, int]:
     """Submit stage after stage until the study is finished (or once, with `detach`)."""
-    if not slurm_answers():
-        raise ScaleworldError("launcher.kind=slurm but no SLURM cluster answers `sinfo`: start one "
-                              "(e.g. tools/slurm/start.sh) or run with launcher.kind=local")
+    require_cluster()
     blocked: set[str] = set()
     active = active_jobs(store, list(graph.jobs.values()))
     for job in graph.jobs.values():  # a re-run retries what failed before, as the local executor does

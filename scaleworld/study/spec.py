@@ -275,16 +275,24 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> Any:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}): fix the syntax") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise SpecError(f"{path}: cannot be read as a text spec ({type(exc).__name__}): give a YAML file") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec is a mapping of keys to values, not a {type(raw).__name__}")
     schema = OmegaConf.structured(StudySpec)
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise SpecError(f"override {bad[0]!r}: write overrides as key=value, e.g. train.steps=100")
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        if not key or any(not part for part in key.split(".")):
+            raise SpecError(f"override {o!r}: the key {key!r} has an empty part: write e.g. train.steps=100")
     try:
         cli = OmegaConf.from_dotlist(list(overrides))
     except (OmegaConfBaseException, yaml.YAMLError) as exc:
         raise SpecError(f"overrides {list(overrides)}: cannot be parsed ({str(exc).splitlines()[0]})") from None
+    _check_shapes(raw, StudySpec, "")
+    _check_shapes(OmegaConf.to_container(cli), StudySpec, "")
     spec = _merge(schema, OmegaConf.create(raw), cli)
     try:
         OmegaConf.to_container(spec, resolve=True, throw_on_missing=True)
@@ -292,11 +300,66 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> Any:
         raise _spec_error(exc, schema) from None
     if spec.run_root is None:
         spec.run_root = str(Path("runs") / spec.name)
+    else:  # where the user put it: ~ is their home, not a folder named "~" here
+        spec.run_root = str(Path(spec.run_root).expanduser())
     check_spec(spec)
     for variant in expand_variants(spec):
         check_spec(variant.spec, where=f"variant {variant.name}: ")
     OmegaConf.set_readonly(spec, True)
     return spec
+
+
+def _check_shapes(value: Any, schema: Any, path: str) -> None:
+    """Mappings where the schema has a section, lists where it has a list, single values in lists of
+    values: omegaconf's own errors for these are tracebacks or name its internals."""
+    import typing
+
+    if dataclasses.is_dataclass(schema):
+        if not isinstance(value, dict):
+            raise SpecError(f"{path or 'the spec'}: give a mapping of keys (e.g. {path}.KEY: VALUE), "
+                            f"not {value!r}")
+        fields = {f.name: f.type for f in dataclasses.fields(schema)}
+        hints = typing.get_type_hints(schema)
+        for key, sub in value.items():
+            if key in fields:
+                _check_shapes(sub, hints[key], f"{path}.{key}" if path else str(key))
+        return
+    origin = typing.get_origin(schema)
+    args = typing.get_args(schema)
+    if origin is typing.Union:  # X | None
+        if value is None:
+            return
+        schema = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(schema), typing.get_args(schema)
+    if origin is list:
+        if not isinstance(value, list):
+            raise SpecError(f"{path}: give a list, e.g. {path}: [{value}]" if not isinstance(value, dict)
+                            else f"{path}: give a list, not a mapping")
+        for i, item in enumerate(value):
+            if isinstance(item, (list, dict)) and args and args[0] is not Any:
+                raise SpecError(f"{path}[{i}]: give a single value, not a {type(item).__name__}")
+    elif origin is dict:
+        if not isinstance(value, dict):
+            raise SpecError(f"{path}: give a mapping, not {value!r}")
+        if len(args) == 2 and typing.get_origin(args[1]) is list:
+            for key, item in value.items():
+                if not isinstance(item, list):
+                    raise SpecError(f"{path}.{key}: give a list of values, e.g. {path}.{key}: [{item}]")
+    elif schema in (int, float, str, bool) and isinstance(value, (list, dict)):
+        raise SpecError(f"{path}: give a single value, not a {type(value).__name__}")
+
+
+def _duplicated(values: Any) -> Any:
+    seen = []
+    for v in values:
+        if v in seen:
+            return v
+        seen.append(v)
+    return None
+
+
+SEED_KEYS = ("expert.seed", "data.seed", "data.split_seed", "tokenizer.seed", "fidelity.seed", "control.seed",
+             "analysis.seed")
 
 
 def check_spec(spec: Any, *, where: str = "") -> None:
@@ -308,6 +371,11 @@ def check_spec(spec: Any, *, where: str = "") -> None:
     def fail(key: str, msg: str) -> None:
         raise SpecError(f"{where}{key}: {msg}")
 
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(spec.name)):
+        fail("name", f"{spec.name!r}: use letters, digits, '_', '-' and '.' (it names runs/<name>; "
+                     "put the run elsewhere with run_root)")
     if not spec.games:
         fail("games", "list at least one game, e.g. games=[Pong]")
     for i, name in enumerate(spec.games):
@@ -366,14 +434,46 @@ def check_spec(spec: Any, *, where: str = "") -> None:
         fail("launcher.workers", f"{spec.launcher.workers}: run at least 1 job at once (null = half the cores)")
     if not spec.seeds:
         fail("seeds", "list at least one seed")
+    for key, values in {"seeds": spec.seeds, "models.sizes": spec.models.sizes, "policy.modes": spec.policy.modes,
+                        "policy.sizes": spec.policy.sizes,
+                        **{f"sweep.grid.{k}": v for k, v in spec.sweep.grid.items()},
+                        **{f"sweep.zip.{k}": v for k, v in spec.sweep.zip.items()}}.items():
+        twice = _duplicated(list(values)) if isinstance(values, (list, tuple)) or hasattr(values, "__len__") else None
+        if twice is not None:
+            fail(key, f"{twice!r} is listed twice: list each value once")
+    for i, seed in enumerate(spec.seeds):
+        if seed < 0:
+            fail(f"seeds[{i}]", f"{seed}: seeds are non-negative integers")
+    for key in SEED_KEYS:
+        section, leaf = key.split(".")
+        if spec[section][leaf] < 0:
+            fail(key, f"{spec[section][leaf]}: seeds are non-negative integers")
+    launch = spec.launcher
+    for key, value, minimum in (("launcher.gpus", launch.gpus, 0), ("launcher.cpus", launch.cpus, 1),
+                                ("launcher.time_min", launch.time_min, 1), ("launcher.requeues", launch.requeues, 0),
+                                ("launcher.array_parallelism", launch.array_parallelism, 1),
+                                ("launcher.max_array_size", 1 if launch.max_array_size is None
+                                 else launch.max_array_size, 1)):
+        if value < minimum:
+            fail(key, f"{value} is impossible: it must be at least {minimum}")
+    if not launch.mem_gb > 0:
+        fail("launcher.mem_gb", f"{launch.mem_gb} must be positive")
     positive = {"data.steps": spec.data.steps, "data.num_envs": spec.data.num_envs,
                 "tokenizer.steps": 1 if spec.tokenizer.steps is None else spec.tokenizer.steps,
                 "tokenizer.batch_size": spec.tokenizer.batch_size,
                 "train.steps": spec.train.steps, "train.batch_size": spec.train.batch_size,
-                "models.context": spec.models.context, "fidelity.rollouts": spec.fidelity.rollouts}
+                "train.joint_steps": 1 if spec.train.joint_steps is None else spec.train.joint_steps,
+                "train.eval_every": spec.train.eval_every, "train.checkpoint_every": spec.train.checkpoint_every,
+                "models.context": spec.models.context, "fidelity.rollouts": spec.fidelity.rollouts,
+                "fidelity.context_steps": spec.fidelity.context_steps, "fidelity.horizon": spec.fidelity.horizon,
+                "expert.num_envs": spec.expert.num_envs, "expert.episodes": spec.expert.episodes}
     for key, value in positive.items():
         if value < 1:
             fail(key, f"{value} is impossible: it must be at least 1")
+    if spec.train.warmup_steps < 0:
+        fail("train.warmup_steps", f"{spec.train.warmup_steps} is impossible: it must be at least 0")
+    if not spec.train.lr > 0:
+        fail("train.lr", f"{spec.train.lr} must be positive")
     if not 0.0 <= spec.data.val_fraction < 1.0:
         fail("data.val_fraction", "must be in [0, 1)")
     if spec.fidelity.context_steps + spec.fidelity.horizon > spec.models.context:
@@ -386,9 +486,12 @@ def check_spec(spec: Any, *, where: str = "") -> None:
         fail("modes", "enable at least one of single, joint, matched")
     if spec.modes.matched.enabled and not spec.modes.joint:
         fail("modes.matched", "a matched control needs the joint run it matches: set modes.joint=true")
-    for key, values in {**spec.sweep.grid, **spec.sweep.zip}.items():
-        if not isinstance(values, (list, tuple)) and not hasattr(values, "__len__"):
-            fail(f"sweep.{key}", "give a list of values")
+    for section in ("grid", "zip"):
+        for key, values in spec.sweep[section].items():
+            if not isinstance(values, (list, tuple)) and not hasattr(values, "__len__"):
+                fail(f"sweep.{section}.{key}", "give a list of values")
+            if len(values) == 0:
+                fail(f"sweep.{section}.{key}", "give at least one value (an empty list would drop the sweep)")
     from scaleworld.analysis.regimes import RegimeRule
 
     a = spec.analysis

@@ -5,8 +5,10 @@ runner reads the stage back (`stage_of`), and readers of a finished job find its
 A stage's `config()` is the job's hashed config, field for field (optional fields left out when
 unset), so job identities are those of the untyped dicts the graph wrote before (pinned by
 tests/test_job_identities.py). Nested settings stay plain dicts: each has its own dataclass
-(Protocol, TokenizerConfig, DynamicsConfig, TrainConfig, PolicyConfig, RegimeRule's fields) that
-the runner builds from it.
+(Protocol, PPOConfig, TokenizerConfig, DynamicsConfig, TrainConfig, PolicyConfig, RegimeRule) that
+the runner builds from it through the stage's methods, and `check()` builds them all: `job()` calls
+it, so a setting a job would refuse is refused when the graph is built (`scaleworld validate`),
+by the same code, before anything runs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from scaleworld.errors import ScaleworldError
 from scaleworld.study.graph import KINDS, Job
+
+
+def _at_least(minimum: int, **values: Any) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < minimum:
+            raise ScaleworldError(f"{name}={value!r} must be an integer of at least {minimum}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +37,26 @@ class Stage:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if not (getattr(self, f.name) is None and f.default is None)}
 
+    def check(self) -> None:
+        """Build every typed setting the runner will build (each raises `ScaleworldError` on a
+        value it refuses)."""
+        if "protocol" in self.__dataclass_fields__:
+            self.protocol_config()
+        for name in ("seed", "split_seed"):
+            if name in self.__dataclass_fields__:
+                _at_least(0, **{name: getattr(self, name)})
+
+    def protocol_config(self) -> Any:
+        from scaleworld.atari.protocol import Protocol
+
+        return Protocol(**self.protocol)  # type: ignore[attr-defined]
+
     def job(self, inputs: list[str], labels: dict[str, Any], checks: dict[str, Any] | None = None) -> Job:
+        try:
+            self.check()
+        except ScaleworldError as exc:
+            what = " ".join(f"{k}={v}" for k, v in labels.items() if k != "variants")
+            raise ScaleworldError(f"the {self.KIND} job ({what}) would refuse its settings: {exc}") from None
         return Job(self.KIND, self.config(), inputs, labels, checks=checks or {})
 
 
@@ -45,6 +73,16 @@ class ExpertStage(Stage):
     seed: int
     episodes: int
 
+    def ppo_config(self) -> Any:
+        from scaleworld.experts.ppo_config import PPOConfig
+
+        return PPOConfig(frames=self.frames, seed=self.seed, num_envs=self.num_envs)
+
+    def check(self) -> None:
+        super().check()
+        self.ppo_config()
+        _at_least(1, episodes=self.episodes)
+
 
 @dataclass(frozen=True, kw_only=True)
 class CollectStage(Stage):
@@ -60,6 +98,10 @@ class CollectStage(Stage):
     num_envs: int
     seed: int
 
+    def check(self) -> None:
+        super().check()
+        _at_least(1, steps=self.steps, num_envs=self.num_envs)
+
 
 @dataclass(frozen=True, kw_only=True)
 class _TrainingStage(Stage):
@@ -70,6 +112,21 @@ class _TrainingStage(Stage):
     val_fraction: float
     split_seed: int
 
+    def train_config(self) -> Any:
+        from scaleworld.training.config import TrainConfig
+
+        return TrainConfig(**self.train)
+
+    def model_config(self) -> Any:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        super().check()
+        self.train_config()
+        self.model_config()
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ScaleworldError(f"val_fraction={self.val_fraction} must be in [0, 1)")
+
 
 @dataclass(frozen=True, kw_only=True)
 class TokenizerStage(_TrainingStage):
@@ -77,6 +134,11 @@ class TokenizerStage(_TrainingStage):
 
     KIND = "tokenizer"
     ARTIFACT = "tokenizer.pt"
+
+    def model_config(self) -> Any:
+        from scaleworld.models.tokenizer_config import TokenizerConfig
+
+        return TokenizerConfig.from_dict(self.model)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +156,11 @@ class DynamicsStage(_TrainingStage):
     KIND = "dynamics"
     ARTIFACT = "dynamics.pt"
 
+    def model_config(self) -> Any:
+        from scaleworld.models.dynamics_config import DynamicsConfig
+
+        return DynamicsConfig.from_dict(self.model)
+
 
 @dataclass(frozen=True, kw_only=True)
 class FidelityStage(Stage):
@@ -105,6 +172,10 @@ class FidelityStage(Stage):
     horizon: int
     rollouts: int
     seed: int
+
+    def check(self) -> None:
+        super().check()
+        _at_least(1, context_steps=self.context_steps, horizon=self.horizon, rollouts=self.rollouts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +193,14 @@ class AnchorStage(Stage):
     upper: str
     expert: dict[str, Any] | None = None
 
+    def check(self) -> None:
+        super().check()
+        _at_least(1, episodes=self.episodes, num_envs=self.num_envs)
+        if self.upper not in ("expert", "human"):
+            raise ScaleworldError(f"upper={self.upper!r}: use expert or human")
+        if self.expert is not None:
+            _at_least(1, episodes=self.expert["episodes"])
+
 
 @dataclass(frozen=True, kw_only=True)
 class PolicyStage(Stage):
@@ -131,6 +210,21 @@ class PolicyStage(Stage):
     ARTIFACT = "policy.pt"
     policy: dict[str, Any]
     train: dict[str, Any]
+
+    def policy_config(self) -> Any:
+        from scaleworld.imagination.config import PolicyConfig
+
+        return PolicyConfig(**self.policy)
+
+    def train_config(self) -> Any:
+        from scaleworld.training.config import TrainConfig
+
+        return TrainConfig(**self.train)
+
+    def check(self) -> None:
+        super().check()
+        self.policy_config()
+        self.train_config()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +239,10 @@ class ControlStage(Stage):
     greedy: bool
     protocol: dict[str, Any]
 
+    def check(self) -> None:
+        super().check()
+        _at_least(1, episodes=self.episodes, num_envs=self.num_envs)
+
 
 @dataclass(frozen=True, kw_only=True)
 class AnalysisStage(Stage):
@@ -154,6 +252,18 @@ class AnalysisStage(Stage):
     KIND = "analysis"
     ARTIFACT = "analysis.json"
     rule: dict[str, Any]
+
+    def regime_rule(self) -> Any:
+        from scaleworld.analysis.regimes import RegimeRule
+
+        r = self.rule
+        return RegimeRule(version=r["rule_version"], alpha=r["alpha"], delta=r["delta"], min_sizes=r["min_sizes"],
+                          min_seeds=r["min_seeds"], bootstrap_reps=r["bootstrap_reps"])
+
+    def check(self) -> None:
+        super().check()
+        self.regime_rule()
+        _at_least(0, seed=self.rule["seed"])
 
 
 STAGES: dict[str, type[Stage]] = {s.KIND: s for s in (ExpertStage, CollectStage, TokenizerStage, TokensStage,

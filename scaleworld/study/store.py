@@ -3,7 +3,10 @@
 A job folder holds ``job.json`` (its kind, config, inputs, labels), ``log.txt``, its checkpoints and
 outputs, ``failed.json`` after a failure (the one-line reason), and, written last and atomically,
 ``done.json``. A job's state is read from disk alone, so a detached driver, `scaleworld status`
-and a later `run` all agree: done (done.json), running (its lock is held), failed, or pending.
+and a later `run` all agree: done (a readable done.json), running (its lock is held), failed, or
+pending. A done.json that cannot be read (damaged, or not a record), or a missing artifact (the
+file or folder the stage's readers read), makes the job failed with that reason: the next run
+redoes it (training resumes from its checkpoint); nothing damaged is used.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ SPEC = "spec.yaml"
 @dataclass(frozen=True)
 class RunStore:
     root: Path
+
+    def read_json(self, job: Job, name: str) -> dict[str, Any]:
+        """A JSON record in `job`'s folder; `DamagedRunError` names the file if it is missing,
+        unreadable or not a JSON object."""
+        return read_record(self.job_dir(job) / name)
 
     def job_dir(self, job: Job) -> Path:
         return self.root / job.kind / job.id
@@ -52,15 +60,42 @@ class RunStore:
             raise ScaleworldError(
                 f"{self.root}: no {PLAN}, so this is not a run root (start one with `scaleworld run`)"
             )
-        return Graph.from_dict(json.loads(path.read_text()))
+        fix = (f"rewrite it with `scaleworld run {self.root / SPEC} run_root={self.root}` (finished jobs are kept)"
+               if (self.root / SPEC).is_file() else "run the study's spec again with this run_root")
+        try:
+            return Graph.from_dict(read_record(path))
+        except DamagedRunError as exc:
+            raise ScaleworldError(f"{exc}: {fix}") from None
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ScaleworldError(f"{path}: not a study plan (damaged or edited): {fix}") from None
+
+    def _done_problem(self, job: Job, names: set[str] | None = None) -> str | None:
+        """None if done.json is a finished job's record and the job's artifact is there, else why
+        not. `names`: the folder's listing, if the caller has it."""
+        from scaleworld.study.stages import STAGES
+
+        artifact = STAGES[job.kind].ARTIFACT
+        if not (artifact in names if names is not None else (self.job_dir(job) / artifact).exists()):
+            return f"{self.job_dir(job) / artifact}: missing"
+        try:
+            record = self.read_json(job, "done.json")
+        except DamagedRunError as exc:
+            return str(exc)
+        return None if isinstance(record.get("outputs"), dict) else "done.json holds no outputs (damaged)"
 
     def is_done(self, job: Job) -> bool:
-        return (self.job_dir(job) / "done.json").is_file()
+        return (self.job_dir(job) / "done.json").is_file() and self._done_problem(job) is None
 
     def failure(self, job: Job) -> str | None:
+        if (self.job_dir(job) / "done.json").is_file():
+            problem = self._done_problem(job)
+            return None if problem is None else f"{problem} (the next run redoes the job)"
         path = self.job_dir(job) / "failed.json"
-        if path.is_file() and not self.is_done(job):
-            return json.loads(path.read_text())["reason"]
+        if path.is_file():
+            try:
+                return str(read_record(path)["reason"])
+            except (DamagedRunError, KeyError):
+                return f"{path}: damaged, the failure's reason is lost (the next run retries the job)"
         return None
 
     def is_running(self, job: Job) -> bool:
@@ -103,8 +138,10 @@ class RunStore:
                 names = set(os.listdir(self.job_dir(job)))
             except NotADirectoryError:
                 names = set()
-            if "done.json" in names:
+            if "done.json" in names and self._done_problem(job, names) is None:
                 found[job.id] = "done"
+            elif "done.json" in names:
+                found[job.id] = "failed"
             elif "lock" in names and self.is_running(job):
                 found[job.id] = "running"
             else:
@@ -112,7 +149,24 @@ class RunStore:
         return found
 
     def outputs(self, job: Job) -> dict[str, Any]:
-        return json.loads((self.job_dir(job) / "done.json").read_text())["outputs"]
+        return self.read_json(job, "done.json")["outputs"]
+
+
+class DamagedRunError(ScaleworldError):
+    """A record in a run root is missing or damaged; the message names the file."""
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`, or `DamagedRunError` naming it."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DamagedRunError(f"{path}: missing") from None
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DamagedRunError(f"{path}: damaged, not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(value, dict):
+        raise DamagedRunError(f"{path}: damaged, a {type(value).__name__} where a JSON object belongs")
+    return value
 
 
 class JobLock:

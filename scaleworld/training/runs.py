@@ -2,7 +2,9 @@
 
 A run folder holds ``checkpoint.pt`` (resumable), ``logs/`` (TorchRL CSV), ``metrics.json`` and,
 when finished, the trained model (``tokenizer.pt`` / ``dynamics.pt``) and ``run.json`` describing
-the run (settings, datasets, the episode split, parameter counts).
+the run (settings, datasets, the episode split, parameter counts). Datasets are named by content
+(`OfflineDataset.content_id`) wherever a file's bytes or a resume depend on them, so a run moved
+elsewhere resumes and writes the same model file; ``run.json`` adds the paths as given.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen, "codes": codes}, progress=progress, describe="tokenizer",
         device=device,
-        identity={"model": config.to_dict(), "datasets": [str(ds.path.resolve()) for ds in datasets],
+        identity={"model": config.to_dict(), "datasets": [ds.content_id for ds in datasets],
                   "val_fraction": val_fraction, "split_seed": split_seed},
     )
     # Measured on the held-out episodes, or on the training ones where fewer than 2 frames are held out.
@@ -91,7 +93,7 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
         "kind": "tokenizer",
         "scope": "shared" if len(datasets) > 1 else "per_game",
         "games": [ds.game for ds in datasets],
-        "datasets": [str(ds.path.resolve()) for ds in datasets],
+        "datasets": [ds.content_id for ds in datasets], "dataset_paths": [str(ds.path) for ds in datasets],
         "train": asdict(train), "val_fraction": val_fraction, "split_seed": split_seed, "final": final,
         "quality": quality,
     }
@@ -129,7 +131,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         loss=WorldModelLoss(net), sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen}, progress=progress, device=device,
-        identity={"model": model.to_dict(), "datasets": [str(ds.path.resolve()) for ds in datasets]},
+        identity={"model": model.to_dict(), "datasets": [ds.content_id for ds in datasets]},
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
     )
     final = trainer.fit()
@@ -137,7 +139,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         "kind": "dynamics",
         "mode": "joint" if joint else "single",
         "games": [ds.game for ds in datasets],
-        "datasets": [str(ds.path.resolve()) for ds in datasets],
+        "datasets": [ds.content_id for ds in datasets], "dataset_paths": [str(ds.path) for ds in datasets],
         "tokenizer_sha256": tokenizers.pop(),
         "model": model.to_dict(), "params": parameter_counts(model),
         "train": asdict(train), "tokens_seen": train.steps * train.batch_size * seq_len,

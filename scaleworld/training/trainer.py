@@ -10,6 +10,7 @@ the checkpoint, so on CPU a resumed run ends bit-identical to an uninterrupted o
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -57,6 +58,28 @@ def _optimizer(module: nn.Module, config: TrainConfig, device: torch.device) -> 
 
 def _loss_terms(td: TensorDictBase) -> dict[str, torch.Tensor]:
     return {k: v for k, v in td.items() if isinstance(k, str) and k.startswith("loss_")}
+
+
+def first_difference(written: Any, wanted: Any, path: str = "") -> str | None:
+    """The first setting (dotted path) where two JSON-like values differ, said as
+    "PATH: A in the checkpoint, B now"; None when they are equal."""
+    if isinstance(written, dict) and isinstance(wanted, dict):
+        for key in sorted(set(written) | set(wanted), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in written or key not in wanted:
+                return f"{sub}: {'absent' if key not in written else written[key]!r} in the checkpoint, " \
+                       f"{'absent' if key not in wanted else wanted[key]!r} now"
+            found = first_difference(written[key], wanted[key], sub)
+            if found is not None:
+                return found
+        return None
+    if isinstance(written, (list, tuple)) and isinstance(wanted, (list, tuple)) and len(written) == len(wanted):
+        for i, (a, b) in enumerate(zip(written, wanted)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return None if written == wanted else f"{path}: {written!r} in the checkpoint, {wanted!r} now"
 
 
 class Trainer:
@@ -134,10 +157,17 @@ class Trainer:
             raise ScaleworldError(
                 f"{self.checkpoint_path}: cannot be read ({type(exc).__name__}); delete it to start over"
             ) from exc
-        if state["config"] != asdict(self.config) or state.get("identity", self.identity) != self.identity:
+        written = {"train": state["config"], **(state.get("identity") or {})}
+        wanted = {"train": asdict(self.config), **(self.identity or {})}
+        if "identity" not in state:
+            written = {**written, **{k: v for k, v in wanted.items() if k != "train"}}
+        if all(isinstance(d, str) for d in written.get("datasets") or [None]) and "datasets" in wanted:
+            written["datasets"] = wanted["datasets"]  # an older checkpoint named datasets by absolute path
+        difference = first_difference(written, wanted)
+        if difference is not None:
             raise ScaleworldError(
-                f"{self.checkpoint_path}: was written with different training settings; "
-                "use another run folder or delete the checkpoint"
+                f"{self.checkpoint_path}: written by a run of other settings ({difference}): use another run "
+                "folder, or the checkpoint's settings to resume it"
             )
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -203,12 +233,23 @@ class Trainer:
         """Train to `config.steps` (resuming if a checkpoint exists); returns the final metrics."""
         from torchrl.record.loggers import get_logger
 
+        new = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.try_resume()
         try:
-            logger = get_logger(self.config.logger, logger_name=str(self.run_dir), experiment_name="logs")
-        except ImportError as exc:
-            raise ScaleworldError(f"train.logger={self.config.logger}: {exc}; install it or use csv") from None
+            self.try_resume()
+            try:
+                logger = get_logger(self.config.logger, logger_name=str(self.run_dir), experiment_name="logs")
+            except ImportError as exc:
+                raise ScaleworldError(f"train.logger={self.config.logger}: {exc}; install it or use csv") from None
+            return self._fit(logger)
+        except BaseException:
+            if not self.checkpoint_path.is_file():  # nothing to resume: leave no half-written run behind
+                shutil.rmtree(self.run_dir / "logs", ignore_errors=True)
+                if new and not any(self.run_dir.iterdir()):
+                    self.run_dir.rmdir()
+            raise
+
+    def _fit(self, logger: Any) -> dict[str, Any]:
         cfg = self.config
         with progress_bar(self.progress, self.describe, cfg.steps, completed=self.step) as advance:
             while self.step < cfg.steps:

@@ -1,0 +1,402 @@
+"""Bad input, as tables: each row an input and the one line it must get (exit 2, no traceback,
+nothing written). Grows with every input the project accepts. Damaged run roots: test_study.py.
+
+Classes: spec values and shapes (`SPECS`), damaged or false datasets (`DATASETS`), output paths
+(`OUTPUTS`), and a bounded fuzz of malformed specs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scaleworld.cli.main import main
+from scaleworld.data.dataset import DatasetError, OfflineDataset, verify_dataset
+from scaleworld.data.files import sha256_file
+
+SMOKE = Path(__file__).resolve().parents[1] / "studies" / "smoke.yaml"
+
+
+def _one_line_error(capsys, argv: list[str]) -> str:
+    """Run the CLI in this process; it must exit 2 with exactly one stderr line and no traceback."""
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
+    return err[0]
+
+
+def _files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+# -- specs ------------------------------------------------------------------------------------
+SPECS = [  # (overrides on studies/smoke.yaml, the line's expected text)
+    (["fidelity.horizon=-4"], "fidelity.horizon: -4 is impossible: it must be at least 1"),
+    (["fidelity.context_steps=0"], "fidelity.context_steps: 0 is impossible"),
+    (["expert.num_envs=0"], "expert.num_envs: 0 is impossible"),
+    (["expert.episodes=0"], "expert.episodes: 0 is impossible"),
+    (["seeds=[0,0]"], "seeds: 0 is listed twice"),
+    (["seeds=[-1]"], "seeds[0]: -1: seeds are non-negative"),
+    (["data.split_seed=-2"], "data.split_seed: -2: seeds are non-negative"),
+    (["models.sizes=[tiny-d1,tiny-d1]"], "models.sizes: 'tiny-d1' is listed twice"),
+    (["policy.modes=[single,single]"], "policy.modes: 'single' is listed twice"),
+    (["launcher.gpus=-1"], "launcher.gpus: -1 is impossible: it must be at least 0"),
+    (["launcher.time_min=0"], "launcher.time_min: 0 is impossible"),
+    (["launcher.cpus=0"], "launcher.cpus: 0 is impossible"),
+    (["launcher.mem_gb=0"], "launcher.mem_gb: 0.0 must be positive"),
+    (["launcher.max_array_size=0"], "launcher.max_array_size: 0 is impossible"),
+    (["launcher.requeues=-1"], "launcher.requeues: -1 is impossible"),
+    (["name=../../etc"], "name: '../../etc': use letters, digits"),
+    (["train.joint_steps=-3"], "train.joint_steps: -3 is impossible"),
+    (["train.warmup_steps=-1"], "train.warmup_steps: -1 is impossible"),
+    (["train.lr=0"], "train.lr: 0.0 must be positive"),
+    (["train..steps=1"], "override 'train..steps=1': the key 'train..steps' has an empty part"),
+    (["games=Pong"], "games: give a list, e.g. games: [Pong]"),
+    (["games=[[Pong]]"], "games[0]: give a single value, not a list"),
+    (["games={a: Pong}"], "games: give a list, not a mapping"),
+    (["train=5"], "train: give a mapping of keys"),
+    (["train.steps=[5]"], "train.steps: give a single value, not a list"),
+    (["sweep.grid={train.lr: 5}"], "sweep.grid.train.lr: give a list of values"),
+    (["sweep.grid={train.lr: [0.1, 0.1]}"], "sweep.grid.train.lr: 0.1 is listed twice"),
+    (["policy.layers=-1"], "policy: policy.layers=-1 must be at least 0"),
+    (["policy.entropy_coef=-0.5"], "policy: policy.entropy_coef=-0.5 must be at least 0"),
+    (["tokenizer.channels=[]"], "tokenizer.channels: tokenizer channels []"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", SPECS, ids=[" ".join(o) for o, _ in SPECS])
+def test_a_bad_spec_value_gets_one_line_naming_the_key(capsys, tmp_path, overrides, message):
+    line = _one_line_error(capsys, ["run", SMOKE, *overrides, f"run_root={tmp_path / 'root'}"])
+    assert message in line
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00\xff\xfe\x80 binary", "cannot be read as a text spec"),
+    (b"- a\n- list\n", "a spec is a mapping"),
+    (b"name: x\ngames:\n  - [Pong]\n", "games[0]: give a single value, not a list"),
+    (b"name: x\ngames: {Pong: 1}\n", "games: give a list, not a mapping"),
+    (b"name: x\ngames: [Pong]\nlauncher: local\n", "launcher: give a mapping of keys"),
+])
+def test_a_bad_spec_file_gets_one_line(capsys, tmp_path, content, message):
+    (tmp_path / "spec.yaml").write_bytes(content)
+    assert message in _one_line_error(capsys, ["validate", tmp_path / "spec.yaml"])
+
+
+def test_every_count_and_seed_of_the_spec_refuses_a_negative_value(capsys):
+    """Each numeric leaf of a valid spec set to -7 (counts, seeds, rates): validate refuses it, so no
+    job meets a value it would refuse later."""
+    from omegaconf import OmegaConf
+
+    from scaleworld.study.spec import load_spec
+
+    def leaves(node, path=""):
+        for key, value in node.items():
+            sub = f"{path}.{key}" if path else key
+            if isinstance(value, dict):
+                yield from leaves(value, sub)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield sub
+
+    numeric = list(leaves(OmegaConf.to_container(load_spec(SMOKE))))
+    assert len(numeric) > 50
+    accepted = [key for key in numeric if main(["validate", str(SMOKE), f"{key}=-7"]) != 2]
+    capsys.readouterr()
+    assert accepted == []
+
+
+def test_malformed_specs_fuzzed_for_a_bounded_time_get_one_line_and_write_nothing(capsys, tmp_path, monkeypatch):
+    """Random malformations of the smoke spec (a wrong type, shape or range at a random leaf, or an
+    unknown key at a random depth), for 20 s: exit 2, one line, no traceback, nothing written."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)  # a default run_root would land here
+    base = yaml.safe_load(SMOKE.read_text())
+    base["run_root"] = str(tmp_path / "root")
+    from omegaconf import OmegaConf
+
+    from scaleworld.study.spec import load_spec
+
+    full = OmegaConf.to_container(load_spec(SMOKE))
+    full.pop("run_root")
+    paths = []
+
+    def walk(node, path):
+        for key, value in node.items():
+            paths.append((*path, key))
+            if isinstance(value, dict):
+                walk(value, (*path, key))
+
+    walk(full, ())
+    rng = random.Random(0)
+    deadline, tried = time.monotonic() + 20, 0
+    while time.monotonic() < deadline:
+        spec = json.loads(json.dumps(base))
+        path = rng.choice(paths)
+        node = spec
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        old = _get(full, path)
+        how = rng.choice(["unknown", "type", "shape", "range"])
+        if how == "unknown" or (how == "range" and not _is_number(old)):
+            target = node if rng.random() < 0.5 or not isinstance(node.get(path[-1]), dict) else node[path[-1]]
+            target[f"zz{rng.randrange(1000)}"] = 1
+        elif how == "type":
+            node[path[-1]] = rng.choice([{"a": 1}, [[1]], "not-a-number" if _is_number(old) else {"x": []}])
+        elif how == "shape":
+            node[path[-1]] = [old] if not isinstance(old, (list, dict)) else ("a scalar" if old != [] else {"k": 1})
+            if isinstance(old, list) and old == [] and path[-1] in ("sizes", "modes", "channels"):
+                node[path[-1]] = 3.5  # a number where a list belongs
+        else:
+            node[path[-1]] = rng.choice([-1, -1000]) if not isinstance(old, float) else -1.5
+        file = tmp_path / "fuzz.yaml"
+        file.write_text(yaml.safe_dump(spec))
+        code = main(["validate", str(file)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("error: "), (path, how, spec, err)
+        tried += 1
+    assert tried > 50
+    assert _files_under(tmp_path) == {"fuzz.yaml"}
+
+
+def _get(node, path):
+    for key in path:
+        node = node[key]
+    return node
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# -- datasets ---------------------------------------------------------------------------------
+def _rewrite_checksums(path: Path) -> None:
+    """Re-sign every file in the manifest: the damage below then is caught by the invariants alone."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    for rel, entry in manifest["files"].items():
+        entry.update(bytes=(path / rel).stat().st_size, sha256=sha256_file(path / rel))
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _memmap(path: Path, field: str, dtype) -> np.memmap:
+    return np.memmap(path / "storage" / f"{field}.memmap", dtype=dtype, mode="r+")
+
+
+def _edit_manifest(**changes):
+    def edit(path: Path) -> None:
+        manifest = json.loads((path / "manifest.json").read_text())
+        for dotted, value in changes.items():
+            node = manifest
+            *parents, leaf = dotted.split("__")
+            for key in parents:
+                node = node[key]
+            node[leaf] = value(node[leaf]) if callable(value) else value
+        (path / "manifest.json").write_text(json.dumps(manifest))
+    return edit
+
+
+def _flip_pixel(path: Path) -> None:
+    pixels = _memmap(path, "pixels", np.uint8)
+    pixels[1000] ^= 0xFF
+    pixels.flush()
+
+
+def _break_episode_ids(path: Path) -> None:
+    episode = _memmap(path, "episode", np.int64)
+    episode[5] = 3
+    episode.flush()
+    _rewrite_checksums(path)
+
+
+def _nan_reward(path: Path) -> None:
+    reward = _memmap(path, "next/reward", np.float32)
+    reward[3] = np.nan
+    reward.flush()
+    _rewrite_checksums(path)
+
+
+def _breakout_label(path: Path) -> None:
+    from scaleworld.atari.games import get_game
+
+    g = get_game("Breakout")
+    _edit_manifest(game={"name": g.name, "rom": g.rom, "legal_actions": list(g.legal_actions)})(path)
+
+
+def _foreign_file(path: Path) -> None:
+    (path / "storage" / "extra.bin").write_bytes(b"x")
+
+
+def _terminated_flag(path: Path) -> None:
+    _edit_manifest(episodes=lambda eps: [{**eps[0], "terminated": not eps[0]["terminated"]}, *eps[1:]])(path)
+
+
+DATASETS = [  # (what is wrong, how to do it, the line's expected text)
+    ("flipped pixel bytes", _flip_pixel, "pixels.memmap: checksum mismatch"),
+    ("broken episode ids", _break_episode_ids, "episode 0 rows are not contiguous"),
+    ("a NaN reward", _nan_reward, "a reward is NaN or infinite"),
+    ("a manifest step count that disagrees with the rows", _edit_manifest(counts__steps=299),
+     "300 rows, the manifest says 299"),
+    ("a wrong episode count", _edit_manifest(counts__episodes=lambda n: n + 1), "episodes, its table holds"),
+    ("a wrong complete-episode count", _edit_manifest(counts__complete_episodes=lambda n: n + 1),
+     "complete episodes, its table holds"),
+    ("a faked returns list", _edit_manifest(returns__complete_episode_returns=lambda r: [*r, 5.0]),
+     "returns summary disagrees"),
+    ("a faked mean return", _edit_manifest(returns__mean=21.0), "mean return 21.0 is not the mean"),
+    ("a Pong dataset relabelled Breakout", _breakout_label, "illegal in Breakout"),
+    ("a game entry unlike the game table", _edit_manifest(game__rom="breakout"), "does not describe Pong"),
+    ("an unknown game", _edit_manifest(game__name="Pongg"), "unknown game 'Pongg'"),
+    ("an episode's terminated flag", _terminated_flag, "terminated flag disagrees"),
+    ("an expert of another game", _edit_manifest(policy={"kind": "expert", "game": "Boxing"}),
+     "collected by an expert of Boxing, labelled Pong"),
+    ("a manifest that is a JSON list", lambda p: (p / "manifest.json").write_text("[1, 2]"),
+     "a manifest is a JSON object, not a list"),
+    ("a manifest without its episode table", _edit_manifest(episodes={}), "entry 'episodes' is missing"),
+    ("an episode table of strings", _edit_manifest(episodes=lambda eps: ["x"] * len(eps)), "malformed"),
+    ("a protocol that is not one", _edit_manifest(protocol__frame_skip=0), "protocol"),
+    ("a foreign file", _foreign_file, "extra.bin: not in the manifest"),
+]
+
+
+@pytest.fixture
+def damaged(pong_ds, tmp_path):
+    def make(how) -> Path:
+        path = tmp_path / "damaged"
+        shutil.copytree(pong_ds, path)
+        how(path)
+        return path
+    return make
+
+
+@pytest.mark.parametrize("what, how, message", DATASETS, ids=[d[0] for d in DATASETS])
+def test_data_verify_and_every_reader_refuse_a_damaged_or_false_dataset(capsys, damaged, what, how, message):
+    path = damaged(how)
+    assert message in _one_line_error(capsys, ["data", "verify", path])
+    with pytest.raises(DatasetError, match="collect|remove it"):
+        OfflineDataset.open(path)  # what training, encoding, fidelity and imagination read through
+
+
+def test_a_verified_dataset_is_stamped_and_any_later_write_voids_the_stamp(pong_ds, tmp_path):
+    path = tmp_path / "copy"
+    shutil.copytree(pong_ds, path)
+    OfflineDataset.open(path)  # verifies the copy (new inodes), then stamps it
+    assert (path / ".verified.json").is_file()
+    OfflineDataset.open(path)  # the stamp holds: no re-verification needed (its cost is in the note)
+    ds = OfflineDataset.open(path)
+    ds.data["next", "reward"][4] = 99.0  # a write through the memory map, as a careless user might
+    with pytest.raises(DatasetError, match="reward.memmap: checksum mismatch"):
+        OfflineDataset.open(path)
+
+
+def test_damaged_data_never_reaches_training_or_encoding(capsys, damaged, frozen_tokenizer, tmp_path):
+    path = damaged(_nan_reward)
+    line = _one_line_error(capsys, ["train", "tokenizer", "--data", path, "--out", tmp_path / "tok", "--steps", "1"])
+    assert "a reward is NaN" in line and not (tmp_path / "tok").exists()
+    line = _one_line_error(capsys, ["tokens", "encode", "--tokenizer", frozen_tokenizer, "--data", path,
+                                    "--out", tmp_path / "tokens", "--max-residual", "1e9"])
+    assert "a reward is NaN" in line and not (tmp_path / "tokens").exists()
+
+
+def test_a_replay_buffer_on_a_dataset_cannot_overwrite_it(pong_ds, tmp_path):
+    from torchrl.data import ReplayBuffer
+
+    path = tmp_path / "copy"
+    shutil.copytree(pong_ds, path)
+    ds = OfflineDataset.open(path)
+    rows = ds.data[:4].to_tensordict()
+    with pytest.raises(DatasetError, match="a dataset is read-only: build the ReplayBuffer with "
+                                           "writer=ImmutableDatasetWriter"):
+        ReplayBuffer(storage=ds.storage).extend(rows)
+    buffer = ds.replay_buffer(batch_size=8)
+    assert buffer.sample()["pixels"].shape == (8, 64, 64, 3)
+    with pytest.raises(RuntimeError):
+        buffer.extend(rows)  # TorchRL's own ImmutableDatasetWriter
+    verify_dataset(path)  # the files are untouched
+
+
+def test_collection_refuses_an_expert_of_another_game(capsys, tmp_path):
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.experts.checkpoint import save_expert
+    from scaleworld.experts.view import ViewSpec
+    from tests.test_experts_checkpoint import PONG_ACTIONS, small_expert
+
+    save_expert(tmp_path / "pong-expert", module=small_expert(ViewSpec(), 6), game="Pong", view=ViewSpec(),
+                actions=PONG_ACTIONS, protocol=Protocol())
+    before = _files_under(tmp_path)
+    line = _one_line_error(capsys, ["data", "collect", "--game", "Breakout", "--policy", tmp_path / "pong-expert",
+                                    "--steps", "10", "--out", tmp_path / "data"])
+    assert "the policy is an expert of Pong, not of Breakout" in line
+    assert _files_under(tmp_path) == before
+
+
+# -- output paths -----------------------------------------------------------------------------
+OUTPUTS = [  # (argv with {tmp} for the test's folder, the line's expected text)
+    (["data", "collect", "--game", "Pong", "--steps", "10", "--out", "/proc/scaleworld-x"], "cannot write in /proc"),
+    (["data", "collect", "--game", "Pong", "--steps", "10", "--out", "{tmp}/afile/x"], "afile is not a folder"),
+    (["data", "collect", "--game", "Pong", "--steps", "10", "--out", "{tmp}/afile"], "already exists"),
+    (["train", "dynamics", "--tokens-data", "{tmp}", "--out", "{tmp}/afile"], "--out {tmp}/afile is a file"),
+    (["train", "tokenizer", "--data", "{tmp}", "--out", "/proc/scaleworld-x"], "cannot write in /proc"),
+    (["tokens", "encode", "--tokenizer", "{tmp}", "--data", "{tmp}", "--out", "/sys/x"], "cannot write in /sys"),
+    (["expert", "train", "--game", "Pong", "--frames", "100", "--out", "/proc/x"], "cannot write in /proc"),
+    (["policy", "train", "--dynamics", "{tmp}", "--tokens", "{tmp}", "--out", "{tmp}/afile/run"],
+     "afile is not a folder"),
+    (["report", "{tmp}", "--json", "{tmp}"], "--json {tmp} is a folder: give a file name"),
+    (["report", "{tmp}", "--json", "{tmp}/nowhere/r.json"], "the folder {tmp}/nowhere does not exist"),
+    (["report", "{tmp}", "--csv", "/proc/r.csv"], "cannot write in /proc"),
+    (["report", "{tmp}", "--figures", "{tmp}/afile"], "--figures {tmp}/afile is a file: give a folder"),
+    (["eval", "score", "--game", "Pong", "--out", "{tmp}"], "--out {tmp} is a folder"),
+]
+
+
+@pytest.mark.parametrize("argv, message", OUTPUTS, ids=[" ".join(a[:2]) + " " + a[-1] for a, _ in OUTPUTS])
+def test_an_unwritable_output_path_is_refused_before_anything_is_written(capsys, tmp_path, argv, message):
+    (tmp_path / "afile").write_text("x")
+    before = _files_under(tmp_path)
+    line = _one_line_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert message.replace("{tmp}", str(tmp_path)) in line
+    assert _files_under(tmp_path) == before
+
+
+def test_run_on_slurm_without_a_cluster_writes_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sinfo to answer
+    line = _one_line_error(capsys, ["run", SMOKE, "launcher.kind=slurm", f"run_root={tmp_path / 'root'}"])
+    assert "no SLURM cluster answers `sinfo`" in line and not (tmp_path / "root").exists()
+
+
+def test_a_world_model_loss_takes_a_tensordict_module_and_reads_its_keys():
+    import torch
+    from tensordict import TensorDict
+    from tensordict.nn import TensorDictModule
+
+    from scaleworld.errors import ScaleworldError
+    from scaleworld.models.dynamics import DynamicsModel
+    from scaleworld.models.dynamics_config import DynamicsConfig
+    from scaleworld.objectives.world_model import WorldModelLoss
+
+    torch.manual_seed(0)
+    net = DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=8, groups=4, classes=8))
+    td = TensorDict({"obs_tokens": torch.randint(0, 8, (2, 8, 4), dtype=torch.uint8),
+                     "action": torch.zeros(2, 8, dtype=torch.long), "mask": torch.ones(2, 8, dtype=torch.bool),
+                     "next": {"reward": torch.zeros(2, 8), "terminated": torch.zeros(2, 8, dtype=torch.bool)}},
+                    batch_size=[2, 8])
+    wrapped = WorldModelLoss(TensorDictModule(net, in_keys=["obs_tokens", "action"], out_keys=["out"]))
+    plain = WorldModelLoss(net)
+    td["tokens"] = td["obs_tokens"]
+    assert torch.equal(wrapped(td)["loss_latent"], plain(td)["loss_latent"])
+    with pytest.raises(ScaleworldError, match="give 2 keys, in the order tokens, action"):
+        WorldModelLoss(TensorDictModule(net, in_keys=["tokens"], out_keys=["out"]))
+    with pytest.raises(ScaleworldError, match="needs a DynamicsModel"):
+        WorldModelLoss(TensorDictModule(torch.nn.Linear(2, 2), in_keys=["x"], out_keys=["y"]))
+
+
+def test_run_root_stays_where_the_user_put_it():
+    from scaleworld.study.spec import load_spec
+
+    assert load_spec(SMOKE, ["run_root=~/somewhere"]).run_root == str(Path.home() / "somewhere")
+    assert load_spec(SMOKE, ["run_root=rel/dir"]).run_root == "rel/dir"  # relative to where `run` is started
+    assert load_spec(SMOKE).run_root == "runs/smoke"
