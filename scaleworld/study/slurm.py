@@ -221,8 +221,10 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, detach: bool = Fa
         waiting = [j for j in graph.jobs.values() if not store.is_done(j) and j.id not in blocked]
         if not waiting:
             break
-        if not tasks and not silent and not any(j.id in active or store.is_running(j) for j in waiting):
-            # nothing queued and nothing submittable: only blocked work is left
+        if not tasks and not silent and not active and not any(store.is_running(j) for j in waiting):
+            # nothing queued and nothing submittable: only blocked work is left. `active` is this poll's
+            # snapshot, so a task that finished since (no longer in `waiting`) still counts: the next
+            # poll submits what it unblocked.
             blocked.update(j.id for j in waiting)
             continue
         time.sleep(poll_s)
