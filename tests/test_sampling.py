@@ -1,5 +1,6 @@
 """Sequence windows stay inside episodes, short episodes are sampled, splits and games balance."""
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -100,3 +101,65 @@ def test_multi_game_batches_are_balanced_and_indexed(breakout_ds, pong_ds):
         rows = batch[batch["game"][:, 0] == g]
         idx = ds.episode_starts[rows["episode"][:, 0]] + rows["step"][:, 0]
         assert torch.equal(rows["pixels"][:, 0], ds.data["pixels"][idx])
+
+
+@pytest.mark.parametrize("windows", ["inside", "edge_fair"])
+def test_edge_fair_windows_cover_every_step_alike_first_and_terminal_ones_included(breakout_ds, pong_ds, windows):
+    """Many windows from two real datasets (L = 16, episodes of 7 to 100 steps): with edge_fair, each
+    row's coverage is flat within sampling noise (|count - mean| < 5 sd of a binomial), the first and
+    last step of every episode included, and games stay balanced; inside leaves step 0 at ~1/L."""
+    datasets = [OfflineDataset.open(breakout_ds), OfflineDataset.open(pong_ds)]
+    seq_len, windows_drawn = 16, 24_000
+    view = MultiGameWindows(datasets, seq_len=seq_len, generator=torch.Generator().manual_seed(0), windows=windows)
+    batch = view.sample(windows_drawn)
+    assert (batch["game"][:, 0] == 0).sum() == windows_drawn // 2  # balanced over games
+    for game, ds in enumerate(datasets):
+        rows = batch[batch["game"][:, 0] == game]
+        index = ds.episode_starts[rows["episode"]] + rows["step"]  # the dataset row of each position
+        counts = torch.bincount(index[rows["mask"]], minlength=len(ds)).double()  # [N]
+        assert bool((rows["step"][rows["mask"]] < ds.episode_lengths[rows["episode"][rows["mask"]]]).all())
+        first, last = ds.episode_starts, ds.episode_starts + ds.episode_lengths - 1
+        if windows == "edge_fair":
+            virtual = int((ds.episode_lengths + seq_len - 1).sum())  # windows per game: n + L - 1 per episode
+            p = seq_len / virtual  # every row lies in L of them
+            mean, sd = (windows_drawn // 2) * p, ((windows_drawn // 2) * p * (1 - p)) ** 0.5
+            assert float((counts - mean).abs().max()) < 5 * sd, (counts.min(), counts.max(), mean, sd)
+            edges = torch.cat([first, last])  # every episode's first and terminal (or last) step
+            assert float((counts[edges] - mean).abs().max()) < 5 * sd
+        else:
+            long_episodes = ds.episode_lengths >= 4 * seq_len
+            mid = counts[first[long_episodes] + 2 * seq_len]
+            assert float(counts[first[long_episodes]].mean()) < 0.2 * float(mid.mean())  # the bias edge_fair removes
+
+
+def test_edge_fair_windows_start_at_their_episode_and_pad_only_at_the_end(breakout_ds):
+    ds = OfflineDataset.open(breakout_ds)
+    sampler = EpisodeWindowSampler(episode_starts=ds.episode_starts, episode_lengths=ds.episode_lengths, seq_len=16,
+                                   generator=torch.Generator().manual_seed(1), windows="edge_fair")
+    batch = sampler.sample_windows(ds.data, 2000)
+    mask = batch["mask"]
+    assert bool(mask[:, 0].all())  # no window starts with padding
+    assert bool((mask[:, 1:] <= mask[:, :-1]).all())  # once padding starts, it goes on to the end
+    episode = batch["episode"]
+    assert bool((episode == episode[:, :1]).all())  # one episode per window
+    steps = batch["step"]
+    assert bool(((steps[:, 1:] - steps[:, :-1] == 1) | ~mask[:, 1:]).all())  # consecutive steps where valid
+    assert bool((mask.sum(1) < 16).any()) and bool((steps[:, 0] == 0).float().mean() > 0.05)
+
+
+def test_the_windows_setting_enters_identities_only_when_chosen():
+    from pathlib import Path
+
+    from scaleworld.study.graph import build_graph
+    from scaleworld.study.spec import SpecError, load_spec
+
+    smoke = Path(__file__).resolve().parents[1] / "studies" / "smoke.yaml"
+    default = build_graph(load_spec(smoke))
+    explicit = build_graph(load_spec(smoke, ["train.windows=inside"]))
+    fair = build_graph(load_spec(smoke, ["train.windows=edge_fair"]))
+    assert set(default.jobs) == set(explicit.jobs)
+    assert all(j.config["windows"] == "edge_fair" for j in fair.by_kind("dynamics"))
+    assert {j.id for j in fair.by_kind("dynamics")}.isdisjoint(j.id for j in default.by_kind("dynamics"))
+    assert {j.id for j in fair.by_kind("tokenizer")} == {j.id for j in default.by_kind("tokenizer")}
+    with pytest.raises(SpecError, match="train.windows: 'fair': use inside or edge_fair"):
+        load_spec(smoke, ["train.windows=fair"])

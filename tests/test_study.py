@@ -658,3 +658,38 @@ def test_a_checkpoint_of_other_settings_names_the_setting(finished, tmp_path):
     assert run_job(root, dynamics.id) == 1
     reason = json.loads((store.job_dir(dynamics) / "failed.json").read_text())["reason"]
     assert "written by a run of other settings (train.lr: 0.5 in the checkpoint, 0.0003 now)" in reason
+
+
+def test_plan_prints_the_passes_each_run_makes_over_each_games_data(tmp_path):
+    from scaleworld.study.planning import data_passes
+
+    text = MICRO.replace("games: [Pong]", "games: [Pong, Breakout]").replace(
+        "modes: {single: true, joint: false, matched: {enabled: false}}",
+        "modes: {single: true, joint: true, matched: {enabled: true, rule: total_steps}}")
+    spec = _spec_file(tmp_path, text)
+    rows = {(r["kind"], r["mode"]): r for r in data_passes(build_graph(load_spec(spec)))}
+    train = 240 * (1 - 0.25)  # data.steps x (1 - val_fraction)
+    assert rows["tokenizer", "-"]["passes"] == (4 * 8 / 2 / train,) * 2  # 4 steps of 8 frames over 2 games
+    single = 6 * 4 * 8 / train  # steps x batch x window
+    assert rows["dynamics", "single"]["passes"] == (single, single)
+    assert rows["dynamics", "joint"]["passes"] == (single, single)  # 12 steps shared by 2 games
+    assert rows["dynamics", "matched"]["passes"] == (2 * single, 2 * single)  # total_steps: the joint run's 12
+    proc = _sw("plan", spec)
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode == 0 and "passes over each game's training data" in out
+    assert f"| dynamics matched | 1 | 12 | 384 | {2 * single:.1f} |" in out.replace("│", "|")
+
+
+@pytest.mark.parametrize("tokenizer_seed, split_seed", [(1, 0), (0, 3), (5, 7)])
+def test_the_tokenizer_job_splits_episodes_by_the_data_split_seed(tmp_path, tokenizer_seed, split_seed):
+    """Whatever the training seeds, the tokenizer job and the dynamics jobs split by data.split_seed
+    (train_tokenizer's use of it: test_world_model_training.py)."""
+    from scaleworld.study.stages import stage_of
+
+    spec = load_spec(_spec_file(tmp_path), [f"tokenizer.seed={tokenizer_seed}", f"data.split_seed={split_seed}",
+                                            "seeds=[2]"])
+    graph = build_graph(spec)
+    (tokenizer,) = graph.by_kind("tokenizer")
+    (dynamics,) = graph.by_kind("dynamics")
+    assert stage_of(tokenizer).split_seed == stage_of(dynamics).split_seed == split_seed
+    assert stage_of(tokenizer).train_config().seed == tokenizer_seed

@@ -144,6 +144,26 @@ def test_resumed_training_ends_bit_identical_to_an_uninterrupted_run(tmp_path, b
     assert ha == hb
 
 
+@pytest.mark.parametrize("train_seed, split_seed", [(1, 0), (0, 3)])
+def test_a_tokenizer_never_trains_on_the_dynamics_models_held_out_episodes(tmp_path, breakout_ds, train_seed,
+                                                                          split_seed):
+    """The split is by split_seed alone: the held-out episodes the tokenizer is measured on (all of
+    their frames: there are fewer than the measurement's cap) are exactly the dynamics models'."""
+    from scaleworld.data.sampling import episode_rows
+    from scaleworld.models.tokenizer_config import TokenizerConfig
+
+    ds = OfflineDataset.open(breakout_ds)
+    config = TokenizerConfig(channels=(8, 8, 8, 8))
+    info = train_tokenizer(data_dirs=[breakout_ds], out=tmp_path / "tok", config=config, split_seed=split_seed,
+                           train=TrainConfig(steps=2, batch_size=4, seed=train_seed), progress=False)
+    _, held_out = split_episodes(len(ds.episode_lengths), val_fraction=0.1, seed=split_seed)
+    by_train_seed = split_episodes(len(ds.episode_lengths), val_fraction=0.1, seed=train_seed)[1]
+    assert not torch.equal(held_out, by_train_seed)  # the two candidate splits differ: the test can tell
+    quality = info["quality"]["Breakout"]
+    assert quality["frames_from"] == "held_out" and info["split_seed"] == split_seed
+    assert quality["frames"] == len(episode_rows(ds.episode_starts, ds.episode_lengths, held_out))
+
+
 def _diverge_at_draw(monkeypatch, draw: int) -> None:
     """Put a NaN reward into the `draw`-th batch the dynamics runs sample (evaluations draw too)."""
     import scaleworld.data.sampling as sampling
@@ -264,3 +284,13 @@ def test_a_run_folder_refuses_to_resume_a_run_of_another_model(tmp_path, breakou
     with pytest.raises(ScaleworldError, match=r"other settings \(model.width: 64 in the checkpoint, 96 now"):
         train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=wider,
                        train=_train(2, eval_every=1, checkpoint_every=1), progress=False)
+
+
+def test_edge_fair_windows_train_and_a_resume_with_other_windows_names_them(tmp_path, breakout_tokens):
+    info = train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL, windows="edge_fair",
+                          train=_train(4, eval_every=2, checkpoint_every=2), progress=False)
+    assert info["windows"] == "edge_fair" and info["final"]["step"] == 4
+    assert torch.isfinite(torch.tensor(info["final"]["loss_latent"]))
+    with pytest.raises(ScaleworldError, match=r"other settings \(windows: 'edge_fair' in the checkpoint, absent now"):
+        train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL,
+                       train=_train(4, eval_every=2, checkpoint_every=2), progress=False)

@@ -4,6 +4,13 @@ TorchRL's ``SliceSampler(strict_length=True)`` silently drops episodes shorter t
 ``strict_length=False`` returns ragged batches. `EpisodeWindowSampler` does neither: an episode
 shorter than L yields one window holding the whole episode, padded at the end, with
 ``mask`` False on the padding. Windows never cross an episode boundary.
+
+Two window sets (`WINDOWS`). ``inside``: uniform over the windows that fit in an episode; an
+episode's first and last steps then lie in few windows (step 0 in one, a mid-episode step in L).
+``edge_fair``: uniform over the n + L - 1 windows [v, v+L) with v from -(L-1) to n-1, each clipped
+to the episode and moved to start at its first step, padded at the end: every step of an episode
+lies in exactly L of them, so first and terminal steps are trained on as often as any other. The
+clipped windows hold fewer than L steps: the price in tokens per batch.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.data.replay_buffers.samplers import Sampler
 
+from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 
 
@@ -45,10 +53,11 @@ def episode_rows(episode_starts: torch.Tensor, episode_lengths: torch.Tensor, ep
 
 
 class EpisodeWindowSampler(Sampler):
-    """Uniform over all windows of length L that lie inside one episode (a TorchRL `Sampler`).
+    """Uniform over the windows of length L of one episode (a TorchRL `Sampler`).
 
-    Every window ``[s, s+L)`` of an episode of length n >= L is equally likely; an episode with
-    n < L counts as one window. ``sample(storage, B * L)`` returns flat storage indices [B*L]
+    ``windows="inside"``: every window ``[s, s+L)`` of an episode of length n >= L is equally likely;
+    an episode with n < L counts as one window. ``"edge_fair"``: the n + L - 1 clipped windows of the
+    module docstring, so every step is covered equally. ``sample(storage, B * L)`` returns flat storage indices [B*L]
     (padding repeats the episode's last row) and ``{"mask": bool [B*L]}``; `sample_windows`
     gathers them into a TensorDict of batch [B, L].
     """
@@ -61,19 +70,24 @@ class EpisodeWindowSampler(Sampler):
         seq_len: int,
         generator: torch.Generator,
         episodes: torch.Tensor | None = None,
+        windows: str = WINDOWS[0],
     ):
         super().__init__()
         if seq_len < 1:
             raise ScaleworldError(f"seq_len={seq_len} must be at least 1")
+        if windows not in WINDOWS:
+            raise ScaleworldError(f"windows={windows!r}: use {' or '.join(WINDOWS)}")
         chosen = torch.arange(len(episode_starts)) if episodes is None else episodes.long()
         if len(chosen) == 0:
             raise ScaleworldError("no episodes to sample from: collect more steps or lower val_fraction")
         self.seq_len = seq_len
         self.generator = generator
+        self.edge_fair = windows == "edge_fair"
         self.starts = episode_starts[chosen].long()  # [E]
         self.lengths = episode_lengths[chosen].long()  # [E]
-        windows = (self.lengths - seq_len + 1).clamp(min=1)  # [E] windows per episode
-        self._cum_windows = windows.cumsum(0)  # [E]
+        self._per_episode = (self.lengths + seq_len - 1 if self.edge_fair
+                             else (self.lengths - seq_len + 1).clamp(min=1))  # [E] windows per episode
+        self._cum_windows = self._per_episode.cumsum(0)  # [E]
         self.num_windows = int(self._cum_windows[-1])
 
     def sample(self, storage: Any, batch_size: int) -> tuple[torch.Tensor, dict]:
@@ -84,9 +98,14 @@ class EpisodeWindowSampler(Sampler):
         b = batch_size // self.seq_len
         w = torch.randint(self.num_windows, (b,), generator=self.generator)  # [B] window ids
         ep = torch.searchsorted(self._cum_windows, w, right=True)  # [B] episode of each window
-        first = self._cum_windows[ep] - (self.lengths - self.seq_len + 1).clamp(min=1)[ep]
-        offset = w - first  # [B] start within the episode
-        index, mask = window_rows(self.starts[ep] + offset, self.lengths[ep] - offset, self.seq_len)
+        offset = w - (self._cum_windows[ep] - self._per_episode[ep])  # [B] window number within the episode
+        if self.edge_fair:  # virtual start v = offset - (L-1), clipped to the episode: [max(v, 0), min(v+L, n))
+            virtual = offset - (self.seq_len - 1)
+            start = virtual.clamp(min=0)
+            remaining = torch.minimum(virtual + self.seq_len, self.lengths[ep]) - start
+        else:
+            start, remaining = offset, self.lengths[ep] - offset
+        index, mask = window_rows(self.starts[ep] + start, remaining, self.seq_len)
         return index.reshape(-1), {"mask": mask.reshape(-1)}
 
     def sample_windows(self, data: TensorDict, batch: int) -> TensorDict:
@@ -131,7 +150,7 @@ class MultiGameWindows:
     """
 
     def __init__(self, datasets: Sequence[Any], *, seq_len: int, generator: torch.Generator,
-                 episodes: Sequence[torch.Tensor] | None = None):
+                 episodes: Sequence[torch.Tensor] | None = None, windows: str = WINDOWS[0]):
         if not datasets:
             raise ScaleworldError("a multi-game view needs at least one dataset")
         sizes = {ds.protocol.frame_size for ds in datasets}
@@ -149,7 +168,7 @@ class MultiGameWindows:
             EpisodeWindowSampler(
                 episode_starts=ds.episode_starts, episode_lengths=ds.episode_lengths,
                 seq_len=seq_len, generator=generator,
-                episodes=None if episodes is None else episodes[g],
+                episodes=None if episodes is None else episodes[g], windows=windows,
             )
             for g, ds in enumerate(datasets)
         ]

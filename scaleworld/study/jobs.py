@@ -124,12 +124,13 @@ def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
 
 
 def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    from scaleworld.data.windows import WINDOWS
     from scaleworld.training.runs import train_dynamics
     from scaleworld.training.trainer import resolve_device
 
     c = stage_of(job)
     info = train_dynamics(token_dirs=_artifacts(store, graph, job, TokensStage), out=out,
-                          model=c.model_config(), train=c.train_config(),
+                          model=c.model_config(), train=c.train_config(), windows=c.windows or WINDOWS[0],
                           val_fraction=c.val_fraction, split_seed=c.split_seed, progress=False,
                           device=resolve_device())
     return {"dynamics": DynamicsStage.ARTIFACT, "params": info["params"], "tokens_seen": info["tokens_seen"],

@@ -40,6 +40,47 @@ def summarize(store: RunStore, graph: Graph) -> list[dict[str, Any]]:
     return rows
 
 
+def data_passes(graph: Graph) -> list[dict[str, Any]]:
+    """How often each training run kind goes over each game's data: one row per (kind, mode, steps).
+
+    passes = frames of a game the run trains on / that game's training frames, where a run trains
+    on steps x batch x window frames (window 1 for the tokenizer), shared evenly among its games
+    (sampling is balanced over games), and a game's training frames are data.steps x (1 -
+    val_fraction): the split is by episode, so the figure is approximate (the plan exists before
+    the data). Sizes share a row: every size of a mode gets the same steps."""
+    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for job in graph.jobs.values():
+        if job.kind not in ("tokenizer", "dynamics"):
+            continue
+        train = job.config["train"]
+        window = job.config["model"].get("context", 1) if job.kind == "dynamics" else 1
+        games = job.labels["games"]
+        frames = train["steps"] * train["batch_size"] * window / len(games)
+        collects = _collects_under(graph, job)
+        held = 1.0 - job.config["val_fraction"]
+        passes = [frames / (graph.jobs[c].config["steps"] * held) for c in collects]
+        for mode in job.labels.get("modes", ["-"]):
+            row = rows.setdefault((job.kind, mode, train["steps"]), {
+                "kind": job.kind, "mode": mode, "steps": train["steps"], "games": len(games),
+                "frames_per_game": frames, "passes": []})
+            row["passes"] += passes
+    modes = {"single": 0, "joint": 1, "matched": 2}
+    ordered = sorted(rows.values(), key=lambda r: (r["kind"] != "tokenizer", modes.get(r["mode"], 9), r["steps"]))
+    return [{**r, "passes": (min(r["passes"]), max(r["passes"]))} for r in ordered]
+
+
+def _collects_under(graph: Graph, job: Any) -> list[str]:
+    """The collect jobs a training job's data comes from (directly, or through its token datasets)."""
+    found, todo = [], list(job.inputs)
+    while todo:
+        j = graph.jobs[todo.pop()]
+        if j.kind == "collect":
+            found.append(j.id)
+        elif j.kind == "tokens":
+            todo += [i for i in j.inputs if graph.jobs[i].kind == "collect"]
+    return sorted(set(found))
+
+
 def failures(store: RunStore, graph: Graph) -> list[tuple[str, str, str]]:
     from scaleworld.study.local import describe
 
@@ -67,5 +108,17 @@ def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool) 
     if estimate:
         console.print(f"estimate: dynamics training only, 6 x params x tokens FLOPs at {ASSUMED_MFU:.0%} of "
                       f"{ASSUMED_PEAK_FLOPS / 1e12:.0f} TFLOP/s (an H100's dense bf16 peak)")
+        passes = Table(title="passes over each game's training data (per run, every size alike)")
+        for c in ("run", "games", "steps", "frames per game", "passes"):
+            passes.add_column(c, justify="left" if c == "run" else "right")
+        for r in data_passes(graph):
+            low, high = r["passes"]
+            passes.add_row(r["kind"] + ("" if r["mode"] == "-" else f" {r['mode']}"), str(r["games"]),
+                           f"{r['steps']:,}", f"{r['frames_per_game']:,.0f}",
+                           f"{low:,.1f}" if high - low < 0.05 else f"{low:,.1f}-{high:,.1f}")
+        console.print(passes)
+        console.print("passes: the frames of a game a run trains on (steps x batch x window, shared evenly by a "
+                      "joint run's games) over its training frames (data.steps x (1 - val_fraction); the split "
+                      "is by episode, so about)")
     for _, what, reason in failures(store, graph):
         console.print(f"[red]failed[/red] {what}: {reason}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scaleworld.atari.protocol import Protocol
+from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 from scaleworld.imagination.config import PolicyConfig, PolicyTraining
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig, default_steps
@@ -101,6 +102,10 @@ class TrainSpec:
     warmup_steps: int = 50
     eval_every: int = 250
     checkpoint_every: int = 250
+    windows: str = WINDOWS[0]
+    """Dynamics training windows: ``inside`` episodes, or ``edge_fair`` (clipped at episode ends so
+    first and terminal steps are trained on as often as any: scaleworld.data.sampling). Only a
+    non-default choice enters the dynamics jobs' identities."""
 
 
 @dataclass
@@ -426,6 +431,8 @@ def check_spec(spec: Any, *, where: str = "") -> None:
     if not spec.tokenizer.max_residual > 0:
         fail("tokenizer.max_residual", f"{spec.tokenizer.max_residual} must be positive (the allowed residual "
                                        f"fraction; default {MAX_RESIDUAL_FRACTION})")
+    if spec.train.windows not in WINDOWS:
+        fail("train.windows", f"{spec.train.windows!r}: use {' or '.join(WINDOWS)}")
     if spec.modes.matched.rule not in ("tokens_per_game", "total_steps"):
         fail("modes.matched.rule", "use tokens_per_game or total_steps")
     if spec.launcher.kind not in ("local", "slurm"):

@@ -155,6 +155,16 @@ class DynamicsStage(_TrainingStage):
 
     KIND = "dynamics"
     ARTIFACT = "dynamics.pt"
+    windows: str | None = None
+    """Training windows other than the default ``inside`` (scaleworld.data.windows); unset
+    for the default, so the identities of studies that do not choose are those of before."""
+
+    def check(self) -> None:
+        super().check()
+        from scaleworld.data.windows import WINDOWS
+
+        if self.windows not in (None, *WINDOWS[1:]):
+            raise ScaleworldError(f"windows={self.windows!r}: use {' or '.join(WINDOWS)}")
 
     def model_config(self) -> Any:
         from scaleworld.models.dynamics_config import DynamicsConfig

@@ -18,6 +18,7 @@ import torch
 from scaleworld.data.dataset import TOKEN_FORMAT, OfflineDataset
 from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import MultiGameWindows, split_episodes
+from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import DynamicsConfig, parameter_counts
@@ -104,9 +105,11 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
 
 
 def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
-                   val_fraction: float = 0.1, split_seed: int = 0, progress: bool = True,
+                   val_fraction: float = 0.1, split_seed: int = 0, windows: str = WINDOWS[0], progress: bool = True,
                    device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Train a dynamics model on one game's tokens (single) or several games' (joint, balanced)."""
+    """Train a dynamics model on one game's tokens (single) or several games' (joint, balanced).
+    `windows`: how training windows are drawn (`scaleworld.data.windows`); held-out
+    evaluation keeps ``inside`` windows, so its loss reads the same across runs."""
     out = Path(out)
     datasets = _open_all(token_dirs, want_tokens=True)
     tokenizers = {ds.manifest["tokenizer"]["sha256"] for ds in datasets}
@@ -124,14 +127,15 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
     gen = torch.Generator().manual_seed(train.seed)
     val_gen = torch.Generator().manual_seed(train.seed + 1)
     seq_len = model.context
-    train_view = MultiGameWindows(datasets, seq_len=seq_len, generator=gen, episodes=train_eps)
+    train_view = MultiGameWindows(datasets, seq_len=seq_len, generator=gen, episodes=train_eps, windows=windows)
     has_val = all(len(v) for v in val_eps)
     val_view = MultiGameWindows(datasets, seq_len=seq_len, generator=val_gen, episodes=val_eps) if has_val else None
     trainer = Trainer(
         loss=WorldModelLoss(net), sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen}, progress=progress, device=device,
-        identity={"model": model.to_dict(), "datasets": [ds.content_id for ds in datasets]},
+        identity={"model": model.to_dict(), "datasets": [ds.content_id for ds in datasets],
+                  **({"windows": windows} if windows != WINDOWS[0] else {})},  # older runs: no key
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
     )
     final = trainer.fit()
@@ -143,7 +147,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         "tokenizer_sha256": tokenizers.pop(),
         "model": model.to_dict(), "params": parameter_counts(model),
         "train": asdict(train), "tokens_seen": train.steps * train.batch_size * seq_len,
-        "val_fraction": val_fraction, "split_seed": split_seed, "final": final,
+        "val_fraction": val_fraction, "split_seed": split_seed, "windows": windows, "final": final,
     }
     save_model(out / DYNAMICS_FILE, kind="dynamics", config=model.to_dict(), module=net.cpu(),
                extra={"games": info["games"], "mode": info["mode"], "val_fraction": val_fraction,

@@ -67,8 +67,9 @@ def first_difference(written: Any, wanted: Any, path: str = "") -> str | None:
         for key in sorted(set(written) | set(wanted), key=str):
             sub = f"{path}.{key}" if path else str(key)
             if key not in written or key not in wanted:
-                return f"{sub}: {'absent' if key not in written else written[key]!r} in the checkpoint, " \
-                       f"{'absent' if key not in wanted else wanted[key]!r} now"
+                before = repr(written[key]) if key in written else "absent"
+                now = repr(wanted[key]) if key in wanted else "absent"
+                return f"{sub}: {before} in the checkpoint, {now} now"
             found = first_difference(written[key], wanted[key], sub)
             if found is not None:
                 return found
