@@ -294,3 +294,45 @@ def test_edge_fair_windows_train_and_a_resume_with_other_windows_names_them(tmp_
     with pytest.raises(ScaleworldError, match=r"other settings \(windows: 'edge_fair' in the checkpoint, absent now"):
         train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL,
                        train=_train(4, eval_every=2, checkpoint_every=2), progress=False)
+
+
+def test_life_loss_as_the_termination_target_trains_and_is_scored_against_it(tmp_path, breakout_tokens,
+                                                                           frozen_tokenizer):
+    from scaleworld.objectives.world_model import WorldModelLoss
+
+    ds = OfflineDataset.open(breakout_tokens)
+    lost = torch.as_tensor(ds.data["next", "life_loss"])
+    assert int(lost.sum()) > int(torch.as_tensor(ds.data["next", "terminated"]).sum())  # the point: more signal
+    info = train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL, termination="life_loss",
+                          train=_train(4, eval_every=2, checkpoint_every=2), progress=False)
+    assert info["termination"] == "life_loss"
+    model, identity = load_dynamics(tmp_path / "run")
+    assert identity["termination"] == "life_loss"
+    window = ds.data[:16].to_tensordict().reshape(1, 16)
+    window["mask"] = torch.ones(1, 16, dtype=torch.bool)
+    loss = WorldModelLoss(model, termination="life_loss")
+    target = loss.termination_target(window)
+    assert torch.equal(target, window["next", "terminated"] | window["next", "life_loss"])
+    assert torch.equal(WorldModelLoss(model).termination_target(window), window["next", "terminated"])
+    with pytest.raises(ScaleworldError, match="termination='lives': use game_over or life_loss"):
+        WorldModelLoss(model, termination="lives")
+    record = evaluate_fidelity(dynamics_dir=tmp_path / "run", tokenizer_dir=frozen_tokenizer,
+                               token_dirs=[breakout_tokens], context_steps=2, horizon=2, rollouts=2, seed=0)
+    assert record["termination_target"] == "life_loss"
+    assert record["games"]["Breakout"]["termination_f1"] is not None  # lost lives in the held-out episodes
+
+
+def test_the_termination_target_enters_identities_only_when_chosen():
+    from pathlib import Path
+
+    from scaleworld.study.graph import build_graph
+    from scaleworld.study.spec import SpecError, load_spec
+
+    smoke = Path(__file__).resolve().parents[1] / "studies" / "smoke.yaml"
+    default = {j.id for j in build_graph(load_spec(smoke)).by_kind("dynamics")}
+    chosen = build_graph(load_spec(smoke, ["train.termination=life_loss"])).by_kind("dynamics")
+    assert all(j.config["termination"] == "life_loss" for j in chosen)
+    assert default == {j.id for j in build_graph(load_spec(smoke, ["train.termination=game_over"])).by_kind("dynamics")}
+    assert default.isdisjoint(j.id for j in chosen)
+    with pytest.raises(SpecError, match="train.termination: 'lives': use game_over or life_loss"):
+        load_spec(smoke, ["train.termination=lives"])

@@ -154,7 +154,7 @@ def cmd_train_dynamics(args: argparse.Namespace) -> None:
 
     config = get_size(args.size).config(context=args.context)
     info = train_dynamics(token_dirs=args.tokens_data, out=args.out, model=config, train=_train_config(args),
-                          windows=args.windows,
+                          windows=args.windows, termination=args.termination,
                           val_fraction=args.val_fraction, split_seed=args.split_seed,
                           progress=not args.no_progress, device=_device(args))
     print(f"wrote {args.out}/dynamics.pt ({info['mode']}, {info['params']['total']:,} params, "
@@ -449,7 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matched-budget single run: derive steps from a joint run's --steps and --joint-games")
     p.add_argument("--joint-games", type=int, default=26, help="games of the joint run being matched")
     from scaleworld.data.windows import WINDOWS
+    from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 
+    p.add_argument("--termination", choices=TERMINATION_TARGETS, default=TERMINATION_TARGETS[0],
+                   help=f"what the termination head learns: game_over, or life_loss (a game over or a lost life) "
+                        f"(default {TERMINATION_TARGETS[0]})")
     p.add_argument("--windows", choices=WINDOWS, default=WINDOWS[0],
                    help=f"training windows: inside episodes, or edge_fair (clipped at episode ends: first and "
                         f"terminal steps as often as any) (default {WINDOWS[0]})")

@@ -25,6 +25,7 @@ from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import split_episodes, window_rows
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_quality import psnr_db
 from scaleworld.objectives.twohot import expected_value
 from scaleworld.objectives.world_model import WorldModelLoss
@@ -42,8 +43,10 @@ def _windows(ds: OfflineDataset, episodes: torch.Tensor, length: int):
 
 @torch.no_grad()
 def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.Tensor, game: int | None,
-                     batch: int = 32) -> dict[str, float]:
-    loss = WorldModelLoss(model)
+                     batch: int = 32, termination: str = TERMINATION_TARGETS[0]) -> dict[str, float]:
+    """Held-out NLL, reward MAE and termination F1; the termination is scored against the target the
+    model was trained on (`termination`, recorded with it)."""
+    loss = WorldModelLoss(model, termination=termination)
     c = model.config
     nll_sum = frames = abs_err = 0.0
     tp = fp = fn = 0
@@ -64,7 +67,7 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
         reward = expected_value(terms["out"]["reward_logits"], c.reward_limit)
         abs_err += float(((reward - td["next", "reward"]).abs() * mask).sum())
         pred = (terms["out"]["termination_logits"] > 0) & mask
-        true = td["next", "terminated"] & mask
+        true = loss.termination_target(td) & mask
         tp += int((pred & true).sum())
         fp += int((pred & ~true).sum())
         fn += int((~pred & true).sum())
@@ -133,6 +136,7 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
     model, identity = load_dynamics(dynamics_dir)
     tokenizer, tok_identity = load_tokenizer(tokenizer_dir)
     games = list(model.config.games)
+    target = identity.get("termination", TERMINATION_TARGETS[0])  # what the termination head was trained on
     records = {}
     generator = torch.Generator().manual_seed(seed)
     for token_dir in token_dirs:
@@ -148,7 +152,7 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
                                 seed=identity["split_seed"])
         pixels = open_source(ds)
         records[ds.game] = {
-            **one_step_metrics(model, ds, val, game),
+            **one_step_metrics(model, ds, val, game, termination=target),
             "open_loop": open_loop(model, tokenizer, ds, pixels, val, game, context_steps=context_steps,
                                    horizon=horizon, rollouts=rollouts, generator=generator),
             "held_out_episodes": len(val),
@@ -157,6 +161,7 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
         "format": FIDELITY_FORMAT, "scaleworld_version": scaleworld.__version__,
         "dynamics": {k: identity[k] for k in ("path", "sha256", "games", "mode")},
         "tokenizer_sha256": tok_identity["sha256"],
+        "termination_target": target,  # what termination_f1 scores
         "settings": {"context_steps": context_steps, "horizon": horizon, "rollouts": rollouts, "seed": seed},
         "games": records,
     }

@@ -6,6 +6,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+TERMINATION_TARGETS = ("game_over", "life_loss")
+"""What the termination head learns to predict: the game's end (the default), or the game's end or a
+lost life (expert data hold few game-overs; a learning signal only, the data are unchanged).
+Not a model setting: a run's choice, recorded with the trained model."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class DynamicsConfig:

@@ -13,6 +13,7 @@ from torchrl.objectives import LossModule
 
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer import Tokenizer
 from scaleworld.models.tokenizer_quality import perplexity
 from scaleworld.objectives.twohot import two_hot
@@ -79,7 +80,8 @@ class WorldModelLoss(LossModule):
     """Next-latent cross-entropy (nats per frame), reward two-hot CE, termination BCE, on [B, T] windows.
 
     Reads ``tokens`` uint8 [B, T, groups], ``action`` [B, T], ``("next", "reward")`` [B, T],
-    ``("next", "terminated")`` [B, T], ``mask`` bool [B, T] and, for joint models, ``game`` [B, T].
+    ``("next", "terminated")`` [B, T] (with ``termination="life_loss"`` also ``("next", "life_loss")``:
+    the target is then terminated | life_loss), ``mask`` bool [B, T] and, for joint models, ``game``.
     Returns ``loss_latent``, ``loss_reward``, ``loss_termination`` (summed by TorchRL-style
     trainers as every ``loss_*`` key) and ``total`` (their sum, detached, for logging).
 
@@ -93,13 +95,17 @@ class WorldModelLoss(LossModule):
         action: NestedKey = "action"
         reward: NestedKey = ("next", "reward")
         terminated: NestedKey = ("next", "terminated")
+        life_loss: NestedKey = ("next", "life_loss")
         mask: NestedKey = "mask"
         game: NestedKey = "game"
 
     default_keys = _AcceptedKeys
 
-    def __init__(self, model: DynamicsModel | TensorDictModuleBase):
+    def __init__(self, model: DynamicsModel | TensorDictModuleBase, *, termination: str = TERMINATION_TARGETS[0]):
         super().__init__()
+        if termination not in TERMINATION_TARGETS:
+            raise ScaleworldError(f"termination={termination!r}: use {' or '.join(TERMINATION_TARGETS)}")
+        self.termination = termination
         keys = None
         if isinstance(model, TensorDictModuleBase):
             keys, model = list(model.in_keys), getattr(model, "module", None)
@@ -120,7 +126,13 @@ class WorldModelLoss(LossModule):
     @property
     def in_keys(self):
         k = self.tensor_keys
-        return [k.tokens, k.action, k.reward, k.terminated, k.mask] + ([k.game] if self.model.config.games else [])
+        return ([k.tokens, k.action, k.reward, k.terminated, k.mask] + ([k.game] if self.model.config.games else [])
+                + ([k.life_loss] if self.termination == "life_loss" else []))
+
+    def termination_target(self, td: TensorDictBase) -> torch.Tensor:
+        """bool [B, T]: what the termination head is trained (and scored) to predict."""
+        target = td[self.tensor_keys.terminated]
+        return target | td[self.tensor_keys.life_loss] if self.termination == "life_loss" else target
 
     def terms(self, td: TensorDictBase) -> dict[str, torch.Tensor]:
         """Per-position losses (unreduced) and their masks; shared by training and fidelity."""
@@ -138,7 +150,7 @@ class WorldModelLoss(LossModule):
         reward_ce = -(two_hot(reward, cfg.reward_bins, cfg.reward_limit)
                       * out["reward_logits"].log_softmax(-1)).sum(-1)  # [B, T]
         term_bce = F.binary_cross_entropy_with_logits(
-            out["termination_logits"], td[k.terminated].float(), reduction="none")  # [B, T]
+            out["termination_logits"], self.termination_target(td).float(), reduction="none")  # [B, T]
         return {"latent": latent_nll, "latent_mask": mask[:, 1:], "reward": reward_ce,
                 "termination": term_bce, "step_mask": mask, "out": out}
 

@@ -103,6 +103,7 @@ def _train_config(spec: Any, *, steps: int, seed: int) -> dict[str, Any]:
 def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     """Add one variant's jobs to `graph` (jobs it shares with other variants are merged)."""
     from scaleworld.data.windows import WINDOWS
+    from scaleworld.models.dynamics_config import TERMINATION_TARGETS
     from scaleworld.models.tokenizer_config import TokenizerConfig
     from scaleworld.study.spec import study_sizes, tokenizer_steps
     from scaleworld.study.stages import (
@@ -175,7 +176,8 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
         m = matched_steps(joint_steps=joint_steps, num_games=len(games), rule=spec.modes.matched.rule)
         runs += [("matched", [g], m) for g in games]
     fidelity_ids, control_ids = [], []
-    windows = None if spec.train.windows == WINDOWS[0] else spec.train.windows  # the default: unset
+    windows = None if spec.train.windows == WINDOWS[0] else spec.train.windows  # defaults: unset
+    termination = None if spec.train.termination == TERMINATION_TARGETS[0] else spec.train.termination
     anchors = _add_anchors(graph, spec, tag, protocol, expert_of, imported) if spec.policy.enabled else {}
     # Settings shared by many jobs are built once (joint26: 23,514 jobs); job configs are never mutated.
     fidelity = FidelityStage(**asdict(spec.fidelity))
@@ -188,7 +190,7 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
             for mode, run_games, steps in runs:
                 model = {**base_model, "games": list(run_games) if len(run_games) > 1 else []}
                 dynamics = DynamicsStage(model=model, train=train_of[steps, seed], val_fraction=spec.data.val_fraction,
-                                         split_seed=spec.data.split_seed, windows=windows)
+                                         split_seed=spec.data.split_seed, windows=windows, termination=termination)
                 inputs = [tokens[g] for g in run_games]
                 labels = {"modes": [mode], "games": run_games, "size": size.name, "seed": seed, **tag}
                 did = graph.add(dynamics.job(inputs, labels))

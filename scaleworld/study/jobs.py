@@ -125,12 +125,14 @@ def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
 
 def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     from scaleworld.data.windows import WINDOWS
+    from scaleworld.models.dynamics_config import TERMINATION_TARGETS
     from scaleworld.training.runs import train_dynamics
     from scaleworld.training.trainer import resolve_device
 
     c = stage_of(job)
     info = train_dynamics(token_dirs=_artifacts(store, graph, job, TokensStage), out=out,
                           model=c.model_config(), train=c.train_config(), windows=c.windows or WINDOWS[0],
+                          termination=c.termination or TERMINATION_TARGETS[0],
                           val_fraction=c.val_fraction, split_seed=c.split_seed, progress=False,
                           device=resolve_device())
     return {"dynamics": DynamicsStage.ARTIFACT, "params": info["params"], "tokens_seen": info["tokens_seen"],

@@ -23,6 +23,7 @@ from scaleworld.atari.protocol import Protocol
 from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 from scaleworld.imagination.config import PolicyConfig, PolicyTraining
+from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig, default_steps
 
 
@@ -106,6 +107,10 @@ class TrainSpec:
     """Dynamics training windows: ``inside`` episodes, or ``edge_fair`` (clipped at episode ends so
     first and terminal steps are trained on as often as any: scaleworld.data.sampling). Only a
     non-default choice enters the dynamics jobs' identities."""
+    termination: str = TERMINATION_TARGETS[0]
+    """What the dynamics models' termination head learns: ``game_over``, or ``life_loss`` (a game
+    over or a lost life: expert data hold few game-overs). A learning signal only; to be decided by
+    the pilot study. Only a non-default choice enters the identities."""
 
 
 @dataclass
@@ -431,6 +436,8 @@ def check_spec(spec: Any, *, where: str = "") -> None:
     if not spec.tokenizer.max_residual > 0:
         fail("tokenizer.max_residual", f"{spec.tokenizer.max_residual} must be positive (the allowed residual "
                                        f"fraction; default {MAX_RESIDUAL_FRACTION})")
+    if spec.train.termination not in TERMINATION_TARGETS:
+        fail("train.termination", f"{spec.train.termination!r}: use {' or '.join(TERMINATION_TARGETS)}")
     if spec.train.windows not in WINDOWS:
         fail("train.windows", f"{spec.train.windows!r}: use {' or '.join(WINDOWS)}")
     if spec.modes.matched.rule not in ("tokens_per_game", "total_steps"):

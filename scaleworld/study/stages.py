@@ -159,12 +159,19 @@ class DynamicsStage(_TrainingStage):
     """Training windows other than the default ``inside`` (scaleworld.data.windows); unset
     for the default, so the identities of studies that do not choose are those of before."""
 
+    termination: str | None = None
+    """A termination target other than the default ``game_over``
+    (scaleworld.models.dynamics_config.TERMINATION_TARGETS); unset for the default."""
+
     def check(self) -> None:
         super().check()
         from scaleworld.data.windows import WINDOWS
+        from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 
         if self.windows not in (None, *WINDOWS[1:]):
             raise ScaleworldError(f"windows={self.windows!r}: use {' or '.join(WINDOWS)}")
+        if self.termination not in (None, *TERMINATION_TARGETS[1:]):
+            raise ScaleworldError(f"termination={self.termination!r}: use {' or '.join(TERMINATION_TARGETS)}")
 
     def model_config(self) -> Any:
         from scaleworld.models.dynamics_config import DynamicsConfig

@@ -21,7 +21,7 @@ from scaleworld.data.sampling import MultiGameWindows, split_episodes
 from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
-from scaleworld.models.dynamics_config import DynamicsConfig, parameter_counts
+from scaleworld.models.dynamics_config import TERMINATION_TARGETS, DynamicsConfig, parameter_counts
 from scaleworld.models.store import DYNAMICS_FILE, TOKENIZER_FILE, save_model
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 from scaleworld.models.tokenizer_quality import frame_variance, game_quality
@@ -105,11 +105,14 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
 
 
 def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
-                   val_fraction: float = 0.1, split_seed: int = 0, windows: str = WINDOWS[0], progress: bool = True,
+                   val_fraction: float = 0.1, split_seed: int = 0, windows: str = WINDOWS[0],
+                   termination: str = TERMINATION_TARGETS[0], progress: bool = True,
                    device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train a dynamics model on one game's tokens (single) or several games' (joint, balanced).
     `windows`: how training windows are drawn (`scaleworld.data.windows`); held-out
-    evaluation keeps ``inside`` windows, so its loss reads the same across runs."""
+    evaluation keeps ``inside`` windows, so its loss reads the same across runs. `termination`: what
+    the termination head learns (`TERMINATION_TARGETS`); recorded with the model (fidelity scores
+    against it, imagination ends rollouts on it)."""
     out = Path(out)
     datasets = _open_all(token_dirs, want_tokens=True)
     tokenizers = {ds.manifest["tokenizer"]["sha256"] for ds in datasets}
@@ -131,11 +134,12 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
     has_val = all(len(v) for v in val_eps)
     val_view = MultiGameWindows(datasets, seq_len=seq_len, generator=val_gen, episodes=val_eps) if has_val else None
     trainer = Trainer(
-        loss=WorldModelLoss(net), sample_train=train_view.sample,
+        loss=WorldModelLoss(net, termination=termination), sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen}, progress=progress, device=device,
         identity={"model": model.to_dict(), "datasets": [ds.content_id for ds in datasets],
-                  **({"windows": windows} if windows != WINDOWS[0] else {})},  # older runs: no key
+                  **({"windows": windows} if windows != WINDOWS[0] else {}),  # defaults: no key (older runs)
+                  **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {})},
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
     )
     final = trainer.fit()
@@ -147,10 +151,12 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         "tokenizer_sha256": tokenizers.pop(),
         "model": model.to_dict(), "params": parameter_counts(model),
         "train": asdict(train), "tokens_seen": train.steps * train.batch_size * seq_len,
-        "val_fraction": val_fraction, "split_seed": split_seed, "windows": windows, "final": final,
+        "val_fraction": val_fraction, "split_seed": split_seed, "windows": windows, "termination": termination,
+        "final": final,
     }
     save_model(out / DYNAMICS_FILE, kind="dynamics", config=model.to_dict(), module=net.cpu(),
                extra={"games": info["games"], "mode": info["mode"], "val_fraction": val_fraction,
-                      "split_seed": split_seed, "datasets": info["datasets"]})
+                      "split_seed": split_seed, "datasets": info["datasets"],
+                      **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {})})
     write_json_atomic(out / "run.json", info)
     return info
