@@ -285,9 +285,10 @@ def test_a_verified_dataset_is_stamped_and_any_later_write_voids_the_stamp(pong_
     path = tmp_path / "copy"
     shutil.copytree(pong_ds, path)
     OfflineDataset.open(path)  # verifies the copy (new inodes), then stamps it
-    assert (path / ".verified.json").is_file()
-    OfflineDataset.open(path)  # the stamp holds: no re-verification needed (its cost is in the note)
+    stamped = (path / ".verified.json").stat().st_mtime_ns
+    OfflineDataset.open(path)  # the stamp holds: no re-verification (which would write a new stamp)
     ds = OfflineDataset.open(path)
+    assert (path / ".verified.json").stat().st_mtime_ns == stamped
     ds.data["next", "reward"][4] = 99.0  # a write through the memory map, as a careless user might
     with pytest.raises(DatasetError, match="reward.memmap: checksum mismatch"):
         OfflineDataset.open(path)
@@ -317,6 +318,12 @@ def test_a_replay_buffer_on_a_dataset_cannot_overwrite_it(pong_ds, tmp_path):
     with pytest.raises(RuntimeError):
         buffer.extend(rows)  # TorchRL's own ImmutableDatasetWriter
     verify_dataset(path)  # the files are untouched
+    import pickle
+
+    restored = pickle.loads(pickle.dumps(ds.storage))  # as a plain storage does (multiprocess users)
+    assert len(restored) == len(ds)
+    with pytest.raises(DatasetError, match="a dataset is read-only"):
+        ReplayBuffer(storage=restored).extend(rows)
 
 
 def test_collection_refuses_an_expert_of_another_game(capsys, tmp_path):

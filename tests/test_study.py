@@ -693,3 +693,12 @@ def test_the_tokenizer_job_splits_episodes_by_the_data_split_seed(tmp_path, toke
     (dynamics,) = graph.by_kind("dynamics")
     assert stage_of(tokenizer).split_seed == stage_of(dynamics).split_seed == split_seed
     assert stage_of(tokenizer).train_config().seed == tokenizer_seed
+
+
+def test_a_done_json_rewritten_in_place_is_read_again(finished, tmp_path):
+    root = _copy_of(finished, tmp_path)
+    store = RunStore(root)
+    (fidelity,) = store.read_plan().by_kind("fidelity")
+    assert store.is_done(fidelity)  # read and remembered
+    (store.job_dir(fidelity) / "done.json").write_text("{")  # damaged after it was read
+    assert not store.is_done(fidelity) and "not readable JSON" in store.failure(fidelity)

@@ -33,6 +33,7 @@ A token dataset (`scaleworld.models.encode`) has the same layout and rows with `
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -104,9 +105,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+@functools.cache
 def _read_only_storage_class():
-    """`LazyMemmapStorage` whose writes raise: what every reader of a dataset gets (built lazily:
-    torchrl is a heavy import)."""
+    """`LazyMemmapStorage` whose writes raise: what every reader of a dataset gets. Built once, on
+    first use (torchrl is a heavy import), and reachable as this module's ``ReadOnlyMemmapStorage``
+    (the module `__getattr__`), so a storage pickles and unpickles as a plain one does."""
     from torchrl.data import LazyMemmapStorage
 
     class ReadOnlyMemmapStorage(LazyMemmapStorage):
@@ -122,7 +125,14 @@ def _read_only_storage_class():
         def dumps(self, *args: Any, **kwargs: Any) -> None:
             self.set()
 
+    ReadOnlyMemmapStorage.__module__, ReadOnlyMemmapStorage.__qualname__ = __name__, "ReadOnlyMemmapStorage"
     return ReadOnlyMemmapStorage
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ReadOnlyMemmapStorage":
+        return _read_only_storage_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -142,13 +152,10 @@ class OfflineDataset:
         """Open a finished dataset read-only; with `verify` (the default) refuse it unless it passes
         `verify_dataset` or its stamp shows these very files passed before."""
         path = Path(path)
-        if verify:
-            ensure_verified(path)
-        return cls._open(path)
+        return cls._open(path, ensure_verified(path) if verify else read_manifest(path))
 
     @classmethod
-    def _open(cls, path: Path) -> OfflineDataset:
-        manifest = read_manifest(path)
+    def _open(cls, path: Path, manifest: dict[str, Any]) -> OfflineDataset:
         _check_sizes(path, manifest)  # mapping a short file would silently extend it with zeros
         size = manifest["counts"]["steps"]
         if not isinstance(size, int) or size < 1:
@@ -238,7 +245,7 @@ def verify_dataset(path: str | Path) -> dict[str, Any]:
         extra = sorted(on_disk - set(listed))
         if extra:
             raise DatasetError(f"{path / extra[0]}: not in the manifest (a foreign file?): remove it")
-        dataset = OfflineDataset._open(path)
+        dataset = OfflineDataset._open(path, manifest)
         _check_invariants(dataset)
         _check_claims(dataset)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
@@ -264,19 +271,19 @@ def _write_stamp(path: Path, manifest: dict[str, Any]) -> None:
         pass
 
 
-def ensure_verified(path: str | Path) -> None:
-    """Raise `DatasetError` unless the dataset at `path` passes `verify_dataset`, which runs only
-    when no valid stamp shows that these very files passed (the module docstring says why a stamp
-    cannot outlive a change)."""
+def ensure_verified(path: str | Path) -> dict[str, Any]:
+    """The manifest of the dataset at `path`, or `DatasetError` unless it passes `verify_dataset`,
+    which runs only when no valid stamp shows that these very files passed (the module docstring
+    says why a stamp cannot outlive a change)."""
     path = Path(path)
     manifest = read_manifest(path)
     try:
         stamp = json.loads((path / STAMP).read_text())
         if stamp == {"checks": CHECKS, "files": _fingerprint(path, manifest)}:
-            return
+            return manifest
     except (OSError, ValueError):
         pass
-    verify_dataset(path)
+    return verify_dataset(path)
 
 
 def _check_invariants(ds: OfflineDataset) -> None:

@@ -452,7 +452,7 @@ def check_spec(spec: Any, *, where: str = "") -> None:
                         "policy.sizes": spec.policy.sizes,
                         **{f"sweep.grid.{k}": v for k, v in spec.sweep.grid.items()},
                         **{f"sweep.zip.{k}": v for k, v in spec.sweep.zip.items()}}.items():
-        twice = _duplicated(list(values)) if isinstance(values, (list, tuple)) or hasattr(values, "__len__") else None
+        twice = _duplicated(list(values))  # every one a list: _check_shapes saw to it
         if twice is not None:
             fail(key, f"{twice!r} is listed twice: list each value once")
     for i, seed in enumerate(spec.seeds):

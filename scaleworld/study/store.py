@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,10 @@ SPEC = "spec.yaml"
 @dataclass(frozen=True)
 class RunStore:
     root: Path
+    _done_records: dict[str, tuple[tuple[int, int, int], str | None]] = field(
+        default_factory=dict, compare=False, repr=False)
+    """job id -> (done.json's inode, mtime, size; what `_done_problem` found in it): executors ask
+    `is_done` of every job on every poll, and a done.json that did not change is not parsed again."""
 
     def read_json(self, job: Job, name: str) -> dict[str, Any]:
         """A JSON record in `job`'s folder; `DamagedRunError` names the file if it is missing,
@@ -78,10 +82,20 @@ class RunStore:
         if not (artifact in names if names is not None else (self.job_dir(job) / artifact).exists()):
             return f"{self.job_dir(job) / artifact}: missing"
         try:
+            st = os.stat(self.job_dir(job) / "done.json")
+        except OSError:
+            return f"{self.job_dir(job) / 'done.json'}: missing"
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        seen = self._done_records.get(job.id)
+        if seen is not None and seen[0] == key:
+            return seen[1]
+        try:
             record = self.read_json(job, "done.json")
+            problem = None if isinstance(record.get("outputs"), dict) else "done.json holds no outputs (damaged)"
         except DamagedRunError as exc:
-            return str(exc)
-        return None if isinstance(record.get("outputs"), dict) else "done.json holds no outputs (damaged)"
+            problem = str(exc)
+        self._done_records[job.id] = (key, problem)
+        return problem
 
     def is_done(self, job: Job) -> bool:
         return (self.job_dir(job) / "done.json").is_file() and self._done_problem(job) is None

@@ -66,6 +66,7 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
     frames. The quality record goes into run.json and the saved tokenizer."""
     out = Path(out)
     datasets = _open_all(data_dirs, want_tokens=False)
+    content = [ds.content_id for ds in datasets]
     train_eps, val_eps = _splits(datasets, val_fraction=val_fraction, seed=split_seed)
     torch.manual_seed(train.seed)
     model = Tokenizer(config).to(device)
@@ -80,7 +81,7 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen, "codes": codes}, progress=progress, describe="tokenizer",
         device=device,
-        identity={"model": config.to_dict(), "datasets": [ds.content_id for ds in datasets],
+        identity={"model": config.to_dict(), "datasets": content,
                   "val_fraction": val_fraction, "split_seed": split_seed},
     )
     # Measured on the held-out episodes, or on the training ones where fewer than 2 frames are held out.
@@ -94,7 +95,7 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
         "kind": "tokenizer",
         "scope": "shared" if len(datasets) > 1 else "per_game",
         "games": [ds.game for ds in datasets],
-        "datasets": [ds.content_id for ds in datasets], "dataset_paths": [str(ds.path) for ds in datasets],
+        "datasets": content, "dataset_paths": [str(ds.path) for ds in datasets],
         "train": asdict(train), "val_fraction": val_fraction, "split_seed": split_seed, "final": final,
         "quality": quality,
     }
@@ -115,6 +116,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
     against it, imagination ends rollouts on it)."""
     out = Path(out)
     datasets = _open_all(token_dirs, want_tokens=True)
+    content = [ds.content_id for ds in datasets]
     tokenizers = {ds.manifest["tokenizer"]["sha256"] for ds in datasets}
     if len(tokenizers) != 1:
         raise ScaleworldError("the token datasets come from different tokenizers: encode them with one tokenizer")
@@ -137,7 +139,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         loss=WorldModelLoss(net, termination=termination), sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen}, progress=progress, device=device,
-        identity={"model": model.to_dict(), "datasets": [ds.content_id for ds in datasets],
+        identity={"model": model.to_dict(), "datasets": content,
                   **({"windows": windows} if windows != WINDOWS[0] else {}),  # defaults: no key (older runs)
                   **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {})},
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
@@ -147,7 +149,7 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         "kind": "dynamics",
         "mode": "joint" if joint else "single",
         "games": [ds.game for ds in datasets],
-        "datasets": [ds.content_id for ds in datasets], "dataset_paths": [str(ds.path) for ds in datasets],
+        "datasets": content, "dataset_paths": [str(ds.path) for ds in datasets],
         "tokenizer_sha256": tokenizers.pop(),
         "model": model.to_dict(), "params": parameter_counts(model),
         "train": asdict(train), "tokens_seen": train.steps * train.batch_size * seq_len,
