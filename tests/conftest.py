@@ -86,3 +86,39 @@ def pong_tokens(tmp_path_factory, frozen_tokenizer, pong_ds):
     out = tmp_path_factory.mktemp("tokens") / "pong"
     encode_dataset(tokenizer_dir=frozen_tokenizer, data_dir=pong_ds, out=out, max_residual=ANY_RESIDUAL, progress=False)
     return out
+
+
+# The referee's confound at micro scale: two games, every mode, the data-matched control and a
+# validation split (early stopping's second reading). Run once per session on the local executor;
+# test_confound.py reads it and test_slurm_study.py runs the same spec through SLURM against it.
+CONFOUND = """
+name: confound_micro
+games: [Pong, Breakout]
+seeds: [0]
+expert: {source: random}
+protocol: {max_episode_frames: 400, noop_max: 4}
+data: {steps: 240, num_envs: 2, val_fraction: 0.25}
+tokenizer: {channels: [8, 8, 8, 8], steps: 4, batch_size: 8, max_residual: 1.0e+6}  # 4 steps describe nothing
+models: {ladder: tiny, sizes: [tiny-d1], context: 8}
+train: {steps: 6, batch_size: 4, eval_every: 2, checkpoint_every: 3, validation_fraction: 0.25}
+modes: {single: true, joint: true, joint_short: true, matched: {enabled: true, rule: data}}
+fidelity: {context_steps: 2, horizon: 2, rollouts: 2}
+policy: {modes: [matched], steps: 2, batch_size: 4, horizon: 2, context_steps: 2, units: 8, layers: 1}
+control: {episodes: 1, num_envs: 1, anchor_episodes: 1, upper_anchor: human}
+analysis: {bootstrap_reps: 50}
+"""
+
+
+@pytest.fixture(scope="session")
+def confound_study(tmp_path_factory):
+    """(spec path, run root) of the CONFOUND study, finished through the CLI on the local executor."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("confound")
+    spec = tmp / "confound.yaml"
+    spec.write_text(CONFOUND)
+    proc = subprocess.run([sys.executable, "-m", "scaleworld.cli", "run", str(spec), f"run_root={tmp / 'root'}",
+                           "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return spec, tmp / "root"

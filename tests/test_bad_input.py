@@ -67,6 +67,12 @@ SPECS = [  # (overrides on studies/smoke.yaml, the line's expected text)
     (["policy.layers=-1"], "policy: policy.layers=-1 must be at least 0"),
     (["policy.entropy_coef=-0.5"], "policy: policy.entropy_coef=-0.5 must be at least 0"),
     (["tokenizer.channels=[]"], "tokenizer.channels: tokenizer channels []"),
+    (["train.validation_fraction=1.0"], "train.validation_fraction: 1.0 must be in [0, 1) (0: no validation split"),
+    (["modes.matched.rule=more"], "modes.matched.rule: 'more': use tokens_per_game, total_steps, data"),
+    (["policy.modes=[joint_long]"], "policy.modes[0]: unknown mode 'joint_long': use single, joint, matched, "
+                                    "joint_short"),
+    (["tokenizer.scope=per_game", "modes.joint=false", "modes.matched.enabled=false", "modes.joint_short=true"],
+     "modes.joint_short: a joint model needs one shared tokenizer: set tokenizer.scope=shared"),
 ]
 
 

@@ -16,6 +16,7 @@ PINS = {  # study -> (jobs, SHA-256 prefix of the sorted "kind:id:inputs" lines)
     "joint26": (23514, "087d2b9dd9d469fc"),
     "per_game_scaling": (1146, "82bb9568f003d5d1"),
     "matched_budget": (691, "7ff3b04fd7d6b8ab"),
+    "confound": (1115, "1c2b4b05929d65fe"),
 }
 
 

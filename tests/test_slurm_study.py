@@ -24,15 +24,16 @@ def _run(*args):
     return subprocess.run([sys.executable, "-m", "scaleworld.cli", *map(str, args)], capture_output=True, text=True)
 
 
-def test_slurm_arrays_produce_the_same_results_as_the_local_executor(tmp_path):
-    spec = _spec_file(tmp_path, MICRO)
-    local = _run("run", spec, f"run_root={tmp_path / 'local'}", "--no-progress")
-    assert local.returncode == 0, local.stdout + local.stderr
+def test_slurm_arrays_produce_the_same_results_as_the_local_executor(tmp_path, confound_study):
+    """The study of every mode (the data-matched control, joint_short, best checkpoints) on SLURM
+    against the same spec on the local executor (conftest.CONFOUND: 28 jobs)."""
+    spec, local = confound_study
     slurm = _run("run", spec, f"run_root={tmp_path / 'slurm'}", *LAUNCH, "--no-progress")
     assert slurm.returncode == 0, slurm.stdout + slurm.stderr
-    assert _outputs(tmp_path / "slurm") == _outputs(tmp_path / "local")
+    assert _outputs(tmp_path / "slurm") == _outputs(local)
     records = list((tmp_path / "slurm").glob("*/*/slurm.json"))
-    assert len(records) == 9 and all(json.loads(r.read_text())["slurm_job_id"] for r in records)
+    assert len(records) == 28 and all(json.loads(r.read_text())["slurm_job_id"] for r in records)
+    assert sum(name == "dynamics_best.pt" for key in _outputs(local) if isinstance(key, tuple) for name in key) == 6
 
 
 def test_detach_submits_the_ready_stage_and_a_later_run_finishes(tmp_path):

@@ -163,12 +163,16 @@ def _outputs(root: Path) -> dict:
         elif kind == "tokens":
             out[job] = json.loads((d / "tokens" / "manifest.json").read_text())["files"]
         elif kind in ("tokenizer", "dynamics"):
-            state = torch.load(d / f"{kind}.pt", weights_only=False)["state_dict"]
-            out[job] = {k: v.tolist() for k, v in state.items()}
+            for name in (f"{kind}.pt", "dynamics_best.pt"):  # the best checkpoint of runs that kept one
+                if (d / name).is_file():
+                    state = torch.load(d / name, weights_only=False)["state_dict"]
+                    out[job, name] = {k: v.tolist() for k, v in state.items()}
         elif kind == "fidelity":
-            out[job] = json.loads((d / "fidelity.json").read_text())["games"]
+            record = json.loads((d / "fidelity.json").read_text())
+            out[job] = {"games": record["games"], "best": record.get("best", {}).get("games")}
         elif kind == "analysis":
-            out[job] = json.loads((d / "analysis.json").read_text())["modes"]
+            record = json.loads((d / "analysis.json").read_text())
+            out[job] = {"modes": record["modes"], "modes_best": record.get("modes_best")}
         elif kind == "policy":
             state = torch.load(d / "policy.pt", weights_only=False)["state_dict"]
             out[job] = {k: v.tolist() for k, v in state.items()}
@@ -195,8 +199,9 @@ def test_a_study_runs_end_to_end_and_status_reports_it(finished):
     assert len(outputs) == 9  # collect, tokenizer, tokens, dynamics, fidelity, anchor, policy, control, analysis
     status = _sw("status", root)
     assert status.returncode == 0 and "dynamics" in status.stdout and "failed" in status.stdout
-    analysis = next(iter(v for k, v in outputs.items() if isinstance(v, dict) and "single" in v))
-    assert analysis["single"]["Pong"]["regime"] == "inconclusive"  # one size, one seed
+    analysis = next(iter(v for k, v in outputs.items() if isinstance(v, dict) and "modes" in v))
+    assert analysis["modes"]["single"]["Pong"]["regime"] == "inconclusive"  # one size, one seed
+    assert analysis["modes_best"] is None  # no validation split: final checkpoints only
 
 
 def test_rerunning_skips_finished_jobs(finished):

@@ -27,8 +27,10 @@ from scaleworld.errors import ScaleworldError
 Curves = dict[str, dict[str, dict[int, list[float]]]]
 Scores = dict[str, dict[str, dict[str, list[float]]]]
 
-COMPARED = (("joint", "single"), ("joint", "matched"), ("matched", "single"))
-"""(x, y) pairs reported as P(x improves on y)."""
+COMPARED = (("joint", "single"), ("joint", "matched"), ("matched", "single"), ("joint", "joint_short"),
+            ("joint_short", "single"))
+"""(x, y) pairs reported as P(x improves on y) (a pair whose modes a study lacks draws nothing, so
+adding one leaves the other pairs' intervals as they were)."""
 
 
 def interval(ci: ConfidenceInterval) -> dict[str, float | None]:

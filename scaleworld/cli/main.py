@@ -155,10 +155,14 @@ def cmd_train_dynamics(args: argparse.Namespace) -> None:
     config = get_size(args.size).config(context=args.context)
     info = train_dynamics(token_dirs=args.tokens_data, out=args.out, model=config, train=_train_config(args),
                           windows=args.windows, termination=args.termination,
+                          validation_fraction=args.validation_fraction,
                           val_fraction=args.val_fraction, split_seed=args.split_seed,
                           progress=not args.no_progress, device=_device(args))
     print(f"wrote {args.out}/dynamics.pt ({info['mode']}, {info['params']['total']:,} params, "
           f"{info['train']['steps']} steps); final {_fmt(info['final'])}")
+    if "best" in info:
+        print(f"wrote {args.out}/dynamics_best.pt: step {info['best']['step']}, validation NLL "
+              f"{info['best']['validation_nll']:.4f} nats/frame")
 
 
 def cmd_tokens_encode(args: argparse.Namespace) -> None:
@@ -187,6 +191,10 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> None:
               f"termination F1 {f1}, open-loop PSNR h1..h{len(psnr)} "
               + (f"{' '.join(f'{p:.1f}' for p in psnr)} dB (tokenizer alone on the same frames: "
                  f"{' '.join(f'{p:.1f}' for p in floor)})" if psnr else "n/a (episodes too short)"))
+    if "best" in record:
+        b = record["best"]
+        print(f"best checkpoint (step {b['step']}, validation NLL {b['validation_nll']:.4f}): NLL "
+              + ", ".join(f"{game} {r['nll_nats_per_frame']:.4f}" for game, r in b["games"].items()) + " nats/frame")
     if args.out:
         print(f"wrote {args.out}")
 
@@ -429,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, nargs="+", type=Path,
                    help="pixel dataset(s): one game = per_game scope, several = shared")
     from scaleworld.models.tokenizer_config import FRAMES_PER_GAME, MAX_RESIDUAL_FRACTION, TokenizerConfig
-    from scaleworld.study.spec import TokenizerSpec
+    from scaleworld.study.spec import TokenizerSpec, TrainSpec
     from scaleworld.training.config import TrainConfig
 
     widths = list(TokenizerConfig.channels)
@@ -445,8 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="tiny-d1", help="a ladder size, e.g. paper-d12 (see `scaleworld model ladder`)")
     p.add_argument("--context", type=int, default=64, help="attention window = training sequence length")
     p.add_argument("--split-seed", type=int, default=0, help="seeds the train/held-out episode split")
-    p.add_argument("--match", choices=["tokens_per_game", "total_steps"],
-                   help="matched-budget single run: derive steps from a joint run's --steps and --joint-games")
+    from scaleworld.training.config import MATCH_RULES
+
+    p.add_argument("--match", choices=list(MATCH_RULES),
+                   help="matched-budget single run: derive steps from a joint run's --steps and --joint-games "
+                        "(data: as tokens_per_game, on a dataset of --joint-games x the usual steps you collected)")
     p.add_argument("--joint-games", type=int, default=26, help="games of the joint run being matched")
     from scaleworld.data.windows import WINDOWS
     from scaleworld.models.dynamics_config import TERMINATION_TARGETS
@@ -454,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--termination", choices=TERMINATION_TARGETS, default=TERMINATION_TARGETS[0],
                    help=f"what the termination head learns: game_over, or life_loss (a game over or a lost life) "
                         f"(default {TERMINATION_TARGETS[0]})")
+    p.add_argument("--validation-fraction", type=float, default=TrainSpec().validation_fraction,
+                   help="share of the training episodes held out to pick the best checkpoint, saved beside the "
+                        "final one as dynamics_best.pt (default 0: none)")
     p.add_argument("--windows", choices=WINDOWS, default=WINDOWS[0],
                    help=f"training windows: inside episodes, or edge_fair (clipped at episode ends: first and "
                         f"terminal steps as often as any) (default {WINDOWS[0]})")

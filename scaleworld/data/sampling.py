@@ -45,6 +45,21 @@ def split_episodes(
     return torch.from_numpy(train), torch.from_numpy(val)
 
 
+def split_validation(train: torch.Tensor, *, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a run's training episode ids [E] into (fit, validation) by whole episodes: the
+    validation split that picks a run's best checkpoint, drawn from the training side only, so it
+    never touches the held-out (fidelity) episodes. A stream of its own (`seed`, 1), so the held-out
+    split stays as it was. At least one episode on each side."""
+    if not 0.0 < fraction < 1.0:
+        raise ScaleworldError(f"validation fraction {fraction} must be in (0, 1)")
+    if len(train) < 2:
+        raise ScaleworldError(f"{len(train)} training episode(s) cannot give a validation split: collect more "
+                              "data or set train.validation_fraction=0")
+    order = np.random.default_rng([seed, 1]).permutation(len(train))
+    n_val = min(max(int(round(fraction * len(train))), 1), len(train) - 1)
+    return train[np.sort(order[n_val:])], train[np.sort(order[:n_val])]
+
+
 def episode_rows(episode_starts: torch.Tensor, episode_lengths: torch.Tensor, episodes: torch.Tensor) -> torch.Tensor:
     """Dataset rows [N] of the given episodes, in the order given."""
     parts = [torch.arange(int(episode_starts[e]), int(episode_starts[e] + episode_lengths[e]))

@@ -126,27 +126,20 @@ def open_loop(model: DynamicsModel, tokenizer, ds: OfflineDataset, pixels: Offli
     return record
 
 
-def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, token_dirs: list[str | Path],
-                      context_steps: int = 8, horizon: int = 8, rollouts: int = 32, seed: int = 0,
-                      out: str | Path | None = None) -> dict[str, Any]:
-    """Fidelity of a trained dynamics model on each game's held-out episodes (its own split)."""
+def _game_records(model: DynamicsModel, identity: dict[str, Any], tokenizer, datasets: list[OfflineDataset], *,
+                  context_steps: int, horizon: int, rollouts: int, seed: int) -> dict[str, Any]:
+    """{game: metrics} of one model on each dataset's held-out episodes (the model's own split)."""
     from scaleworld.models.encode import open_source
-    from scaleworld.models.store import load_dynamics, load_tokenizer
 
-    model, identity = load_dynamics(dynamics_dir)
-    tokenizer, tok_identity = load_tokenizer(tokenizer_dir)
     games = list(model.config.games)
     target = identity.get("termination", TERMINATION_TARGETS[0])  # what the termination head was trained on
+    generator = torch.Generator().manual_seed(seed)  # the same rollouts for every model given this seed
     records = {}
-    generator = torch.Generator().manual_seed(seed)
-    for token_dir in token_dirs:
-        ds = OfflineDataset.open(token_dir)
-        if ds.manifest["tokenizer"]["sha256"] != tok_identity["sha256"]:
-            raise ScaleworldError(f"{token_dir} was encoded by another tokenizer than {tokenizer_dir}")
+    for ds in datasets:
         if games and ds.game not in games:
-            raise ScaleworldError(f"{token_dir}: game {ds.game} is not one of the joint model's games {games}")
+            raise ScaleworldError(f"{ds.path}: game {ds.game} is not one of the joint model's games {games}")
         if not games and ds.game not in identity["games"]:
-            raise ScaleworldError(f"{token_dir}: the model was trained on {identity['games']}, not {ds.game}")
+            raise ScaleworldError(f"{ds.path}: the model was trained on {identity['games']}, not {ds.game}")
         game = games.index(ds.game) if games else None
         _, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
                                 seed=identity["split_seed"])
@@ -157,14 +150,41 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
                                    horizon=horizon, rollouts=rollouts, generator=generator),
             "held_out_episodes": len(val),
         }
+    return records
+
+
+def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, token_dirs: list[str | Path],
+                      context_steps: int = 8, horizon: int = 8, rollouts: int = 32, seed: int = 0,
+                      out: str | Path | None = None) -> dict[str, Any]:
+    """Fidelity of a trained dynamics model on each game's held-out episodes (its own split).
+
+    The token datasets may be others than the model trained on (the data-matched control trains on
+    a larger dataset and is scored on the game's usual one): the split is the model's (val_fraction,
+    split_seed), so every run is scored on the same held-out episodes of the same tokens. A run that
+    kept its best checkpoint (`DYNAMICS_BEST_FILE`) is scored at both: ``games`` holds the final
+    checkpoint's figures, ``best`` = {step, validation_nll, sha256, games} the best one's, on the
+    same rollouts."""
+    from scaleworld.models.store import DYNAMICS_BEST_FILE, load_dynamics, load_tokenizer
+
+    model, identity = load_dynamics(dynamics_dir)
+    tokenizer, tok_identity = load_tokenizer(tokenizer_dir)
+    datasets = [OfflineDataset.open(d) for d in token_dirs]
+    for token_dir, ds in zip(token_dirs, datasets):
+        if ds.manifest["tokenizer"]["sha256"] != tok_identity["sha256"]:
+            raise ScaleworldError(f"{token_dir} was encoded by another tokenizer than {tokenizer_dir}")
+    settings = {"context_steps": context_steps, "horizon": horizon, "rollouts": rollouts, "seed": seed}
     record = {
         "format": FIDELITY_FORMAT, "scaleworld_version": scaleworld.__version__,
         "dynamics": {k: identity[k] for k in ("path", "sha256", "games", "mode")},
         "tokenizer_sha256": tok_identity["sha256"],
-        "termination_target": target,  # what termination_f1 scores
-        "settings": {"context_steps": context_steps, "horizon": horizon, "rollouts": rollouts, "seed": seed},
-        "games": records,
+        "termination_target": identity.get("termination", TERMINATION_TARGETS[0]),  # what termination_f1 scores
+        "settings": settings,
+        "games": _game_records(model, identity, tokenizer, datasets, **settings),
     }
+    if (Path(dynamics_dir) / DYNAMICS_BEST_FILE).is_file():
+        best, best_identity = load_dynamics(dynamics_dir, best=True)
+        record["best"] = {**best_identity["best"], "sha256": best_identity["sha256"],
+                          "games": _game_records(best, best_identity, tokenizer, datasets, **settings)}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out), record)

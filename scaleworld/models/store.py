@@ -19,6 +19,9 @@ from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 
 TOKENIZER_FILE = "tokenizer.pt"
 DYNAMICS_FILE = "dynamics.pt"
+DYNAMICS_BEST_FILE = "dynamics_best.pt"
+"""The dynamics weights at the lowest validation NLL (runs with a validation split); its extra's
+``best`` gives their step and NLL."""
 POLICY_FILE = "policy.pt"
 
 
@@ -74,6 +77,8 @@ def load_policy(run_dir: str | Path):
     return model.requires_grad_(False), identity
 
 
-def load_dynamics(run_dir: str | Path) -> tuple[DynamicsModel, dict[str, Any]]:
-    """The trained dynamics model (eval mode) and its identity {path, sha256, config, games, ...}."""
-    return _load_model(run_dir, DYNAMICS_FILE, "dynamics", DynamicsConfig, DynamicsModel)
+def load_dynamics(run_dir: str | Path, *, best: bool = False) -> tuple[DynamicsModel, dict[str, Any]]:
+    """The trained dynamics model (eval mode) and its identity {path, sha256, config, games, ...};
+    `best`: its best checkpoint instead of the final one (identity["best"] = {step, validation_nll})."""
+    return _load_model(run_dir, DYNAMICS_BEST_FILE if best else DYNAMICS_FILE, "dynamics", DynamicsConfig,
+                       DynamicsModel)

@@ -16,7 +16,9 @@ from scaleworld.report.control import upper_kinds
 
 AGGREGATE_COLUMNS = (("median", "median"), ("iqm", "IQM"), ("mean", "mean"), ("optimality_gap", "optimality gap"))
 COMPARISONS = (("joint_vs_single", "joint vs single"), ("joint_vs_matched", "joint vs matched"),
-               ("matched_vs_single", "matched vs single"))
+               ("matched_vs_single", "matched vs single"), ("joint_vs_joint_short", "joint vs joint_short"),
+               ("joint_short_vs_single", "joint_short vs single"))
+"""Columns of the P(improvement) tables; the last two only where the study has a joint_short mode."""
 
 
 def interval_text(ci: dict[str, float | None] | None, sep: str = " ") -> str:
@@ -40,6 +42,12 @@ def render_settings(variant: str, analysis: dict[str, Any], console: Any) -> Non
     if boot:
         console.print(f"settings ({variant}): bootstrap {boot['reps']} reps, seed {boot['seed']}; "
                       "intervals are 95% percentile bootstrap intervals")
+
+
+def render_controls(variant: str, analysis: dict[str, Any], console: Any) -> None:
+    """One line per control mode: what it holds equal to the joint run (analysis.json ``controls``)."""
+    for mode, held in analysis.get("controls", {}).items():
+        console.print(f"control {mode} ({variant}) holds equal: {held}")
 
 
 def render_fits(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:
@@ -135,10 +143,11 @@ def render_improvement(title: str, improvement: dict[str, Any], console: Any, st
         console.print(f"{title}: no two modes measured at the same size")
         return
     table = Table(title=f"{title}: x beats y, run against run, mean over games; 0.5 = no difference", box=style)
-    for col in ("size", *(label for _, label in COMPARISONS), "games"):
+    shown = [(key, label) for key, label in COMPARISONS if key in improvement or "joint_short" not in key]
+    for col in ("size", *(label for _, label in shown), "games"):
         table.add_column(col)
     for size in sorted({s for per_size in improvement.values() for s in per_size}, key=order):
-        cells = [improvement.get(key, {}).get(size) for key, _ in COMPARISONS]
+        cells = [improvement.get(key, {}).get(size) for key, _ in shown]
         games = max((len(c["games"]) for c in cells if c), default=0)
         table.add_row(size, *("-" if c is None else interval_text(c) for c in cells), str(games))
     console.print(table)

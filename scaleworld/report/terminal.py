@@ -1,12 +1,13 @@
 """`scaleworld report RUN_ROOT`: what a study found so far, read from its job folders.
 
 Sections: jobs, tokenizer quality per game against the gate, settings, scaling regimes per (mode,
-game) with the rule's evidence, scaling curves as sparklines of mean held-out NLL over sizes,
-open-loop PSNR beside the tokenizer's floor (those two in `tokenizers.py`), single vs joint at
-each size, scaling-law fits, the matched-vs-joint paired test, aggregate normalised control scores
-with P(improvement) (those four in `sections.py`), and failed jobs. Works on partial and damaged
-run roots: it says what is missing, names each damaged file (that job's results are left out) and
-shows the rest. Off a terminal it prints plain ASCII.
+game) with the rule's evidence (at the final and, for runs with a validation split, the best
+checkpoints), what each control mode holds equal to the joint run, scaling curves as sparklines
+of mean held-out NLL over sizes, open-loop PSNR beside the tokenizer's floor (those two in
+`tokenizers.py`), single vs joint at each size, scaling-law fits, the matched-vs-joint paired
+test, aggregate normalised control scores with P(improvement) (those four in `sections.py`), and
+failed jobs. Works on partial and damaged run roots: it says what is missing, names each damaged
+file (that job's results are left out) and shows the rest. Off a terminal it prints plain ASCII.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from scaleworld.report.control import collect_control
 from scaleworld.report.sections import (
+    render_controls,
     render_fidelity_improvement,
     render_fits,
     render_paired,
@@ -101,18 +103,28 @@ def render(results: dict[str, Any], console: Any) -> None:
         console.print(f"partial results: {missing} jobs not finished; the numbers below use what is done")
     render_tokenizers(results["tokenizers"], console, style)
 
+    order = size_key(results["size_params"])
     for variant, analysis in results["regimes"].items():
         render_settings(variant, analysis, console)
         rule = analysis["rule"]
         table = Table(title=f"scaling regimes ({variant}; rule {rule['version']}: alpha={rule['alpha']}, "
                             f"delta={rule['delta']}, min sizes {rule['min_sizes']}, min seeds {rule['min_seeds']})",
                       box=style)
-        for col in ("mode", "game", "regime", "best size (params)", "evidence"):
+        best = analysis.get("modes_best")  # runs with a validation split: the regime at the best checkpoints too
+        for col in ("mode", "game", "regime", *(("regime (best ckpt)", "best steps per size") if best else ()),
+                    "best size (params)", "evidence"):
             table.add_column(col)
         for mode, games in analysis["modes"].items():
             for game, r in games.items():
-                table.add_row(mode, game, r["regime"], f"{r['best_params']:,.0f}", r["reason"])
+                at_best = ()
+                if best:
+                    b = best.get(mode, {}).get(game)
+                    steps = analysis.get("best_steps", {}).get(mode, {}).get(game, {})
+                    at_best = ("-" if b is None else b["regime"],
+                               " ".join("/".join(map(str, steps[size])) for size in sorted(steps, key=order)) or "-")
+                table.add_row(mode, game, r["regime"], *at_best, f"{r['best_params']:,.0f}", r["reason"])
         console.print(table)
+        render_controls(variant, analysis, console)
     if not results["regimes"]:
         console.print("scaling regimes: missing (the analysis job has not finished)")
 
@@ -140,7 +152,6 @@ def render(results: dict[str, Any], console: Any) -> None:
                 table.add_row(game, size, f"{s:.3f}", f"{j:.3f}", f"{j - s:+.3f}")
         console.print(table)
 
-    order = size_key(results["size_params"])
     for variant, analysis in results["regimes"].items():
         render_fits(variant, analysis, console, style)
         render_paired(variant, analysis, console, style, order)

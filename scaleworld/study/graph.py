@@ -1,9 +1,12 @@
 """A study spec expands into a graph of jobs; a job's identity is a hash of what decides its output.
 
 Kinds, in dependency order: expert (game; PPO) -> collect (game) -> tokenizer (shared, or one per game) -> tokens (game)
--> dynamics (mode x size x seed [x game]) -> fidelity (one per dynamics run); anchor (game: the random and
+-> dynamics (mode x size x seed [x game]) -> fidelity (one per dynamics run, on the game's usual held-out
+episodes whatever the run trained on); anchor (game: the random and
 upper scores) ; policy (dynamics run x game x trial, trained in imagination) -> control (one per policy: real-game
-score) -> analysis (study: regimes of fidelity, aggregates of control scores).
+score) -> analysis (study: regimes of fidelity, aggregates of control scores). The data-matched control
+(modes.matched.rule: data) adds a second collect and tokens job per game: G x data.steps transitions
+from the same policy, under a seed of their own (`more_data_seed`).
 
 `Job.id` = SHA-256 (first 16 hex digits) of the canonical JSON of {kind, config, input ids}: the
 resolved settings that change the job's output, and nothing else (no names, paths or labels). So
@@ -18,6 +21,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 KINDS = ("expert", "collect", "tokenizer", "tokens", "dynamics", "fidelity", "anchor", "policy", "control", "analysis")
 
@@ -120,7 +125,8 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     tag = {"variants": [variant]}
     protocol = asdict(spec.protocol)
     games = list(spec.games)
-    collect, expert_of, imported = {}, {}, {}  # imported: game -> {source, sha256} of an imported expert
+    collect, collect_stage, expert_of = {}, {}, {}
+    imported = {}  # game -> {source, sha256} of an imported expert
     e = spec.expert
     for game in games:
         inputs, policy = [], {"source": e.source}
@@ -139,9 +145,9 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
             policy = dict(imported[game])
         if e.source != "random":
             policy |= {"sampling": e.sampling, "epsilon": e.epsilon}
-        stage = CollectStage(game=game, protocol=protocol, policy=policy, steps=spec.data.steps,
-                             num_envs=spec.data.num_envs, seed=spec.data.seed)
-        collect[game] = graph.add(stage.job(inputs, {"game": game, **tag}))
+        collect_stage[game] = CollectStage(game=game, protocol=protocol, policy=policy, steps=spec.data.steps,
+                                           num_envs=spec.data.num_envs, seed=spec.data.seed)
+        collect[game] = graph.add(collect_stage[game].job(inputs, {"game": game, **tag}))
 
     tok = spec.tokenizer
     tok_model = asdict(TokenizerConfig(channels=tuple(tok.channels), frame_size=spec.protocol.frame_size))
@@ -158,23 +164,39 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     for group in groups:
         tid = graph.add(tokenizer.job([collect[g] for g in group], {"games": group, "scope": tok.scope, **tag}))
         tokenizer_of.update({g: tid for g in group})
-    tokens = {g: graph.add(TokensStage().job([tokenizer_of[g], collect[g]], {"game": g, **tag},
-                                             checks={"max_residual": tok.max_residual})) for g in games}
+    def encoded(collected: dict[str, str]) -> dict[str, str]:
+        return {g: graph.add(TokensStage().job([tokenizer_of[g], collected[g]], {"game": g, **tag},
+                                               checks={"max_residual": tok.max_residual})) for g in games}
 
-    if tok.scope == "per_game" and spec.modes.joint:
-        from scaleworld.study.spec import SpecError
+    tokens = encoded(collect)
 
-        raise SpecError("modes.joint: a joint model needs one shared tokenizer: set tokenizer.scope=shared")
+    for mode in ("joint", "joint_short"):
+        if tok.scope == "per_game" and getattr(spec.modes, mode):
+            from scaleworld.study.spec import SpecError
+
+            raise SpecError(f"modes.{mode}: a joint model needs one shared tokenizer: set tokenizer.scope=shared")
 
     joint_steps = spec.train.joint_steps or spec.train.steps * len(games)
-    runs: list[tuple[str, list[str], int]] = []  # (mode, games, steps)
+    short_steps = matched_steps(joint_steps=joint_steps, num_games=len(games), rule="tokens_per_game")
+    # (mode, games, token datasets it trains on, steps); fidelity and policies read tokens[game]
+    runs: list[tuple[str, list[str], list[str], int]] = []
     if spec.modes.single:
-        runs += [("single", [g], spec.train.steps) for g in games]
+        runs += [("single", [g], [tokens[g]], spec.train.steps) for g in games]
     if spec.modes.joint:
-        runs.append(("joint", games, joint_steps))
+        runs.append(("joint", games, [tokens[g] for g in games], joint_steps))
+    if spec.modes.joint_short:
+        runs.append(("joint_short", games, [tokens[g] for g in games], short_steps))
     if spec.modes.matched.enabled:
-        m = matched_steps(joint_steps=joint_steps, num_games=len(games), rule=spec.modes.matched.rule)
-        runs += [("matched", [g], m) for g in games]
+        rule = spec.modes.matched.rule
+        m = matched_steps(joint_steps=joint_steps, num_games=len(games), rule=rule)
+        trained_on = tokens
+        if rule == "data":  # G x data.steps distinct transitions per game, from the same policy
+            more = {g: graph.add(CollectStage(**{**asdict(collect_stage[g]), "steps": len(games) * spec.data.steps,
+                                                 "seed": more_data_seed(spec.data.seed)})
+                                 .job(graph.jobs[collect[g]].inputs, {"game": g, "more_data": True, **tag}))
+                    for g in games}
+            trained_on = encoded(more)
+        runs += [("matched", [g], [trained_on[g]], m) for g in games]
     fidelity_ids, control_ids = [], []
     windows = None if spec.train.windows == WINDOWS[0] else spec.train.windows  # defaults: unset
     termination = None if spec.train.termination == TERMINATION_TARGETS[0] else spec.train.termination
@@ -182,19 +204,21 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     # Settings shared by many jobs are built once (joint26: 23,514 jobs); job configs are never mutated.
     fidelity = FidelityStage(**asdict(spec.fidelity))
     policies = _policy_configs(spec, protocol) if spec.policy.enabled else None
+    validation = spec.train.validation_fraction or None  # the default (0): unset
     train_of = {(steps, seed): _train_config(spec, steps=steps, seed=seed)
-                for _, _, steps in runs for seed in spec.seeds}
+                for *_, steps in runs for seed in spec.seeds}
     for size in study_sizes(spec):
         base_model = asdict(size.config(context=spec.models.context))
         for seed in spec.seeds:
-            for mode, run_games, steps in runs:
+            for mode, run_games, inputs, steps in runs:
                 model = {**base_model, "games": list(run_games) if len(run_games) > 1 else []}
                 dynamics = DynamicsStage(model=model, train=train_of[steps, seed], val_fraction=spec.data.val_fraction,
-                                         split_seed=spec.data.split_seed, windows=windows, termination=termination)
-                inputs = [tokens[g] for g in run_games]
+                                         split_seed=spec.data.split_seed, windows=windows, termination=termination,
+                                         validation=validation)
                 labels = {"modes": [mode], "games": run_games, "size": size.name, "seed": seed, **tag}
                 did = graph.add(dynamics.job(inputs, labels))
-                fidelity_ids.append(graph.add(fidelity.job([did, tokenizer_of[run_games[0]], *inputs], labels)))
+                held_out = [tokens[g] for g in run_games]  # every mode is scored on the same held-out episodes
+                fidelity_ids.append(graph.add(fidelity.job([did, tokenizer_of[run_games[0]], *held_out], labels)))
                 p = spec.policy
                 if p.enabled and mode in p.modes and (not p.sizes or size.name in p.sizes):
                     for game in run_games:
@@ -204,7 +228,13 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     rule = {k: getattr(spec.analysis, k) for k in ("rule_version", "alpha", "delta", "min_sizes", "min_seeds",
                                           "bootstrap_reps", "seed")}
     graph.add(AnalysisStage(rule=rule).job(sorted(set(fidelity_ids)) + sorted(set(control_ids)),
-                                           {"variant": variant, **tag}))
+                                           {"variant": variant, "matched_rule": spec.modes.matched.rule, **tag}))
+
+
+def more_data_seed(seed: int) -> int:
+    """The collection seed of the data-matched control's larger dataset: a stream of its own, far
+    from `seed` (the usual dataset's emulators are seeded seed, seed + 1, ...), so no episode repeats."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1)[0] >> 1)  # [0, 2^31)
 
 
 def _add_anchors(graph: Graph, spec: Any, tag: dict[str, Any], protocol: dict[str, Any], expert_of: dict[str, str],

@@ -133,10 +133,10 @@ def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     info = train_dynamics(token_dirs=_artifacts(store, graph, job, TokensStage), out=out,
                           model=c.model_config(), train=c.train_config(), windows=c.windows or WINDOWS[0],
                           termination=c.termination or TERMINATION_TARGETS[0],
-                          val_fraction=c.val_fraction, split_seed=c.split_seed, progress=False,
-                          device=resolve_device())
+                          validation_fraction=c.validation or 0.0, val_fraction=c.val_fraction,
+                          split_seed=c.split_seed, progress=False, device=resolve_device())
     return {"dynamics": DynamicsStage.ARTIFACT, "params": info["params"], "tokens_seen": info["tokens_seen"],
-            "final": info["final"]}
+            "final": info["final"], **({"best": info["best"]} if "best" in info else {})}
 
 
 def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -149,8 +149,11 @@ def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
                                token_dirs=_artifacts(store, graph, job, TokensStage),
                                context_steps=c.context_steps, horizon=c.horizon, rollouts=c.rollouts,
                                seed=c.seed, out=out / FidelityStage.ARTIFACT)
+    best = record.get("best")
     return {"fidelity": FidelityStage.ARTIFACT,
-            "nll": {g: r["nll_nats_per_frame"] for g, r in record["games"].items()}}
+            "nll": {g: r["nll_nats_per_frame"] for g, r in record["games"].items()},
+            **({"best": {"step": best["step"], "nll": {g: r["nll_nats_per_frame"] for g, r in best["games"].items()}}}
+               if best else {})}
 
 
 def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -208,25 +211,18 @@ def _control(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, An
             "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}
 
 
-def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
-    """Scaling regimes of held-out NLL per (mode, game), under the spec's rule."""
+def _regimes(rows: list[dict[str, Any]], *, rule: Any, seed: Any) -> dict[str, dict[str, Any]]:
+    """Scaling regime per (mode, game) of NLL rows (`scaleworld.study.results.nll_rows`)."""
     from scaleworld.analysis.regimes import classify_games
 
-    stage = stage_of(job)
-    r, rule = stage.rule, stage.regime_rule()
-    from scaleworld.study.results import nll_rows
-
-    # curves[mode][game][params] -> list of per-seed NLLs
-    curves: dict[str, dict[str, dict[int, list[float]]]] = {}
-    by_size: dict[str, dict[str, dict[str, list[float]]]] = {}  # the same, keyed by size name
-    for row in nll_rows(store, graph, [graph.jobs[i] for i in job.inputs]):
+    curves: dict[str, dict[str, dict[int, list[float]]]] = {}  # curves[mode][game][params] -> per-seed NLLs
+    for row in rows:
         curves.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["params"], []).append(row["nll"])
-        by_size.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], []).append(row["nll"])
     result = {}
     for mode, games in sorted(curves.items()):
         inputs = {game: (sorted(sizes), [sizes[p] for p in sorted(sizes)]) for game, sizes in games.items()}
         curves_ok = {g: v for g, v in inputs.items() if len(v[0]) >= 2}  # a curve needs two sizes
-        regimes = classify_games(curves_ok, rule=rule, rng=np.random.default_rng(r["seed"])) if curves_ok else {}
+        regimes = classify_games(curves_ok, rule=rule, rng=np.random.default_rng(seed)) if curves_ok else {}
         result[mode] = {
             game: {"regime": res.regime, "best_params": res.best_params, "reason": res.reason,
                    "params": inputs[game][0], "nll": inputs[game][1], "evidence": _plain(asdict(res.evidence))}
@@ -236,19 +232,56 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
             result[mode][game] = {"regime": "inconclusive", "best_params": inputs[game][0][0],
                                   "reason": "one model size: no scaling curve", "params": inputs[game][0],
                                   "nll": inputs[game][1], "evidence": None}
-    from scaleworld.analysis.summary import fidelity_improvement, matched_vs_joint, scaling_fits, score_summary
+    return result
 
+
+def _best_steps(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[int]]]]:
+    """steps[mode][game][size] -> the best checkpoint's step of each seed's run (best-reading rows)."""
+    steps: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for row in rows:
+        steps.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], []).append(row["step"])
+    return steps
+
+
+def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    """Scaling regimes of held-out NLL per (mode, game), under the spec's rule, at the final
+    checkpoints (``modes``) and, for runs that kept one, at the best (``modes_best``)."""
+    from scaleworld.analysis.summary import fidelity_improvement, matched_vs_joint, scaling_fits, score_summary
+    from scaleworld.study.results import nll_rows
+    from scaleworld.training.config import JOINT_SHORT, MATCH_RULES
+
+    stage = stage_of(job)
+    r, rule = stage.rule, stage.regime_rule()
+    inputs = [graph.jobs[i] for i in job.inputs]
+    rows = nll_rows(store, graph, inputs)
+    result = _regimes(rows, rule=rule, seed=r["seed"])
+    curves: dict[str, dict[str, dict[int, list[float]]]] = {}  # curves[mode][game][params] -> per-seed NLLs
+    by_size: dict[str, dict[str, dict[str, list[float]]]] = {}  # the same, keyed by size name
+    for row in rows:
+        curves.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["params"], []).append(row["nll"])
+        by_size.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], []).append(row["nll"])
+    best_rows = nll_rows(store, graph, inputs, reading="best")
+    # the best reading's bootstraps draw from a stream of their own: the final reading's stay as they were
+    best = {"modes_best": _regimes(best_rows, rule=rule, seed=[r["seed"], 2]),
+            "best_steps": _best_steps(best_rows)} if best_rows else {}
+    modes = {row["mode"] for row in rows}
+    controls = {**({"matched": MATCH_RULES[job.labels.get("matched_rule", "tokens_per_game")]}
+                   if "matched" in modes else {}),
+                **({"joint_short": JOINT_SHORT} if "joint_short" in modes else {})}
     reps = r["bootstrap_reps"]
     rng = np.random.default_rng([r["seed"], 1])  # a stream of its own: the regimes' intervals stay as they were
     write_json_atomic(out / AnalysisStage.ARTIFACT, {
-        "rule": rule.to_dict(), "modes": result, "bootstrap": {"reps": reps, "seed": r["seed"]},
+        "rule": rule.to_dict(), "modes": result, **best, "controls": controls,
+        "bootstrap": {"reps": reps, "seed": r["seed"]},
         "fits": scaling_fits(curves, rng=rng, reps=reps),
         "matched_vs_joint": matched_vs_joint(by_size, rng=rng, reps=reps),
         "fidelity": {"improvement": fidelity_improvement(by_size, rng=rng, reps=reps)},
         "scores": score_summary(_control_scores(store, graph, job), rng=rng, reps=reps),
     })
     return {"analysis": AnalysisStage.ARTIFACT,
-            "regimes": {mode: {g: v["regime"] for g, v in games.items()} for mode, games in result.items()}}
+            "regimes": {mode: {g: v["regime"] for g, v in games.items()} for mode, games in result.items()},
+            **({"regimes_best": {mode: {g: v["regime"] for g, v in games.items()}
+                                 for mode, games in best["modes_best"].items()}} if best else {})}
 
 
 def _control_scores(store: RunStore, graph: Graph, job: Job) -> dict[str, dict[str, dict[str, list[float]]]]:

@@ -45,9 +45,10 @@ def data_passes(graph: Graph) -> list[dict[str, Any]]:
 
     passes = frames of a game the run trains on / that game's training frames, where a run trains
     on steps x batch x window frames (window 1 for the tokenizer), shared evenly among its games
-    (sampling is balanced over games), and a game's training frames are data.steps x (1 -
-    val_fraction): the split is by episode, so the figure is approximate (the plan exists before
-    the data). Sizes share a row: every size of a mode gets the same steps."""
+    (sampling is balanced over games), and a game's training frames are its collect job's steps x
+    (1 - val_fraction) (x (1 - train.validation_fraction) for dynamics runs with a validation
+    split): the splits are by episode, so the figure is approximate (the plan exists before the
+    data). Sizes share a row: every size of a mode gets the same steps."""
     rows: dict[tuple[str, str, int], dict[str, Any]] = {}
     for job in graph.jobs.values():
         if job.kind not in ("tokenizer", "dynamics"):
@@ -57,14 +58,16 @@ def data_passes(graph: Graph) -> list[dict[str, Any]]:
         games = job.labels["games"]
         frames = train["steps"] * train["batch_size"] * window / len(games)
         collects = _collects_under(graph, job)
-        held = 1.0 - job.config["val_fraction"]
+        held = (1.0 - job.config["val_fraction"]) * (1.0 - (job.config.get("validation") or 0.0))
         passes = [frames / (graph.jobs[c].config["steps"] * held) for c in collects]
         for mode in job.labels.get("modes", ["-"]):
             row = rows.setdefault((job.kind, mode, train["steps"]), {
                 "kind": job.kind, "mode": mode, "steps": train["steps"], "games": len(games),
                 "frames_per_game": frames, "passes": []})
             row["passes"] += passes
-    modes = {"single": 0, "joint": 1, "matched": 2}
+    from scaleworld.study.spec import MODES
+
+    modes = {mode: i for i, mode in enumerate(MODES)}
     ordered = sorted(rows.values(), key=lambda r: (r["kind"] != "tokenizer", modes.get(r["mode"], 9), r["steps"]))
     return [{**r, "passes": (min(r["passes"]), max(r["passes"]))} for r in ordered]
 
@@ -118,7 +121,7 @@ def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool) 
                            f"{low:,.1f}" if high - low < 0.05 else f"{low:,.1f}-{high:,.1f}")
         console.print(passes)
         console.print("passes: the frames of a game a run trains on (steps x batch x window, shared evenly by a "
-                      "joint run's games) over its training frames (data.steps x (1 - val_fraction); the split "
-                      "is by episode, so about)")
+                      "joint run's games) over its training frames (collected steps x (1 - val_fraction) x (1 - "
+                      "train.validation_fraction); the splits are by episode, so about)")
     for _, what, reason in failures(store, graph):
         console.print(f"[red]failed[/red] {what}: {reason}")

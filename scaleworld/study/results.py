@@ -28,12 +28,17 @@ def read_finished(store: RunStore, job: Job, name: str, damaged: list[str] | Non
         return None
 
 
-def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *,
+READINGS = ("final", "best")
+"""Which checkpoint of a dynamics run is read: its last, or its best on the validation split."""
+
+
+def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *, reading: str = READINGS[0],
              damaged: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per (finished fidelity job, mode label, game): {mode, game, size, seed, params, nll}.
 
     `nll` is the held-out negative log-likelihood in nats per frame (fidelity.json); `params` the
-    dynamics model's total parameter count (its done.json)."""
+    dynamics model's total parameter count (its done.json). `reading` ``best``: the best
+    checkpoint's NLL, with its ``step``; runs without one (no validation split) give no row."""
     rows = []
     for fjob in jobs:
         if fjob.kind != "fidelity" or not store.is_done(fjob):
@@ -44,10 +49,14 @@ def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *,
         if done is None or record is None:
             continue
         params = done["outputs"]["params"]["total"]
+        read = record if reading == "final" else record.get("best")
+        if read is None:
+            continue
+        extra = {"step": read["step"]} if reading == "best" else {}
         for mode in fjob.labels["modes"]:
-            for game, g in record["games"].items():
+            for game, g in read["games"].items():
                 rows.append({"mode": mode, "game": game, "size": fjob.labels["size"], "seed": fjob.labels["seed"],
-                             "params": params, "nll": g["nll_nats_per_frame"]})
+                             "params": params, "nll": g["nll_nats_per_frame"], **extra})
     return rows
 
 

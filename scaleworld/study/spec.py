@@ -25,6 +25,7 @@ from scaleworld.errors import ScaleworldError
 from scaleworld.imagination.config import PolicyConfig, PolicyTraining
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig, default_steps
+from scaleworld.training.config import MATCH_RULES
 
 
 class SpecError(ScaleworldError):
@@ -111,13 +112,23 @@ class TrainSpec:
     """What the dynamics models' termination head learns: ``game_over``, or ``life_loss`` (a game
     over or a lost life: expert data hold few game-overs). A learning signal only; to be decided by
     the pilot study. Only a non-default choice enters the identities."""
+    validation_fraction: float = 0.0
+    """Share of each game's training episodes held out as a validation split (never the fidelity
+    split): the trainer's evaluation reads it, and every dynamics run keeps its best checkpoint
+    (lowest validation next-latent NLL) beside the final one; fidelity and the analysis then read
+    both (early stopping as a second reading). 0: no validation split, final checkpoints only
+    (the evaluation logs the fidelity split). Only a non-zero value enters the identities."""
 
 
 @dataclass
 class MatchedSpec:
     enabled: bool = True
     rule: str = "tokens_per_game"
-    """``tokens_per_game`` or ``total_steps`` (see scaleworld.training.config.matched_steps)."""
+    """What the single-game control holds equal to the joint run (scaleworld.training.config.MATCH_RULES):
+    ``tokens_per_game`` (its exposure per game), ``total_steps`` (its gradient steps), or ``data`` (its
+    exposure per game on G x data.steps distinct transitions of the game, collected by the same expert
+    in a collect job of its own: this breaks the Atari 100k budget on purpose; fidelity still reads the
+    game's usual held-out episodes)."""
 
 
 @dataclass
@@ -125,6 +136,9 @@ class ModesSpec:
     single: bool = True
     joint: bool = True
     matched: MatchedSpec = field(default_factory=MatchedSpec)
+    joint_short: bool = False
+    """Also a joint run at 1/G of the joint run's exposure per game (joint_steps / G steps; mode
+    ``joint_short``): exposure against diversity."""
 
 
 @dataclass
@@ -140,7 +154,7 @@ class FidelitySpec:
 PolicySpec = dataclasses.make_dataclass("PolicySpec", [
     ("enabled", bool, field(default=True)),
     ("trials", int, field(default=1)),  # independent policies (seeds 0 .. trials-1) per world model and game
-    ("modes", list[str], field(default_factory=lambda: ["single", "joint", "matched"])),  # models that get them
+    ("modes", list[str], field(default_factory=lambda: ["single", "joint", "matched", "joint_short"])),
     ("sizes", list[str], field(default_factory=list)),  # only models of these sizes; empty = every size
     # steps (actor-critic updates), batch_size (imagined rollouts per update), lr, checkpoint_every
     *[(f.name, type(f.default), field(default=f.default)) for f in dataclasses.fields(PolicyTraining)],
@@ -368,6 +382,9 @@ def _duplicated(values: Any) -> Any:
     return None
 
 
+MODES = ("single", "joint", "matched", "joint_short")
+"""Run kinds of dynamics models (labels ``modes``), in the order tables list them."""
+
 SEED_KEYS = ("expert.seed", "data.seed", "data.split_seed", "tokenizer.seed", "fidelity.seed", "control.seed",
              "analysis.seed")
 
@@ -440,8 +457,11 @@ def check_spec(spec: Any, *, where: str = "") -> None:
         fail("train.termination", f"{spec.train.termination!r}: use {' or '.join(TERMINATION_TARGETS)}")
     if spec.train.windows not in WINDOWS:
         fail("train.windows", f"{spec.train.windows!r}: use {' or '.join(WINDOWS)}")
-    if spec.modes.matched.rule not in ("tokens_per_game", "total_steps"):
-        fail("modes.matched.rule", "use tokens_per_game or total_steps")
+    if spec.modes.matched.rule not in MATCH_RULES:
+        fail("modes.matched.rule", f"{spec.modes.matched.rule!r}: use {', '.join(MATCH_RULES)}")
+    if not 0.0 <= spec.train.validation_fraction < 1.0:
+        fail("train.validation_fraction", f"{spec.train.validation_fraction} must be in [0, 1) (0: no validation "
+                                          "split, final checkpoints only)")
     if spec.launcher.kind not in ("local", "slurm"):
         fail("launcher.kind", "use local or slurm")
     if spec.launcher.workers is not None and spec.launcher.workers < 1:
@@ -496,8 +516,8 @@ def check_spec(spec: Any, *, where: str = "") -> None:
     if spec.data.steps < 2 * spec.models.context:
         fail("data.steps", f"{spec.data.steps} steps cannot fill training windows of models.context="
                            f"{spec.models.context}: collect at least {2 * spec.models.context}")
-    if not (spec.modes.single or spec.modes.joint or spec.modes.matched.enabled):
-        fail("modes", "enable at least one of single, joint, matched")
+    if not (spec.modes.single or spec.modes.joint or spec.modes.matched.enabled or spec.modes.joint_short):
+        fail("modes", "enable at least one of single, joint, matched, joint_short")
     if spec.modes.matched.enabled and not spec.modes.joint:
         fail("modes.matched", "a matched control needs the joint run it matches: set modes.joint=true")
     for section in ("grid", "zip"):
@@ -525,8 +545,8 @@ def _check_policy(spec: Any, fail: Any) -> None:
     if not p.enabled:
         return
     for i, mode in enumerate(p.modes):
-        if mode not in ("single", "joint", "matched"):
-            fail(f"policy.modes[{i}]", f"unknown mode {mode!r}: use single, joint or matched")
+        if mode not in MODES:
+            fail(f"policy.modes[{i}]", f"unknown mode {mode!r}: use {', '.join(MODES)}")
     sizes = {s.name for s in study_sizes(spec)}
     for i, size in enumerate(p.sizes):
         if size not in sizes:

@@ -163,10 +163,17 @@ class DynamicsStage(_TrainingStage):
     """A termination target other than the default ``game_over``
     (scaleworld.models.dynamics_config.TERMINATION_TARGETS); unset for the default."""
 
+    validation: float | None = None
+    """Share of the training episodes held out as the validation split that picks the best
+    checkpoint (early stopping as a second reading); unset: none, final checkpoint only."""
+
     def check(self) -> None:
         super().check()
         from scaleworld.data.windows import WINDOWS
         from scaleworld.models.dynamics_config import TERMINATION_TARGETS
+
+        if self.validation is not None and not 0.0 < self.validation < 1.0:
+            raise ScaleworldError(f"validation={self.validation} must be in (0, 1), or unset for none")
 
         if self.windows not in (None, *WINDOWS[1:]):
             raise ScaleworldError(f"windows={self.windows!r}: use {' or '.join(WINDOWS)}")

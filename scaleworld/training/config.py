@@ -47,17 +47,33 @@ def tokens_to_steps(tokens: int, *, batch_size: int, seq_len: int) -> int:
     return max(1, math.ceil(tokens / (batch_size * seq_len)))
 
 
-MatchRule = Literal["tokens_per_game", "total_steps"]
+MatchRule = Literal["tokens_per_game", "total_steps", "data"]
+
+MATCH_RULES: dict[str, str] = {
+    "tokens_per_game": "the joint run's exposure per game (joint_steps / G steps) on the same data.steps "
+                       "of its game: with the default joint_steps, the single run itself",
+    "total_steps": "the joint run's gradient steps (G x its exposure per game) on the same data.steps of "
+                   "its game: G times the optimisation on the same frames",
+    "data": "the joint run's exposure per game and its count of distinct transitions: G x data.steps of its "
+            "own game from the same expert (breaks the Atari 100k budget on purpose)",
+}
+"""What each matched-control rule holds equal to the joint run (G = the joint run's games); the
+report labels the control with it."""
+
+JOINT_SHORT = ("the joint run at 1/G of its exposure per game (joint_steps / G steps): the same games "
+               "and diversity with a single run's total steps")
+"""What the ``joint_short`` mode holds equal: exposure against diversity."""
 
 
 def matched_steps(*, joint_steps: int, num_games: int, rule: MatchRule) -> int:
     """Gradient steps for a single-game run matched to a joint run (same batch and window).
 
-    ``tokens_per_game``: the single run sees as many tokens of its game as the joint run saw of
-    each game (joint_steps / num_games). ``total_steps``: as many gradient steps as the joint run.
+    ``tokens_per_game`` and ``data``: the single run sees as many tokens of its game as the joint
+    run saw of each game (joint_steps / num_games); ``data`` sees them on num_games times more
+    distinct transitions. ``total_steps``: as many gradient steps as the joint run.
     """
-    if rule == "tokens_per_game":
+    if rule in ("tokens_per_game", "data"):
         return max(1, math.ceil(joint_steps / num_games))
     if rule == "total_steps":
         return joint_steps
-    raise ScaleworldError(f"unknown matching rule {rule!r}: use tokens_per_game or total_steps")
+    raise ScaleworldError(f"unknown matching rule {rule!r}: use {', '.join(MATCH_RULES)}")

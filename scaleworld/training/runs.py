@@ -17,12 +17,12 @@ import torch
 
 from scaleworld.data.dataset import TOKEN_FORMAT, OfflineDataset
 from scaleworld.data.files import write_json_atomic
-from scaleworld.data.sampling import MultiGameWindows, split_episodes
+from scaleworld.data.sampling import MultiGameWindows, split_episodes, split_validation
 from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS, DynamicsConfig, parameter_counts
-from scaleworld.models.store import DYNAMICS_FILE, TOKENIZER_FILE, save_model
+from scaleworld.models.store import DYNAMICS_BEST_FILE, DYNAMICS_FILE, TOKENIZER_FILE, save_model
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 from scaleworld.models.tokenizer_quality import frame_variance, game_quality
 from scaleworld.objectives.world_model import TokenizerLoss, WorldModelLoss
@@ -107,13 +107,16 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
 
 def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
                    val_fraction: float = 0.1, split_seed: int = 0, windows: str = WINDOWS[0],
-                   termination: str = TERMINATION_TARGETS[0], progress: bool = True,
-                   device: str | torch.device = "cpu") -> dict[str, Any]:
+                   termination: str = TERMINATION_TARGETS[0], validation_fraction: float = 0.0,
+                   progress: bool = True, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train a dynamics model on one game's tokens (single) or several games' (joint, balanced).
     `windows`: how training windows are drawn (`scaleworld.data.windows`); held-out
     evaluation keeps ``inside`` windows, so its loss reads the same across runs. `termination`: what
     the termination head learns (`TERMINATION_TARGETS`); recorded with the model (fidelity scores
-    against it, imagination ends rollouts on it)."""
+    against it, imagination ends rollouts on it). `validation_fraction` > 0: that share of each game's
+    training episodes (`split_validation`, never a held-out one) is kept out of training; the
+    trainer's evaluation reads it, and the weights at its lowest next-latent NLL are saved beside the
+    final ones (``dynamics_best.pt``, with their step): early stopping as a second reading."""
     out = Path(out)
     datasets = _open_all(token_dirs, want_tokens=True)
     content = [ds.content_id for ds in datasets]
@@ -127,6 +130,14 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         "groups": tok_cfg["groups"], "classes": tok_cfg["classes"],
     })
     train_eps, val_eps = _splits(datasets, val_fraction=val_fraction, seed=split_seed)
+    if validation_fraction:  # the trainer evaluates on a validation split of the training episodes
+        pairs = []
+        for ds, eps in zip(datasets, train_eps):
+            try:
+                pairs.append(split_validation(eps, fraction=validation_fraction, seed=split_seed))
+            except ScaleworldError as exc:
+                raise ScaleworldError(f"{ds.path} ({ds.game}): {exc}") from None
+        train_eps, val_eps = [p[0] for p in pairs], [p[1] for p in pairs]
     torch.manual_seed(train.seed)
     net = DynamicsModel(model).to(device)
     gen = torch.Generator().manual_seed(train.seed)
@@ -139,7 +150,9 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         loss=WorldModelLoss(net, termination=termination), sample_train=train_view.sample,
         sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
         run_dir=out, generators={"train": gen}, progress=progress, device=device,
+        keep_best=net if validation_fraction else None,
         identity={"model": model.to_dict(), "datasets": content,
+                  **({"validation_fraction": validation_fraction} if validation_fraction else {}),
                   **({"windows": windows} if windows != WINDOWS[0] else {}),  # defaults: no key (older runs)
                   **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {})},
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
@@ -154,11 +167,17 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         "model": model.to_dict(), "params": parameter_counts(model),
         "train": asdict(train), "tokens_seen": train.steps * train.batch_size * seq_len,
         "val_fraction": val_fraction, "split_seed": split_seed, "windows": windows, "termination": termination,
-        "final": final,
+        "validation_fraction": validation_fraction, "final": final,
     }
-    save_model(out / DYNAMICS_FILE, kind="dynamics", config=model.to_dict(), module=net.cpu(),
-               extra={"games": info["games"], "mode": info["mode"], "val_fraction": val_fraction,
-                      "split_seed": split_seed, "datasets": info["datasets"],
-                      **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {})})
+    extra = {"games": info["games"], "mode": info["mode"], "val_fraction": val_fraction, "split_seed": split_seed,
+             "datasets": info["datasets"],
+             **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {})}
+    save_model(out / DYNAMICS_FILE, kind="dynamics", config=model.to_dict(), module=net.cpu(), extra=extra)
+    if trainer.best is not None:  # the weights at the lowest validation NLL, in a module of their own
+        net.load_state_dict(trainer.best["state"])
+        best = {"step": trainer.best["step"], "validation_nll": trainer.best["value"]}
+        best["sha256"] = save_model(out / DYNAMICS_BEST_FILE, kind="dynamics", config=model.to_dict(), module=net,
+                                    extra={**extra, "best": best})
+        info["best"] = best
     write_json_atomic(out / "run.json", info)
     return info

@@ -92,6 +92,11 @@ class Trainer:
     their randomness from the generators passed in `generators` (saved in checkpoints).
     `identity` (JSON-like: model settings, input SHA-256s) is saved too; a checkpoint written with
     another config or identity is refused rather than resumed.
+
+    `keep_best` (a module inside `loss`, e.g. the model): after every evaluation, if its
+    `select_by` entry is the lowest so far, a CPU copy of the module's weights is kept as
+    ``self.best`` = {step, value, state} (in the checkpoint too, so a resumed run keeps the same
+    best); early stopping as a reading, not a stop: training still runs to `config.steps`.
     """
 
     def __init__(
@@ -108,6 +113,8 @@ class Trainer:
         progress: bool = True,
         describe: str = "train",
         identity: dict[str, Any] | None = None,
+        keep_best: nn.Module | None = None,
+        select_by: str = "val_loss_latent",
     ):
         self.loss = loss
         self.sample_train = sample_train
@@ -125,6 +132,11 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
         self._forward = torch.compile(loss) if config.compile else loss
         self._val_state = val_generator.get_state() if val_generator is not None else None
+        if keep_best is not None and sample_val is None:
+            raise ScaleworldError("keeping the best checkpoint needs held-out batches to choose it: pass sample_val")
+        self.keep_best = keep_best
+        self.select_by = select_by
+        self.best: dict[str, Any] | None = None  # {step, value, state}: the kept weights, lowest `select_by`
         self.history: list[dict[str, float]] = []
         self.resumed_at: list[int] = []  # steps at which this run was resumed from its checkpoint
 
@@ -145,6 +157,7 @@ class Trainer:
             "identity": self.identity,
             "history": self.history,
             "resumed_at": self.resumed_at,
+            "best": self.best,
         }
         with atomic_file(self.checkpoint_path, "wb") as f:
             torch.save(state, f)
@@ -179,7 +192,20 @@ class Trainer:
         self.step = state["step"]
         self.history = state["history"]
         self.resumed_at = state.get("resumed_at", []) + [self.step]
+        self.best = state.get("best")
         return True
+
+    def _consider_best(self, val: dict[str, float]) -> None:
+        """Keep the weights of `keep_best` if this evaluation is the best so far (ties: the earlier)."""
+        if self.keep_best is None:
+            return
+        if self.select_by not in val:
+            raise ScaleworldError(f"the best checkpoint is chosen by {self.select_by}, which the evaluation does not "
+                                  "give: the run needs a validation split")
+        value = val[self.select_by]
+        if self.best is None or value < self.best["value"]:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in self.keep_best.state_dict().items()}
+            self.best = {"step": self.step, "value": value, "state": state}
 
     # -- steps ---------------------------------------------------------------------------------
     def _autocast(self):
@@ -263,10 +289,12 @@ class Trainer:
                     for k, v in val.items():
                         logger.log_scalar(k, v, step=self.step)
                     self.history.append({"step": self.step, **metrics, **val})
+                    self._consider_best(val)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
                 advance(1, note=f"loss {sum(v for k, v in metrics.items() if k.startswith('loss_')):.4f}")
         final = self.history[-1] if self.history else {}
+        best = {} if self.best is None else {"best": {"step": self.best["step"], self.select_by: self.best["value"]}}
         write_json_atomic(self.run_dir / "metrics.json",
-                          {"final": final, "history": self.history, "resumed_at": self.resumed_at})
+                          {"final": final, **best, "history": self.history, "resumed_at": self.resumed_at})
         return final
