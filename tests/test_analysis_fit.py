@@ -108,3 +108,28 @@ def test_fits_leave_the_blas_thread_count_as_they_found_it():
         assert library.scipy_openblas_get_num_threads() == 1
     fit_scaling_law(PAPER, [np.full(2, 2.0 + n**-0.3) for n in PAPER], rng=np.random.default_rng(0), reps=3)
     assert library.scipy_openblas_get_num_threads() == before
+
+
+def test_study_fits_use_block_parameters_and_flag_curves_that_rise():
+    """A law planted in block (non-embedding) parameters of the paper ladder: the fit on blocks
+    recovers its alpha, the second reading on total parameters (embeddings and heads added) is
+    bent away from it; a curve that rises with size beyond its noise gets no law."""
+    from scaleworld.analysis.summary import scaling_fits
+    from scaleworld.models.dynamics_config import parameter_counts
+    from scaleworld.models.ladders import get_size
+
+    counts = [parameter_counts(get_size(f"paper-d{d}").config(context=64)) for d in (2, 8, 24, 96)]
+    rng = np.random.default_rng(5)
+    blocks = [c["blocks"] for c in counts]
+    nll = {n: list(1.0 + 30.0 * n ** -0.3 * (1 + 0.001 * rng.standard_normal(3))) for n in blocks}
+    total = {c["total"]: nll[c["blocks"]] for c in counts}
+    bump = dict(zip(blocks, [nll[blocks[0]], nll[blocks[1]], [v + 0.5 for v in nll[blocks[2]]], nll[blocks[3]]]))
+    fits = scaling_fits({"single": {"Pong": nll, "Breakout": bump}}, total={"single": {"Pong": total, "Breakout": {
+        c["total"]: bump[c["blocks"]] for c in counts}}}, rng=np.random.default_rng(0), reps=100)
+    pong = fits["single"]["Pong"]
+    assert pong["params"] == "blocks" and pong["monotone"]
+    assert pong["fit"]["alpha"] == pytest.approx(0.3, abs=0.02)
+    assert abs(pong["alpha_total_ci"]["point"] - 0.3) > abs(pong["fit"]["alpha"] - 0.3)
+    breakout = fits["single"]["Breakout"]
+    assert breakout["fit"] is None and not breakout["monotone"]
+    assert breakout["reason"].startswith(f"not monotone: {blocks[2]:,} parameters are worse than {blocks[1]:,}")

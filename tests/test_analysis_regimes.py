@@ -1,4 +1,5 @@
-"""The regime rule on synthetic scaling curves with known shapes and seed noise.
+"""The regime rule, version 1, on synthetic scaling curves with known shapes and seed noise
+(version 2: tests/test_analysis_regimes_v2.py).
 
 Curves live on the `paper` ladder (6.3M-302M parameters) with held-out NLL around 2.4-3.2 nats and
 multiplicative seed noise. "Power" is measured by the standard error of a size mean relative to the
@@ -25,7 +26,7 @@ from scaleworld.errors import ScaleworldError
 PAPER = np.array([6.3e6, 12.6e6, 25e6, 38e6, 76e6, 151e6, 302e6])
 RATIO = PAPER / PAPER[0]
 # Modest reps keep the suite fast; the smallest permutation p-value is 1/401, far below alpha.
-RULE = RegimeRule(bootstrap_reps=100, permutation_reps=400)
+RULE = RegimeRule(version="regime-rule/1", bootstrap_reps=100, permutation_reps=400)
 
 
 def _bump(center: float, height: float) -> np.ndarray:
@@ -157,8 +158,9 @@ def test_evidence_reports_the_tests_the_rule_and_the_best_size():
         kruskal.pvalue)
     x = np.repeat(np.log(PAPER), 6)
     assert evidence.spearman_rho == pytest.approx(stats.spearmanr(x, np.concatenate(values)).statistic)
-    for p in dataclasses.astuple(evidence.p_raw):
-        assert 0.0 <= p <= 1.0
+    v2_only = ("largest_worse_than_smallest", "smallest_worse", "train_better", "train_worse")
+    for name, p in dataclasses.asdict(evidence.p_raw).items():
+        assert 0.0 <= p <= 1.0 if name not in v2_only else np.isnan(p), name  # version 1 leaves them untested
     assert evidence.p_used == evidence.p_raw  # one game: nothing to adjust
 
 
@@ -207,10 +209,11 @@ def test_classify_games_adjusts_decision_p_values_with_benjamini_hochberg():
 
 
 def test_rule_is_versioned_validated_and_printable():
-    rule = RegimeRule(alpha=0.01, delta=0.03, min_sizes=5, min_seeds=4, bootstrap_reps=500, permutation_reps=999)
-    assert rule.version == RULE_VERSION == "regime-rule/1"
-    assert rule.to_dict() == {"version": "regime-rule/1", "alpha": 0.01, "delta": 0.03, "min_sizes": 5,
-                              "min_seeds": 4, "bootstrap_reps": 500, "permutation_reps": 999}
+    rule = RegimeRule(version="regime-rule/1", alpha=0.01, delta=0.03, min_sizes=5, min_seeds=4, bootstrap_reps=500,
+                      permutation_reps=999)
+    assert RegimeRule().version == RULE_VERSION == "regime-rule/2"  # the default: the latest
+    assert rule.to_dict() == {"version": "regime-rule/1", "alpha": 0.01, "delta": 0.03, "margin_nats": 0.05,
+                              "min_sizes": 5, "min_seeds": 4, "bootstrap_reps": 500, "permutation_reps": 999}
     assert RegimeRule(**rule.to_dict()) == rule
     assert "alpha=0.01" in rule.describe() and "delta=3.0%" in rule.describe()
     with pytest.raises(TypeError):
@@ -219,6 +222,7 @@ def test_rule_is_versioned_validated_and_printable():
         (dict(version="regime-rule/0"), "unknown"),
         (dict(alpha=0.0), "alpha"),
         (dict(delta=-0.01), "delta"),
+        (dict(margin_nats=-0.1), "margin_nats"),
         (dict(min_sizes=2), "min_sizes"),
         (dict(min_seeds=1), "min_seeds"),
         (dict(min_sizes=4.5), "integer"),

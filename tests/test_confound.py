@@ -63,8 +63,12 @@ def test_the_data_matched_control_trains_on_g_times_distinct_data_of_its_own_gam
     fidelity = {}
     for job, folder in _jobs(root, "fidelity"):
         record = json.loads((folder / "fidelity.json").read_text())
-        held = [graph.jobs[i] for i in job.inputs if graph.jobs[i].kind == "tokens"]
-        assert not any(graph.jobs[i].labels.get("more_data") for t in held for i in t.inputs)
+        given = [graph.jobs[i] for i in job.inputs if graph.jobs[i].kind == "tokens"]
+        more = [any(graph.jobs[i].labels.get("more_data") for i in t.inputs) for t in given]
+        # the usual tokens of every game (held out), and a matched run's own (its training-split NLL)
+        assert more.count(False) == len(job.labels["games"]) and any(more) == (job.labels["modes"] == ["matched"])
+        for g in record["games"].values():
+            assert g["train_nll_nats_per_frame"] is not None and g["train_episodes"] >= 1
         for game, g in record["games"].items():
             fidelity.setdefault(game, set()).add((g["held_out_episodes"], g["transitions"]))
     assert all(len(v) == 1 for v in fidelity.values()), fidelity
@@ -110,7 +114,7 @@ def test_the_report_and_plan_say_what_each_control_holds_equal(confound_study):
     report = subprocess.run([sys.executable, "-m", "scaleworld.cli", "report", str(root)], capture_output=True,
                             text=True, env={**os.environ, "COLUMNS": "250"}).stdout
     (header,) = [line for line in report.splitlines() if "best ckpt" in line]
-    assert "regime (best ckpt)" in header and "best steps per size" in header
+    assert "regime (best ckpt)" in header and "best step" in header
     (joint,) = [line for line in report.splitlines() if line.startswith("| joint ") and "Pong" in line
                 and "inconclusive" in line]
     flat = " ".join(report.split())
@@ -145,3 +149,13 @@ def test_the_new_options_leave_every_other_identity_alone(tmp_path):
     validated = build_graph(load_spec(smoke, ["train.validation_fraction=0.2"]))
     changed = {j.kind for j in validated.jobs.values() if j.id not in ids}
     assert "collect" not in changed and "tokenizer" not in changed and "dynamics" in changed
+
+
+def test_the_episode_bootstrap_option_enters_the_identity_only_when_chosen():
+    from pathlib import Path
+
+    smoke = Path(__file__).resolve().parents[1] / "studies" / "smoke.yaml"
+    (off,) = build_graph(load_spec(smoke)).by_kind("analysis")
+    (on,) = build_graph(load_spec(smoke, ["analysis.episode_bootstrap=true"])).by_kind("analysis")
+    (explicit_off,) = build_graph(load_spec(smoke, ["analysis.episode_bootstrap=false"])).by_kind("analysis")
+    assert off.id == explicit_off.id != on.id and on.config["rule"]["episode_bootstrap"] is True

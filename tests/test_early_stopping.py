@@ -90,6 +90,12 @@ def test_fidelity_scores_the_final_and_the_best_checkpoint_on_the_same_rollouts(
     settings = {"tokenizer_dir": frozen_tokenizer, "token_dirs": [breakout_tokens], "context_steps": 2,
                 "horizon": 2, "rollouts": 4, "seed": 3}
     record = evaluate_fidelity(dynamics_dir=tmp_path / "run", **settings)
+    game = record["games"]["Breakout"]
+    nats, frames = torch.tensor(game["episode_nll"]).sum(0).tolist()  # per held-out episode: [nats, frames]
+    assert len(game["episode_nll"]) == game["held_out_episodes"] and frames == game["transitions"]
+    assert nats / frames == pytest.approx(game["nll_nats_per_frame"])
+    # the training-split NLL: as many episodes as held out, from those it trained on (not the validation split)
+    assert game["train_episodes"] == game["held_out_episodes"] and game["train_nll_nats_per_frame"] > 0
     best = record["best"]
     assert best["step"] == json.loads((tmp_path / "run" / "run.json").read_text())["best"]["step"]
     # the best checkpoint's figures are those of its weights alone, scored like any final model

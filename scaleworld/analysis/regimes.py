@@ -58,6 +58,31 @@ test rather than "no significant effect" because non-significance is not evidenc
 The Welch t-tests assume roughly normal seed-to-seed noise; unlike bootstrap intervals, they stay
 honest with 3 seeds. Bootstrap intervals on the per-size means are
 reported as evidence only.
+
+``regime-rule/2`` (the default; version 1 stays selectable) answers a referee of version 1:
+
+- The margin is absolute: d = margin_nats (nats per frame), whatever the level. Version 1's d =
+  delta x |level| includes the game's irreducible entropy, so a stochastic game got a wide margin
+  and a near-zero NLL (collapsed tokens) a near-zero one, with confident labels from noise.
+- Paired contrasts: when every size has the same seeds (`paired=True`: with a fixed seed all sizes
+  see the same batch order), a contrast of sizes i and j is a one-sample t-test on the per-seed
+  differences (n - 1 degrees of freedom) in place of Welch's; the seed effect they share cancels.
+- ``classical`` needs both arms of its U: besides version 1's conditions, the smallest size is
+  worse than some interior size by more than d (``smallest_worse``: Bonferroni over the K - 2
+  interior sizes, as ``largest_worse``), so a curve whose best is interior by noise alone is not a U.
+- ``degrading``: bigger is worse. p_size_effect <= alpha and the largest is worse than the smallest
+  by more than d (``largest_worse_than_smallest``: one-sided, as the contrasts above), and the
+  curve is not a U. The paper's "classical regime, where larger world models degrade fidelity";
+  with ``classical`` it forms the classical family.
+- The mechanism check. A curve is only called ``classical`` or ``degrading`` when the larger models
+  fit their training data better: the training-split NLL of the largest size is below that of the
+  held-out-best size (``train_better``: one-sided contrast, margin 0). When it is shown worse
+  (``train_worse``) the curve is ``optimisation_limited``: bigger models are not fitted, an
+  optimisation failure (e.g. one learning rate for every depth), not overfitting. Neither shown, or
+  no training-split NLL given: ``inconclusive``, saying so.
+- Decision order: inconclusive (data), flat, double_descent, the classical family (classical, then
+  degrading, each through the mechanism check), monotonic, inconclusive. BH across games now also
+  adjusts the three new families.
 """
 
 from __future__ import annotations
@@ -79,8 +104,12 @@ from scaleworld.analysis.statistics import (
 )
 from scaleworld.errors import ScaleworldError
 
-RULE_VERSION = "regime-rule/1"
-REGIMES = ("monotonic", "classical", "double_descent", "flat", "inconclusive")
+RULE_VERSIONS = ("regime-rule/1", "regime-rule/2")
+RULE_VERSION = RULE_VERSIONS[-1]
+"""The default: the latest version."""
+REGIMES = ("monotonic", "classical", "degrading", "optimisation_limited", "double_descent", "flat", "inconclusive")
+"""Every class either version can name (version 1 never names degrading or optimisation_limited)."""
+CLASSICAL_FAMILY = ("classical", "degrading")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,11 +117,15 @@ class RegimeRule:
     """The thresholds of the regime rule. Print it with every classification."""
 
     version: str = RULE_VERSION
-    """Which published decision procedure; this scaleworld implements only regime-rule/1."""
+    """Which published decision procedure (RULE_VERSIONS; see the module docstring)."""
     alpha: float = 0.05
     """Significance level of every test (after Benjamini-Hochberg across games)."""
     delta: float = 0.02
-    """Smallest difference that counts, relative to the curve's mean level (0.02 = 2%)."""
+    """Version 1: smallest difference that counts, relative to the curve's mean level (0.02 = 2%)."""
+    margin_nats: float = 0.05
+    """Version 2: smallest difference that counts, in nats per frame (0.05: 2% of the 2.5-nat
+    level of the synthetic curves the rule is tested on; provisional until the pilot study measures
+    seed spreads and effects on real games)."""
     min_sizes: int = 4
     """Fewer sizes than this: inconclusive."""
     min_seeds: int = 3
@@ -104,9 +137,12 @@ class RegimeRule:
     Benjamini-Hochberg over G games use at least G / alpha (the default suffices for 26 games)."""
 
     def __post_init__(self) -> None:
-        if self.version != RULE_VERSION:
+        if self.version not in RULE_VERSIONS:
             raise ScaleworldError(f"regime rule version {self.version!r} is unknown; this scaleworld implements "
-                                  f"{RULE_VERSION!r}: set version: {RULE_VERSION} in the spec")
+                                  f"{' and '.join(RULE_VERSIONS)}: set one as analysis.rule_version in the spec")
+        if not (np.isfinite(self.margin_nats) and self.margin_nats >= 0):
+            raise ScaleworldError(f"regime rule margin_nats={self.margin_nats} must be a difference >= 0 in nats "
+                                  "per frame, e.g. 0.05")
         if not 0.0 < self.alpha < 0.5:
             raise ScaleworldError(f"regime rule alpha={self.alpha} must lie in (0, 0.5), e.g. 0.05")
         if not (np.isfinite(self.delta) and self.delta >= 0):
@@ -129,10 +165,19 @@ class RegimeRule:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def v2(self) -> bool:
+        return self.version == "regime-rule/2"
+
+    def margin_text(self) -> str:
+        """The smallest difference that counts, as the decision's reasons print it."""
+        return f"{self.margin_nats:g} nats" if self.v2 else f"delta={self.delta:.1%}"
+
     def describe(self) -> str:
-        return (f"{self.version}: alpha={self.alpha:g}, delta={self.delta:.1%} of the level, "
-                f">= {self.min_sizes} sizes x {self.min_seeds} seeds, {self.bootstrap_reps} bootstrap / "
-                f"{self.permutation_reps} permutation reps")
+        margin = (f"margin {self.margin_nats:g} nats/frame, paired by seed, mechanism check on the training split"
+                  if self.v2 else f"delta={self.delta:.1%} of the level")
+        return (f"{self.version}: alpha={self.alpha:g}, {margin}, >= {self.min_sizes} sizes x {self.min_seeds} "
+                f"seeds, {self.bootstrap_reps} bootstrap / {self.permutation_reps} permutation reps")
 
 
 DEFAULT_RULE = RegimeRule()
@@ -149,6 +194,14 @@ class RegimePValues:
     largest_worse: float
     largest_gain: float
     no_worsening: float
+    largest_worse_than_smallest: float = math.nan
+    """Version 2: the largest size worse than the smallest by more than d."""
+    smallest_worse: float = math.nan
+    """Version 2: the smallest size worse than some interior size by more than d (the U's left arm)."""
+    train_better: float = math.nan
+    """Version 2: the largest size's training-split NLL below the held-out-best size's."""
+    train_worse: float = math.nan
+    """Version 2: the largest size's training-split NLL above the held-out-best size's."""
 
 
 _FAMILIES = tuple(field.name for field in dataclasses.fields(RegimePValues))
@@ -183,6 +236,10 @@ class RegimeEvidence:
     p_raw: RegimePValues
     p_used: RegimePValues
     """The p-values the decision used: p_raw for one game, BH-adjusted across games in classify_games."""
+    paired: bool = False
+    """Version 2: the contrasts were paired by seed."""
+    train_means: tuple[float, ...] | None = None
+    """Version 2: per size, the mean training-split NLL (None: not given)."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +269,20 @@ def _welch(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         dof = np.where(dof_denominator > 0, se2**2 / dof_denominator, counts[:, None] + counts[None, :] - 2)
     return means[:, None] - means[None, :], np.sqrt(se2), dof
+
+
+def _paired(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As `_welch`, from per-seed differences (values aligned by seed): diff[i, j] = mean(v_i - v_j),
+    its standard error sd / sqrt(n) and n - 1 degrees of freedom."""
+    runs = np.stack(values)  # [K, n]
+    differences = runs[:, None, :] - runs[None, :, :]  # [K, K, n]
+    n = runs.shape[1]
+    se = differences.std(axis=-1, ddof=1) / np.sqrt(n)
+    return differences.mean(axis=-1), se, np.full(se.shape, n - 1.0)
+
+
+def _contrasts(values: list[np.ndarray], paired: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _paired(values) if paired else _welch(values)
 
 
 def _p_worse(diff: np.ndarray, se: np.ndarray, dof: np.ndarray, margin: float) -> np.ndarray:
@@ -305,9 +376,11 @@ def _check_curve(params: Sequence[float], values: Sequence[object]) -> tuple[np.
     return sizes[order], arrays
 
 
-def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeRule,
-             rng: np.random.Generator) -> RegimeEvidence:
+def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeRule, rng: np.random.Generator,
+             train: Sequence[object] | None = None, paired: bool = False) -> RegimeEvidence:
     sizes, arrays = _check_curve(params, values)
+    train_arrays = _check_curve(params, train)[1] if train is not None and rule.v2 else None
+    paired = rule.v2 and paired and len({v.size for v in arrays}) == 1 and arrays[0].size >= 2
     check_bootstrap(rng=rng, reps=rule.bootstrap_reps, confidence=1 - rule.alpha)
     size_means = bootstrap_group_mean_cis(arrays, rng=rng, reps=rule.bootstrap_reps, confidence=1 - rule.alpha)
     means = np.array([ci.point for ci in size_means])
@@ -316,7 +389,9 @@ def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeR
     best = int(np.argmin(means))
     evidence = dict(
         params=tuple(float(n) for n in sizes), seeds=tuple(v.size for v in arrays), size_means=size_means,
-        level=level, delta_abs=rule.delta * abs(level), relative_range=float(np.ptp(means)) / scale,
+        level=level, delta_abs=rule.margin_nats if rule.v2 else rule.delta * abs(level),
+        relative_range=float(np.ptp(means)) / scale, paired=paired,
+        train_means=None if train_arrays is None else tuple(float(t.mean()) for t in train_arrays),
         relative_gain=float(means[0] - means[best]) / scale,
         relative_largest_gap=float(means[-1] - means[best]) / scale,
     )
@@ -325,12 +400,12 @@ def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeR
                               spearman_rho=math.nan, bump_index=None, relative_bump=None,
                               p_raw=_UNTESTED, p_used=_UNTESTED)
 
-    k, d = sizes.size, rule.delta * abs(level)
+    k, d = sizes.size, evidence["delta_abs"]
     runs = np.concatenate(arrays)
     h, p_size_effect = _kruskal(arrays)
     rho, p_trend = _spearman_permutation(np.repeat(np.log(sizes), [v.size for v in arrays]), runs,
                                          reps=rule.permutation_reps, rng=rng)
-    diff, se, dof = _welch(arrays)
+    diff, se, dof = _contrasts(arrays, paired)
     p_worse, p_within = _p_worse(diff, se, dof, d), _p_within(diff, se, dof, d)
     off_diagonal = ~np.eye(k, dtype=bool)
     p_bump, bump_index, bump_height = _bump(diff, p_worse)
@@ -343,16 +418,45 @@ def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeR
         largest_gain=min(1.0, (k - 1) * float(p_worse[:-1, -1].min())),
         # Row j, column i < j: the larger size j against the smaller size i.
         no_worsening=float(p_within[np.tril_indices(k, -1)].max()),
+        **(_v2_p_values(p_worse, arrays, train_arrays, best, paired) if rule.v2 else {}),
     )
     relative_bump = None if bump_height is None else bump_height / scale
     return RegimeEvidence(**evidence, kruskal_h=h, kruskal_epsilon_squared=h / (runs.size - 1), spearman_rho=rho,
                           bump_index=bump_index, relative_bump=relative_bump, p_raw=p_raw, p_used=p_raw)
 
 
+def _v2_p_values(p_worse: np.ndarray, arrays: list[np.ndarray], train: list[np.ndarray] | None, best: int,
+                 paired: bool) -> dict[str, float]:
+    """Version 2's families: the largest worse than the smallest, and the mechanism check (the
+    largest size's training NLL against the held-out-best size's; untested when they coincide)."""
+    k = len(arrays)
+    out = {"largest_worse_than_smallest": float(p_worse[-1, 0]),
+           "smallest_worse": min(1.0, (k - 2) * float(p_worse[0, 1:-1].min()))}
+    if train is not None and best != len(arrays) - 1:
+        pair = paired and len({t.size for t in train}) == 1 and train[0].size >= 2
+        diff, se, dof = _contrasts(train, pair)
+        out["train_better"] = float(_p_within(diff, se, dof, 0.0)[-1, best])
+        out["train_worse"] = float(_p_worse(diff, se, dof, 0.0)[-1, best])
+    return out
+
+
+def _mechanism(regime: str, why: str, p: RegimePValues, alpha: float) -> tuple[str, str]:
+    """Version 2: a classical-family curve only where larger models fit their training data better."""
+    if p.train_better <= alpha:
+        return regime, f"{why}; the largest size fits its training split better (p={p.train_better:.2g}): overfitting"
+    if p.train_worse <= alpha:
+        return "optimisation_limited", (f"{why}, but the largest size fits its training split worse too "
+                                        f"(p={p.train_worse:.2g}): bigger models are not fitted, not overfitted")
+    if np.isnan(p.train_better):
+        return "inconclusive", f"{why}, but no training-split NLL was given to tell overfitting from optimisation"
+    return "inconclusive", (f"{why}, but the training-split NLL tells neither overfitting nor an optimisation limit "
+                            f"(better p={p.train_better:.2g}, worse p={p.train_worse:.2g})")
+
+
 def _decide(evidence: RegimeEvidence, rule: RegimeRule) -> RegimeResult:
     means = np.array([ci.point for ci in evidence.size_means])
     best, k, alpha, p = int(np.argmin(means)), means.size, rule.alpha, evidence.p_used
-    delta = f"delta={rule.delta:.1%}"
+    delta = rule.margin_text()
 
     def result(regime: str, reason: str) -> RegimeResult:
         return RegimeResult(regime=regime, best_index=best, best_params=evidence.params[best], reason=reason,
@@ -370,10 +474,15 @@ def _decide(evidence: RegimeEvidence, rule: RegimeRule) -> RegimeResult:
     if effect and p.bump <= alpha:
         return result("double_descent", f"size {evidence.bump_index + 1} of {k} is a bump {evidence.relative_bump:.1%} "
                                         f"above both sides, more than {delta} (p={p.bump:.2g})")
-    if effect and 0 < best < k - 1 and p.largest_worse <= alpha:
-        return result("classical", f"best is size {best + 1} of {k}; the largest is "
-                                   f"{evidence.relative_largest_gap:.1%} worse, more than {delta} "
-                                   f"(p={p.largest_worse:.2g})")
+    left_arm = not rule.v2 or p.smallest_worse <= alpha  # version 2: a U needs its left arm shown too
+    if effect and 0 < best < k - 1 and p.largest_worse <= alpha and left_arm:
+        why = (f"best is size {best + 1} of {k}; the largest is {evidence.relative_largest_gap:.1%} worse, more "
+               f"than {delta} (p={p.largest_worse:.2g})")
+        return result(*_mechanism("classical", why, p, alpha)) if rule.v2 else result("classical", why)
+    if rule.v2 and effect and p.largest_worse_than_smallest <= alpha:
+        why = (f"bigger is worse: the largest size is worse than the smallest by more than {delta} "
+               f"(p={p.largest_worse_than_smallest:.2g})")
+        return result(*_mechanism("degrading", why, p, alpha))
     improving = evidence.spearman_rho < 0 and p.trend <= alpha
     if improving and p.largest_gain <= alpha and p.no_worsening <= alpha:
         return result("monotonic", f"improving trend (rho={evidence.spearman_rho:.2f}, p={p.trend:.2g}), "
@@ -394,14 +503,20 @@ def _decide(evidence: RegimeEvidence, rule: RegimeRule) -> RegimeResult:
 
 
 def classify_regime(params: Sequence[float], values: Sequence[object], *, rule: RegimeRule = DEFAULT_RULE,
-                    rng: np.random.Generator) -> RegimeResult:
-    """Classify one scaling curve (values: per size, per-seed fidelity; lower is better)."""
-    return _decide(_measure(params, values, rule=rule, rng=rng), rule)
+                    rng: np.random.Generator, train: Sequence[object] | None = None,
+                    paired: bool = False) -> RegimeResult:
+    """Classify one scaling curve (values: per size, per-seed fidelity; lower is better). Version 2:
+    `train`, the same per size and seed on the training split (the mechanism check); `paired`, the
+    arrays are aligned by seed (every size the same seeds, in the same order)."""
+    return _decide(_measure(params, values, rule=rule, rng=rng, train=train, paired=paired), rule)
 
 
 def classify_games(curves: Mapping[str, tuple[Sequence[float], Sequence[object]]], *,
-                   rule: RegimeRule = DEFAULT_RULE, rng: np.random.Generator) -> dict[str, RegimeResult]:
-    """Classify each game's curve (game -> (params, values)), with Benjamini-Hochberg across games.
+                   rule: RegimeRule = DEFAULT_RULE, rng: np.random.Generator,
+                   train: Mapping[str, Sequence[object]] | None = None,
+                   paired: bool = False) -> dict[str, RegimeResult]:
+    """Classify each game's curve (game -> (params, values)), with Benjamini-Hochberg across games;
+    `train` and `paired` as `classify_regime` (train: game -> per-size training-split values).
 
     Games are measured in sorted name order (so the rng draws do not depend on the mapping's order).
     Each family of decision p-values is adjusted over the games with enough sizes and seeds.
@@ -414,7 +529,8 @@ def classify_games(curves: Mapping[str, tuple[Sequence[float], Sequence[object]]
             params, values = curves[game]
         except (TypeError, ValueError):
             raise ScaleworldError(f"curves[{game!r}] must be a pair (params, per-size seed values)") from None
-        measured[game] = _measure(params, values, rule=rule, rng=rng)
+        measured[game] = _measure(params, values, rule=rule, rng=rng, paired=paired,
+                                  train=None if train is None else train.get(game))
     tested = [g for g in measured if np.isfinite(measured[g].p_raw.size_effect)]
     adjusted: dict[str, dict[str, float]] = {g: {} for g in tested}
     for family in _FAMILIES:

@@ -1,5 +1,6 @@
 """The study-level numbers of `analysis.json` beyond the regimes: scaling-law fits, the paired
-matched-vs-joint test, and aggregate normalised control scores with intervals.
+matched-vs-joint test, and aggregate normalised control scores and P(improvement) with
+hierarchical bootstrap intervals (`scaleworld.analysis.hierarchical`).
 
 Inputs are plain nested dicts read from job folders; outputs are JSON-safe dicts (intervals as
 ``{"point", "lo", "hi"}``). Every bootstrap draws from the one `numpy.random.Generator` passed in,
@@ -13,19 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from scaleworld.analysis.hierarchical import aggregate_cis, improvement_ci
 from scaleworld.analysis.scaling_fit import fit_scaling_law
-from scaleworld.analysis.statistics import (
-    AGGREGATES,
-    ConfidenceInterval,
-    paired_comparison,
-    probability_of_improvement_ci,
-    stratified_bootstrap_ci,
-)
+from scaleworld.analysis.statistics import ConfidenceInterval, paired_comparison
 from scaleworld.errors import ScaleworldError
 
-# curves[mode][game][params] -> per-seed values; scores[mode][size][game] -> per-run values
+# curves[mode][game][params] -> per-seed values
 Curves = dict[str, dict[str, dict[int, list[float]]]]
-Scores = dict[str, dict[str, dict[str, list[float]]]]
 
 COMPARED = (("joint", "single"), ("joint", "matched"), ("matched", "single"), ("joint", "joint_short"),
             ("joint_short", "single"))
@@ -40,8 +35,28 @@ def interval(ci: ConfidenceInterval) -> dict[str, float | None]:
     return {"point": plain(ci.point), "lo": plain(ci.lo), "hi": plain(ci.hi)}
 
 
-def scaling_fits(curves: Curves, *, rng: np.random.Generator, reps: int) -> dict[str, dict[str, Any]]:
-    """L(N) = E + A / N^alpha per (mode, game) with >= 3 sizes; else the reason there is none."""
+def _rises(sizes: dict[int, list[float]]) -> str | None:
+    """Where a curve (params -> per-seed NLLs) rises with size by more than its noise: a step up
+    larger than the combined standard error of the two means (any step up with one seed); None if
+    it never does."""
+    params = sorted(sizes)
+    for small, large in zip(params, params[1:]):
+        a, b = np.asarray(sizes[small], float), np.asarray(sizes[large], float)
+        se = math.sqrt(sum(v.var(ddof=1) / v.size for v in (a, b) if v.size > 1))
+        if b.mean() - a.mean() > se:
+            return (f"not monotone: {large:,} parameters are worse than {small:,} by {b.mean() - a.mean():.3g} "
+                    f"(noise {se:.2g}): a power law does not describe it")
+    return None
+
+
+def scaling_fits(curves: Curves, *, rng: np.random.Generator, reps: int,
+                 total: Curves | None = None) -> dict[str, dict[str, Any]]:
+    """L(N) = E + A / N^alpha per (mode, game) with >= 3 sizes. `curves` are keyed by the models'
+    block (non-embedding) parameters, N as Kaplan et al. (2020) count it; `total`, the same curves
+    keyed by total parameters, adds alpha on total parameters as a second reading (embeddings and
+    heads are 19% of the smallest paper model, 0.4% of the largest: they bend the small end). A
+    curve that rises with size beyond its noise (`_rises`) is not fitted: it is flagged, not
+    reported as a law."""
     out: dict[str, dict[str, Any]] = {}
     for mode in sorted(curves):
         for game in sorted(curves[mode]):
@@ -50,8 +65,16 @@ def scaling_fits(curves: Curves, *, rng: np.random.Generator, reps: int) -> dict
             if len(params) < 3:
                 out.setdefault(mode, {})[game] = {"fit": None, "reason": f"{len(params)} sizes; a fit needs 3"}
                 continue
+            rises = _rises(sizes)
+            if rises is not None:
+                out.setdefault(mode, {})[game] = {"fit": None, "reason": rises, "monotone": False}
+                continue
             try:
                 f = fit_scaling_law(params, [sizes[p] for p in params], rng=rng, reps=reps)
+                by_total = None
+                if total is not None:
+                    t = total[mode][game]
+                    by_total = fit_scaling_law(sorted(t), [t[p] for p in sorted(t)], rng=rng, reps=reps)
             except ScaleworldError as exc:
                 out.setdefault(mode, {})[game] = {"fit": None, "reason": str(exc)}
                 continue
@@ -60,7 +83,9 @@ def scaling_fits(curves: Curves, *, rng: np.random.Generator, reps: int) -> dict
                 "relative_error": f.held_out.relative_error}
             out.setdefault(mode, {})[game] = {
                 "fit": {"E": f.fit.E, "A": f.fit.A, "alpha": f.fit.alpha, "sizes": f.fit.sizes},
-                "alpha_ci": interval(f.alpha_ci), "E_ci": interval(f.E_ci), "held_out": held, "reason": None}
+                "params": "blocks", "alpha_ci": interval(f.alpha_ci), "E_ci": interval(f.E_ci), "held_out": held,
+                "monotone": True, "reason": None,
+                **({} if by_total is None else {"alpha_total_ci": interval(by_total.alpha_ci)})}
     return out
 
 
@@ -89,45 +114,59 @@ def matched_vs_joint(curves: dict[str, dict[str, dict[str, list[float]]]], *, rn
     return out
 
 
-def improvements(values: dict[str, dict[str, dict[str, list[float]]]], *, rng: np.random.Generator, reps: int,
+SHARED_SEED_MODES = ("joint", "joint_short")
+"""Modes whose models play every game: one model per seed, so the hierarchical bootstrap draws
+their seeds once for all games."""
+
+# values[mode][size][game][seed] -> run values (policy trials, or the one NLL of a seed's model)
+NestedRuns = dict[str, dict[str, dict[str, dict[int, list[float]]]]]
+
+
+def improvements(values: NestedRuns, *, rng: np.random.Generator, reps: int,
                  lower_is_better: bool = False) -> dict[str, dict[str, Any]]:
-    """P(x improves on y) with a stratified bootstrap interval, for each pair of `COMPARED` modes
-    at each size both have, over the games both have; values[mode][size][game] -> per-run values."""
+    """P(x improves on y) with a hierarchical bootstrap interval (`scaleworld.analysis.hierarchical`),
+    for each pair of `COMPARED` modes at each size both have, over the games both have."""
     out: dict[str, dict[str, Any]] = {}
     for x, y in COMPARED:
         for size in sorted(set(values.get(x, {})) & set(values.get(y, {}))):
             games = sorted(set(values[x][size]) & set(values[y][size]))
             if not games:
                 continue
-            ci = probability_of_improvement_ci({g: values[x][size][g] for g in games},
-                                               {g: values[y][size][g] for g in games}, rng=rng, reps=reps,
-                                               lower_is_better=lower_is_better)
+            ci = improvement_ci({g: values[x][size][g] for g in games}, {g: values[y][size][g] for g in games},
+                                x_shared=x in SHARED_SEED_MODES, y_shared=y in SHARED_SEED_MODES, rng=rng,
+                                reps=reps, lower_is_better=lower_is_better)
             out.setdefault(f"{x}_vs_{y}", {})[size] = {**interval(ci), "games": games}
     return out
 
 
-def fidelity_improvement(curves: dict[str, dict[str, dict[str, list[float]]]], *, rng: np.random.Generator,
+def fidelity_improvement(curves: dict[str, dict[str, dict[str, dict[int, float]]]], *, rng: np.random.Generator,
                          reps: int) -> dict[str, dict[str, Any]]:
-    """P(improvement) between modes on held-out NLL (lower is better); curves[mode][game][size] -> seeds."""
-    by_size: dict[str, dict[str, dict[str, list[float]]]] = {}
+    """P(improvement) between modes on held-out NLL (lower is better); curves[mode][game][size][seed] -> NLL."""
+    by_size: NestedRuns = {}
     for mode, games in curves.items():
         for game, sizes in games.items():
-            for size, values in sizes.items():
-                by_size.setdefault(mode, {}).setdefault(size, {})[game] = values
+            for size, seeds in sizes.items():
+                by_size.setdefault(mode, {}).setdefault(size, {})[game] = {s: [v] for s, v in seeds.items()}
     return improvements(by_size, rng=rng, reps=reps, lower_is_better=True)
 
 
-def score_summary(scores: Scores, *, rng: np.random.Generator, reps: int) -> dict[str, Any]:
-    """Aggregates of normalised scores per (mode, size) with stratified bootstrap intervals
-    (runs resampled within each game), and P(improvement) between modes at each size."""
+def score_summary(scores: NestedRuns, *, rng: np.random.Generator, reps: int) -> dict[str, Any]:
+    """Aggregates of normalised scores per (mode, size) (`RUN_AGGREGATES`: median and mean of game
+    means, IQM and optimality gap over all runs as rliable defines them, and those two of game means
+    under their own names) with hierarchical bootstrap intervals, and P(improvement) between modes
+    at each size. scores[mode][size][game][seed] -> normalised score of each policy trial."""
     aggregates: dict[str, dict[str, Any]] = {}
     for mode in sorted(scores):
         for size in sorted(scores[mode]):
             per_game = {g: scores[mode][size][g] for g in sorted(scores[mode][size])}
-            row: dict[str, Any] = {"games": {g: float(np.mean(v)) for g, v in per_game.items()},
-                                   "runs": {g: len(v) for g, v in per_game.items()}}
-            for name, aggregate in AGGREGATES.items():
-                row[name] = interval(stratified_bootstrap_ci(per_game, aggregate, rng=rng, reps=reps))
+            runs = {g: [v for trials in seeds.values() for v in trials] for g, seeds in per_game.items()}
+            row: dict[str, Any] = {"games": {g: float(np.mean(v)) for g, v in runs.items()},
+                                   "runs": {g: len(v) for g, v in runs.items()},
+                                   "seeds": {g: len(seeds) for g, seeds in per_game.items()},
+                                   "shared_seeds": mode in SHARED_SEED_MODES}
+            for name, ci in aggregate_cis(per_game, shared_seeds=mode in SHARED_SEED_MODES, rng=rng,
+                                          reps=reps).items():
+                row[name] = interval(ci)
             aggregates.setdefault(mode, {})[size] = row
     comparisons = improvements(scores, rng=rng, reps=reps)
-    return {"aggregates": aggregates, "improvement": comparisons}
+    return {"aggregates": aggregates, "improvement": comparisons, "bootstrap": "hierarchical"}

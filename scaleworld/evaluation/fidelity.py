@@ -3,6 +3,9 @@
 - Next-latent NLL in nats per frame (summed over the 32 variables), over every transition of the
   held-out episodes, read in consecutive windows of the model's context. Comparable across sizes
   and between single and joint runs because all read the same frozen tokenizer's tokens.
+- Training-split NLL: the same NLL on as many episodes (drawn by the seed) of those the model
+  trained on: what regime-rule/2's mechanism check compares across sizes (do bigger models fit
+  their training data better?).
 - Reward: mean absolute error of the predicted (expected) reward; termination: F1 at p > 0.5.
 - Open loop: from `rollouts` real contexts of `context_steps` steps, the model imagines `horizon`
   steps (most likely latent per variable, real actions) through its KV cache; each imagined frame
@@ -17,12 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import scaleworld
 from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.files import write_json_atomic
-from scaleworld.data.sampling import split_episodes, window_rows
+from scaleworld.data.sampling import split_episodes, split_validation, window_rows
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
@@ -34,27 +38,31 @@ FIDELITY_FORMAT = "scaleworld.fidelity/1"
 
 
 def _windows(ds: OfflineDataset, episodes: torch.Tensor, length: int):
-    """Consecutive non-overlapping windows [start, start+length) covering each held-out episode."""
-    for e in episodes.tolist():
+    """(start, length, i): consecutive non-overlapping windows [start, start+length) covering each
+    held-out episode, i its position in `episodes`."""
+    for i, e in enumerate(episodes.tolist()):
         start, n = int(ds.episode_starts[e]), int(ds.episode_lengths[e])
         for offset in range(0, n, length):
-            yield start + offset, min(length, n - offset)
+            yield start + offset, min(length, n - offset), i
 
 
 @torch.no_grad()
 def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.Tensor, game: int | None,
                      batch: int = 32, termination: str = TERMINATION_TARGETS[0]) -> dict[str, float]:
     """Held-out NLL, reward MAE and termination F1; the termination is scored against the target the
-    model was trained on (`termination`, recorded with it)."""
+    model was trained on (`termination`, recorded with it). ``episode_nll``: per episode (in the
+    order given) its summed NLL and its scored frames, [[nats, frames], ...], so an analysis can
+    resample the held-out episodes."""
     loss = WorldModelLoss(model, termination=termination)
     c = model.config
     nll_sum = frames = abs_err = 0.0
     tp = fp = fn = 0
     steps = 0
     windows = list(_windows(ds, episodes, c.context))
+    per_episode = torch.zeros(len(episodes), 2, dtype=torch.float64)  # [E, (nats, frames)]
     for i in range(0, len(windows), batch):
         chunk = windows[i : i + batch]
-        first, remaining = torch.tensor(chunk).T  # [2, B]
+        first, remaining, which = torch.tensor(chunk).T  # [3, B]
         index, mask = window_rows(first, remaining, c.context)
         td = ds.data[index.reshape(-1)].reshape(len(chunk), c.context).to_tensordict()
         td["mask"] = mask
@@ -63,6 +71,8 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
         terms = loss.terms(td)
         nll_sum += float((terms["latent"] * terms["latent_mask"]).sum())
         frames += float(terms["latent_mask"].sum())
+        per_episode[:, 0].index_add_(0, which, (terms["latent"] * terms["latent_mask"]).sum(-1).double())
+        per_episode[:, 1].index_add_(0, which, terms["latent_mask"].sum(-1).double())
         mask = td["mask"]
         reward = expected_value(terms["out"]["reward_logits"], c.reward_limit)
         abs_err += float(((reward - td["next", "reward"]).abs() * mask).sum())
@@ -76,7 +86,7 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
         raise ScaleworldError("the held-out episodes have no transitions: collect more data or raise val_fraction")
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None  # None: no terminations to score
     return {"nll_nats_per_frame": nll_sum / frames, "reward_mae": abs_err / steps, "termination_f1": f1,
-            "transitions": int(frames)}
+            "transitions": int(frames), "episode_nll": per_episode.tolist()}
 
 
 @torch.no_grad()
@@ -126,16 +136,46 @@ def open_loop(model: DynamicsModel, tokenizer, ds: OfflineDataset, pixels: Offli
     return record
 
 
+def _roles(datasets: list[OfflineDataset], identity: dict[str, Any]) -> dict[str, dict[str, OfflineDataset]]:
+    """game -> {held_out, train}: the dataset whose held-out episodes are scored (one the model did
+    not train on, if given: the data-matched control is scored on the game's usual data) and the one
+    it trained on (for the training-split NLL; absent if none was given)."""
+    trained = {d["manifest_sha256"] for d in identity.get("datasets") or [] if isinstance(d, dict)}
+    roles: dict[str, dict[str, OfflineDataset]] = {}
+    for ds in datasets:
+        role = roles.setdefault(ds.game, {})
+        if ds.content_id["manifest_sha256"] in trained:
+            role["train"] = ds
+            role.setdefault("held_out", ds)
+        else:
+            role["held_out"] = ds
+    return roles
+
+
+def _training_sample(ds: OfflineDataset, identity: dict[str, Any], count: int, seed: int) -> torch.Tensor:
+    """`count` of the episodes the model trained on (its split's training side less its validation
+    split), drawn by `seed`: the training-split NLL reads as many episodes as the held-out NLL."""
+    train, _ = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
+                              seed=identity["split_seed"])
+    if identity.get("validation_fraction"):
+        train, _ = split_validation(train, fraction=identity["validation_fraction"], seed=identity["split_seed"])
+    picks = np.random.default_rng([seed, 3]).choice(len(train), size=min(len(train), max(1, count)), replace=False)
+    return train[np.sort(picks)]
+
+
 def _game_records(model: DynamicsModel, identity: dict[str, Any], tokenizer, datasets: list[OfflineDataset], *,
                   context_steps: int, horizon: int, rollouts: int, seed: int) -> dict[str, Any]:
-    """{game: metrics} of one model on each dataset's held-out episodes (the model's own split)."""
+    """{game: metrics} of one model on each game's held-out episodes (the model's own split), with
+    ``train_nll_nats_per_frame``: the same NLL on as many of the episodes it trained on (None when
+    its training data were not given)."""
     from scaleworld.models.encode import open_source
 
     games = list(model.config.games)
     target = identity.get("termination", TERMINATION_TARGETS[0])  # what the termination head was trained on
     generator = torch.Generator().manual_seed(seed)  # the same rollouts for every model given this seed
     records = {}
-    for ds in datasets:
+    for roles in _roles(datasets, identity).values():
+        ds = roles["held_out"]
         if games and ds.game not in games:
             raise ScaleworldError(f"{ds.path}: game {ds.game} is not one of the joint model's games {games}")
         if not games and ds.game not in identity["games"]:
@@ -149,7 +189,13 @@ def _game_records(model: DynamicsModel, identity: dict[str, Any], tokenizer, dat
             "open_loop": open_loop(model, tokenizer, ds, pixels, val, game, context_steps=context_steps,
                                    horizon=horizon, rollouts=rollouts, generator=generator),
             "held_out_episodes": len(val),
+            "train_nll_nats_per_frame": None, "train_episodes": 0,
         }
+        if "train" in roles:
+            train = _training_sample(roles["train"], identity, len(val), seed)
+            records[ds.game]["train_nll_nats_per_frame"] = one_step_metrics(
+                model, roles["train"], train, game, termination=target)["nll_nats_per_frame"]
+            records[ds.game]["train_episodes"] = len(train)
     return records
 
 
@@ -159,8 +205,9 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
     """Fidelity of a trained dynamics model on each game's held-out episodes (its own split).
 
     The token datasets may be others than the model trained on (the data-matched control trains on
-    a larger dataset and is scored on the game's usual one): the split is the model's (val_fraction,
-    split_seed), so every run is scored on the same held-out episodes of the same tokens. A run that
+    a larger dataset and is scored on the game's usual one, given beside it): the split is the
+    model's (val_fraction, split_seed), so every run is scored on the same held-out episodes of the
+    same tokens; the training-split NLL reads the dataset it trained on (`_roles`). A run that
     kept its best checkpoint (`DYNAMICS_BEST_FILE`) is scored at both: ``games`` holds the final
     checkpoint's figures, ``best`` = {step, validation_nll, sha256, games} the best one's, on the
     same rollouts."""

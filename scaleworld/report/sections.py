@@ -32,6 +32,10 @@ def interval_text(ci: dict[str, float | None] | None, sep: str = " ") -> str:
     return f"{num(ci['point'])}{sep}[{num(ci.get('lo'))}, {num(ci.get('hi'))}]"
 
 
+def _point(ci: dict[str, float | None] | None) -> str:
+    return "n/a" if not ci or ci.get("point") is None else f"{ci['point']:.3f}"
+
+
 def size_key(size_params: dict[str, int]) -> Any:
     """Sizes in order of parameters (names sort paper-d12 before paper-d2); unknown sizes last."""
     return lambda size: (size_params.get(size, math.inf), size)
@@ -44,6 +48,19 @@ def render_settings(variant: str, analysis: dict[str, Any], console: Any) -> Non
                       "intervals are 95% percentile bootstrap intervals")
 
 
+def _section(analysis: dict[str, Any], key: str, what: str, console: Any, *, empty: str | None = None) -> Any:
+    """analysis[key], or None after one line saying why `what` is not shown: an analysis.json written
+    before the section existed, or (with `empty`) a study without what it needs."""
+    value = analysis.get(key)
+    if value is None:
+        console.print(f"{what}: not in this analysis.json (written before it)")
+        return None
+    if not value and empty is not None:
+        console.print(f"{what}: not in this study ({empty})")
+        return None
+    return value
+
+
 def render_controls(variant: str, analysis: dict[str, Any], console: Any) -> None:
     """One line per control mode: what it holds equal to the joint run (analysis.json ``controls``)."""
     for mode, held in analysis.get("controls", {}).items():
@@ -53,21 +70,26 @@ def render_controls(variant: str, analysis: dict[str, Any], console: Any) -> Non
 def render_fits(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:
     from rich.table import Table
 
-    fits = analysis.get("fits")
+    fits = _section(analysis, "fits", f"scaling-law fits ({variant})", console)
     if fits is None:
-        console.print(f"scaling-law fits ({variant}): not in this analysis.json (written before fits existed)")
         return
-    table = Table(title=f"scaling-law fits ({variant}): held-out NLL = E + A / N^alpha; held-out error: the "
-                        "largest size predicted from the rest", box=style)
-    for col in ("mode", "game", "alpha [95% CI]", "E [95% CI]", "held-out error", "no fit because"):
+    blocks = any(f.get("params") == "blocks" for games in fits.values() for f in games.values())
+    n = "N = block (non-embedding) parameters" if blocks else "N = total parameters"
+    table = Table(title=f"scaling-law fits ({variant}): held-out NLL = E + A / N^alpha, {n}; held-out error: "
+                        "the largest size predicted from the rest; a curve that rises with size is not fitted",
+                  box=style)
+    columns = ("mode", "game", "alpha [95% CI]", *(("alpha (total N)",) if blocks else ()), "E [95% CI]",
+               "held-out error", "no fit because")
+    for col in columns:
         table.add_column(col)
     for mode, games in sorted(fits.items()):
         for game, f in sorted(games.items()):
             if f["fit"] is None:
-                table.add_row(mode, game, "-", "-", "-", f["reason"])
+                table.add_row(mode, game, "-", *(("-",) if blocks else ()), "-", "-", f["reason"])
                 continue
             held = f.get("held_out")
-            table.add_row(mode, game, interval_text(f["alpha_ci"]), interval_text(f["E_ci"]),
+            table.add_row(mode, game, interval_text(f["alpha_ci"]),
+                          *((_point(f.get("alpha_total_ci")),) if blocks else ()), interval_text(f["E_ci"]),
                           "-" if held is None else f"{held['relative_error']:+.1%}", f.get("reason") or "")
     console.print(table)
 
@@ -75,12 +97,9 @@ def render_fits(variant: str, analysis: dict[str, Any], console: Any, style: Any
 def render_paired(variant: str, analysis: dict[str, Any], console: Any, style: Any, order: Any) -> None:
     from rich.table import Table
 
-    paired = analysis.get("matched_vs_joint")
+    paired = _section(analysis, "matched_vs_joint", f"matched vs joint ({variant})", console,
+                      empty="it needs the matched and joint modes")
     if paired is None:
-        console.print(f"matched vs joint ({variant}): not in this analysis.json (written before the paired test)")
-        return
-    if not paired:
-        console.print(f"matched vs joint ({variant}): not in this study (it needs the matched and joint modes)")
         return
     table = Table(title=f"matched vs joint ({variant}): held-out NLL, matched - joint (below 0: matched better)",
                   box=style)
@@ -93,14 +112,39 @@ def render_paired(variant: str, analysis: dict[str, Any], console: Any, style: A
     console.print(table)
 
 
+def render_interaction(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:
+    """The mode x size interaction (scaleworld.analysis.interaction): does joint stabilise scaling?"""
+    from rich.table import Table
+
+    tests = _section(analysis, "interaction", f"joint stabilises scaling ({variant})", console,
+                     empty="it needs joint and single or matched")
+    if tests is None:
+        return
+    table = Table(title=f"joint stabilises scaling ({variant}): per seed, the worst step up of held-out NLL along "
+                        "the sizes, y's minus joint's (above 0: joint rises less); one-sided t over seeds, BH across "
+                        "games; overall: mean over games per seed", box=style)
+    for col in ("comparison", "game", "mean difference", "p", "p (BH)", "seeds"):
+        table.add_column(col)
+    for name, test in tests.items():
+        label = name.replace("_stabilises_", " vs ")
+        overall = test.get("overall")
+        if overall:
+            table.add_row(label, f"all {overall['games']}", f"{overall['mean']:+.3f}", f"{overall['p']:.3g}", "-",
+                          str(overall["seeds"]))
+        for game, g in test["games"].items():
+            table.add_row(label, game, f"{g['mean']:+.3f}", f"{g['p']:.3g}", f"{g['p_bh']:.3g}", str(g["seeds"]))
+        for game, why in test.get("left_out", {}).items():
+            table.add_row(label, game, "-", "-", "-", why)
+    console.print(table)
+
+
 def render_scores(variant: str, analysis: dict[str, Any], control: dict[str, Any], console: Any, style: Any,
                   order: Any) -> None:
     """Aggregates per mode and size, the upper anchor they are normalised by, then P(improvement)."""
     from rich.table import Table
 
-    scores = analysis.get("scores")
+    scores = _section(analysis, "scores", f"normalised control scores ({variant})", console)
     if scores is None:
-        console.print(f"normalised control scores ({variant}): not in this analysis.json (written before them)")
         return
     if not scores["aggregates"]:
         console.print(f"normalised control scores ({variant}): not measured (this study trains no policies)")
@@ -116,6 +160,10 @@ def render_scores(variant: str, analysis: dict[str, Any], control: dict[str, Any
                           # Four intervals on one line need ~130 columns; under the point they fit in 120.
                           *(interval_text(row[key], sep="\n") for key, _ in AGGREGATE_COLUMNS))
     console.print(table)
+    if scores.get("bootstrap") == "hierarchical":
+        console.print("median and mean: of the game means; IQM and optimality gap: over all runs of all games "
+                      "(rliable); intervals: hierarchical bootstrap (world-model seeds, then policy trials; joint "
+                      "modes draw their seeds once for all games), expanded percentile")
     kinds = upper_kinds(control["games"].get(variant, {}))
     if kinds:  # the upper anchor is a per-game setting of the anchor jobs: say which one each game used
         used = "; ".join(f"{kind} ({', '.join(games)})" for kind, games in kinds.items())
@@ -127,9 +175,8 @@ def render_scores(variant: str, analysis: dict[str, Any], control: dict[str, Any
 
 def render_fidelity_improvement(variant: str, analysis: dict[str, Any], console: Any, style: Any,
                                 order: Any) -> None:
-    fidelity = analysis.get("fidelity")
+    fidelity = _section(analysis, "fidelity", f"P(improvement) ({variant}) of held-out NLL", console)
     if fidelity is None:
-        console.print(f"P(improvement) ({variant}) of held-out NLL: not in this analysis.json (written before it)")
         return
     render_improvement(f"P(improvement) ({variant}) of held-out NLL (lower wins)", fidelity["improvement"],
                        console, style, order)

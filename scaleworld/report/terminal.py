@@ -21,6 +21,7 @@ from scaleworld.report.sections import (
     render_controls,
     render_fidelity_improvement,
     render_fits,
+    render_interaction,
     render_paired,
     render_scores,
     render_settings,
@@ -107,11 +108,13 @@ def render(results: dict[str, Any], console: Any) -> None:
     for variant, analysis in results["regimes"].items():
         render_settings(variant, analysis, console)
         rule = analysis["rule"]
-        table = Table(title=f"scaling regimes ({variant}; rule {rule['version']}: alpha={rule['alpha']}, "
-                            f"delta={rule['delta']}, min sizes {rule['min_sizes']}, min seeds {rule['min_seeds']})",
-                      box=style)
+        margin = (f"margin {rule.get('margin_nats')} nats/frame, contrasts paired by seed, classical family only "
+                  "where bigger models fit their training split better" if rule["version"] == "regime-rule/2"
+                  else f"delta={rule['delta']} of the level")
+        table = Table(title=f"scaling regimes ({variant}; rule {rule['version']}: alpha={rule['alpha']}, {margin}, "
+                            f"min sizes {rule['min_sizes']}, min seeds {rule['min_seeds']})", box=style)
         best = analysis.get("modes_best")  # runs with a validation split: the regime at the best checkpoints too
-        for col in ("mode", "game", "regime", *(("regime (best ckpt)", "best steps per size") if best else ()),
+        for col in ("mode", "game", "regime", *(("regime (best ckpt)", "best step") if best else ()),
                     "best size (params)", "evidence"):
             table.add_column(col)
         for mode, games in analysis["modes"].items():
@@ -119,9 +122,11 @@ def render(results: dict[str, Any], console: Any) -> None:
                 at_best = ()
                 if best:
                     b = best.get(mode, {}).get(game)
-                    steps = analysis.get("best_steps", {}).get(mode, {}).get(game, {})
-                    at_best = ("-" if b is None else b["regime"],
-                               " ".join("/".join(map(str, steps[size])) for size in sorted(steps, key=order)) or "-")
+                    steps = [s for per_seed in analysis.get("best_steps", {}).get(mode, {}).get(game, {}).values()
+                             for s in per_seed]  # over sizes and seeds: where the best checkpoints lie
+                    span = "-" if not steps else (f"{min(steps):,}" if min(steps) == max(steps)
+                                                  else f"{min(steps):,}-{max(steps):,}")
+                    at_best = ("-" if b is None else b["regime"], span)
                 table.add_row(mode, game, r["regime"], *at_best, f"{r['best_params']:,.0f}", r["reason"])
         console.print(table)
         render_controls(variant, analysis, console)
@@ -155,6 +160,7 @@ def render(results: dict[str, Any], console: Any) -> None:
     for variant, analysis in results["regimes"].items():
         render_fits(variant, analysis, console, style)
         render_paired(variant, analysis, console, style, order)
+        render_interaction(variant, analysis, console, style)
         render_fidelity_improvement(variant, analysis, console, style, order)
         render_scores(variant, analysis, results["control"], console, style, order)
     if not results["regimes"]:

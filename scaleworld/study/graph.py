@@ -218,15 +218,19 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
                 labels = {"modes": [mode], "games": run_games, "size": size.name, "seed": seed, **tag}
                 did = graph.add(dynamics.job(inputs, labels))
                 held_out = [tokens[g] for g in run_games]  # every mode is scored on the same held-out episodes
-                fidelity_ids.append(graph.add(fidelity.job([did, tokenizer_of[run_games[0]], *held_out], labels)))
+                trained = [t for t in inputs if t not in held_out]  # and on its own data for the training NLL
+                fidelity_ids.append(graph.add(fidelity.job([did, tokenizer_of[run_games[0]], *held_out, *trained],
+                                                           labels)))
                 p = spec.policy
                 if p.enabled and mode in p.modes and (not p.sizes or size.name in p.sizes):
                     for game in run_games:
                         control_ids += _add_policies(graph, policies, did=did, tokens=tokens[game],
                                                      tokenizer=tokenizer_of[game], anchor=anchors[game],
                                                      labels={**labels, "game": game})
-    rule = {k: getattr(spec.analysis, k) for k in ("rule_version", "alpha", "delta", "min_sizes", "min_seeds",
-                                          "bootstrap_reps", "seed")}
+    rule = {k: getattr(spec.analysis, k) for k in ("rule_version", "alpha", "delta", "margin_nats", "min_sizes",
+                                                   "min_seeds", "bootstrap_reps", "seed")}
+    if spec.analysis.episode_bootstrap:  # the default (off) stays out of the identity
+        rule["episode_bootstrap"] = True
     graph.add(AnalysisStage(rule=rule).job(sorted(set(fidelity_ids)) + sorted(set(control_ids)),
                                            {"variant": variant, "matched_rule": spec.modes.matched.rule, **tag}))
 

@@ -211,27 +211,61 @@ def _control(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, An
             "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}
 
 
+def _episode_intervals(rows: list[dict[str, Any]], *, seed: Any, reps: int) -> dict[str, dict[str, Any]]:
+    """[mode][game] -> per size (ascending parameters) the mean NLL with an interval over seeds and
+    held-out episodes (`scaleworld.analysis.hierarchical.episode_size_means`); games whose fidelity
+    records lack the episodes are left out."""
+    from scaleworld.analysis.hierarchical import episode_size_means
+    from scaleworld.analysis.summary import interval
+
+    runs: dict[str, dict[str, dict[int, list[Any]]]] = {}
+    for row in rows:
+        runs.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["params"], []).append(
+            row.get("episodes"))
+    rng = np.random.default_rng([seed, 4])  # a stream of its own: every other interval stays as it was
+    out: dict[str, dict[str, Any]] = {}
+    for mode, games in sorted(runs.items()):
+        for game, sizes in sorted(games.items()):
+            params = sorted(sizes)
+            if any(e is None for p in params for e in sizes[p]):
+                continue
+            cis = episode_size_means([np.array(sizes[p]) for p in params], rng=rng, reps=reps)
+            out.setdefault(mode, {})[game] = {"params": params, "size_means": [interval(ci) for ci in cis]}
+    return out
+
+
 def _regimes(rows: list[dict[str, Any]], *, rule: Any, seed: Any) -> dict[str, dict[str, Any]]:
-    """Scaling regime per (mode, game) of NLL rows (`scaleworld.study.results.nll_rows`)."""
+    """Scaling regime per (mode, game) of NLL rows (`scaleworld.study.results.nll_rows`). Per size
+    the runs are ordered by seed; where every size has the same seeds the contrasts are paired
+    (regime-rule/2), and where every run has a training-split NLL the mechanism check reads it."""
     from scaleworld.analysis.regimes import classify_games
 
-    curves: dict[str, dict[str, dict[int, list[float]]]] = {}  # curves[mode][game][params] -> per-seed NLLs
+    runs: dict[str, dict[str, dict[int, dict[int, tuple[float, float | None]]]]] = {}  # [mode][game][params][seed]
     for row in rows:
-        curves.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["params"], []).append(row["nll"])
+        runs.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["params"], {})[row["seed"]] = (
+            row["nll"], row.get("train_nll"))
     result = {}
-    for mode, games in sorted(curves.items()):
-        inputs = {game: (sorted(sizes), [sizes[p] for p in sorted(sizes)]) for game, sizes in games.items()}
+    for mode, games in sorted(runs.items()):
+        inputs, train, paired = {}, {}, True
+        for game, sizes in games.items():
+            params = sorted(sizes)
+            inputs[game] = (params, [[sizes[p][s][0] for s in sorted(sizes[p])] for p in params])
+            paired &= len({tuple(sorted(sizes[p])) for p in params}) == 1
+            if all(v[1] is not None for p in params for v in sizes[p].values()):
+                train[game] = [[sizes[p][s][1] for s in sorted(sizes[p])] for p in params]
         curves_ok = {g: v for g, v in inputs.items() if len(v[0]) >= 2}  # a curve needs two sizes
-        regimes = classify_games(curves_ok, rule=rule, rng=np.random.default_rng(seed)) if curves_ok else {}
+        regimes = classify_games(curves_ok, rule=rule, rng=np.random.default_rng(seed), train=train,
+                                 paired=paired) if curves_ok else {}
         result[mode] = {
             game: {"regime": res.regime, "best_params": res.best_params, "reason": res.reason,
-                   "params": inputs[game][0], "nll": inputs[game][1], "evidence": _plain(asdict(res.evidence))}
+                   "params": inputs[game][0], "nll": inputs[game][1], "train_nll": train.get(game),
+                   "evidence": _plain(asdict(res.evidence))}
             for game, res in regimes.items()
         }
         for game in sorted(set(inputs) - set(curves_ok)):
             result[mode][game] = {"regime": "inconclusive", "best_params": inputs[game][0][0],
                                   "reason": "one model size: no scaling curve", "params": inputs[game][0],
-                                  "nll": inputs[game][1], "evidence": None}
+                                  "nll": inputs[game][1], "train_nll": train.get(game), "evidence": None}
     return result
 
 
@@ -246,6 +280,7 @@ def _best_steps(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, lis
 def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     """Scaling regimes of held-out NLL per (mode, game), under the spec's rule, at the final
     checkpoints (``modes``) and, for runs that kept one, at the best (``modes_best``)."""
+    from scaleworld.analysis.interaction import interaction_tests
     from scaleworld.analysis.summary import fidelity_improvement, matched_vs_joint, scaling_fits, score_summary
     from scaleworld.study.results import nll_rows
     from scaleworld.training.config import JOINT_SHORT, MATCH_RULES
@@ -257,9 +292,16 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     result = _regimes(rows, rule=rule, seed=r["seed"])
     curves: dict[str, dict[str, dict[int, list[float]]]] = {}  # curves[mode][game][params] -> per-seed NLLs
     by_size: dict[str, dict[str, dict[str, list[float]]]] = {}  # the same, keyed by size name
+    by_seed: dict[str, dict[str, dict[str, dict[int, float]]]] = {}  # [mode][game][size][seed] -> NLL
+    by_blocks: dict[str, dict[str, dict[int, list[float]]]] = {}  # curves keyed by block parameters
+    blocks_of = {row["size"]: row["blocks"] for row in rows}  # orders the sizes of the interaction test
     for row in rows:
         curves.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["params"], []).append(row["nll"])
+        by_blocks.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["blocks"], []).append(
+            row["nll"])
         by_size.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], []).append(row["nll"])
+        by_seed.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], {})[row["seed"]] = (
+            row["nll"])
     best_rows = nll_rows(store, graph, inputs, reading="best")
     # the best reading's bootstraps draw from a stream of their own: the final reading's stay as they were
     best = {"modes_best": _regimes(best_rows, rule=rule, seed=[r["seed"], 2]),
@@ -273,9 +315,12 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     write_json_atomic(out / AnalysisStage.ARTIFACT, {
         "rule": rule.to_dict(), "modes": result, **best, "controls": controls,
         "bootstrap": {"reps": reps, "seed": r["seed"]},
-        "fits": scaling_fits(curves, rng=rng, reps=reps),
+        "fits": scaling_fits(by_blocks, total=curves, rng=rng, reps=reps),
         "matched_vs_joint": matched_vs_joint(by_size, rng=rng, reps=reps),
-        "fidelity": {"improvement": fidelity_improvement(by_size, rng=rng, reps=reps)},
+        "fidelity": {"improvement": fidelity_improvement(by_seed, rng=rng, reps=reps)},
+        **({"size_means_episodes": _episode_intervals(rows, seed=r["seed"], reps=reps)}
+           if r.get("episode_bootstrap") else {}),
+        "interaction": interaction_tests(by_seed, order=sorted(blocks_of, key=lambda size: (blocks_of[size], size))),
         "scores": score_summary(_control_scores(store, graph, job), rng=rng, reps=reps),
     })
     return {"analysis": AnalysisStage.ARTIFACT,
@@ -284,15 +329,15 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
                                  for mode, games in best["modes_best"].items()}} if best else {})}
 
 
-def _control_scores(store: RunStore, graph: Graph, job: Job) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """scores[mode][size][game] -> normalised mean score of each (world-model seed, trial) run."""
+def _control_scores(store: RunStore, graph: Graph, job: Job) -> dict[str, dict[str, dict[str, dict[int, list[float]]]]]:
+    """scores[mode][size][game][world-model seed] -> normalised mean score of each policy trial."""
     from scaleworld.study.results import control_rows
 
-    scores: dict[str, dict[str, dict[str, list[float]]]] = {}
+    scores: dict[str, dict[str, dict[str, dict[int, list[float]]]]] = {}
     for row in control_rows(store, [graph.jobs[i] for i in job.inputs]):
         for mode in row["modes"]:
-            scores.setdefault(mode, {}).setdefault(row["size"], {}).setdefault(row["game"], []).append(
-                row["normalised"])
+            scores.setdefault(mode, {}).setdefault(row["size"], {}).setdefault(row["game"], {}).setdefault(
+                row["seed"], []).append(row["normalised"])
     return scores
 
 

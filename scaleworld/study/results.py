@@ -34,11 +34,14 @@ READINGS = ("final", "best")
 
 def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *, reading: str = READINGS[0],
              damaged: list[str] | None = None) -> list[dict[str, Any]]:
-    """One row per (finished fidelity job, mode label, game): {mode, game, size, seed, params, nll}.
+    """One row per (finished fidelity job, mode label, game): {mode, game, size, seed, params, blocks, nll,
+    train_nll, episodes} (train_nll: the training-split NLL; episodes: per held-out episode its
+    summed nats and frames; None where fidelity did not measure them).
 
     `nll` is the held-out negative log-likelihood in nats per frame (fidelity.json); `params` the
-    dynamics model's total parameter count (its done.json). `reading` ``best``: the best
-    checkpoint's NLL, with its ``step``; runs without one (no validation split) give no row."""
+    dynamics model's total parameter count, `blocks` its transformer blocks' (its done.json).
+    `reading` ``best``: the best checkpoint's NLL, with its ``step``; runs without one (no
+    validation split) give no row."""
     rows = []
     for fjob in jobs:
         if fjob.kind != "fidelity" or not store.is_done(fjob):
@@ -48,7 +51,7 @@ def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *, reading: str
         record = read_finished(store, fjob, FidelityStage.ARTIFACT, damaged)
         if done is None or record is None:
             continue
-        params = done["outputs"]["params"]["total"]
+        params, blocks = done["outputs"]["params"]["total"], done["outputs"]["params"]["blocks"]
         read = record if reading == "final" else record.get("best")
         if read is None:
             continue
@@ -56,7 +59,9 @@ def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *, reading: str
         for mode in fjob.labels["modes"]:
             for game, g in read["games"].items():
                 rows.append({"mode": mode, "game": game, "size": fjob.labels["size"], "seed": fjob.labels["seed"],
-                             "params": params, "nll": g["nll_nats_per_frame"], **extra})
+                             "params": params, "blocks": blocks, "nll": g["nll_nats_per_frame"],
+                             "train_nll": g.get("train_nll_nats_per_frame"), "episodes": g.get("episode_nll"),
+                             **extra})
     return rows
 
 

@@ -180,9 +180,16 @@ class ControlSpec:
 
 @dataclass
 class AnalysisSpec:
-    rule_version: str = "regime-rule/1"
+    rule_version: str = "regime-rule/2"
+    """The regime rule (scaleworld.analysis.regimes; regime-rule/1 stays selectable)."""
     alpha: float = 0.05
     delta: float = 0.02
+    """regime-rule/1's margin, relative to the curve's level."""
+    margin_nats: float = 0.05
+    """regime-rule/2's margin in nats per frame (provisional until the pilot study measures it)."""
+    episode_bootstrap: bool = False
+    """Also give each size's mean NLL an interval that resamples the held-out episodes with the
+    seeds (analysis.json ``size_means_episodes``); off: seeds only. Only `true` enters the identity."""
     min_sizes: int = 4
     min_seeds: int = 3
     bootstrap_reps: int = 2000
@@ -530,8 +537,8 @@ def check_spec(spec: Any, *, where: str = "") -> None:
 
     a = spec.analysis
     try:
-        RegimeRule(version=a.rule_version, alpha=a.alpha, delta=a.delta, min_sizes=a.min_sizes,
-                   min_seeds=a.min_seeds, bootstrap_reps=a.bootstrap_reps)
+        RegimeRule(version=a.rule_version, alpha=a.alpha, delta=a.delta, margin_nats=a.margin_nats,
+                   min_sizes=a.min_sizes, min_seeds=a.min_seeds, bootstrap_reps=a.bootstrap_reps)
     except ScaleworldError as exc:
         fail("analysis", str(exc))
     _check_policy(spec, fail)

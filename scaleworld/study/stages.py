@@ -196,10 +196,16 @@ class FidelityStage(Stage):
     horizon: int
     rollouts: int
     seed: int
+    measures: str = "fidelity/2"
+    """What the job measures, so that a new measure redoes finished fidelity jobs: ``fidelity/2``
+    adds the training-split NLL (regime-rule/2's mechanism check); ``fidelity/1`` (absent) before."""
 
     def check(self) -> None:
         super().check()
         _at_least(1, context_steps=self.context_steps, horizon=self.horizon, rollouts=self.rollouts)
+        if self.measures != FidelityStage.measures:
+            raise ScaleworldError(f"measures={self.measures!r}: this scaleworld measures {FidelityStage.measures!r}; "
+                                  "run the study with the scaleworld that planned it")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,18 +282,28 @@ class AnalysisStage(Stage):
     KIND = "analysis"
     ARTIFACT = "analysis.json"
     rule: dict[str, Any]
+    statistics: str = "statistics/2"
+    """Which definitions of the aggregates and intervals the job computes, so a change of them
+    redoes finished analyses (their identity changes). ``statistics/2``: IQM and optimality gap
+    over all runs x games (rliable), hierarchical bootstrap over world-model seeds then trials
+    with expanded percentile intervals (scaleworld.analysis.hierarchical); ``statistics/1`` (the
+    field absent, before): aggregates of game means, runs resampled as if independent."""
 
     def regime_rule(self) -> Any:
         from scaleworld.analysis.regimes import RegimeRule
 
         r = self.rule
-        return RegimeRule(version=r["rule_version"], alpha=r["alpha"], delta=r["delta"], min_sizes=r["min_sizes"],
+        return RegimeRule(version=r["rule_version"], alpha=r["alpha"], delta=r["delta"],
+                          margin_nats=r.get("margin_nats", RegimeRule.margin_nats), min_sizes=r["min_sizes"],
                           min_seeds=r["min_seeds"], bootstrap_reps=r["bootstrap_reps"])
 
     def check(self) -> None:
         super().check()
         self.regime_rule()
         _at_least(0, seed=self.rule["seed"])
+        if self.statistics != AnalysisStage.statistics:
+            raise ScaleworldError(f"statistics={self.statistics!r}: this scaleworld computes "
+                                  f"{AnalysisStage.statistics!r}; run the study with the scaleworld that planned it")
 
 
 STAGES: dict[str, type[Stage]] = {s.KIND: s for s in (ExpertStage, CollectStage, TokenizerStage, TokensStage,

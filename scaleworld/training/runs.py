@@ -171,7 +171,8 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
     }
     extra = {"games": info["games"], "mode": info["mode"], "val_fraction": val_fraction, "split_seed": split_seed,
              "datasets": info["datasets"],
-             **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {})}
+             **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {}),
+             **({"validation_fraction": validation_fraction} if validation_fraction else {})}
     save_model(out / DYNAMICS_FILE, kind="dynamics", config=model.to_dict(), module=net.cpu(), extra=extra)
     if trainer.best is not None:  # the weights at the lowest validation NLL, in a module of their own
         net.load_state_dict(trainer.best["state"])
