@@ -88,25 +88,44 @@ def pong_tokens(tmp_path_factory, frozen_tokenizer, pong_ds):
     return out
 
 
-# The referee's confound at micro scale: two games, every mode, the data-matched control and a
-# validation split (early stopping's second reading). Run once per session on the local executor;
-# test_confound.py reads it and test_slurm_study.py runs the same spec through SLURM against it.
-CONFOUND = """
-name: confound_micro
-games: [Pong, Breakout]
+# The micro study: one game, one size, one seed, every stage at the smallest budget that runs.
+MICRO = """
+name: micro
+games: [Pong]
 seeds: [0]
 expert: {source: random}
 protocol: {max_episode_frames: 400, noop_max: 4}
 data: {steps: 240, num_envs: 2, val_fraction: 0.25}
 tokenizer: {channels: [8, 8, 8, 8], steps: 4, batch_size: 8, max_residual: 1.0e+6}  # 4 steps describe nothing
 models: {ladder: tiny, sizes: [tiny-d1], context: 8}
-train: {steps: 6, batch_size: 4, eval_every: 2, checkpoint_every: 3, validation_fraction: 0.25}
-modes: {single: true, joint: true, joint_short: true, matched: {enabled: true, rule: data}}
+train: {steps: 6, batch_size: 4, eval_every: 3, checkpoint_every: 3}
+modes: {single: true, joint: false, matched: {enabled: false}}
 fidelity: {context_steps: 2, horizon: 2, rollouts: 2}
-policy: {modes: [matched], steps: 2, batch_size: 4, horizon: 2, context_steps: 2, units: 8, layers: 1}
+policy: {steps: 2, batch_size: 4, horizon: 2, context_steps: 2, units: 8, layers: 1}
 control: {episodes: 1, num_envs: 1, anchor_episodes: 1, upper_anchor: human}
 analysis: {bootstrap_reps: 50}
 """
+
+# The referee's confound at micro scale: the micro study's budgets with two games, every mode, the
+# data-matched control and a validation split (early stopping's second reading). Run once per session
+# on the local executor (`confound_study`); test_confound.py reads it and test_slurm_study.py runs the
+# same spec through SLURM against it.
+CONFOUND_CHANGES = """
+name: confound_micro
+games: [Pong, Breakout]
+train: {eval_every: 2, validation_fraction: 0.25}
+modes: {single: true, joint: true, joint_short: true, matched: {enabled: true, rule: data}}
+policy: {modes: [matched]}
+"""
+
+
+def _merged(base: str, changes: str) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(changes)))
+
+
+CONFOUND = _merged(MICRO, CONFOUND_CHANGES)
 
 
 @pytest.fixture(scope="session")

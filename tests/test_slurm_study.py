@@ -12,8 +12,9 @@ import pytest
 
 from scaleworld.study.slurm import slurm_answers
 
+from .conftest import MICRO
 from .test_slurm_cluster import _sacct_states
-from .test_study import MICRO, _outputs, _spec_file
+from .test_study import _outputs, _spec_file
 
 pytestmark = pytest.mark.skipif(not slurm_answers(), reason="no SLURM cluster answers `sinfo`")
 

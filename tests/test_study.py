@@ -19,22 +19,7 @@ from scaleworld.study.local import run_local
 from scaleworld.study.spec import SpecError, expand_variants, load_spec
 from scaleworld.study.store import JobLock, RunStore
 
-MICRO = """
-name: micro
-games: [Pong]
-seeds: [0]
-expert: {source: random}
-protocol: {max_episode_frames: 400, noop_max: 4}
-data: {steps: 240, num_envs: 2, val_fraction: 0.25}
-tokenizer: {channels: [8, 8, 8, 8], steps: 4, batch_size: 8, max_residual: 1.0e+6}  # 4 steps describe nothing
-models: {ladder: tiny, sizes: [tiny-d1], context: 8}
-train: {steps: 6, batch_size: 4, eval_every: 3, checkpoint_every: 3}
-modes: {single: true, joint: false, matched: {enabled: false}}
-fidelity: {context_steps: 2, horizon: 2, rollouts: 2}
-policy: {steps: 2, batch_size: 4, horizon: 2, context_steps: 2, units: 8, layers: 1}
-control: {episodes: 1, num_envs: 1, anchor_episodes: 1, upper_anchor: human}
-analysis: {bootstrap_reps: 50}
-"""
+from .conftest import MICRO
 
 
 def _spec_file(tmp_path, text=MICRO, name="micro.yaml"):

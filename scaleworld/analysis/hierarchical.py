@@ -49,6 +49,7 @@ from scaleworld.analysis.statistics import (
     mean,
     median,
     optimality_gap,
+    win_rate,
 )
 from scaleworld.errors import ScaleworldError
 
@@ -144,13 +145,9 @@ def resample_runs(runs: Runs, *, shared_seeds: bool, reps: int, rng: np.random.G
 def hierarchical_ci(runs: Runs, aggregate: str = "mean", *, shared_seeds: bool, rng: np.random.Generator,
                     reps: int = 2000, confidence: float = 0.95) -> ConfidenceInterval:
     """`RUN_AGGREGATES[aggregate]` of the runs with a hierarchical bootstrap interval."""
-    check_bootstrap(rng=rng, reps=reps, confidence=confidence)
     if aggregate not in RUN_AGGREGATES:
         raise ScaleworldError(f"unknown aggregate {aggregate!r}: use {', '.join(RUN_AGGREGATES)}")
-    points, replicates, expansion = resample_runs(runs, shared_seeds=shared_seeds, reps=reps, rng=rng)
-    reduce = RUN_AGGREGATES[aggregate]
-    return expanded_interval(float(reduce(points)), np.asarray(reduce(replicates)), confidence=confidence,
-                             **expansion)
+    return aggregate_cis(runs, shared_seeds=shared_seeds, rng=rng, reps=reps, confidence=confidence)[aggregate]
 
 
 def aggregate_cis(runs: Runs, *, shared_seeds: bool, rng: np.random.Generator, reps: int = 2000,
@@ -160,12 +157,6 @@ def aggregate_cis(runs: Runs, *, shared_seeds: bool, rng: np.random.Generator, r
     points, replicates, expansion = resample_runs(runs, shared_seeds=shared_seeds, reps=reps, rng=rng)
     return {name: expanded_interval(float(reduce(points)), np.asarray(reduce(replicates)), confidence=confidence,
                                     **expansion) for name, reduce in RUN_AGGREGATES.items()}
-
-
-def _win_rate(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Fraction of run pairs with x > y (ties one half), over the last axis of each."""
-    diff = x[..., :, None] - y[..., None, :]
-    return np.mean((diff > 0) + 0.5 * (diff == 0), axis=(-2, -1))
 
 
 def improvement_ci(x: Runs, y: Runs, *, x_shared: bool, y_shared: bool, rng: np.random.Generator,
@@ -179,8 +170,8 @@ def improvement_ci(x: Runs, y: Runs, *, x_shared: bool, y_shared: bool, rng: np.
     sign = -1.0 if lower_is_better else 1.0
     x_points, x_reps, x_exp = resample_runs(x, shared_seeds=x_shared, reps=reps, rng=rng, what="x")
     y_points, y_reps, y_exp = resample_runs(y, shared_seeds=y_shared, reps=reps, rng=rng, what="y")
-    point = np.mean([_win_rate(sign * a, sign * b) for a, b in zip(x_points, y_points)])
-    replicates = np.mean([_win_rate(sign * a, sign * b) for a, b in zip(x_reps, y_reps)], axis=0)
+    point = np.mean([win_rate(sign * a, sign * b) for a, b in zip(x_points, y_points)])
+    replicates = np.mean([win_rate(sign * a, sign * b) for a, b in zip(x_reps, y_reps)], axis=0)
     # two independent samples: the fewer seeds and the smaller dof decide the expansion (conservative)
     return expanded_interval(float(point), replicates, confidence=confidence,
                              seeds=min(x_exp["seeds"], y_exp["seeds"]), dof=min(x_exp["dof"], y_exp["dof"]))

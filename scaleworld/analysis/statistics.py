@@ -222,7 +222,7 @@ def stratified_bootstrap_ci(scores: Mapping[str, object], aggregate: Aggregate =
 # Comparing two settings.
 
 
-def _win_rate(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def win_rate(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Fraction of pairs (x_i, y_j) with x_i > y_j, ties counting one half; reduces the last axis
     of both (x: (..., n), y: (..., m) -> (...))."""
     diff = x[..., :, None] - y[..., None, :]
@@ -239,7 +239,7 @@ def probability_of_improvement(x: Mapping[str, object], y: Mapping[str, object],
     """P(X improves on Y): per game, the fraction of seed pairs where x beats y (ties count 1/2),
     averaged over games with equal weight. 0.5 means no difference; 1 means x always wins."""
     x_scores, y_scores = _matching_games(x, y)
-    per_game = [_win_rate(_oriented(x_scores[g], lower_is_better), _oriented(y_scores[g], lower_is_better))
+    per_game = [win_rate(_oriented(x_scores[g], lower_is_better), _oriented(y_scores[g], lower_is_better))
                 for g in x_scores]
     return float(np.mean(per_game))
 
@@ -260,7 +260,7 @@ def probability_of_improvement_ci(x: Mapping[str, object], y: Mapping[str, objec
         chunk = max(1, _MAX_PAIRWISE_ELEMENTS // (x_game.size * y_game.size))
         for start in range(0, reps, chunk):
             stop = start + chunk
-            replicates[start:stop] += _win_rate(x_boot[start:stop], y_boot[start:stop])
+            replicates[start:stop] += win_rate(x_boot[start:stop], y_boot[start:stop])
     return percentile_interval(point, replicates / len(x_scores), confidence=confidence)
 
 

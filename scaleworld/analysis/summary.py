@@ -54,7 +54,7 @@ def scaling_fits(curves: Curves, *, rng: np.random.Generator, reps: int,
     """L(N) = E + A / N^alpha per (mode, game) with >= 3 sizes. `curves` are keyed by the models'
     block (non-embedding) parameters, N as Kaplan et al. (2020) count it; `total`, the same curves
     keyed by total parameters, adds alpha on total parameters as a second reading (embeddings and
-    heads are 19% of the smallest paper model, 0.4% of the largest: they bend the small end). A
+    heads are 15.9% of paper-d2 at context 64, 0.4% of paper-d96: they bend the small end). A
     curve that rises with size beyond its noise (`_rises`) is not fitted: it is flagged, not
     reported as a law."""
     out: dict[str, dict[str, Any]] = {}

@@ -55,7 +55,7 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
     resample the held-out episodes."""
     loss = WorldModelLoss(model, termination=termination)
     c = model.config
-    nll_sum = frames = abs_err = 0.0
+    abs_err = 0.0
     tp = fp = fn = 0
     steps = 0
     windows = list(_windows(ds, episodes, c.context))
@@ -69,8 +69,6 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
         if game is not None:
             td["game"] = torch.full(td.batch_size, game, dtype=torch.int64)
         terms = loss.terms(td)
-        nll_sum += float((terms["latent"] * terms["latent_mask"]).sum())
-        frames += float(terms["latent_mask"].sum())
         per_episode[:, 0].index_add_(0, which, (terms["latent"] * terms["latent_mask"]).sum(-1).double())
         per_episode[:, 1].index_add_(0, which, terms["latent_mask"].sum(-1).double())
         mask = td["mask"]
@@ -82,6 +80,7 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
         fp += int((pred & ~true).sum())
         fn += int((~pred & true).sum())
         steps += int(mask.sum())
+    nll_sum, frames = per_episode.sum(0).tolist()
     if frames == 0:
         raise ScaleworldError("the held-out episodes have no transitions: collect more data or raise val_fraction")
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None  # None: no terminations to score

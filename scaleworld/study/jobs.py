@@ -218,10 +218,7 @@ def _episode_intervals(rows: list[dict[str, Any]], *, seed: Any, reps: int) -> d
     from scaleworld.analysis.hierarchical import episode_size_means
     from scaleworld.analysis.summary import interval
 
-    runs: dict[str, dict[str, dict[int, list[Any]]]] = {}
-    for row in rows:
-        runs.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["params"], []).append(
-            row.get("episodes"))
+    runs = _grouped(rows, ("mode", "game", "params"), "episodes")
     rng = np.random.default_rng([seed, 4])  # a stream of its own: every other interval stays as it was
     out: dict[str, dict[str, Any]] = {}
     for mode, games in sorted(runs.items()):
@@ -269,12 +266,16 @@ def _regimes(rows: list[dict[str, Any]], *, rule: Any, seed: Any) -> dict[str, d
     return result
 
 
-def _best_steps(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[int]]]]:
-    """steps[mode][game][size] -> the best checkpoint's step of each seed's run (best-reading rows)."""
-    steps: dict[str, dict[str, dict[str, list[int]]]] = {}
+def _grouped(rows: list[dict[str, Any]], keys: tuple[str, ...], value: str) -> dict[Any, Any]:
+    """rows nested by `keys` (outermost first), each leaf the list of the rows' `value`, in row order:
+    e.g. keys (mode, game, params) and value nll give curves[mode][game][params] -> per-seed NLLs."""
+    out: dict[Any, Any] = {}
     for row in rows:
-        steps.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], []).append(row["step"])
-    return steps
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(row[key], {})
+        node.setdefault(row[keys[-1]], []).append(row[value])
+    return out
 
 
 def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -282,30 +283,25 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     checkpoints (``modes``) and, for runs that kept one, at the best (``modes_best``)."""
     from scaleworld.analysis.interaction import interaction_tests
     from scaleworld.analysis.summary import fidelity_improvement, matched_vs_joint, scaling_fits, score_summary
-    from scaleworld.study.results import nll_rows
+    from scaleworld.study.results import nll_readings
     from scaleworld.training.config import JOINT_SHORT, MATCH_RULES
 
     stage = stage_of(job)
     r, rule = stage.rule, stage.regime_rule()
-    inputs = [graph.jobs[i] for i in job.inputs]
-    rows = nll_rows(store, graph, inputs)
+    readings = nll_readings(store, graph, [graph.jobs[i] for i in job.inputs])
+    rows, best_rows = readings["final"], readings["best"]
     result = _regimes(rows, rule=rule, seed=r["seed"])
-    curves: dict[str, dict[str, dict[int, list[float]]]] = {}  # curves[mode][game][params] -> per-seed NLLs
-    by_size: dict[str, dict[str, dict[str, list[float]]]] = {}  # the same, keyed by size name
+    curves = _grouped(rows, ("mode", "game", "params"), "nll")  # curves[mode][game][params] -> per-seed NLLs
+    by_blocks = _grouped(rows, ("mode", "game", "blocks"), "nll")  # the same, keyed by block parameters
+    by_size = _grouped(rows, ("mode", "game", "size"), "nll")  # the same, keyed by size name
     by_seed: dict[str, dict[str, dict[str, dict[int, float]]]] = {}  # [mode][game][size][seed] -> NLL
-    by_blocks: dict[str, dict[str, dict[int, list[float]]]] = {}  # curves keyed by block parameters
-    blocks_of = {row["size"]: row["blocks"] for row in rows}  # orders the sizes of the interaction test
     for row in rows:
-        curves.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["params"], []).append(row["nll"])
-        by_blocks.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["blocks"], []).append(
-            row["nll"])
-        by_size.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], []).append(row["nll"])
         by_seed.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], {})[row["seed"]] = (
             row["nll"])
-    best_rows = nll_rows(store, graph, inputs, reading="best")
+    blocks_of = {row["size"]: row["blocks"] for row in rows}  # orders the sizes of the interaction test
     # the best reading's bootstraps draw from a stream of their own: the final reading's stay as they were
     best = {"modes_best": _regimes(best_rows, rule=rule, seed=[r["seed"], 2]),
-            "best_steps": _best_steps(best_rows)} if best_rows else {}
+            "best_steps": _grouped(best_rows, ("mode", "game", "size"), "step")} if best_rows else {}
     modes = {row["mode"] for row in rows}
     controls = {**({"matched": MATCH_RULES[job.labels.get("matched_rule", "tokens_per_game")]}
                    if "matched" in modes else {}),

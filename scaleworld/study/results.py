@@ -42,7 +42,13 @@ def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *, reading: str
     dynamics model's total parameter count, `blocks` its transformer blocks' (its done.json).
     `reading` ``best``: the best checkpoint's NLL, with its ``step``; runs without one (no
     validation split) give no row."""
-    rows = []
+    return nll_readings(store, graph, jobs, readings=(reading,), damaged=damaged)[reading]
+
+
+def nll_readings(store: RunStore, graph: Graph, jobs: Iterable[Job], *, readings: tuple[str, ...] = READINGS,
+                 damaged: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """`nll_rows` of each reading, every fidelity record read once."""
+    rows: dict[str, list[dict[str, Any]]] = {reading: [] for reading in readings}
     for fjob in jobs:
         if fjob.kind != "fidelity" or not store.is_done(fjob):
             continue
@@ -52,16 +58,17 @@ def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *, reading: str
         if done is None or record is None:
             continue
         params, blocks = done["outputs"]["params"]["total"], done["outputs"]["params"]["blocks"]
-        read = record if reading == "final" else record.get("best")
-        if read is None:
-            continue
-        extra = {"step": read["step"]} if reading == "best" else {}
-        for mode in fjob.labels["modes"]:
-            for game, g in read["games"].items():
-                rows.append({"mode": mode, "game": game, "size": fjob.labels["size"], "seed": fjob.labels["seed"],
-                             "params": params, "blocks": blocks, "nll": g["nll_nats_per_frame"],
-                             "train_nll": g.get("train_nll_nats_per_frame"), "episodes": g.get("episode_nll"),
-                             **extra})
+        for reading in readings:
+            read = record if reading == "final" else record.get("best")
+            if read is None:
+                continue
+            extra = {"step": read["step"]} if reading == "best" else {}
+            for mode in fjob.labels["modes"]:
+                for game, g in read["games"].items():
+                    rows[reading].append({
+                        "mode": mode, "game": game, "size": fjob.labels["size"], "seed": fjob.labels["seed"],
+                        "params": params, "blocks": blocks, "nll": g["nll_nats_per_frame"],
+                        "train_nll": g.get("train_nll_nats_per_frame"), "episodes": g.get("episode_nll"), **extra})
     return rows
 
 
