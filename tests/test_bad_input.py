@@ -41,6 +41,11 @@ SPECS = [  # (overrides on studies/smoke.yaml, the line's expected text)
     (["fidelity.context_steps=0"], "fidelity.context_steps: 0 is impossible"),
     (["expert.num_envs=0"], "expert.num_envs: 0 is impossible"),
     (["expert.episodes=0"], "expert.episodes: 0 is impossible"),
+    (["expert.frames=4096"], "expert.frames: the expert budget is given both in agent steps (1024) and in frames "
+                             "(4096): give one"),
+    (["expert.agent_steps=null", "expert.frames=4098"], "expert.frames: the expert budget of 4098 frames is not a "
+                                                        "positive whole number of agent steps at frame skip 4"),
+    (["analysis.weak_expert=-0.5"], "analysis.weak_expert: -0.5 is impossible"),
     (["seeds=[0,0]"], "seeds: 0 is listed twice"),
     (["seeds=[-1]"], "seeds[0]: -1: seeds are non-negative"),
     (["data.split_seed=-2"], "data.split_seed: -2: seeds are non-negative"),

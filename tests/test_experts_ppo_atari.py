@@ -18,7 +18,7 @@ from scaleworld.experts.tasks import AtariTask
 
 # 200-frame episodes (at most 50 agent steps) so that episodes end within a few updates
 TASK = AtariTask(game="Breakout", protocol=Protocol(max_episode_frames=200, noop_max=8))
-CONFIG = PPOConfig(frames=6 * 4 * 32 * 4, num_envs=4, rollout_steps=32, checkpoint_every=2, seed=3)
+CONFIG = PPOConfig(agent_steps=6 * 4 * 32, num_envs=4, rollout_steps=32, checkpoint_every=2, seed=3)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -50,7 +50,10 @@ def test_atari_ppo_stops_resumes_and_exports_an_expert(tmp_path):
     assert all(int(e["length"]) <= 50 for e in episodes) and len(episodes) >= len(resumed.episode_returns)
 
     expert = load_expert(run)
-    assert expert.identity["provenance"]["frames"] == 6 * 512
+    assert expert.identity["provenance"]["frames"] == 6 * 512  # both units: 128 agent steps x 4 frames
+    assert expert.identity["provenance"]["agent_steps"] == 6 * 128
+    assert expert.identity["provenance"]["learning_signals"]["episodic_life"] is True
+    assert expert.identity["provenance"]["learning_signals"]["fire_reset"] is True  # Breakout waits for FIRE
     assert expert.identity["provenance"]["learned_on"] == "cpu"
     assert expert.identity["actions"] == list(TASK.actions)
 

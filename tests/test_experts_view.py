@@ -45,7 +45,7 @@ def test_view_at_training_time_equals_view_at_deployment(tmp_path):
     task = AtariTask(game="Breakout", protocol=Protocol(max_episode_frames=160, noop_max=6))
     env = MaskedVectorEnv(task, 3, seed=5, emit_pixels=True)
     model = task.make_network(seed=0)
-    rollout = env.rollout(120, SampledPolicy(model.policy, torch.Generator().manual_seed(0)),
+    rollout = env.rollout(120, SampledPolicy(model, torch.Generator().manual_seed(0)),
                           break_when_any_done=False)  # [3, 120]
     env.close()
     assert int(rollout["is_init"].sum()) > 3 and not bool(rollout["next", "acted"].all())  # episodes restarted

@@ -27,3 +27,17 @@ def test_lookup_is_case_insensitive_and_unknown_names_list_valid_ones():
     assert get_game("pong").name == "Pong"
     with pytest.raises(ScaleworldError, match="did you mean 'Pong'.*valid games are Alien,"):
         get_game("Pongg")
+
+
+def test_needs_fire_matches_ale_for_a_game_that_waits_and_one_that_does_not():
+    from scaleworld.atari.envs import events_after_reset
+
+    assert [g.name for g in GAMES.values() if g.needs_fire] == ["Breakout"]  # tools/probe_fire.py over all 26
+    assert events_after_reset("Breakout", steps=100, fire_first=False) == 0  # the ball is never served
+    assert events_after_reset("Breakout", steps=100, fire_first=True) > 0
+    assert events_after_reset("Pong", steps=100, fire_first=False) > 0  # Pong serves by itself
+
+
+def test_ppo_reference_scores_are_the_published_ones():
+    assert (GAMES["Pong"].ppo_score, GAMES["Breakout"].ppo_score, GAMES["Krull"].ppo_score) == (20.3, 432.0, 9385.0)
+    assert all(g.ppo_score > g.random_score for g in GAMES.values())

@@ -12,14 +12,15 @@ from scaleworld.study.spec import load_spec
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 PINS = {  # study -> (jobs, SHA-256 prefix of the sorted "kind:id:inputs" lines)
-    # Issue 15 changed two kinds on purpose: analysis (statistics/2: rliable's IQM and optimality gap,
-    # the hierarchical bootstrap; regime-rule/2 by default) and fidelity (fidelity/2: the
-    # training-split NLL); every other job kept its identity.
-    "smoke": (50, "861ded53ccd74fb3"),
-    "joint26": (23514, "970e06713185bffc"),
-    "per_game_scaling": (1146, "6eb77279a3e373ff"),
-    "matched_budget": (691, "6d077ef80195c7bb"),
-    "confound": (1115, "062fd659d02ef8c7"),
+    # Issue 16 changed every job on purpose: the expert (its budget in agent steps at the reference 10M,
+    # episodic life and FIRE at the start as learning signals), hence everything trained on its data;
+    # anchors take the PPO expert's score even with a human upper anchor (the quality record); the
+    # analysis reads the anchors and its rule holds analysis.weak_expert.
+    "smoke": (50, "79e742ba156a2e5b"),
+    "joint26": (23514, "bd7c06d1dc9074ef"),
+    "per_game_scaling": (1146, "ebaed82dd6b300a2"),
+    "matched_budget": (691, "23311030d409f88b"),
+    "confound": (1115, "7039fea43f9acab5"),
 }
 
 

@@ -137,13 +137,19 @@ def _analysis_json() -> dict:
                               "paper-d12": {**_ci(0.5, 0.375, 0.375), "games": list(GAMES)}},
     }
     rule = {"version": "regime-rule/2", "alpha": 0.05, "delta": 0.02, "margin_nats": 0.05, "min_sizes": 4,
-            "min_seeds": 2, "bootstrap_reps": 1000, "permutation_reps": 2000}
+            "min_seeds": 2, "bootstrap_reps": 1000, "permutation_reps": 2000, "weak_expert": 0.5}
     fidelity = {  # held-out NLL, lower wins: joint beats single at every size
         "joint_vs_single": {size: {**_ci(0.9 + 0.02 * i, 0.1, 0.04), "games": list(GAMES)}
                             for i, size in enumerate(SIZES)},
         "joint_vs_matched": {size: {**_ci(0.8, 0.2, 0.1), "games": list(GAMES)} for size in SIZES},
     }
-    return {"rule": rule, "modes": modes, "bootstrap": {"reps": 1000, "seed": 7}, "fits": fits,
+    experts = {  # Pong's expert is strong; Breakout's reaches a fifth of the PPO reference's margin: weak
+        "Breakout": {"score": 87.6, "sem": 6.1, "episodes": 30, "random": 1.4, "random_sem": 0.2, "margin_se": 14.1,
+                     "human": 30.5, "ppo_reference": 432.0, "reference_share": 0.2, "weak": True, "weak_below": 0.5},
+        "Pong": {"score": 19.2, "sem": 0.3, "episodes": 30, "random": -20.4, "random_sem": 0.1, "margin_se": 125.2,
+                 "human": 14.6, "ppo_reference": 20.3, "reference_share": 0.97, "weak": False, "weak_below": 0.5},
+    }
+    return {"rule": rule, "modes": modes, "bootstrap": {"reps": 1000, "seed": 7}, "fits": fits, "experts": experts,
             "matched_vs_joint": paired, "fidelity": {"improvement": fidelity},
             "scores": {"aggregates": aggregates, "improvement": improvement, "bootstrap": "hierarchical"},
             "controls": {"matched": MATCH_RULES["total_steps"]},
@@ -282,11 +288,13 @@ def test_an_analysis_without_control_scores_or_fits_is_said_not_shown(tmp_path):
     assert "matched vs joint (base): not in this analysis.json" in text
     assert "normalised control scores (base): not in this analysis.json" in text
     assert "P(improvement) (base) of held-out NLL: not in this analysis.json" in text
-    none = {**_analysis_json(), "scores": {"aggregates": {}, "improvement": {}}, "matched_vs_joint": {}}
+    assert "experts (base): not in this analysis.json" in text
+    none = {**_analysis_json(), "scores": {"aggregates": {}, "improvement": {}}, "matched_vs_joint": {}, "experts": {}}
     _write(next(store.root.glob("analysis/*/analysis.json")), none)
     text = " ".join(_rendered(store).split())
     assert "normalised control scores (base): not measured (this study trains no policies)" in text
     assert "matched vs joint (base): not in this study" in text
+    assert "experts (base): not in this study (no expert was scored" in text
     assert interval_text({"point": None, "lo": None, "hi": None}) == "n/a"
     assert interval_text({"point": 0.5, "lo": None, "hi": 0.75}) == "0.500 [n/a, 0.750]"
 

@@ -8,8 +8,9 @@ all in this process, one game, N emulators:
    policy forward, TensorDict overhead), no learning;
 3. PPO: `train_ppo` updates (collection + GAE + epochs x minibatches of Adam), steady state (the
    first update, which includes warm-up, is left out);
-4. with --device cuda, also PPO learning on the GPU (`train_ppo(device=...)`; emulators and acting
-   stay on the CPU), as a ratio against 3.
+4. with --device cuda, also collection and PPO with the network on the GPU (`train_ppo(device=...)`:
+   it learns and acts there, sampling with a seeded CUDA generator; the emulators stay on the
+   CPU), as ratios against 1: a GPU run is meant to be limited by the emulators.
 
 Each figure is the best of `--updates` repetitions of one update's worth of steps (envs x
 rollout steps), so that a machine shared with other jobs disturbs the ratios less.
@@ -54,14 +55,16 @@ def raw_env_frames_per_s(task: AtariTask, envs: int, steps: int, repeats: int) -
     return best
 
 
-def collection_frames_per_s(task: AtariTask, envs: int, rollout_steps: int, batches: int) -> float:
-    """Best batch of `batches` (after a warm-up batch)."""
+def collection_frames_per_s(task: AtariTask, envs: int, rollout_steps: int, batches: int,
+                            device: str = "cpu") -> float:
+    """Best batch of `batches` (after a warm-up batch); the policy acts on `device`, as in `train_ppo`."""
     from torchrl.collectors import Collector
 
-    env = MaskedVectorEnv(task, envs, seed=0)
-    model = task.make_network(seed=0)
-    collector = Collector(env, SampledPolicy(model.policy, torch.Generator().manual_seed(0)),
-                          frames_per_batch=envs * rollout_steps, total_frames=-1)
+    env = MaskedVectorEnv(task, envs, seed=0, episodic_life=True, fire_reset=task.needs_fire)
+    model = task.make_network(seed=0).to(device)
+    policy = SampledPolicy(model, torch.Generator(device=device).manual_seed(0))
+    collector = Collector(env, policy, frames_per_batch=envs * rollout_steps, total_frames=-1,
+                          env_device="cpu", policy_device=device, storing_device=device)
     iterator = iter(collector)
     next(iterator)  # warm-up
     best = float("inf")
@@ -75,7 +78,7 @@ def collection_frames_per_s(task: AtariTask, envs: int, rollout_steps: int, batc
 
 def ppo_frames_per_s(task: AtariTask, envs: int, rollout_steps: int, updates: int, device: str = "cpu") -> float:
     """Best update of `updates` (after a warm-up update), collection included."""
-    config = PPOConfig(frames=10**9, num_envs=envs, rollout_steps=rollout_steps, checkpoint_every=10**6)
+    config = PPOConfig(agent_steps=10**9, num_envs=envs, rollout_steps=rollout_steps, checkpoint_every=10**6)
     with tempfile.TemporaryDirectory() as tmp:
         train_ppo(task, config, tmp, device=device, progress=False, stop_after=updates + 1)
         with open(f"{tmp}/training/updates.csv", newline="") as f:
@@ -106,9 +109,12 @@ def main() -> None:
     print(f"  collection (Collector + CNN policy) : {collect:9.0f} frames/s   ratio {collect / raw:.2f}x")
     print(f"  PPO training (collect + learn)      : {ppo:9.0f} frames/s   ratio {ppo / raw:.2f}x")
     if args.device != "cpu":
-        on_device = ppo_frames_per_s(task, args.envs, args.rollout_steps, args.updates, device=args.device)
-        print(f"  PPO training, learning on {args.device:<10}: {on_device:9.0f} frames/s   "
-              f"ratio {on_device / raw:.2f}x, {on_device / ppo:.2f}x the CPU's")
+        collect_on = collection_frames_per_s(task, args.envs, args.rollout_steps, args.updates, device=args.device)
+        ppo_on = ppo_frames_per_s(task, args.envs, args.rollout_steps, args.updates, device=args.device)
+        print(f"  collection, acting on {args.device:<6}        : {collect_on:9.0f} frames/s   "
+              f"ratio {collect_on / raw:.2f}x")
+        print(f"  PPO, learning and acting on {args.device:<6}  : {ppo_on:9.0f} frames/s   "
+              f"ratio {ppo_on / raw:.2f}x, {ppo_on / ppo:.2f}x the CPU's")
 
 
 if __name__ == "__main__":

@@ -269,3 +269,24 @@ class VectorAtari:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+FIRE = 1
+
+
+def events_after_reset(game: Game | str, *, steps: int, fire_first: bool) -> int:
+    """Rewards, life losses and game ends in `steps` agent steps of NOOP from a reset (no no-op
+    start), after one FIRE if `fire_first`: how the game table's `needs_fire` was measured (a game
+    needs FIRE when this is 0 without it and positive with it; tools/probe_fire.py)."""
+    events = 0
+    fired = not fire_first
+    with VectorAtari(game, 1, protocol=Protocol(noop_max=0)) as env:
+        state = env.reset(seed=0)
+        for _ in range(steps):
+            action = NOOP if fired else FIRE
+            fired = fired or bool(state.ready[0])
+            state = env.step(np.array([action]))
+            events += int(state.reward[0] != 0) + int(state.life_loss[0]) + int(state.terminated[0])
+            if state.terminated[0] or state.truncated[0]:
+                break
+    return events

@@ -29,20 +29,28 @@ def cmd_expert_train(args: argparse.Namespace) -> None:
     import numpy as np
 
     from scaleworld.experts.ppo import PPOConfig, train_ppo
+    from scaleworld.experts.ppo_config import budget_steps
     from scaleworld.experts.tasks import AtariTask
 
+    steps = budget_steps(agent_steps=args.agent_steps, frames=args.frames, frame_skip=protocol.frame_skip,
+                         what="--agent-steps/--frames")
     config = PPOConfig(
-        frames=args.frames, seed=args.seed, num_envs=args.envs, rollout_steps=args.rollout_steps,
+        agent_steps=steps, seed=args.seed, num_envs=args.envs, rollout_steps=args.rollout_steps,
         learning_rate=args.lr, checkpoint_every=args.checkpoint_every,
+        episodic_life=not args.no_episodic_life, fire_reset=not args.no_fire_reset,
     )
+    print(f"{game.name}: budget {steps:,} agent steps = {steps * protocol.frame_skip:,} frames "
+          f"({config.total_updates()} updates of {args.envs} envs x {args.rollout_steps} steps)")
     from scaleworld.training.trainer import resolve_device
 
     result = train_ppo(AtariTask(game=game.name, protocol=protocol), config, args.out,
                        device=resolve_device(args.device), progress=not args.no_progress, stop_after=args.stop_after)
     recent = result.episode_returns[-20:]
     note = f"; mean return of the last {len(recent)} episodes {np.mean(recent):.2f}" if recent else ""
+    done_steps = result.updates_done * args.envs * args.rollout_steps
     if result.finished:
-        print(f"{game.name}: {result.updates_done} updates, {result.frames_done} frames{note}; "
+        print(f"{game.name}: {result.updates_done} updates, {done_steps:,} agent steps = {result.frames_done:,} "
+              f"frames{note}; "
               f"expert in {args.out} (score it with `scaleworld expert eval {args.out} --episodes 10`)")
     else:
         print(f"{game.name}: stopped at update {result.updates_done}/{result.total_updates}{note}; "
@@ -69,7 +77,10 @@ def add_expert_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
 
     p = cmds.add_parser("train", help="train a PPO expert on a game (resumes if --out holds a checkpoint)")
     p.add_argument("--game", required=True, help="an Atari 100k game, e.g. Pong (see `scaleworld games`)")
-    p.add_argument("--frames", type=int, required=True, help="budget in emulator frames (agent steps x 4)")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--agent-steps", type=int, metavar="STEPS",
+                        help="budget in agent steps (the standard Atari PPO run: 10000000 = 40M frames)")
+    budget.add_argument("--frames", type=int, help="budget in emulator frames (agent steps x frame skip 4)")
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, logs, then the expert")
     declare_outputs(p, out="run_folder")
     p.add_argument("--seed", type=int, default=0, help="seeds the network, sampling and emulators (default 0)")
@@ -83,8 +94,12 @@ def add_expert_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
                    help="torch CPU threads (default: torch's choice; 1 is often fastest on small shared machines)")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",
                    help=protocol_help)
+    p.add_argument("--no-episodic-life", action="store_true",
+                   help="learn with lost lives as ordinary steps (default: a lost life is terminal for learning)")
+    p.add_argument("--no-fire-reset", action="store_true",
+                   help="never press FIRE for the agent (default: at each episode start in games that wait for it)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="where the network learns; emulators and acting stay on the CPU (default: cuda if visible)")
+                   help="where the network learns and acts; the emulators stay on the CPU (default: cuda if visible)")
     add_no_progress(p)
     p.set_defaults(func=cmd_expert_train)
 

@@ -17,13 +17,15 @@ def cmd_games(args: argparse.Namespace) -> None:
 
     from scaleworld.atari.games import ACTION_NAMES, GAMES
 
-    table = Table(title="Atari 100k games (reference random / human scores)")
-    for col in ("game", "ALE id", "legal actions", "random", "human"):
+    table = Table(title="Atari 100k games (reference random / human scores; PPO after 10M agent steps)")
+    for col in ("game", "ALE id", "legal actions", "random", "human", "PPO", "waits for FIRE"):
         table.add_column(col)
     for g in GAMES.values():
         legal = "all 18" if len(g.legal_actions) == 18 else ", ".join(ACTION_NAMES[a] for a in g.legal_actions)
-        table.add_row(g.name, g.ale_id, legal, f"{g.random_score:g}", f"{g.human_score:g}")
+        table.add_row(g.name, g.ale_id, legal, f"{g.random_score:g}", f"{g.human_score:g}", f"{g.ppo_score:g}",
+                      "yes" if g.needs_fire else "")
     Console().print(table)
+    print("PPO: CleanRL's benchmark at 40M frames (another protocol: a yardstick for experts, not a target)")
 
 
 def cmd_data_collect(args: argparse.Namespace) -> None:

@@ -12,6 +12,12 @@ Normalised score = (score - random) / (upper - random). The anchors are measured
 under the same protocol (`measure_anchors`): the random policy's mean score, and as upper anchor
 the expert's measured score or, where no expert exists, the game's reference human score; every
 record names which one it used.
+
+The expert's quality record (`expert_quality`, in the anchors record whenever the expert was
+scored): its raw score and SEM, the random policy's, the margin between them in standard errors,
+the reference human and PPO scores (the game table), and the share of the PPO reference's margin
+it reaches. When the expert is the upper anchor, a margin within noise (below `EXPERT_MARGIN_SE`
+standard errors) stops the job: normalised scores would divide by noise.
 """
 
 from __future__ import annotations
@@ -35,8 +41,11 @@ from scaleworld.models.dynamics import DynamicsModel, KVCache
 from scaleworld.models.tokenizer import Tokenizer
 
 CONTROL_FORMAT = "scaleworld.control/1"
-ANCHORS_FORMAT = "scaleworld.anchors/1"
+ANCHORS_FORMAT = "scaleworld.anchors/2"
 UPPER_ANCHORS = ("expert", "human")
+EXPERT_MARGIN_SE = 2.0
+"""The expert's margin over random must exceed this many standard errors of the difference of the two
+means, sqrt(sem_expert^2 + sem_random^2), for it to be an upper anchor (one-sided z test at about 2.3%)."""
 
 
 class WorldModelAgent:
@@ -76,10 +85,33 @@ class WorldModelAgent:
         return td
 
 
+def expert_quality(expert_record: dict[str, Any], random_record: dict[str, Any]) -> dict[str, Any]:
+    """How strong an expert is, from its score record and the random policy's (same game and protocol).
+
+    margin_se          (expert - random) / sqrt(sem_expert^2 + sem_random^2): the margin in standard
+                       errors of the difference (inf when both SEMs are 0 and the margin positive)
+    reference_share    (expert - random) / (PPO reference - random), random as measured here: the
+                       share of the standard PPO run's margin reached (the reference was measured
+                       under another protocol: a yardstick, not a normalisation)
+    """
+    g = get_game(expert_record["game"])
+    expert, rand = expert_record["mean"], random_record["mean"]
+    se = float(np.hypot(expert_record["sem"], random_record["sem"]))
+    margin = expert - rand
+    margin_se = margin / se if se > 0 else (float("inf") if margin > 0 else float("-inf") if margin < 0 else 0.0)
+    return {"score": expert, "sem": expert_record["sem"], "episodes": expert_record["episodes"],
+            "random": rand, "random_sem": random_record["sem"], "margin_se": float(margin_se),
+            "human": g.human_score, "ppo_reference": g.ppo_score,
+            "ppo_reference_source": "CleanRL ppo_atari_envpool_xla_jax, 10M agent steps (40M frames)",
+            "reference_share": float(margin / (g.ppo_score - rand)) if g.ppo_score != rand else float("nan")}
+
+
 def measure_anchors(*, game: str, protocol: Protocol, episodes: int, seed: int, num_envs: int, upper: str,
                     expert_record: dict[str, Any] | None = None) -> dict[str, Any]:
     """The random policy's score (measured now) and the upper anchor: `expert_record` (a score
-    record of the expert under the same protocol) or the reference human score."""
+    record of the expert under the same protocol) or the reference human score. With an
+    `expert_record` the record holds the expert's quality (`expert_quality`), and an expert upper
+    anchor within noise of random is refused with one line."""
     from scaleworld.data.random_policy import RandomPolicy
 
     g = get_game(game)
@@ -87,12 +119,20 @@ def measure_anchors(*, game: str, protocol: Protocol, episodes: int, seed: int, 
         raise ScaleworldError(f"upper anchor {upper!r}: use one of {', '.join(UPPER_ANCHORS)}")
     random_record = score_policy(game=g, policy=RandomPolicy(seed=seed), policy_identity={"kind": "random"},
                                  episodes=episodes, protocol=protocol, seed=seed, num_envs=num_envs)
+    if expert_record is not None and expert_record["protocol"] != protocol.to_dict():
+        raise ScaleworldError(f"{game}: the expert was scored under another protocol; score it again")
+    quality = None if expert_record is None else expert_quality(expert_record, random_record)
     if upper == "expert":
         if expert_record is None:
             raise ScaleworldError(f"{game}: no expert score to normalise by; train or import an expert, "
                                   "or use the human reference score (control.upper_anchor=human)")
-        if expert_record["protocol"] != protocol.to_dict():
-            raise ScaleworldError(f"{game}: the expert was scored under another protocol; score it again")
+        if not quality["margin_se"] > EXPERT_MARGIN_SE:
+            raise ScaleworldError(
+                f"{game}: the expert's score {quality['score']:g} +- {quality['sem']:.3g} is within noise of the "
+                f"random policy's {quality['random']:g} +- {quality['random_sem']:.3g} ({quality['margin_se']:.2f} "
+                f"standard errors, at most {EXPERT_MARGIN_SE:g}), so normalised scores would divide by noise: train "
+                "the expert longer (expert.agent_steps), score more episodes (expert.episodes, "
+                "control.anchor_episodes), or normalise by the human score (control.upper_anchor=human)")
         upper_score, source = expert_record["mean"], expert_record.get("policy", {})
     else:
         upper_score, source = g.human_score, "reference human score (Atari 100k table)"
@@ -103,7 +143,8 @@ def measure_anchors(*, game: str, protocol: Protocol, episodes: int, seed: int, 
     return {"format": ANCHORS_FORMAT, "game": game, "protocol": protocol.to_dict(),
             "random": {"score": random_record["mean"], "sem": random_record["sem"], "episodes": episodes,
                        "returns": random_record["returns"]},
-            "upper": {"kind": upper, "score": float(upper_score), "source": source}}
+            "upper": {"kind": upper, "score": float(upper_score), "source": source},
+            **({"expert": quality} if quality is not None else {})}
 
 
 def normalise(returns: list[float], anchors: dict[str, Any]) -> dict[str, Any]:

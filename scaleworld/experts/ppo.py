@@ -13,18 +13,21 @@ the expert view, rewards sign-clipped for learning only) or on any discrete gymn
 Calling `train_ppo` again on the same `out` with the same task and config resumes from the last
 checkpoint (see `ppo_state.py` for what is restored exactly).
 
-`device` is where the network learns (GAE, the PPO epochs). The emulators run on the CPU, and so
-does acting: a CPU copy of the network samples the actions, with its weights copied from the
-learner after every update, so action sampling keeps its explicit CPU generator on any device
-and the exported expert is a CPU module. On the CPU the learner acts itself (no copy).
+`device` is where the network learns (GAE, the PPO epochs) and acts: the collector moves each
+step's views there and the actions back, and the actions are drawn there by Gumbel-max with a
+generator on that device (`SampledPolicy`), so on a GPU only the emulators run on the CPU
+(tools/bench_ppo.py measures PPO against raw emulator stepping). The exported expert is a CPU copy.
 
-Frames count emulator frames: every env transition of every update (including the rare
-reset/no-op steps of `VectorAtari`) times the task's frame skip, so a budget is spent in whole
-updates of num_envs x rollout_steps.
+The budget is agent steps (`PPOConfig.agent_steps`): every env transition of every update
+(including the rare reset/no-op steps of `VectorAtari`), spent in whole updates of num_envs x
+rollout_steps; frames are agent steps times the task's frame skip. The loss is clipped PPO with
+the value loss 0.5 x value_coef x squared error, clipped like the policy (PPOConfig), and the
+learning-only signals of `train_env.py` (episodic life, FIRE at the start in games that wait for it).
 
 Determinism: every random draw comes from an explicitly seeded source: network initialisation
-(a `torch.Generator`), action sampling (`SampledPolicy`, its own generator, checkpointed),
-minibatch order (another generator), the emulators (ALE seeded by `train_env.reset_seed`, no-op
+(a `torch.Generator`), action sampling (`SampledPolicy`, its own generator on the learner's device,
+checkpointed),
+minibatch order (another generator, on the CPU), the emulators (ALE seeded by `train_env.reset_seed`, no-op
 starts by `scaleworld.atari.envs.noop_generator`). The global torch RNG is never read. So on one
 machine with a fixed number of torch threads a seed fixes the run; the float results (and so,
 over many updates, the trajectories) change with the thread count and the CPU's kernels, as the
@@ -51,6 +54,7 @@ from scaleworld.experts.ppo_config import PPOConfig
 from scaleworld.experts.ppo_logs import RunLogs
 from scaleworld.experts.ppo_state import load_state, save_state
 from scaleworld.experts.tasks import AtariTask, Task
+from scaleworld.models.categorical import sample_categorical
 from scaleworld.progress import progress_bar
 
 
@@ -68,25 +72,25 @@ class PPOResult:
 
 
 class SampledPolicy(TensorDictModuleBase):
-    """The collector's policy: samples from `actor` with `generator`, never the global torch RNG.
-
-    TorchRL's distributions sample from the global generator; this swaps our generator's state in
-    around each call (and restores the global state), so sampling is seeded explicitly and can be
-    checkpointed.
+    """The collector's policy: ``"view"`` -> ``"action"`` (index) and ``"action_log_prob"``, drawn
+    from the model's logits with `generator` (Gumbel-max, on the generator's device), never from
+    the global torch RNG: sampling is seeded explicitly, runs where the network is, and can be
+    checkpointed. The log-probability is the Categorical one that `ClipPPOLoss` recomputes.
     """
 
-    def __init__(self, actor: TensorDictModuleBase, generator: torch.Generator):
+    def __init__(self, model: torch.nn.Module, generator: torch.Generator):
         super().__init__()
-        self.actor = actor
+        self.logits = model.logits_module()  # view -> logits [N, actions]
         self.generator = generator
-        self.in_keys = list(actor.in_keys)
-        self.out_keys = list(actor.out_keys)
+        self.in_keys = ["view"]
+        self.out_keys = ["action", "action_log_prob"]
 
+    @torch.no_grad()
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(self.generator.get_state())
-            tensordict = self.actor(tensordict)
-            self.generator.set_state(torch.get_rng_state())
+        logits = self.logits(tensordict["view"]).float()
+        action = sample_categorical(logits, self.generator)  # [N]
+        tensordict["action"] = action
+        tensordict["action_log_prob"] = logits.log_softmax(-1).gather(-1, action[..., None])[..., 0]
         return tensordict
 
 
@@ -125,41 +129,45 @@ def train_ppo(
     state = load_state(training)
     if state is not None:
         _check_resumable(state, task, config, out)
-    total = config.total_updates(task.frames_per_step)
+    total = config.total_updates()
     start = 0 if state is None else state["updates_done"]
     steps_per_update = config.num_envs * config.rollout_steps
     frames_per_update = steps_per_update * task.frames_per_step
     device = torch.device(device)
-    model = task.make_network(seed=config.seed).to(device)  # the learner
-    actor = model if device.type == "cpu" else task.make_network(seed=config.seed)  # acts, on the CPU
+    model = task.make_network(seed=config.seed).to(device)  # learns and acts
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
-    sample_rng = torch.Generator().manual_seed(config.seed)
+    sample_rng = torch.Generator(device=device).manual_seed(config.seed)
     minibatch_rng = torch.Generator().manual_seed(config.seed + 1)
     if state is not None:
+        if state.get("acting_device", "cpu") != device.type:  # generator states differ between device kinds
+            raise ScaleworldError(f"{out} was checkpointed acting on {state.get('acting_device', 'cpu')}: resume "
+                                  f"it on that kind of device (--device {state.get('acting_device', 'cpu')})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])  # Adam's moments follow the parameters' device
         sample_rng.set_state(state["sample_rng"])
         minibatch_rng.set_state(state["minibatch_rng"])
-    if actor is not model:
-        actor.load_state_dict(model.state_dict())
     if start >= total:  # finished earlier; export again only if killed between the last checkpoint and export
-        _export(out, task, config, actor, total, frames_per_update, device)
+        _export(out, task, config, model, total, frames_per_update, device)
         return PPOResult(out, start, total, start * frames_per_update, True, [])
     training.mkdir(parents=True, exist_ok=True)
     write_json_atomic(training / "config.json", {"task": task.to_dict(), "config": config.to_dict()})
-    env = MaskedVectorEnv(task, config.num_envs, seed=config.seed)
+    env = MaskedVectorEnv(task, config.num_envs, seed=config.seed, episodic_life=config.episodic_life,
+                          fire_reset=config.fire_reset)
     env.full_resets = start  # a resumed run restarts its emulators from a seed of (seed, start)
     logs = RunLogs(training, keep_updates_below=start)
 
     loss_module = ClipPPOLoss(
         model.policy, model.loss_value, clip_epsilon=config.clip_epsilon, entropy_coeff=config.entropy_coef,
-        critic_coeff=config.value_coef, loss_critic_type="l2", normalize_advantage=config.normalize_advantage,
+        critic_coeff=0.5 * config.value_coef, loss_critic_type="l2",  # l2 is the squared error: 0.5 x vf x SE
+        clip_value=config.clip_epsilon if config.clip_value_loss else None,
+        normalize_advantage=config.normalize_advantage,
     )
     loss_module.loss_mask_key = None  # invalid rows are dropped before the loss (see train_env.py)
     gae = GAE(gamma=config.gamma, lmbda=config.gae_lambda, value_network=model.value, average_gae=False)
     gae.set_keys(reward="learn_reward")
     collector = Collector(
-        env, SampledPolicy(actor.policy, sample_rng), frames_per_batch=steps_per_update, total_frames=-1,
+        env, SampledPolicy(model, sample_rng), frames_per_batch=steps_per_update, total_frames=-1,
+        env_device="cpu", policy_device=device, storing_device=device,
     )
     returns = np.zeros(config.num_envs)  # raw return of each env's episode in progress
     lengths = np.zeros(config.num_envs, np.int64)
@@ -180,9 +188,7 @@ def train_ppo(
                 if config.anneal_lr:
                     for group in optimizer.param_groups:
                         group["lr"] = config.learning_rate * (1.0 - update / total)
-                stats = _learn(batch.to(device), gae, loss_module, optimizer, model, config, minibatch_rng, update)
-                if actor is not model:  # the next batch is collected with the new weights
-                    actor.load_state_dict(model.state_dict())
+                stats = _learn(batch, gae, loss_module, optimizer, model, config, minibatch_rng, update)
                 update += 1
                 now = time.perf_counter()
                 elapsed, tick = now - tick, now
@@ -192,30 +198,42 @@ def train_ppo(
                 if update == stop or update % config.checkpoint_every == 0:
                     save_state(training, task=task.to_dict(), config=config.to_dict(), updates_done=update,
                                model=model, optimizer=optimizer, sample_rng=sample_rng,
-                               minibatch_rng=minibatch_rng)
+                               minibatch_rng=minibatch_rng, acting_device=device.type)
                 if update == stop:
                     break
     finally:
         collector.shutdown()
         logs.close()
     if update == total:
-        _export(out, task, config, actor, total, frames_per_update, device)
+        _export(out, task, config, model, total, frames_per_update, device)
     return PPOResult(out, update, total, update * frames_per_update, update == total, finished_returns)
 
 
 def _export(out: Path, task: Task, config: PPOConfig, model, updates: int, frames_per_update: int,
             device: torch.device) -> None:
-    """Write the expert checkpoint of a finished Atari run (once: expert.json marks it done)."""
+    """Write the expert checkpoint of a finished Atari run (once: expert.json marks it done): a CPU copy
+    of the network, and its provenance with the budget in both units and the learning-only signals."""
+    import copy
+
     from scaleworld.experts.checkpoint import EXPERT_JSON, save_expert
 
     if not isinstance(task, AtariTask) or (out / EXPERT_JSON).exists():
         return
+    steps = updates * config.num_envs * config.rollout_steps
     save_expert(
-        out, module=model.logits_module(), game=task.game, view=task.view_spec, actions=task.actions,
-        protocol=task.protocol,
+        out, module=copy.deepcopy(model.logits_module()).cpu(), game=task.game, view=task.view_spec,
+        actions=task.actions, protocol=task.protocol,
         provenance={"trainer": "scaleworld.experts.ppo", "task": task.to_dict(), "config": config.to_dict(),
-                    "updates": updates, "frames": updates * frames_per_update, "learned_on": device.type},
+                    "updates": updates, "agent_steps": steps, "frames": updates * frames_per_update,
+                    "learning_signals": learning_signals(task, config), "learned_on": device.type},
     )
+
+
+def learning_signals(task: Task, config: PPOConfig) -> dict[str, Any]:
+    """What learning saw beyond the protocol (recorded in the expert's provenance; never in its data)."""
+    return {"episodic_life": config.episodic_life, "fire_reset": config.fire_reset and task.needs_fire,
+            "clip_rewards": config.clip_rewards,
+            "value_loss": "0.5 x value_coef x squared error" + (", clipped" if config.clip_value_loss else "")}
 
 
 def _recent(returns: list[float], k: int = 20) -> str:
@@ -223,10 +241,11 @@ def _recent(returns: list[float], k: int = 20) -> str:
 
 
 def _episodes(batch: TensorDictBase, returns: np.ndarray, lengths: np.ndarray) -> list[tuple[int, float, int]]:
-    """Advance the per-env raw return accumulators over batch [N, T]; return the episodes that ended."""
-    acted = batch["next", "acted"].numpy()  # [N, T]
-    reward = batch["next", "reward"].squeeze(-1).numpy()  # [N, T]
-    done = batch["next", "done"].squeeze(-1).numpy() & acted
+    """Advance the per-env raw return accumulators over batch [N, T]; return the episodes that ended
+    (the protocol's episodes: a lost life under episodic life ends none)."""
+    acted = batch["next", "episode_step"].cpu().numpy()  # [N, T]
+    reward = batch["next", "reward"].squeeze(-1).cpu().numpy()  # [N, T]
+    done = batch["next", "episode_end"].cpu().numpy() & acted
     ended = []
     for t in range(acted.shape[1]):
         returns += np.where(acted[:, t], reward[:, t], 0.0)

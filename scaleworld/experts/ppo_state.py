@@ -39,6 +39,7 @@ def save_state(
     optimizer: torch.optim.Optimizer,
     sample_rng: torch.Generator,
     minibatch_rng: torch.Generator,
+    acting_device: str = "cpu",
 ) -> None:
     payload = {
         "format": STATE_FORMAT,
@@ -50,6 +51,7 @@ def save_state(
         "optimizer": optimizer.state_dict(),
         "sample_rng": sample_rng.get_state(),
         "minibatch_rng": minibatch_rng.get_state(),
+        "acting_device": acting_device,  # the kind of device sample_rng draws on (its state's format)
     }
     with atomic_file(training / STATE_FILE, "wb") as f:
         torch.save(payload, f)

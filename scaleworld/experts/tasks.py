@@ -61,6 +61,11 @@ class AtariTask:
         return self.protocol.frame_skip
 
     @property
+    def needs_fire(self) -> bool:
+        """The game waits for FIRE at the start of an episode (the game table's measured flag)."""
+        return get_game(self.game).needs_fire
+
+    @property
     def view_shape(self) -> tuple[int, ...]:
         return self.view_spec.shape
 
@@ -118,6 +123,7 @@ class GymTask:
 
     view_dtype = torch.float32
     frames_per_step = 1
+    needs_fire = False
 
     def make_vector(self, num_envs: int):
         from scaleworld.experts.gym_vector import GymVector

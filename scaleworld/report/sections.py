@@ -67,6 +67,30 @@ def render_controls(variant: str, analysis: dict[str, Any], console: Any) -> Non
         console.print(f"control {mode} ({variant}) holds equal: {held}")
 
 
+def render_experts(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:
+    """Each expert's raw score against random, the human reference and the standard PPO run's; weak ones flagged."""
+    from rich.table import Table
+
+    experts = _section(analysis, "experts", f"experts ({variant})", console,
+                       empty="no expert was scored: expert.source random, or no policy stage")
+    if experts is None:
+        return
+    table = Table(title=f"experts ({variant}): raw scores under the protocol, +- SEM, against the references",
+                  box=style)
+    for col in ("game", "expert", "random", "margin (SE)", "human", "PPO ref", "share of PPO", ""):
+        table.add_column(col)
+    for game, e in sorted(experts.items()):
+        table.add_row(game, f"{e['score']:.4g} +- {e['sem']:.2g}", f"{e['random']:.4g} +- {e['random_sem']:.2g}",
+                      f"{e['margin_se']:.1f}", f"{e['human']:g}", f"{e['ppo_reference']:g}",
+                      f"{e['reference_share']:.2f}", "weak" if e["weak"] else "")
+    console.print(table)
+    weak = [game for game, e in sorted(experts.items()) if e["weak"]]
+    threshold = next(iter(experts.values()))["weak_below"]
+    console.print(f"share of PPO = (expert - random) / (PPO reference - random), random measured here; the PPO "
+                  f"reference is CleanRL's at 40M frames under another protocol. Weak: below {threshold:g} "
+                  f"(analysis.weak_expert){': ' + ', '.join(weak) if weak else ': none'}")
+
+
 def render_fits(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:
     from rich.table import Table
 

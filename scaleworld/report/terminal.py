@@ -1,6 +1,7 @@
 """`scaleworld report RUN_ROOT`: what a study found so far, read from its job folders.
 
-Sections: jobs, tokenizer quality per game against the gate, settings, scaling regimes per (mode,
+Sections: jobs, tokenizer quality per game against the gate, the experts' raw scores against the
+random policy and the human and PPO references (weak ones flagged), settings, scaling regimes per (mode,
 game) with the rule's evidence (at the final and, for runs with a validation split, the best
 checkpoints), what each control mode holds equal to the joint run, scaling curves as sparklines
 of mean held-out NLL over sizes, open-loop PSNR beside the tokenizer's floor (those two in
@@ -19,6 +20,7 @@ from typing import Any
 from scaleworld.report.control import collect_control
 from scaleworld.report.sections import (
     render_controls,
+    render_experts,
     render_fidelity_improvement,
     render_fits,
     render_interaction,
@@ -103,6 +105,11 @@ def render(results: dict[str, Any], console: Any) -> None:
     if missing:
         console.print(f"partial results: {missing} jobs not finished; the numbers below use what is done")
     render_tokenizers(results["tokenizers"], console, style)
+    shown: list[Any] = []
+    for variant, analysis in results["regimes"].items():  # variants that share their experts show them once
+        if analysis.get("experts") not in shown:
+            shown.append(analysis.get("experts"))
+            render_experts(variant, analysis, console, style)
 
     order = size_key(results["size_params"])
     for variant, analysis in results["regimes"].items():

@@ -110,7 +110,7 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     from scaleworld.data.windows import WINDOWS
     from scaleworld.models.dynamics_config import TERMINATION_TARGETS
     from scaleworld.models.tokenizer_config import TokenizerConfig
-    from scaleworld.study.spec import study_sizes, tokenizer_steps
+    from scaleworld.study.spec import expert_steps, study_sizes, tokenizer_steps
     from scaleworld.study.stages import (
         AnalysisStage,
         CollectStage,
@@ -131,8 +131,9 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     for game in games:
         inputs, policy = [], {"source": e.source}
         if e.source == "ppo":
-            expert = ExpertStage(game=game, protocol=protocol, frames=e.frames, num_envs=e.num_envs, seed=e.seed,
-                                 episodes=e.episodes)
+            expert = ExpertStage(game=game, protocol=protocol, agent_steps=expert_steps(spec), num_envs=e.num_envs,
+                                 seed=e.seed, episodes=e.episodes, episodic_life=e.episodic_life,
+                                 fire_reset=e.fire_reset)
             inputs = [graph.add(expert.job([], {"game": game, **tag}))]
             expert_of[game] = inputs[0]
         elif e.source != "random":  # an imported expert: its weights' hash is part of the identity
@@ -228,11 +229,12 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
                                                      tokenizer=tokenizer_of[game], anchor=anchors[game],
                                                      labels={**labels, "game": game})
     rule = {k: getattr(spec.analysis, k) for k in ("rule_version", "alpha", "delta", "margin_nats", "min_sizes",
-                                                   "min_seeds", "bootstrap_reps", "seed")}
+                                                   "min_seeds", "bootstrap_reps", "seed", "weak_expert")}
     if spec.analysis.episode_bootstrap:  # the default (off) stays out of the identity
         rule["episode_bootstrap"] = True
-    graph.add(AnalysisStage(rule=rule).job(sorted(set(fidelity_ids)) + sorted(set(control_ids)),
-                                           {"variant": variant, "matched_rule": spec.modes.matched.rule, **tag}))
+    analysed = sorted(set(fidelity_ids)) + sorted(set(control_ids)) + sorted(anchors.values())
+    graph.add(AnalysisStage(rule=rule).job(analysed, {"variant": variant, "matched_rule": spec.modes.matched.rule,
+                                                      **tag}))
 
 
 def more_data_seed(seed: int) -> int:
@@ -250,7 +252,7 @@ def _add_anchors(graph: Graph, spec: Any, tag: dict[str, Any], protocol: dict[st
     anchors = {}
     for game in spec.games:
         inputs, expert = [], None
-        if c.upper_anchor == "expert" and e.source == "ppo":  # the expert job measured its score
+        if e.source == "ppo":  # the expert job measured its score: the quality record, and the upper anchor
             inputs = [expert_of[game]]
         elif c.upper_anchor == "expert":  # an imported expert: scored by the anchor job
             expert = {"source": imported[game]["source"], "episodes": e.episodes, "sha256": imported[game]["sha256"]}

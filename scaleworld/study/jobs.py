@@ -157,27 +157,28 @@ def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
 
 
 def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
-    """A game's anchors for normalised scores: the random policy's score and the upper anchor."""
+    """A game's anchors for normalised scores: the random policy's score and the upper anchor, and the
+    expert's quality record wherever the expert was scored (a PPO expert job always scores it)."""
     from scaleworld.evaluation.control import measure_anchors
     from scaleworld.experts.checkpoint import SCORE_JSON
 
     c = stage_of(job)
     protocol = c.protocol_config()
     expert_record = None
-    if c.upper == "expert":
-        experts = _input_dirs(store, graph, job, "expert")
-        if experts:  # a PPO expert job measured its score under the study's protocol
-            expert_record = json.loads((experts[0] / ExpertStage.ARTIFACT / SCORE_JSON).read_text())
-        else:  # an imported expert: score it here, under the study's protocol
-            from scaleworld.experts.anchor import score_expert
+    experts = _input_dirs(store, graph, job, "expert")
+    if experts:  # a PPO expert job measured its score under the study's protocol
+        expert_record = json.loads((experts[0] / ExpertStage.ARTIFACT / SCORE_JSON).read_text())
+    elif c.upper == "expert":  # an imported expert: score it here, under the study's protocol
+        from scaleworld.experts.anchor import score_expert
 
-            expert_record = score_expert(c.expert["source"], episodes=c.expert["episodes"], protocol=protocol,
-                                         seed=c.seed, num_envs=c.num_envs, out=out / "expert_score.json")
+        expert_record = score_expert(c.expert["source"], episodes=c.expert["episodes"], protocol=protocol,
+                                     seed=c.seed, num_envs=c.num_envs, out=out / "expert_score.json")
     record = measure_anchors(game=c.game, protocol=protocol, episodes=c.episodes, seed=c.seed,
                              num_envs=c.num_envs, upper=c.upper, expert_record=expert_record)
     write_json_atomic(out / AnchorStage.ARTIFACT, record)
     return {"anchor": AnchorStage.ARTIFACT, "random": record["random"]["score"], "upper": record["upper"]["score"],
-            "upper_kind": record["upper"]["kind"]}
+            "upper_kind": record["upper"]["kind"],
+            **({"expert_margin_se": record["expert"]["margin_se"]} if "expert" in record else {})}
 
 
 def _policy(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -318,11 +319,24 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
            if r.get("episode_bootstrap") else {}),
         "interaction": interaction_tests(by_seed, order=sorted(blocks_of, key=lambda size: (blocks_of[size], size))),
         "scores": score_summary(_control_scores(store, graph, job), rng=rng, reps=reps),
+        "experts": _expert_quality(store, graph, job, weak_below=r["weak_expert"]),
     })
     return {"analysis": AnalysisStage.ARTIFACT,
             "regimes": {mode: {g: v["regime"] for g, v in games.items()} for mode, games in result.items()},
             **({"regimes_best": {mode: {g: v["regime"] for g, v in games.items()}
                                  for mode, games in best["modes_best"].items()}} if best else {})}
+
+
+def _expert_quality(store: RunStore, graph: Graph, job: Job, *, weak_below: float) -> dict[str, Any]:
+    """experts[game]: the anchor job's expert quality record (`expert_quality`), flagged ``weak`` when its
+    share of the PPO reference's margin over random is below `weak_below`; games without one left out."""
+    experts = {}
+    for folder in _input_dirs(store, graph, job, "anchor"):
+        record = json.loads((folder / AnchorStage.ARTIFACT).read_text())
+        if "expert" in record:
+            share = record["expert"]["reference_share"]
+            experts[record["game"]] = {**record["expert"], "weak": bool(share < weak_below), "weak_below": weak_below}
+    return experts
 
 
 def _control_scores(store: RunStore, graph: Graph, job: Job) -> dict[str, dict[str, dict[str, dict[int, list[float]]]]]:

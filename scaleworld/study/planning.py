@@ -84,6 +84,17 @@ def _collects_under(graph: Graph, job: Any) -> list[str]:
     return sorted(set(found))
 
 
+def expert_budgets(graph: Graph) -> list[str]:
+    """One line per distinct PPO expert budget: agent steps and frames (agent steps x frame skip), and the games."""
+    budgets: dict[tuple[int, int], list[str]] = {}
+    for job in graph.by_kind("expert"):
+        steps = job.config["agent_steps"]
+        budgets.setdefault((steps, steps * job.config["protocol"]["frame_skip"]), []).append(job.config["game"])
+    return [f"experts: PPO for {steps:,} agent steps = {frames:,} frames a game ({len(games)} games; the standard "
+            "Atari PPO run is 10,000,000 agent steps = 40,000,000 frames)"
+            for (steps, frames), games in budgets.items()]
+
+
 def failures(store: RunStore, graph: Graph) -> list[tuple[str, str, str]]:
     from scaleworld.study.local import describe
 
@@ -123,5 +134,7 @@ def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool) 
         console.print("passes: the frames of a game a run trains on (steps x batch x window, shared evenly by a "
                       "joint run's games) over its training frames (collected steps x (1 - val_fraction) x (1 - "
                       "train.validation_fraction); the splits are by episode, so about)")
+        for line in expert_budgets(graph):
+            console.print(line)
     for _, what, reason in failures(store, graph):
         console.print(f"[red]failed[/red] {what}: {reason}")

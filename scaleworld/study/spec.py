@@ -22,6 +22,7 @@ from typing import Any
 from scaleworld.atari.protocol import Protocol
 from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
+from scaleworld.experts.ppo_config import PPOConfig, budget_steps
 from scaleworld.imagination.config import PolicyConfig, PolicyTraining
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig, default_steps
@@ -44,8 +45,15 @@ class ExpertSpec:
     source: str = "ppo"
     """Who collects the data: ``ppo`` (an `expert` job trains one per game), ``random``, or the path
     of a folder holding one expert checkpoint per game (``DIR/<Game>/expert.json``)."""
-    frames: int = 10_000_000
-    """PPO budget in emulator frames (source ppo)."""
+    agent_steps: int | None = None
+    """PPO budget in agent steps (source ppo). Give this or `frames`, not both; neither is the standard
+    Atari PPO run (PPOConfig.agent_steps: 10M agent steps = 40M frames)."""
+    frames: int | None = None
+    """PPO budget in emulator frames: agent steps x protocol.frame_skip (a whole number of agent steps)."""
+    episodic_life: bool = PPOConfig.episodic_life
+    """A lost life ends the episode for learning only (stored data and scores keep whole episodes)."""
+    fire_reset: bool = PPOConfig.fire_reset
+    """FIRE at the start of each episode for learning, in the games that wait for it (Breakout)."""
     num_envs: int = 8
     seed: int = 0
     episodes: int = 10
@@ -194,6 +202,9 @@ class AnalysisSpec:
     min_seeds: int = 3
     bootstrap_reps: int = 2000
     seed: int = 0
+    weak_expert: float = 0.5
+    """The report flags an expert as weak when its margin over random is below this share of the standard
+    PPO run's (the game table's PPO reference): a flag for the reader, not a gate (half: a judgement)."""
 
 
 @dataclass
@@ -396,6 +407,13 @@ SEED_KEYS = ("expert.seed", "data.seed", "data.split_seed", "tokenizer.seed", "f
              "analysis.seed")
 
 
+def expert_steps(spec: Any) -> int:
+    """The PPO experts' budget in agent steps, from whichever unit the spec gave (`budget_steps`)."""
+    e = spec.expert
+    return budget_steps(agent_steps=e.agent_steps, frames=e.frames, frame_skip=spec.protocol.frame_skip,
+                        default=PPOConfig.agent_steps, what="the expert budget")
+
+
 def check_spec(spec: Any, *, where: str = "") -> None:
     """Checks the schema cannot express: names that must exist, budgets that must be possible."""
     from scaleworld.atari.games import GAMES, get_game
@@ -447,8 +465,11 @@ def check_spec(spec: Any, *, where: str = "") -> None:
         fail("expert.sampling", "use sample or greedy")
     if not 0.0 <= spec.expert.epsilon <= 1.0:
         fail("expert.epsilon", "must be in [0, 1]")
-    if spec.expert.source == "ppo" and spec.expert.frames < 1:
-        fail("expert.frames", f"{spec.expert.frames} is impossible: it must be at least 1")
+    if spec.expert.source == "ppo":
+        try:
+            expert_steps(spec)
+        except ScaleworldError as exc:
+            fail("expert.frames" if spec.expert.frames is not None else "expert.agent_steps", str(exc))
     if spec.tokenizer.scope not in ("shared", "per_game"):
         fail("tokenizer.scope", "use shared or per_game")
     try:
@@ -541,6 +562,8 @@ def check_spec(spec: Any, *, where: str = "") -> None:
                    min_sizes=a.min_sizes, min_seeds=a.min_seeds, bootstrap_reps=a.bootstrap_reps)
     except ScaleworldError as exc:
         fail("analysis", str(exc))
+    if not a.weak_expert >= 0:
+        fail("analysis.weak_expert", f"{a.weak_expert} is impossible: a share of the PPO reference's margin, >= 0")
     _check_policy(spec, fail)
     lengths = {len(v) for v in spec.sweep.zip.values()}
     if len(lengths) > 1:

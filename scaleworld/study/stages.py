@@ -62,21 +62,25 @@ class Stage:
 
 @dataclass(frozen=True, kw_only=True)
 class ExpertStage(Stage):
-    """A PPO expert trained on the game, then scored: the upper anchor."""
+    """A PPO expert trained on the game for `agent_steps` (x frame skip = frames), then scored: the
+    upper anchor. `episodic_life`, `fire_reset`: PPOConfig's learning-only signals."""
 
     KIND = "expert"
     ARTIFACT = "expert"
     game: str
     protocol: dict[str, Any]
-    frames: int
+    agent_steps: int
     num_envs: int
     seed: int
     episodes: int
+    episodic_life: bool
+    fire_reset: bool
 
     def ppo_config(self) -> Any:
         from scaleworld.experts.ppo_config import PPOConfig
 
-        return PPOConfig(frames=self.frames, seed=self.seed, num_envs=self.num_envs)
+        return PPOConfig(agent_steps=self.agent_steps, seed=self.seed, num_envs=self.num_envs,
+                         episodic_life=self.episodic_life, fire_reset=self.fire_reset)
 
     def check(self) -> None:
         super().check()
