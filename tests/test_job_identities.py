@@ -15,12 +15,13 @@ PINS = {  # study -> (jobs, SHA-256 prefix of the sorted "kind:id:inputs" lines)
     # Issue 16 changed every job on purpose: the expert (its budget in agent steps at the reference 10M,
     # episodic life and FIRE at the start as learning signals), hence everything trained on its data;
     # anchors take the PPO expert's score even with a human upper anchor (the quality record); the
-    # analysis reads the anchors and its rule holds analysis.weak_expert.
-    "smoke": (50, "79e742ba156a2e5b"),
-    "joint26": (23514, "bd7c06d1dc9074ef"),
-    "per_game_scaling": (1146, "ebaed82dd6b300a2"),
-    "matched_budget": (691, "23311030d409f88b"),
-    "confound": (1115, "7039fea43f9acab5"),
+    # analysis reads the anchors and its rule holds analysis.weak_expert. Issue 17 then changed the
+    # fidelity jobs (fidelity/3: the unigram and copy-last-frame baselines) and so the analysis.
+    "smoke": (50, "0dccda5614d8765b"),
+    "joint26": (23514, "acf47234c20e3ba5"),
+    "per_game_scaling": (1146, "691628878ad6ec2b"),
+    "matched_budget": (691, "dc167ef444187c28"),
+    "confound": (1115, "694aab394922402e"),
 }
 
 

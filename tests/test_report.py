@@ -149,7 +149,14 @@ def _analysis_json() -> dict:
         "Pong": {"score": 19.2, "sem": 0.3, "episodes": 30, "random": -20.4, "random_sem": 0.1, "margin_se": 125.2,
                  "human": 14.6, "ppo_reference": 20.3, "reference_share": 0.97, "weak": False, "weak_below": 0.5},
     }
+    baselines = {  # Breakout's smallest single size has a seed that does not beat copy-last-frame
+        game: {"unigram": 3.1 + i, "copy": 1.05 + i, "flagged": ["single paper-d2"] if game == "Breakout" else [],
+               "models": {mode: {size: {"nll": 1.0 + i - 0.05 * k, "seeds": len(SEEDS),
+                                        "not_beating": [0] if (game, mode, k) == ("Breakout", "single", 0) else []}
+                                 for k, size in enumerate(SIZES)} for mode in ("joint", "single")}}
+        for i, game in enumerate(GAMES)}
     return {"rule": rule, "modes": modes, "bootstrap": {"reps": 1000, "seed": 7}, "fits": fits, "experts": experts,
+            "baselines": baselines,
             "matched_vs_joint": paired, "fidelity": {"improvement": fidelity},
             "scores": {"aggregates": aggregates, "improvement": improvement, "bootstrap": "hierarchical"},
             "controls": {"matched": MATCH_RULES["total_steps"]},
@@ -289,6 +296,7 @@ def test_an_analysis_without_control_scores_or_fits_is_said_not_shown(tmp_path):
     assert "normalised control scores (base): not in this analysis.json" in text
     assert "P(improvement) (base) of held-out NLL: not in this analysis.json" in text
     assert "experts (base): not in this analysis.json" in text
+    assert "baselines (base): not in this analysis.json" in text
     none = {**_analysis_json(), "scores": {"aggregates": {}, "improvement": {}}, "matched_vs_joint": {}, "experts": {}}
     _write(next(store.root.glob("analysis/*/analysis.json")), none)
     text = " ".join(_rendered(store).split())

@@ -1,6 +1,7 @@
-"""The study-level numbers of `analysis.json` beyond the regimes: scaling-law fits, the paired
-matched-vs-joint test, and aggregate normalised control scores and P(improvement) with
-hierarchical bootstrap intervals (`scaleworld.analysis.hierarchical`).
+"""The study-level numbers of `analysis.json` beyond the regimes: every model against the trivial
+next-latent baselines, scaling-law fits, the paired matched-vs-joint test, and aggregate
+normalised control scores and P(improvement) with hierarchical bootstrap intervals
+(`scaleworld.analysis.hierarchical`).
 
 Inputs are plain nested dicts read from job folders; outputs are JSON-safe dicts (intervals as
 ``{"point", "lo", "hi"}``). Every bootstrap draws from the one `numpy.random.Generator` passed in,
@@ -170,3 +171,28 @@ def score_summary(scores: NestedRuns, *, rng: np.random.Generator, reps: int) ->
             aggregates.setdefault(mode, {})[size] = row
     comparisons = improvements(scores, rng=rng, reps=reps)
     return {"aggregates": aggregates, "improvement": comparisons, "bootstrap": "hierarchical"}
+
+
+def baseline_comparison(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """baselines[game] = {unigram, copy: held-out NLL of the two trivial predictors (nats per frame,
+    `scaleworld.evaluation.baselines`), models: {mode: {size: {nll: mean over seeds, seeds, not_beating:
+    the seeds whose NLL is not below both baselines}}}, flagged: "mode size" of every size with such
+    a seed}. Rows are `nll_rows` (fidelity records without baselines, from before fidelity/3, are
+    left out: their game is absent)."""
+    out: dict[str, Any] = {}
+    for row in sorted(rows, key=lambda r: (r["game"], r["mode"], r["params"], r["size"], r["seed"])):
+        if not row.get("baselines"):
+            continue
+        game = out.setdefault(row["game"], {**row["baselines"], "models": {}, "flagged": []})
+        cell = game["models"].setdefault(row["mode"], {}).setdefault(row["size"], {"nll": [], "not_beating": []})
+        cell["nll"].append(row["nll"])
+        if not row["nll"] < min(row["baselines"].values()):
+            cell["not_beating"].append(row["seed"])
+    for game in out.values():
+        for mode, sizes in game["models"].items():
+            for size, cell in sizes.items():
+                cell["seeds"] = len(cell["nll"])
+                cell["nll"] = float(np.mean(cell["nll"]))
+                if cell["not_beating"]:
+                    game["flagged"].append(f"{mode} {size}")
+    return out

@@ -189,7 +189,10 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> None:
     for game, r in record["games"].items():
         f1 = "n/a" if r["termination_f1"] is None else f"{r['termination_f1']:.3f}"
         psnr, floor = r["open_loop"]["psnr"], r["open_loop"]["tokenizer_psnr"]
-        print(f"{game}: NLL {r['nll_nats_per_frame']:.4f} nats/frame, reward MAE {r['reward_mae']:.4f}, "
+        base = r["baseline_nll"]
+        verdict = "beats both" if r["beats_baselines"] else "does NOT beat both"
+        print(f"{game}: NLL {r['nll_nats_per_frame']:.4f} nats/frame (baselines: unigram {base['unigram']:.4f}, "
+              f"copy last frame {base['copy']:.4f}: {verdict}), reward MAE {r['reward_mae']:.4f}, "
               f"termination F1 {f1}, open-loop PSNR h1..h{len(psnr)} "
               + (f"{' '.join(f'{p:.1f}' for p in psnr)} dB (tokenizer alone on the same frames: "
                  f"{' '.join(f'{p:.1f}' for p in floor)})" if psnr else "n/a (episodes too short)"))

@@ -6,6 +6,10 @@
 - Training-split NLL: the same NLL on as many episodes (drawn by the seed) of those the model
   trained on: what regime-rule/2's mechanism check compares across sizes (do bigger models fit
   their training data better?).
+- Baselines (``baseline_nll``, `scaleworld/evaluation/baselines.py`): the unigram and the
+  copy-last-frame predictors of the next latent, fitted on the game's training split and scored on
+  the same held-out transitions in the same units; ``beats_baselines``: the model's NLL is below
+  both. A model that does not beat them has learned nothing a trivial predictor does not know.
 - Reward: mean absolute error of the predicted (expected) reward; termination: F1 at p > 0.5.
 - Open loop: from `rollouts` real contexts of `context_steps` steps, the model imagines `horizon`
   steps (most likely latent per variable, real actions) through its KV cache; each imagined frame
@@ -28,6 +32,7 @@ from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import split_episodes, split_validation, window_rows
 from scaleworld.errors import ScaleworldError
+from scaleworld.evaluation.baselines import BASELINES, NextLatentBaselines, fit_baselines
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_quality import psnr_db
@@ -48,11 +53,13 @@ def _windows(ds: OfflineDataset, episodes: torch.Tensor, length: int):
 
 @torch.no_grad()
 def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.Tensor, game: int | None,
-                     batch: int = 32, termination: str = TERMINATION_TARGETS[0]) -> dict[str, float]:
+                     batch: int = 32, termination: str = TERMINATION_TARGETS[0],
+                     baselines: NextLatentBaselines | None = None) -> dict[str, Any]:
     """Held-out NLL, reward MAE and termination F1; the termination is scored against the target the
     model was trained on (`termination`, recorded with it). ``episode_nll``: per episode (in the
     order given) its summed NLL and its scored frames, [[nats, frames], ...], so an analysis can
-    resample the held-out episodes."""
+    resample the held-out episodes. With `baselines`, ``baseline_nll`` {name: nats per frame} of
+    each on the same transitions."""
     loss = WorldModelLoss(model, termination=termination)
     c = model.config
     abs_err = 0.0
@@ -60,6 +67,7 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
     steps = 0
     windows = list(_windows(ds, episodes, c.context))
     per_episode = torch.zeros(len(episodes), 2, dtype=torch.float64)  # [E, (nats, frames)]
+    baseline_sums = dict.fromkeys(BASELINES, 0.0)
     for i in range(0, len(windows), batch):
         chunk = windows[i : i + batch]
         first, remaining, which = torch.tensor(chunk).T  # [3, B]
@@ -71,6 +79,9 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
         terms = loss.terms(td)
         per_episode[:, 0].index_add_(0, which, (terms["latent"] * terms["latent_mask"]).sum(-1).double())
         per_episode[:, 1].index_add_(0, which, terms["latent_mask"].sum(-1).double())
+        if baselines is not None:
+            for name, nll in baselines.nll(td["tokens"]).items():  # [B, T-1], the model's positions
+                baseline_sums[name] += float((nll.double() * terms["latent_mask"]).sum())
         mask = td["mask"]
         reward = expected_value(terms["out"]["reward_logits"], c.reward_limit)
         abs_err += float(((reward - td["next", "reward"]).abs() * mask).sum())
@@ -84,8 +95,23 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
     if frames == 0:
         raise ScaleworldError("the held-out episodes have no transitions: collect more data or raise val_fraction")
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None  # None: no terminations to score
-    return {"nll_nats_per_frame": nll_sum / frames, "reward_mae": abs_err / steps, "termination_f1": f1,
-            "transitions": int(frames), "episode_nll": per_episode.tolist()}
+    record = {"nll_nats_per_frame": nll_sum / frames, "reward_mae": abs_err / steps, "termination_f1": f1,
+              "transitions": int(frames), "episode_nll": per_episode.tolist()}
+    if baselines is not None:
+        record["baseline_nll"] = {name: total / frames for name, total in baseline_sums.items()}
+        record["beats_baselines"] = bool(record["nll_nats_per_frame"] < min(record["baseline_nll"].values()))
+    return record
+
+
+def game_baselines(ds: OfflineDataset, identity: dict[str, Any], *, classes: int) -> NextLatentBaselines:
+    """The baselines of `ds`'s game, fitted on the train side of the model's episode split (all of it:
+    the same for every model of the game that shares the split, whatever its validation split)."""
+    train, _ = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
+                              seed=identity["split_seed"])
+    tokens = ds.data["tokens"]
+    starts, lengths = ds.episode_starts, ds.episode_lengths
+    return fit_baselines((torch.as_tensor(tokens[int(starts[e]): int(starts[e]) + int(lengths[e])])
+                          for e in train.tolist()), classes=classes)
 
 
 @torch.no_grad()
@@ -183,8 +209,10 @@ def _game_records(model: DynamicsModel, identity: dict[str, Any], tokenizer, dat
         _, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
                                 seed=identity["split_seed"])
         pixels = open_source(ds)
+        baselines = game_baselines(ds, identity, classes=model.config.classes)
         records[ds.game] = {
-            **one_step_metrics(model, ds, val, game, termination=target),
+            **one_step_metrics(model, ds, val, game, termination=target, baselines=baselines),
+            "baselines_fitted_on": {"frames": baselines.frames, "transitions": baselines.transitions},
             "open_loop": open_loop(model, tokenizer, ds, pixels, val, game, context_steps=context_steps,
                                    horizon=horizon, rollouts=rollouts, generator=generator),
             "held_out_episodes": len(val),

@@ -91,6 +91,32 @@ def render_experts(variant: str, analysis: dict[str, Any], console: Any, style: 
                   f"(analysis.weak_expert){': ' + ', '.join(weak) if weak else ': none'}")
 
 
+def render_baselines(variant: str, analysis: dict[str, Any], console: Any, style: Any, order: Any) -> None:
+    """Every model's mean held-out NLL beside the unigram and copy-last-frame baselines; a size with a
+    seed whose NLL is not below both is flagged (analysis.json ``baselines``)."""
+    from rich.table import Table
+
+    baselines = _section(analysis, "baselines", f"baselines ({variant})", console,
+                         empty="no fidelity record holds baselines (written before fidelity/3)")
+    if baselines is None:
+        return
+    table = Table(title=f"held-out NLL (nats/frame) against trivial predictors ({variant}): a model must beat both",
+                  box=style)
+    for col in ("game", "unigram", "copy last", "mode", "mean NLL per size (seeds not beating both)"):
+        table.add_column(col)
+    for game, b in sorted(baselines.items()):
+        for i, (mode, sizes) in enumerate(sorted(b["models"].items())):
+            cells = [f"{size} {c['nll']:.3f}" + (f" ({len(c['not_beating'])}/{c['seeds']})" if c["not_beating"] else "")
+                     for size, c in sorted(sizes.items(), key=lambda kv: order(kv[0]))]
+            table.add_row(game if i == 0 else "", f"{b['unigram']:.3f}" if i == 0 else "",
+                          f"{b['copy']:.3f}" if i == 0 else "", mode, ", ".join(cells))
+    console.print(table)
+    flagged = [f"{game}: {', '.join(b['flagged'])}" for game, b in sorted(baselines.items()) if b["flagged"]]
+    console.print("unigram: per-variable code frequencies of the training split; copy last: z_t+1 = z_t mixed with "
+                  "the unigram at each variable's change rate (scaleworld/evaluation/baselines.py). Not beating "
+                  "both: " + ("; ".join(flagged) if flagged else "none"))
+
+
 def render_fits(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:
     from rich.table import Table
 

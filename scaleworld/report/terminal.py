@@ -4,7 +4,8 @@ Sections: jobs, tokenizer quality per game against the gate, the experts' raw sc
 random policy and the human and PPO references (weak ones flagged), settings, scaling regimes per (mode,
 game) with the rule's evidence (at the final and, for runs with a validation split, the best
 checkpoints), what each control mode holds equal to the joint run, scaling curves as sparklines
-of mean held-out NLL over sizes, open-loop PSNR beside the tokenizer's floor (those two in
+of mean held-out NLL over sizes, every model's NLL against the unigram and copy-last-frame
+baselines (those not beating both flagged), open-loop PSNR beside the tokenizer's floor (those two in
 `tokenizers.py`), single vs joint at each size, scaling-law fits, the matched-vs-joint paired
 test, aggregate normalised control scores with P(improvement) (those four in `sections.py`), and
 failed jobs. Works on partial and damaged run roots: it says what is missing, names each damaged
@@ -19,6 +20,7 @@ from typing import Any
 
 from scaleworld.report.control import collect_control
 from scaleworld.report.sections import (
+    render_baselines,
     render_controls,
     render_experts,
     render_fidelity_improvement,
@@ -151,6 +153,8 @@ def render(results: dict[str, Any], console: Any) -> None:
             curves.add_row(mode, game, _sparkline(means, bars), " ".join(f"{m:.3f}" for m in means),
                            "/".join(str(len(s["nll"])) for s in ordered))
     console.print(curves)
+    for variant, analysis in results["regimes"].items():
+        render_baselines(variant, analysis, console, style, order)
     render_open_loop(results["open_loop"], console, style)
 
     single, joint = results["curves"].get("single", {}), results["curves"].get("joint", {})

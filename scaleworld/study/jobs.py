@@ -283,7 +283,13 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     """Scaling regimes of held-out NLL per (mode, game), under the spec's rule, at the final
     checkpoints (``modes``) and, for runs that kept one, at the best (``modes_best``)."""
     from scaleworld.analysis.interaction import interaction_tests
-    from scaleworld.analysis.summary import fidelity_improvement, matched_vs_joint, scaling_fits, score_summary
+    from scaleworld.analysis.summary import (
+        baseline_comparison,
+        fidelity_improvement,
+        matched_vs_joint,
+        scaling_fits,
+        score_summary,
+    )
     from scaleworld.study.results import nll_readings
     from scaleworld.training.config import JOINT_SHORT, MATCH_RULES
 
@@ -315,6 +321,7 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
         "fits": scaling_fits(by_blocks, total=curves, rng=rng, reps=reps),
         "matched_vs_joint": matched_vs_joint(by_size, rng=rng, reps=reps),
         "fidelity": {"improvement": fidelity_improvement(by_seed, rng=rng, reps=reps)},
+        "baselines": baseline_comparison(rows),
         **({"size_means_episodes": _episode_intervals(rows, seed=r["seed"], reps=reps)}
            if r.get("episode_bootstrap") else {}),
         "interaction": interaction_tests(by_seed, order=sorted(blocks_of, key=lambda size: (blocks_of[size], size))),

@@ -68,7 +68,8 @@ def nll_readings(store: RunStore, graph: Graph, jobs: Iterable[Job], *, readings
                     rows[reading].append({
                         "mode": mode, "game": game, "size": fjob.labels["size"], "seed": fjob.labels["seed"],
                         "params": params, "blocks": blocks, "nll": g["nll_nats_per_frame"],
-                        "train_nll": g.get("train_nll_nats_per_frame"), "episodes": g.get("episode_nll"), **extra})
+                        "train_nll": g.get("train_nll_nats_per_frame"), "episodes": g.get("episode_nll"),
+                        "baselines": g.get("baseline_nll"), **extra})
     return rows
 
 

@@ -200,9 +200,10 @@ class FidelityStage(Stage):
     horizon: int
     rollouts: int
     seed: int
-    measures: str = "fidelity/2"
-    """What the job measures, so that a new measure redoes finished fidelity jobs: ``fidelity/2``
-    adds the training-split NLL (regime-rule/2's mechanism check); ``fidelity/1`` (absent) before."""
+    measures: str = "fidelity/3"
+    """What the job measures, so that a new measure redoes finished fidelity jobs: ``fidelity/3`` adds
+    the unigram and copy-last-frame baselines; ``fidelity/2`` the training-split NLL (regime-rule/2's
+    mechanism check); ``fidelity/1`` (absent) before."""
 
     def check(self) -> None:
         super().check()
