@@ -189,7 +189,8 @@ def _training_sample(ds: OfflineDataset, identity: dict[str, Any], count: int, s
 
 
 def _game_records(model: DynamicsModel, identity: dict[str, Any], tokenizer, datasets: list[OfflineDataset], *,
-                  context_steps: int, horizon: int, rollouts: int, seed: int) -> dict[str, Any]:
+                  context_steps: int, horizon: int, rollouts: int, seed: int,
+                  fitted: dict[str, NextLatentBaselines]) -> dict[str, Any]:
     """{game: metrics} of one model on each game's held-out episodes (the model's own split), with
     ``train_nll_nats_per_frame``: the same NLL on as many of the episodes it trained on (None when
     its training data were not given)."""
@@ -209,7 +210,9 @@ def _game_records(model: DynamicsModel, identity: dict[str, Any], tokenizer, dat
         _, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
                                 seed=identity["split_seed"])
         pixels = open_source(ds)
-        baselines = game_baselines(ds, identity, classes=model.config.classes)
+        if ds.game not in fitted:  # the final and the best checkpoint share the split: fit once per game
+            fitted[ds.game] = game_baselines(ds, identity, classes=model.config.classes)
+        baselines = fitted[ds.game]
         records[ds.game] = {
             **one_step_metrics(model, ds, val, game, termination=target, baselines=baselines),
             "baselines_fitted_on": {"frames": baselines.frames, "transitions": baselines.transitions},
@@ -247,18 +250,20 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
         if ds.manifest["tokenizer"]["sha256"] != tok_identity["sha256"]:
             raise ScaleworldError(f"{token_dir} was encoded by another tokenizer than {tokenizer_dir}")
     settings = {"context_steps": context_steps, "horizon": horizon, "rollouts": rollouts, "seed": seed}
+    fitted: dict[str, NextLatentBaselines] = {}  # game -> its baselines, for both checkpoints
     record = {
         "format": FIDELITY_FORMAT, "scaleworld_version": scaleworld.__version__,
         "dynamics": {k: identity[k] for k in ("path", "sha256", "games", "mode")},
         "tokenizer_sha256": tok_identity["sha256"],
         "termination_target": identity.get("termination", TERMINATION_TARGETS[0]),  # what termination_f1 scores
         "settings": settings,
-        "games": _game_records(model, identity, tokenizer, datasets, **settings),
+        "games": _game_records(model, identity, tokenizer, datasets, **settings, fitted=fitted),
     }
     if (Path(dynamics_dir) / DYNAMICS_BEST_FILE).is_file():
         best, best_identity = load_dynamics(dynamics_dir, best=True)
         record["best"] = {**best_identity["best"], "sha256": best_identity["sha256"],
-                          "games": _game_records(best, best_identity, tokenizer, datasets, **settings)}
+                          "games": _game_records(best, best_identity, tokenizer, datasets, **settings,
+                                                 fitted=fitted)}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out), record)
