@@ -16,12 +16,13 @@ PINS = {  # study -> (jobs, SHA-256 prefix of the sorted "kind:id:inputs" lines)
     # episodic life and FIRE at the start as learning signals), hence everything trained on its data;
     # anchors take the PPO expert's score even with a human upper anchor (the quality record); the
     # analysis reads the anchors and its rule holds analysis.weak_expert. Issue 17 then changed the
-    # fidelity jobs (fidelity/3: the unigram and copy-last-frame baselines) and so the analysis.
-    "smoke": (50, "0dccda5614d8765b"),
-    "joint26": (23514, "acf47234c20e3ba5"),
-    "per_game_scaling": (1146, "691628878ad6ec2b"),
-    "matched_budget": (691, "dc167ef444187c28"),
-    "confound": (1115, "694aab394922402e"),
+    # fidelity jobs (fidelity/3: the unigram and copy-last-frame baselines) and so the analysis, then the
+    # analysis alone (statistics/3: the control evidence against random).
+    "smoke": (50, "7c3090b2314ea13f"),
+    "joint26": (23514, "d5adf020d0b75fbc"),
+    "per_game_scaling": (1146, "097fcdfa5a6b9a00"),
+    "matched_budget": (691, "01987d73255cc4cf"),
+    "confound": (1115, "3aeb2cb73d2c95b1"),
 }
 
 

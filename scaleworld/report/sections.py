@@ -248,3 +248,36 @@ def render_improvement(title: str, improvement: dict[str, Any], console: Any, st
         games = max((len(c["games"]) for c in cells if c), default=0)
         table.add_row(size, *("-" if c is None else interval_text(c) for c in cells), str(games))
     console.print(table)
+
+
+def render_versus_random(variant: str, analysis: dict[str, Any], console: Any, style: Any, order: Any) -> None:
+    """Per (mode, size, game): the imagination-trained policies' raw real-game score against the random
+    policy's, the Holm-corrected one-sided test, and reward per step in imagination vs the real game
+    (analysis.json ``control``; definitions in scaleworld/analysis/versus_random.py)."""
+    from rich.table import Table
+
+    evidence = _section(analysis, "control", f"control against random ({variant})", console,
+                        empty="this study trains no policies")
+    if evidence is None:
+        return
+    table = Table(title=f"control against random ({variant}): raw real-game score per episode; reward per agent "
+                        "step in imagination and in the real game", box=style)
+    for col in ("mode", "size", "game", "score (random)", "best run - random", "p Holm", "runs won", "beats",
+                "per step: imagined / real"):
+        table.add_column(col)
+    for mode, sizes in sorted(evidence.items()):
+        for size in sorted(sizes, key=order):
+            for game, cell in sorted(sizes[size].items()):
+                best, r = min(cell["runs"], key=lambda run: run["p"]), cell["random"]
+                imagined = cell["imagined_reward_per_step"]
+                table.add_row(mode, size, game, f"{cell['score']:.3g} ({r['score']:.3g} +- {r['sem']:.2g})",
+                              f"{best['difference']:+.3g} [{best['lo']:+.3g}, {best['hi']:+.3g}]",
+                              f"{cell['p_holm']:.2g}", f"{cell['runs_beating']}/{len(cell['runs'])}",
+                              "yes" if cell["beats_random"] else "no",
+                              f"{'-' if imagined is None else f'{imagined:.3g}'} / {cell['real_reward_per_step']:.3g}")
+    console.print(table)
+    alpha = next(c["alpha"] for sizes in evidence.values() for games in sizes.values() for c in games.values())
+    console.print(f"per run (a world-model seed's policy trial): Welch's one-sided t test of its episodes against the "
+                  f"random anchor's; a cell beats random when its best run's p x runs (Holm) <= {alpha:g}. "
+                  "imagined/step: the final update's imagined rollouts; real/step: total return / agent steps; a "
+                  "large gap with no win over random means the policy learned the model's errors")

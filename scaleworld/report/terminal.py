@@ -29,6 +29,7 @@ from scaleworld.report.sections import (
     render_paired,
     render_scores,
     render_settings,
+    render_versus_random,
     size_key,
 )
 from scaleworld.report.tokenizers import collect_open_loop, collect_tokenizers, render_open_loop, render_tokenizers
@@ -174,6 +175,7 @@ def render(results: dict[str, Any], console: Any) -> None:
         render_interaction(variant, analysis, console, style)
         render_fidelity_improvement(variant, analysis, console, style, order)
         render_scores(variant, analysis, results["control"], console, style, order)
+        render_versus_random(variant, analysis, console, style, order)
     if not results["regimes"]:
         for what in ("scaling-law fits", "matched vs joint"):
             console.print(f"{what}: missing (the analysis job has not finished)")

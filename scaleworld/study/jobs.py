@@ -290,7 +290,8 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
         scaling_fits,
         score_summary,
     )
-    from scaleworld.study.results import nll_readings
+    from scaleworld.analysis.versus_random import control_evidence
+    from scaleworld.study.results import control_episodes, nll_readings
     from scaleworld.training.config import JOINT_SHORT, MATCH_RULES
 
     stage = stage_of(job)
@@ -327,6 +328,8 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
         "interaction": interaction_tests(by_seed, order=sorted(blocks_of, key=lambda size: (blocks_of[size], size))),
         "scores": score_summary(_control_scores(store, graph, job), rng=rng, reps=reps),
         "experts": _expert_quality(store, graph, job, weak_below=r["weak_expert"]),
+        "control": control_evidence(control_episodes(store, graph, [graph.jobs[i] for i in job.inputs]),
+                                    alpha=rule.alpha),
     })
     return {"analysis": AnalysisStage.ARTIFACT,
             "regimes": {mode: {g: v["regime"] for g, v in games.items()} for mode, games in result.items()},

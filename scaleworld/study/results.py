@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from scaleworld.study.graph import Graph, Job
-from scaleworld.study.stages import FidelityStage
+from scaleworld.study.stages import ControlStage, FidelityStage
 from scaleworld.study.store import DamagedRunError, RunStore
 
 
@@ -88,4 +88,28 @@ def control_rows(store: RunStore, jobs: Iterable[Job], *, damaged: list[str] | N
                      "game": out["game"], "size": job.labels["size"], "seed": job.labels["seed"],
                      "trial": job.labels["trial"], "score": out["score"], "normalised": out["normalised"],
                      "upper_kind": out["upper_kind"]})
+    return rows
+
+
+def control_episodes(store: RunStore, graph: Graph, jobs: Iterable[Job], *,
+                     damaged: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per finished control job, for the evidence against random
+    (`scaleworld.analysis.versus_random`): its labels, the real-game episode returns and lengths,
+    the random anchor's episode returns it was normalised by, and the policy's mean imagined reward
+    per step at its final update (None if the policy job's record lacks it)."""
+    rows = []
+    for job in jobs:
+        if job.kind != "control" or not store.is_done(job):
+            continue
+        record = read_finished(store, job, ControlStage.ARTIFACT, damaged)
+        (policy,) = [graph.jobs[i] for i in job.inputs if graph.jobs[i].kind == "policy"]
+        done = read_finished(store, policy, "done.json", damaged)
+        if record is None or done is None:
+            continue
+        imagined = done["outputs"].get("final", {}).get("metric_reward")
+        rows.append({"modes": job.labels["modes"], "variants": job.labels.get("variants", ["base"]),
+                     "game": record["game"], "size": job.labels["size"], "seed": job.labels["seed"],
+                     "trial": job.labels["trial"], "returns": record["returns"], "lengths": record["lengths"],
+                     "random_returns": record["anchors"]["random"]["returns"],
+                     "imagined_reward": None if imagined is None else float(imagined)})
     return rows

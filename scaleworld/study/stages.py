@@ -287,9 +287,10 @@ class AnalysisStage(Stage):
     KIND = "analysis"
     ARTIFACT = "analysis.json"
     rule: dict[str, Any]
-    statistics: str = "statistics/2"
+    statistics: str = "statistics/3"
     """Which definitions of the aggregates and intervals the job computes, so a change of them
-    redoes finished analyses (their identity changes). ``statistics/2``: IQM and optimality gap
+    redoes finished analyses (their identity changes). ``statistics/3``: adds the control evidence
+    against random (scaleworld.analysis.versus_random); ``statistics/2``: IQM and optimality gap
     over all runs x games (rliable), hierarchical bootstrap over world-model seeds then trials
     with expanded percentile intervals (scaleworld.analysis.hierarchical); ``statistics/1`` (the
     field absent, before): aggregates of game means, runs resampled as if independent."""
