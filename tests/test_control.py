@@ -87,6 +87,30 @@ def test_start_windows_begin_at_every_held_out_frame_with_the_history_it_has(bre
     assert torch.equal(starts.history, position[starts.starts + starts.history].clamp(max=3))
 
 
+def test_imagination_starts_from_the_split_it_is_told(world, breakout_tokens, tmp_path):
+    """held_out starts at every frame of the model's held-out episodes, train at every frame of its
+    training episodes, all at both; the run record says which; an unknown split is refused."""
+    from scaleworld.data.sampling import split_episodes
+    from scaleworld.models.store import load_dynamics
+
+    _, identity = load_dynamics(world / "dynamics")
+    ds = OfflineDataset.open(breakout_tokens)
+    train_eps, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
+                                    seed=identity["split_seed"])
+    frames = {"held_out": int(ds.episode_lengths[val].sum()), "train": int(ds.episode_lengths[train_eps].sum())}
+    frames["all"] = frames["held_out"] + frames["train"]
+    run = json.loads((world / "policy" / "run.json").read_text())  # the default: all episodes
+    assert (run["starts"], run["start_windows"]) == ("all", frames["all"])
+    for split in ("held_out", "train"):
+        info = train_policy(dynamics_dir=world / "dynamics", token_dir=breakout_tokens, out=tmp_path / split,
+                            config=POLICY, train=policy_train_config(steps=1, batch_size=4), starts=split,
+                            progress=False)
+        assert (info["starts"], info["start_windows"]) == (split, frames[split])
+    with pytest.raises(ScaleworldError, match="starts='val': use one of held_out, train, all"):
+        train_policy(dynamics_dir=world / "dynamics", token_dir=breakout_tokens, out=tmp_path / "x", config=POLICY,
+                     train=policy_train_config(steps=1, batch_size=4), starts="val")
+
+
 def test_a_policy_needs_its_world_models_game_and_a_context_the_model_holds(world, pong_tokens, breakout_tokens,
                                                                              tmp_path):
     with pytest.raises(ScaleworldError, match="trained on \\['Breakout'\\], not Pong"):

@@ -17,12 +17,15 @@ PINS = {  # study -> (jobs, SHA-256 prefix of the sorted "kind:id:inputs" lines)
     # anchors take the PPO expert's score even with a human upper anchor (the quality record); the
     # analysis reads the anchors and its rule holds analysis.weak_expert. Issue 17 then changed the
     # fidelity jobs (fidelity/3: the unigram and copy-last-frame baselines) and so the analysis, then the
-    # analysis alone (statistics/3: the control evidence against random).
-    "smoke": (50, "7c3090b2314ea13f"),
-    "joint26": (23514, "d5adf020d0b75fbc"),
-    "per_game_scaling": (1146, "097fcdfa5a6b9a00"),
-    "matched_budget": (691, "01987d73255cc4cf"),
-    "confound": (1115, "3aeb2cb73d2c95b1"),
+    # analysis alone (statistics/3: the control evidence against random), then the policy jobs and below
+    # (imagination starts from all episodes of the model's split by default, policy.starts).
+    "smoke": (50, "34c6c77be4e78caf"),
+    "joint26": (23514, "8ddf018e84ead901"),
+    "per_game_scaling": (1146, "9151c96a5949f1a8"),
+    "matched_budget": (691, "5c264a2de1b0e18f"),
+    "confound": (1115, "37d0748fdbd9284a"),
+    "pilot_cpu": (48, "35e9ce81ee2dbd39"),
+    "pilot": (156, "893bf67b9e3eb654"),
 }
 
 
@@ -47,3 +50,12 @@ def test_every_job_config_is_its_kinds_typed_stage_field_for_field():
         assert isinstance(stage, STAGES[job.kind]) and stage.config() == job.config
     with pytest.raises(TypeError, match="unexpected keyword argument 'stepz'"):
         STAGES["collect"](**{**next(iter(graph.by_kind("collect"))).config, "stepz": 1})
+
+
+def test_the_imagination_start_changes_only_the_policy_jobs_and_below():
+    base = build_graph(load_spec(STUDIES / "smoke.yaml"))  # the default: all episodes
+    other = build_graph(load_spec(STUDIES / "smoke.yaml", ["policy.starts=held_out"]))
+    changed = {j.kind for j in base.jobs.values() if j.id not in other.jobs}
+    assert changed == {"policy", "control", "analysis"}
+    assert all(j.config["starts"] == "all" for j in base.by_kind("policy"))
+    assert all("starts" not in j.config for j in other.by_kind("policy"))  # held_out: as before the choice

@@ -23,7 +23,7 @@ def cmd_policy_train(args: argparse.Namespace) -> None:
     train = policy_train_config(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                 checkpoint_every=args.checkpoint_every, logger=args.logger)
     info = train_policy(dynamics_dir=args.dynamics, token_dir=args.tokens, out=args.out, config=config, train=train,
-                        device=resolve_device(args.device), progress=not args.no_progress)
+                        starts=args.starts, device=resolve_device(args.device), progress=not args.no_progress)
     final = info["final"]
     print(f"wrote {args.out}/policy.pt ({info['game']}, {args.steps} updates of {args.batch_size} x {args.horizon} "
           f"imagined steps); imagined return {final.get('metric_return', float('nan')):.3f}, "
@@ -64,14 +64,19 @@ def cmd_policy_eval(args: argparse.Namespace) -> None:
 
 
 def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str) -> None:
-    from scaleworld.imagination.config import POLICY_TRAINING, PolicyConfig  # light: no torch
+    from scaleworld.imagination.config import (  # light: no torch
+        DEFAULT_STARTS,
+        POLICY_TRAINING,
+        START_SPLITS,
+        PolicyConfig,
+    )
 
     policy = groups.add_parser("policy", help="policies in imagination: train inside a world model, eval in the game")
     cmds = policy.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = cmds.add_parser("train", help="train an actor-critic purely inside a trained dynamics model")
     p.add_argument("--dynamics", required=True, type=Path, help="dynamics run folder (the world model)")
     p.add_argument("--tokens", required=True, type=Path,
-                   help="the game's token dataset; rollouts start from its held-out episodes (the model's split)")
+                   help="the game's token dataset; rollouts start from its episodes (--starts)")
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
     declare_outputs(p, out="run_folder")
     t, c = POLICY_TRAINING, PolicyConfig()  # every default stated once, in imagination/config.py
@@ -82,6 +87,9 @@ def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
     p.add_argument("--context-steps", type=int, default=c.context_steps,
                    help=f"real steps each rollout starts from, fewer at an episode's start (default {c.context_steps})")
     p.add_argument("--lr", type=float, default=t.lr, help=f"learning rate of actor and critic (default {t.lr:g})")
+    p.add_argument("--starts", default=DEFAULT_STARTS, choices=START_SPLITS,
+                   help="episodes of the model's split imagined rollouts start from: held-out (the fidelity "
+                        f"episodes), train or all (default {DEFAULT_STARTS})")
     p.add_argument("--gamma", type=float, default=c.gamma, help=f"discount (default {c.gamma})")
     p.add_argument("--lmbda", type=float, default=c.lmbda, help=f"lambda of the lambda-returns (default {c.lmbda})")
     p.add_argument("--entropy", type=float, default=c.entropy_coef,

@@ -23,7 +23,7 @@ from scaleworld.data.dataset import TOKEN_FORMAT, OfflineDataset
 from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import split_episodes
 from scaleworld.errors import ScaleworldError
-from scaleworld.imagination.config import PolicyConfig
+from scaleworld.imagination.config import DEFAULT_STARTS, START_SPLITS, PolicyConfig
 from scaleworld.imagination.core import Imagination, StartContexts
 from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig
 from scaleworld.models.dynamics import DynamicsModel
@@ -64,12 +64,15 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
 
 
 def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | Path, config: PolicyConfig,
-                 train: TrainConfig, device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
+                 train: TrainConfig, starts: str = DEFAULT_STARTS, device: str | torch.device = "cpu",
+                 progress: bool = True) -> dict[str, Any]:
     """Train a policy for the game of `token_dir` inside the dynamics model of `dynamics_dir`.
 
-    Rollouts start from the held-out episodes of the model's own split (the same episodes its
-    fidelity is measured on); the model must have been trained on this game.
+    Rollouts start from real contexts of the episodes `starts` names (`START_SPLITS`) of the
+    model's own split; the model must have been trained on this game.
     """
+    if starts not in START_SPLITS:
+        raise ScaleworldError(f"starts={starts!r}: use one of {', '.join(START_SPLITS)}")
     out = Path(out)
     model, identity = load_dynamics(dynamics_dir)
     ds = OfflineDataset.open(token_dir)
@@ -79,18 +82,21 @@ def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | 
         raise ScaleworldError(f"{token_dir}: the model in {dynamics_dir} was trained on {identity['games']}, "
                               f"not {ds.game}")
     games = list(model.config.games)
-    _, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
-                            seed=identity["split_seed"])
-    starts = StartContexts.from_dataset(ds, val, steps=config.context_steps,
-                                        game=games.index(ds.game) if games else None)
+    train_eps, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
+                                    seed=identity["split_seed"])
+    episodes = {"held_out": val, "train": train_eps, "all": torch.cat([train_eps, val]).sort().values}[starts]
+    contexts = StartContexts.from_dataset(ds, episodes, steps=config.context_steps,
+                                          game=games.index(ds.game) if games else None)
     tokenizer_sha256 = ds.manifest["tokenizer"]["sha256"]
-    agent, final = train_in_imagination(model, starts, config=config, train=train, out=out, device=device,
+    agent, final = train_in_imagination(model, contexts, config=config, train=train, out=out, device=device,
                                         progress=progress, describe=f"policy {ds.game}",
                                         identity={"dynamics_sha256": identity["sha256"], "game": ds.game,
-                                                  "tokenizer_sha256": tokenizer_sha256})
+                                                  "tokenizer_sha256": tokenizer_sha256,
+                                                  **({"starts": starts} if starts != START_SPLITS[0] else {})})
     info = {
         "kind": "policy", "game": ds.game, "dynamics_sha256": identity["sha256"], "dynamics_games": identity["games"],
-        "policy": asdict(config), "train": asdict(train), "start_windows": len(starts), "final": final,
+        "policy": asdict(config), "train": asdict(train), "starts": starts, "start_windows": len(contexts),
+        "final": final,
     }
     save_model(out / POLICY_FILE, kind="policy", config=agent.config.to_dict(), module=agent.cpu(),
                extra={"game": ds.game, "dynamics_sha256": identity["sha256"], "tokenizer_sha256": tokenizer_sha256,

@@ -32,6 +32,12 @@ def interval_text(ci: dict[str, float | None] | None, sep: str = " ") -> str:
     return f"{num(ci['point'])}{sep}[{num(ci.get('lo'))}, {num(ci.get('hi'))}]"
 
 
+def score_text(v: float, *, signed: bool = False) -> str:
+    """A raw game score: 3 significant digits, whole numbers with thousands separators from 1,000 on."""
+    sign = "+" if signed else ""
+    return f"{v:{sign},.0f}" if abs(v) >= 1000 else f"{v:{sign}.3g}"
+
+
 def _point(ci: dict[str, float | None] | None) -> str:
     return "n/a" if not ci or ci.get("point") is None else f"{ci['point']:.3f}"
 
@@ -270,8 +276,10 @@ def render_versus_random(variant: str, analysis: dict[str, Any], console: Any, s
             for game, cell in sorted(sizes[size].items()):
                 best, r = min(cell["runs"], key=lambda run: run["p"]), cell["random"]
                 imagined = cell["imagined_reward_per_step"]
-                table.add_row(mode, size, game, f"{cell['score']:.3g} ({r['score']:.3g} +- {r['sem']:.2g})",
-                              f"{best['difference']:+.3g} [{best['lo']:+.3g}, {best['hi']:+.3g}]",
+                table.add_row(mode, size, game,
+                              f"{score_text(cell['score'])} ({score_text(r['score'])} +- {score_text(r['sem'])})",
+                              f"{score_text(best['difference'], signed=True)} [{score_text(best['lo'], signed=True)}, "
+                              f"{score_text(best['hi'], signed=True)}]",
                               f"{cell['p_holm']:.2g}", f"{cell['runs_beating']}/{len(cell['runs'])}",
                               "yes" if cell["beats_random"] else "no",
                               f"{'-' if imagined is None else f'{imagined:.3g}'} / {cell['real_reward_per_step']:.3g}")

@@ -264,13 +264,14 @@ def _add_anchors(graph: Graph, spec: Any, tag: dict[str, Any], protocol: dict[st
 
 def _policy_configs(spec: Any, protocol: dict[str, Any]) -> tuple[list[Any], Any]:
     """Each trial's `PolicyStage` and the `ControlStage` of every control job."""
-    from scaleworld.imagination.config import policy_train_config
+    from scaleworld.imagination.config import START_SPLITS, policy_train_config
     from scaleworld.study.spec import policy_config
     from scaleworld.study.stages import ControlStage, PolicyStage
 
     p, c = spec.policy, spec.control
     config = asdict(policy_config(p))
-    trials = [PolicyStage(policy=config, train=_hashed(policy_train_config(
+    starts = None if p.starts == START_SPLITS[0] else p.starts  # held_out: unset, identities as before it
+    trials = [PolicyStage(policy=config, starts=starts, train=_hashed(policy_train_config(
         steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=trial, checkpoint_every=p.checkpoint_every)))
         for trial in range(p.trials)]
     control = ControlStage(episodes=c.episodes, num_envs=c.num_envs, seed=c.seed, greedy=c.sampling == "greedy",

@@ -23,7 +23,7 @@ from scaleworld.atari.protocol import Protocol
 from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 from scaleworld.experts.ppo_config import PPOConfig, budget_steps
-from scaleworld.imagination.config import PolicyConfig, PolicyTraining
+from scaleworld.imagination.config import DEFAULT_STARTS, START_SPLITS, PolicyConfig, PolicyTraining
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig, default_steps
 from scaleworld.training.config import MATCH_RULES
@@ -164,6 +164,7 @@ PolicySpec = dataclasses.make_dataclass("PolicySpec", [
     ("trials", int, field(default=1)),  # independent policies (seeds 0 .. trials-1) per world model and game
     ("modes", list[str], field(default_factory=lambda: ["single", "joint", "matched", "joint_short"])),
     ("sizes", list[str], field(default_factory=list)),  # only models of these sizes; empty = every size
+    ("starts", str, field(default=DEFAULT_STARTS)),  # imagination starts from: held_out, train or all episodes
     # steps (actor-critic updates), batch_size (imagined rollouts per update), lr, checkpoint_every
     *[(f.name, type(f.default), field(default=f.default)) for f in dataclasses.fields(PolicyTraining)],
     *[(f.name, type(f.default), field(default=f.default)) for f in dataclasses.fields(PolicyConfig)],
@@ -590,6 +591,8 @@ def _check_policy(spec: Any, fail: Any) -> None:
     for key, value in {"control.episodes": c.episodes, "control.anchor_episodes": c.anchor_episodes}.items():
         if value < 2:
             fail(key, f"{value} episode: the test of each policy against random needs at least 2 a side")
+    if p.starts not in START_SPLITS:
+        fail("policy.starts", f"{p.starts!r}: use one of {', '.join(START_SPLITS)}")
     if not p.lr > 0:
         fail("policy.lr", f"{p.lr} must be positive")
     try:

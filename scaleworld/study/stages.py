@@ -245,6 +245,9 @@ class PolicyStage(Stage):
     ARTIFACT = "policy.pt"
     policy: dict[str, Any]
     train: dict[str, Any]
+    starts: str | None = None
+    """Which episodes of the model's split imagination starts from (`START_SPLITS`); None: held_out
+    (what every policy job did before the choice existed, so those jobs keep their identities)."""
 
     def policy_config(self) -> Any:
         from scaleworld.imagination.config import PolicyConfig
@@ -260,6 +263,11 @@ class PolicyStage(Stage):
         super().check()
         self.policy_config()
         self.train_config()
+        from scaleworld.imagination.config import START_SPLITS
+
+        if self.starts is not None and self.starts not in START_SPLITS[1:]:
+            raise ScaleworldError(f"starts={self.starts!r}: use one of {', '.join(START_SPLITS[1:])} (or leave it "
+                                  "unset for held_out)")
 
 
 @dataclass(frozen=True, kw_only=True)
