@@ -47,8 +47,6 @@ SPECS = [  # (overrides on studies/smoke.yaml, the line's expected text)
                                                         "positive whole number of agent steps at frame skip 4"),
     (["analysis.weak_expert=-0.5"], "analysis.weak_expert: -0.5 is impossible"),
     (["policy.starts=val"], "policy.starts: 'val': use one of held_out, train, all"),
-    (["control.episodes=1"], "control.episodes: 1 episode: the test of each policy against random needs at least 2"),
-    (["control.anchor_episodes=1"], "control.anchor_episodes: 1 episode: the test"),
     (["seeds=[0,0]"], "seeds: 0 is listed twice"),
     (["seeds=[-1]"], "seeds[0]: -1: seeds are non-negative"),
     (["data.split_seed=-2"], "data.split_seed: -2: seeds are non-negative"),

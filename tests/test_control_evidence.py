@@ -102,3 +102,13 @@ def test_cells_split_by_mode_size_game_and_unknown_imagination():
     assert out["single"]["m"]["Boxing"]["gap_per_step"] is None
     assert per_step([1.0, 2.0], [10, 20]) == pytest.approx(0.1)
     assert math.isnan(per_step([], []))
+
+
+def test_a_run_of_one_episode_is_shown_untested():
+    random = [0.0, 1.0, 0.0]
+    out = control_evidence([_run(0, 0, [5.0], random=random), _run(1, 0, [1.0, 3.0], random=random)], alpha=0.05)
+    cell = out["single"]["s"]["Pong"]
+    assert cell["runs"][0]["p"] is None and cell["runs"][0]["score"] == 5.0
+    assert cell["p_holm"] == pytest.approx(welch_greater([1.0, 3.0], random)["p"])  # one tested run: no correction
+    alone = control_evidence([_run(0, 0, [5.0], random=random)], alpha=0.05)["single"]["s"]["Pong"]
+    assert alone["p_holm"] is None and alone["beats_random"] is None and alone["runs_beating"] == 0

@@ -62,9 +62,14 @@ def per_step(returns: Sequence[float], lengths: Sequence[int]) -> float:
     return float(np.sum(returns)) / steps if steps else float("nan")
 
 
+UNTESTED = {"difference": None, "lo": None, "hi": None, "p": None, "df": None}
+"""A run with fewer than 2 episodes on a side: no variance, so no test (its score is still shown)."""
+
+
 def run_evidence(run: dict[str, Any], *, confidence: float) -> dict[str, Any]:
     """One run's test and diagnostic; `run` has returns, lengths, random_returns, imagined_reward."""
-    test = welch_greater(run["returns"], run["random_returns"], confidence=confidence)
+    testable = min(len(run["returns"]), len(run["random_returns"])) >= 2
+    test = welch_greater(run["returns"], run["random_returns"], confidence=confidence) if testable else UNTESTED
     real = per_step(run["returns"], run["lengths"])
     imagined = run.get("imagined_reward")
     return {"seed": run["seed"], "trial": run["trial"], "score": float(np.mean(run["returns"])),
@@ -74,7 +79,8 @@ def run_evidence(run: dict[str, Any], *, confidence: float) -> dict[str, Any]:
 
 def control_evidence(runs: list[dict[str, Any]], *, alpha: float, confidence: float = 0.95) -> dict[str, Any]:
     """evidence[mode][size][game] = {random: {score, sem, episodes}, runs: [run_evidence ...], score:
-    mean over runs, runs_beating, p_holm: min(1, runs x min p), beats_random: p_holm <= alpha,
+    mean over runs, runs_beating, p_holm: min(1, tested runs x min p), beats_random: p_holm <= alpha
+    (both None when no run has 2+ episodes a side),
     real/imagined_reward_per_step and gap_per_step: means over runs (None where a run lacks the
     imagined reward)}. `runs` are rows with mode(s), size, game, seed, trial, returns, lengths,
     random_returns and imagined_reward (None if unknown)."""
@@ -87,14 +93,16 @@ def control_evidence(runs: list[dict[str, Any]], *, alpha: float, confidence: fl
         rows = sorted(rows, key=lambda r: (r["seed"], r["trial"]))
         tested = [run_evidence(r, confidence=confidence) for r in rows]
         rand = np.asarray(rows[0]["random_returns"], float)
-        p_holm = min(1.0, len(tested) * min(t["p"] for t in tested))
+        ps = [t["p"] for t in tested if t["p"] is not None]
+        p_holm = min(1.0, len(ps) * min(ps)) if ps else None
         imagined = [t["imagined_reward_per_step"] for t in tested]
         known = all(v is not None for v in imagined)
         out.setdefault(mode, {}).setdefault(size, {})[game] = {
             "random": {"score": float(rand.mean()), "sem": float(rand.std(ddof=1) / math.sqrt(rand.size)),
                        "episodes": int(rand.size)},
             "runs": tested, "score": float(np.mean([t["score"] for t in tested])),
-            "runs_beating": sum(t["p"] <= alpha for t in tested), "p_holm": p_holm, "beats_random": p_holm <= alpha,
+            "runs_beating": sum(p <= alpha for p in ps), "p_holm": p_holm,
+            "beats_random": None if p_holm is None else p_holm <= alpha,
             "alpha": alpha, "real_reward_per_step": float(np.mean([t["real_reward_per_step"] for t in tested])),
             "imagined_reward_per_step": float(np.mean(imagined)) if known else None,
             "gap_per_step": float(np.mean([t["gap_per_step"] for t in tested])) if known else None}

@@ -274,14 +274,17 @@ def render_versus_random(variant: str, analysis: dict[str, Any], console: Any, s
     for mode, sizes in sorted(evidence.items()):
         for size in sorted(sizes, key=order):
             for game, cell in sorted(sizes[size].items()):
-                best, r = min(cell["runs"], key=lambda run: run["p"]), cell["random"]
+                tested = [run for run in cell["runs"] if run["p"] is not None]
+                best, r = min(tested, key=lambda run: run["p"]) if tested else None, cell["random"]
                 imagined = cell["imagined_reward_per_step"]
                 table.add_row(mode, size, game,
                               f"{score_text(cell['score'])} ({score_text(r['score'])} +- {score_text(r['sem'])})",
+                              "untested: 1 episode" if best is None else
                               f"{score_text(best['difference'], signed=True)} [{score_text(best['lo'], signed=True)}, "
                               f"{score_text(best['hi'], signed=True)}]",
-                              f"{cell['p_holm']:.2g}", f"{cell['runs_beating']}/{len(cell['runs'])}",
-                              "yes" if cell["beats_random"] else "no",
+                              "-" if best is None else f"{cell['p_holm']:.2g}",
+                              f"{cell['runs_beating']}/{len(cell['runs'])}",
+                              "-" if best is None else "yes" if cell["beats_random"] else "no",
                               f"{'-' if imagined is None else f'{imagined:.3g}'} / {cell['real_reward_per_step']:.3g}")
     console.print(table)
     alpha = next(c["alpha"] for sizes in evidence.values() for games in sizes.values() for c in games.values())
