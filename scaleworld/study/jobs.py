@@ -414,7 +414,12 @@ def run_job(root: str | Path, job_id: str, *, requeued: Callable[[], bool] | Non
         if requeued is not None and requeued():  # submitit requeued the task and exits: as Ctrl-C
             raise
         return _failed(out)
-    except Exception:  # recorded, then the driver decides what else to run
+    except Exception as exc:  # recorded, then the driver decides what else to run
+        if requeued is not None and requeued():
+            # The requeue's SystemExit can be masked by the code it interrupted (torch.save's zip
+            # writer raises on close when the signal lands mid-checkpoint): still a requeue.
+            context = exc.__context__
+            raise (context if isinstance(context, SystemExit) else SystemExit(-1)) from None
         return _failed(out)
     finally:
         lock.release()
