@@ -183,7 +183,6 @@ def _anchor(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
 
 def _policy(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     """Train a policy purely inside the world model (resuming from its checkpoint)."""
-    from scaleworld.imagination.config import START_SPLITS
     from scaleworld.imagination.train import train_policy
     from scaleworld.training.trainer import resolve_device
 
@@ -191,9 +190,8 @@ def _policy(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
     (dynamics,) = _input_dirs(store, graph, job, "dynamics")
     (tokens,) = _input_dirs(store, graph, job, "tokens")
     info = train_policy(dynamics_dir=dynamics, token_dir=tokens / TokensStage.ARTIFACT, out=out,
-                        config=c.policy_config(), train=c.train_config(), starts=c.starts or START_SPLITS[0],
-                        device=resolve_device(),
-                        progress=False)
+                        config=c.policy_config(), train=c.train_config(), starts=c.start_split(),
+                        device=resolve_device(), progress=False)
     return {"policy": PolicyStage.ARTIFACT, "game": info["game"], "final": info["final"]}
 
 

@@ -107,9 +107,8 @@ def control_episodes(store: RunStore, graph: Graph, jobs: Iterable[Job], *,
         if record is None or done is None:
             continue
         imagined = done["outputs"].get("final", {}).get("metric_reward")
-        rows.append({"modes": job.labels["modes"], "variants": job.labels.get("variants", ["base"]),
-                     "game": record["game"], "size": job.labels["size"], "seed": job.labels["seed"],
-                     "trial": job.labels["trial"], "returns": record["returns"], "lengths": record["lengths"],
-                     "random_returns": record["anchors"]["random"]["returns"],
+        rows.append({"modes": job.labels["modes"], "game": record["game"], "size": job.labels["size"],
+                     "seed": job.labels["seed"], "trial": job.labels["trial"], "returns": record["returns"],
+                     "lengths": record["lengths"], "random_returns": record["anchors"]["random"]["returns"],
                      "imagined_reward": None if imagined is None else float(imagined)})
     return rows

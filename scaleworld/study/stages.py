@@ -254,6 +254,12 @@ class PolicyStage(Stage):
 
         return PolicyConfig(**self.policy)
 
+    def start_split(self) -> str:
+        """The split imagination starts from (unset: held_out)."""
+        from scaleworld.imagination.config import START_SPLITS
+
+        return self.starts or START_SPLITS[0]
+
     def train_config(self) -> Any:
         from scaleworld.training.config import TrainConfig
 
