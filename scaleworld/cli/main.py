@@ -300,7 +300,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from scaleworld.study.local import default_workers, run_local, visible_gpus
 
         workers = spec.launcher.workers or default_workers(visible_gpus())
-        counts = run_local(store, graph, workers=workers, progress=not args.no_progress)
+        counts = run_local(store, graph, workers=workers, pack=spec.launcher.pack, progress=not args.no_progress)
     print_summary(store, graph, title=f"{spec.name}: {store.root}", estimate=False)
     return 1 if counts.get("failed") or counts.get("blocked") else 0
 

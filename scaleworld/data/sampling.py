@@ -126,8 +126,11 @@ class EpisodeWindowSampler(Sampler):
     def sample_windows(self, data: TensorDict, batch: int) -> TensorDict:
         """B windows from `data` (a TensorDict [N]) as a TensorDict [B, L] with ``mask``."""
         index, info = self.sample(None, batch * self.seq_len)
+        mask = info["mask"]
+        if data.device is not None and data.device.type != "cpu":  # rows resident on a device: gather there
+            index, mask = index.to(data.device, non_blocking=True), mask.to(data.device, non_blocking=True)
         out = data[index].reshape(batch, self.seq_len)
-        out["mask"] = info["mask"].reshape(batch, self.seq_len)
+        out["mask"] = mask.reshape(batch, self.seq_len)
         return out
 
     # Sampler bookkeeping: the sampler's only state is its generator.
@@ -162,10 +165,15 @@ class MultiGameWindows:
     Each batch of B rows takes B // G windows from every one of the G games (the remaining
     rows go to games drawn without replacement), so every game gets the same share of updates
     whatever its dataset's size. ``game`` int64 [B, L] (constant along L) indexes `names`.
+
+    `resident_on` (a device other than the CPU): every dataset's rows are copied there once and
+    windows are gathered there, so a batch never crosses the bus (a game's token rows are ~5 MB).
+    The window draws stay on the CPU `generator`: the same windows on every device.
     """
 
     def __init__(self, datasets: Sequence[Any], *, seq_len: int, generator: torch.Generator,
-                 episodes: Sequence[torch.Tensor] | None = None, windows: str = WINDOWS[0]):
+                 episodes: Sequence[torch.Tensor] | None = None, windows: str = WINDOWS[0],
+                 resident_on: str | torch.device | None = None):
         if not datasets:
             raise ScaleworldError("a multi-game view needs at least one dataset")
         sizes = {ds.protocol.frame_size for ds in datasets}
@@ -179,6 +187,8 @@ class MultiGameWindows:
         self.names = names
         self.datasets = list(datasets)
         self.generator = generator
+        device = torch.device(resident_on) if resident_on is not None else None
+        self.rows = [ds.data if device is None or device.type == "cpu" else ds.data.to(device) for ds in datasets]
         self.samplers = [
             EpisodeWindowSampler(
                 episode_starts=ds.episode_starts, episode_lengths=ds.episode_lengths,
@@ -194,9 +204,9 @@ class MultiGameWindows:
         counts = torch.full((g,), batch // g)
         counts[extra] += 1
         parts = []
-        for game, (ds, sampler) in enumerate(zip(self.datasets, self.samplers)):
+        for game, (rows, sampler) in enumerate(zip(self.rows, self.samplers)):
             if counts[game]:
-                part = sampler.sample_windows(ds.data, int(counts[game]))
-                part["game"] = torch.full(part.batch_size, game, dtype=torch.int64)
+                part = sampler.sample_windows(rows, int(counts[game]))
+                part["game"] = torch.full(part.batch_size, game, dtype=torch.int64, device=part.device)
                 parts.append(part)
         return torch.cat(parts, 0)

@@ -25,9 +25,8 @@ def two_hot(x: torch.Tensor, bins: int, limit: float) -> torch.Tensor:
     lo = hi - 1
     w_hi = (y - centers[lo]) / (centers[hi] - centers[lo])
     target = torch.zeros(*x.shape, bins, device=x.device, dtype=torch.float32)
-    target.scatter_(-1, lo[..., None], (1 - w_hi)[..., None])
-    target.scatter_add_(-1, hi[..., None], w_hi[..., None])
-    return target
+    # out of place: under torch.func.vmap (packed training) `target` is not batched, lo and w_hi are
+    return target.scatter(-1, lo[..., None], (1 - w_hi)[..., None]).scatter_add(-1, hi[..., None], w_hi[..., None])
 
 
 def expected_value(logits: torch.Tensor, limit: float) -> torch.Tensor:

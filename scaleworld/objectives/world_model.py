@@ -134,14 +134,20 @@ class WorldModelLoss(LossModule):
         target = td[self.tensor_keys.terminated]
         return target | td[self.tensor_keys.life_loss] if self.termination == "life_loss" else target
 
-    def terms(self, td: TensorDictBase) -> dict[str, torch.Tensor]:
-        """Per-position losses (unreduced) and their masks; shared by training and fidelity."""
+    def model_inputs(self, td: TensorDictBase) -> tuple[torch.Tensor, ...]:
+        """The model's positional inputs read from `td`: tokens [B, T, G], action [B, T] (, game [B, T])."""
+        k = self.tensor_keys
+        return (td[k.tokens], td[k.action]) + ((td[k.game],) if self.model.config.games else ())
+
+    def terms(self, td: TensorDictBase, out: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Per-position losses (unreduced) and their masks; shared by training and fidelity. `out`: the
+        model's outputs on `model_inputs(td)` when the caller ran the model itself (packed training
+        calls it with other weights); by default the loss runs its model."""
         k = self.tensor_keys
         cfg = self.model.config
         tokens = td[k.tokens].long()  # [B, T, G]
         mask = td[k.mask]  # [B, T]
-        game = td[k.game] if cfg.games else None
-        out = self.model(tokens, td[k.action], game)
+        out = self.model(*self.model_inputs(td)) if out is None else out
         # next latent: position t predicts tokens[t + 1]; valid where t + 1 is in the same window
         logits = out["latent_logits"][:, :-1]  # [B, T-1, G, C]
         latent_nll = F.cross_entropy(logits.flatten(0, 2), tokens[:, 1:].flatten(), reduction="none")
@@ -155,7 +161,11 @@ class WorldModelLoss(LossModule):
                 "termination": term_bce, "step_mask": mask, "out": out}
 
     def forward(self, td: TensorDictBase) -> TensorDict:
-        t = self.terms(td)
+        return self.reduce(td)
+
+    def reduce(self, td: TensorDictBase, out: dict[str, torch.Tensor] | None = None) -> TensorDict:
+        """The batch's mean loss terms (what `forward` returns), from the model's outputs `out` if given."""
+        t = self.terms(td, out)
 
         def mean(x, m):
             return (x * m).sum() / m.sum().clamp(min=1)

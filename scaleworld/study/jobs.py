@@ -1,4 +1,5 @@
-"""Running one job of a study: ``python -m scaleworld.study.jobs RUN_ROOT JOB_ID``.
+"""Running one job of a study: ``python -m scaleworld.study.jobs RUN_ROOT JOB_ID [JOB_ID ...]``
+(several ids: dynamics jobs trained as one pack, ``launcher.pack``).
 
 Each kind reads its inputs' outputs from their job folders and writes its own into its folder.
 Training kinds resume from their checkpoint; collection and encoding restart from scratch (their
@@ -123,20 +124,39 @@ def _tokens(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any
     return {"tokens": TokensStage.ARTIFACT, "quality": manifest["tokenizer"]["quality"], "max_residual": gate}
 
 
-def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+def _dynamics_arguments(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
+    """`train_dynamics`'s keyword arguments for a dynamics job (but progress and device)."""
     from scaleworld.data.windows import WINDOWS
     from scaleworld.models.dynamics_config import TERMINATION_TARGETS
+
+    c = stage_of(job)
+    return dict(token_dirs=_artifacts(store, graph, job, TokensStage), out=out, model=c.model_config(),
+                train=c.train_config(), windows=c.windows or WINDOWS[0],
+                termination=c.termination or TERMINATION_TARGETS[0], validation_fraction=c.validation or 0.0,
+                val_fraction=c.val_fraction, split_seed=c.split_seed)
+
+
+def _dynamics_outputs(info: dict[str, Any]) -> dict[str, Any]:
+    return {"dynamics": DynamicsStage.ARTIFACT, "params": info["params"], "tokens_seen": info["tokens_seen"],
+            "final": info["final"], **({"best": info["best"]} if "best" in info else {})}
+
+
+def _dynamics(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
     from scaleworld.training.runs import train_dynamics
     from scaleworld.training.trainer import resolve_device
 
-    c = stage_of(job)
-    info = train_dynamics(token_dirs=_artifacts(store, graph, job, TokensStage), out=out,
-                          model=c.model_config(), train=c.train_config(), windows=c.windows or WINDOWS[0],
-                          termination=c.termination or TERMINATION_TARGETS[0],
-                          validation_fraction=c.validation or 0.0, val_fraction=c.val_fraction,
-                          split_seed=c.split_seed, progress=False, device=resolve_device())
-    return {"dynamics": DynamicsStage.ARTIFACT, "params": info["params"], "tokens_seen": info["tokens_seen"],
-            "final": info["final"], **({"best": info["best"]} if "best" in info else {})}
+    info = train_dynamics(**_dynamics_arguments(store, graph, job, out), progress=False, device=resolve_device())
+    return _dynamics_outputs(info)
+
+
+def _dynamics_pack(store: RunStore, graph: Graph, jobs: list[Job], outs: list[Path]) -> list[dict[str, Any]]:
+    """Several dynamics jobs trained as one pack (scaleworld.study.packing, scaleworld.training.packed)."""
+    from scaleworld.training.packed import pack_runs
+    from scaleworld.training.trainer import resolve_device
+
+    infos = pack_runs([_dynamics_arguments(store, graph, j, o) for j, o in zip(jobs, outs)], progress=False,
+                      device=resolve_device())
+    return [{**_dynamics_outputs(info), "packed_with": [j.id for j in jobs]} for info in infos]
 
 
 def _fidelity(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, Any]:
@@ -384,54 +404,77 @@ def run_job(root: str | Path, job_id: str, *, requeued: Callable[[], bool] | Non
     `requeued` says whether a SystemExit is a requeue (the SLURM task's time-limit signal: see
     `scaleworld.study.slurm.JobCall`); any other SystemExit ends the job as failed.
     """
+    return run_jobs(root, [job_id], requeued=requeued)
+
+
+def run_jobs(root: str | Path, job_ids: list[str], *, requeued: Callable[[], bool] | None = None) -> int:
+    """Run one job, or several dynamics jobs as one pack (`scaleworld.study.packing`), in this process.
+    The exit status is `run_job`'s for all of them together: 0 when every one is done, 75 when another
+    driver holds all those not done. Members another driver holds are left to it; a failure fails
+    every member (the same reason in each failed.json)."""
     store = RunStore(Path(root))
     graph = store.read_plan()
-    job = graph.jobs[job_id]
-    out = store.prepare(job)
-    if store.is_done(job):
-        return 0
-    lock = JobLock(out / "lock")
-    if not lock.acquire():
-        return EXIT_LOCKED
+    jobs = [graph.jobs[i] for i in job_ids]
+    if len(jobs) > 1 and {j.kind for j in jobs} != {"dynamics"}:
+        raise ValueError(f"only dynamics jobs train as a pack, not {sorted({j.kind for j in jobs})}")
+    mine: list[tuple[Job, Path, JobLock]] = []
+    for job in jobs:
+        out = store.prepare(job)
+        if store.is_done(job):
+            continue
+        lock = JobLock(out / "lock")
+        if lock.acquire():  # else another driver runs it: left to that driver
+            mine.append((job, out, lock))
+    if not mine:
+        return 0 if all(store.is_done(j) for j in jobs) else EXIT_LOCKED
     start = time.time()
+    outs = [out for _, out, _ in mine]
     try:
-        pending = [i for i in job.inputs if not store.is_done(graph.jobs[i])]
-        if pending:
-            raise RuntimeError(f"inputs not finished: {', '.join(pending)}")
-        outputs = RUNNERS[job.kind](store, graph, job, out)
-        (out / "failed.json").unlink(missing_ok=True)
-        write_json_atomic(out / "done.json", {
-            "kind": job.kind, "id": job.id, "outputs": outputs, "seconds": round(time.time() - start, 2),
-            "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU its executor pinned it to
-        })
-        return 0
+        for job, _, _ in mine:
+            pending = [i for i in job.inputs if not store.is_done(graph.jobs[i])]
+            if pending:
+                raise RuntimeError(f"inputs not finished: {', '.join(pending)}")
+        if len(mine) == 1:
+            job, out, _ = mine[0]
+            outputs = [RUNNERS[job.kind](store, graph, job, out)]
+        else:
+            outputs = _dynamics_pack(store, graph, [j for j, _, _ in mine], outs)
+        for (job, out, _), record in zip(mine, outputs):
+            (out / "failed.json").unlink(missing_ok=True)
+            write_json_atomic(out / "done.json", {
+                "kind": job.kind, "id": job.id, "outputs": record, "seconds": round(time.time() - start, 2),
+                "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU its executor pinned it to
+            })
+        return 0 if all(store.is_done(j) for j in jobs) else EXIT_LOCKED
     except KeyboardInterrupt:  # interrupted, not failed: the next run resumes from the job's checkpoint
         raise
     except SystemExit:
         if requeued is not None and requeued():  # submitit requeued the task and exits: as Ctrl-C
             raise
-        return _failed(out)
+        return _failed(outs)
     except Exception as exc:  # recorded, then the driver decides what else to run
         if requeued is not None and requeued():
             # The requeue's SystemExit can be masked by the code it interrupted (torch.save's zip
             # writer raises on close when the signal lands mid-checkpoint): still a requeue.
             context = exc.__context__
             raise (context if isinstance(context, SystemExit) else SystemExit(-1)) from None
-        return _failed(out)
+        return _failed(outs)
     finally:
-        lock.release()
+        for _, _, lock in mine:
+            lock.release()
 
 
-def _failed(out: Path) -> int:
-    """Record the exception being handled in out/failed.json; returns the failed exit status."""
+def _failed(outs: list[Path]) -> int:
+    """Record the exception being handled in each out/failed.json; returns the failed exit status."""
     exc = sys.exc_info()[1]
     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
-    write_json_atomic(out / "failed.json", {"reason": reason, "traceback": traceback.format_exc()[-4000:]})
+    for out in outs:
+        write_json_atomic(out / "failed.json", {"reason": reason, "traceback": traceback.format_exc()[-4000:]})
     traceback.print_exc()
     return 1
 
 
 if __name__ == "__main__":
     os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
-    sys.exit(run_job(sys.argv[1], sys.argv[2]))
+    sys.exit(run_jobs(sys.argv[1], sys.argv[2:]))

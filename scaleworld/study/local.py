@@ -21,6 +21,7 @@ from pathlib import Path
 from scaleworld.data.files import write_json_atomic
 from scaleworld.study.graph import Graph, Job
 from scaleworld.study.jobs import EXIT_LOCKED
+from scaleworld.study.packing import packs
 from scaleworld.study.store import RunStore
 
 # Kinds that hold a neural network on the device the job is given; the rest step emulators or
@@ -63,11 +64,16 @@ class _Running:
     process: subprocess.Popen | None  # None: another driver holds the job; we wait for it
     gpu: str | None
     started: float
+    pack: tuple[str, ...] = ()  # the ids trained in the same process (launcher.pack), this job's among them
 
 
 def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str] | None = None,
-              progress: bool = True, on_job: Callable[[Job, str], None] | None = None) -> dict[str, int]:
+              progress: bool = True, pack: int = 1,
+              on_job: Callable[[Job, str], None] | None = None) -> dict[str, int]:
     """Run every unfinished job, up to `workers` at once; returns counts of done / failed / blocked jobs.
+
+    `pack` > 1: dynamics jobs of one shape train up to `pack` at a time in one process (one worker,
+    one GPU), in the packs `scaleworld.study.packing.packs` fixes from the graph.
 
     `gpus`: the GPU ids to pin GPU-kind jobs to (default: `visible_gpus()`); none means every job
     runs on the CPU. Each job keeps torch's thread count whatever `workers` is: a CPU run's floats
@@ -82,6 +88,7 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
     done = {job_id for job_id, state in states.items() if state == "done"}
     counts = {"done": len(done), "failed": 0, "blocked": 0}
     waiting = [job for job in graph.jobs.values() if job.id not in done]  # in dependency order
+    pack_of = packs(graph, pack, skip=done)
     bad: set[str] = set()
     running: list[_Running] = []
     bar = _Progress(progress, total=len(graph.jobs), done_before=len(done))
@@ -89,7 +96,7 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
         with bar:
             while waiting or running:
                 for job in list(waiting):
-                    if len(running) >= workers:
+                    if len({r.pack for r in running}) >= workers:
                         break
                     if any(i in bad for i in job.inputs):  # inputs come first, so this reaches all downstream
                         waiting.remove(job)
@@ -97,15 +104,20 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
                         counts["blocked"] += 1
                         bar.finished(describe(job), "skipped: an input failed")
                         continue
-                    if not all(i in done for i in job.inputs):
-                        continue
+                    members = [graph.jobs[i] for i in pack_of[job.id] if i not in bad and i not in done]
+                    if any(m not in waiting for m in members) or any(i not in done for m in members
+                                                                    for i in m.inputs):
+                        continue  # a pack starts when every member can
                     free = [g for g in gpus if g not in {r.gpu for r in running}]
                     if job.kind in GPU_KINDS and gpus and not free:
                         continue  # every GPU is busy: a CPU job may still start
                     gpu = free[0] if job.kind in GPU_KINDS and gpus else None
-                    waiting.remove(job)
-                    running.append(_Running(job, _start(store, job, gpu=gpu), gpu, time.monotonic()))
-                    bar.started(describe(job))
+                    process = _start(store, members, gpu=gpu)
+                    ids = tuple(m.id for m in members)
+                    for member in members:
+                        waiting.remove(member)
+                        running.append(_Running(member, process, gpu, time.monotonic(), ids))
+                        bar.started(describe(member))
                 if not running:
                     break
                 time.sleep(POLL_S)
@@ -133,16 +145,21 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
     return counts
 
 
-def _start(store: RunStore, job: Job, *, gpu: str | None) -> subprocess.Popen:
-    folder = store.prepare(job)
-    (folder / "failed.json").unlink(missing_ok=True)  # a reason from an earlier attempt
+def _start(store: RunStore, jobs: list[Job], *, gpu: str | None) -> subprocess.Popen:
+    """One process for `jobs` (one job, or a pack); its output goes to the first one's log.txt."""
+    folders = [store.prepare(job) for job in jobs]
+    for folder in folders:
+        (folder / "failed.json").unlink(missing_ok=True)  # a reason from an earlier attempt
     env = {**os.environ, "RL_LOGGING_LEVEL": "WARNING"}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
-    elif job.kind not in GPU_KINDS:
+    elif jobs[0].kind not in GPU_KINDS:
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job leaves the GPUs to the GPU jobs
-    with open(folder / "log.txt", "a") as log:
-        return subprocess.Popen([sys.executable, "-m", "scaleworld.study.jobs", str(store.root), job.id],
+    for folder in folders[1:]:
+        with open(folder / "log.txt", "a") as log:
+            log.write(f"trained in a pack with {', '.join(j.id for j in jobs)}: its log is {folders[0] / 'log.txt'}\n")
+    with open(folders[0] / "log.txt", "a") as log:
+        return subprocess.Popen([sys.executable, "-m", "scaleworld.study.jobs", str(store.root), *(j.id for j in jobs)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
@@ -154,7 +171,7 @@ def _poll(store: RunStore, run: _Running) -> int | None:
             return None
         if store.is_done(job):
             return 0
-        run.process = _start(store, job, gpu=run.gpu)
+        run.process = _start(store, [job], gpu=run.gpu)
         return None
     status = run.process.poll()
     if status is None:

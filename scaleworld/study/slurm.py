@@ -1,6 +1,8 @@
 """The SLURM executor: one submitit job array per ready stage, requeued on timeout or preemption.
 
-Each array task runs `run_job` for one job inside a `submitit.helpers.Checkpointable`, so a task
+Each array task runs `run_jobs` for one job (or one pack of dynamics jobs, ``launcher.pack``: the
+packs of `scaleworld.study.packing`, a task once all its members are ready) inside a
+`submitit.helpers.Checkpointable`, so a task
 that SLURM signals before its time limit (or a preemption) is requeued; training jobs then resume
 from their last checkpoint. Results are read from the job folders, never from submitit's return
 values, so the driver may detach (`--detach`: submit the ready stage and exit) and a later `run`
@@ -23,7 +25,8 @@ import submitit
 from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.graph import Graph, Job
-from scaleworld.study.jobs import EXIT_LOCKED, run_job
+from scaleworld.study.jobs import EXIT_LOCKED, run_jobs
+from scaleworld.study.packing import packs
 from scaleworld.study.store import DamagedRunError, RunStore, read_record
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING")
@@ -59,11 +62,13 @@ def cluster_max_array_size() -> int | None:
 
 
 class JobCall(submitit.helpers.Checkpointable):
-    """One study job as a requeueable SLURM task; its outputs go to its job folder."""
+    """One study job (or one pack of dynamics jobs, launcher.pack) as a requeueable SLURM task; its
+    outputs go to its job folder(s)."""
 
-    def __init__(self, root: str, job_id: str):
+    def __init__(self, root: str, job_id: str | list[str]):
         self.root = root
-        self.job_id = job_id
+        self.job_ids = [job_id] if isinstance(job_id, str) else list(job_id)
+        self.job_id = self.job_ids[0]
 
     def __call__(self) -> str:
         import os
@@ -80,7 +85,7 @@ class JobCall(submitit.helpers.Checkpointable):
                 requeue(signum, frame)
 
             signal.signal(signal.SIGUSR2, on_time_limit)
-        status = run_job(self.root, self.job_id, requeued=lambda: bool(signalled))
+        status = run_jobs(self.root, self.job_ids, requeued=lambda: bool(signalled))
         # The job is over: a time-limit signal that arrives now (SLURM sends it up to 30 s early) must
         # neither requeue finished work nor, once Python's shutdown has restored the default action,
         # kill the task and mark it FAILED. An ignored signal stays ignored through shutdown.
@@ -89,7 +94,7 @@ class JobCall(submitit.helpers.Checkpointable):
             return "locked elsewhere"
         if status != 0:
             reason = json.loads((self._dir() / "failed.json").read_text())["reason"]
-            raise RuntimeError(f"job {self.job_id} failed: {reason}")
+            raise RuntimeError(f"job {', '.join(self.job_ids)} failed: {reason}")
         return "done"
 
     def _dir(self) -> Path:
@@ -160,26 +165,36 @@ def _executor(store: RunStore, launcher: Any, kind: str) -> submitit.AutoExecuto
 def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str], active: set[str]) -> list[str]:
     """Submit every job whose inputs are done and that is not queued, as one array per kind (chunked);
     returns the ids of the jobs submitted."""
+    done = {job.id for job in graph.jobs.values() if store.is_done(job)}
     ready: dict[str, list[Job]] = {}
     for job in graph.jobs.values():
-        if job.id in blocked or job.id in active or store.is_done(job) or store.is_running(job):
+        if job.id in blocked or job.id in active or job.id in done or store.is_running(job):
             continue
-        if all(store.is_done(graph.jobs[i]) for i in job.inputs):
+        if all(i in done for i in job.inputs):
             ready.setdefault(job.kind, []).append(job)
+    pack_of = packs(graph, launcher.pack, skip=done)
     chunk = min(x for x in (launcher.max_array_size, cluster_max_array_size(), 10**6) if x)
     submitted = []
     for kind, jobs in ready.items():
+        ids = {job.id for job in jobs}
+        units = []  # one task each: a job, or a pack whose members are all ready (scaleworld.study.packing)
+        for job in jobs:
+            pack = pack_of[job.id]
+            if job.id == pack[0] and all(i in ids for i in pack):
+                units.append([graph.jobs[i] for i in pack])
         executor = _executor(store, launcher, kind)
-        for start in range(0, len(jobs), chunk):
-            part = jobs[start : start + chunk]
-            for job in part:
-                store.prepare(job)
+        for start in range(0, len(units), chunk):
+            part = units[start : start + chunk]
+            for unit in part:
+                for job in unit:
+                    store.prepare(job)
             with executor.batch():
-                tasks = [executor.submit(JobCall(str(store.root), job.id)) for job in part]
-            for job, task in zip(part, tasks):
-                (store.job_dir(job) / "failed.json").unlink(missing_ok=True)
-                (store.job_dir(job) / "slurm.json").write_text(json.dumps({"slurm_job_id": task.job_id}))
-            submitted += [job.id for job in part]
+                tasks = [executor.submit(JobCall(str(store.root), [job.id for job in unit])) for unit in part]
+            for unit, task in zip(part, tasks):
+                for job in unit:
+                    (store.job_dir(job) / "failed.json").unlink(missing_ok=True)
+                    (store.job_dir(job) / "slurm.json").write_text(json.dumps({"slurm_job_id": task.job_id}))
+                    submitted.append(job.id)
     return submitted
 
 

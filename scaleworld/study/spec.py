@@ -225,6 +225,11 @@ class LauncherSpec:
     """Chunk arrays below this; null = ask the cluster (MaxArraySize)."""
     requeues: int = 3
     """Times a job may be requeued after a timeout or preemption."""
+    pack: int = 1
+    """Dynamics jobs of one shape (settings but the seed) trained together in one process as one
+    batched model, up to this many (scaleworld.study.packing; local and slurm); 1: each alone. A packed
+    run's floats differ from a separate one's in the last bits (within 1e-5 of it on the final
+    weights, tests/test_packed_training.py): set it per study, not per re-run."""
 
 
 @dataclass
@@ -515,6 +520,7 @@ def check_spec(spec: Any, *, where: str = "") -> None:
     for key, value, minimum in (("launcher.gpus", launch.gpus, 0), ("launcher.cpus", launch.cpus, 1),
                                 ("launcher.time_min", launch.time_min, 1), ("launcher.requeues", launch.requeues, 0),
                                 ("launcher.array_parallelism", launch.array_parallelism, 1),
+                                ("launcher.pack", launch.pack, 1),
                                 ("launcher.max_array_size", 1 if launch.max_array_size is None
                                  else launch.max_array_size, 1)):
         if value < minimum:

@@ -9,7 +9,7 @@ elsewhere resumes and writes the same model file; ``run.json`` adds the paths as
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,18 +105,38 @@ def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: Tok
     return info
 
 
-def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
-                   val_fraction: float = 0.1, split_seed: int = 0, windows: str = WINDOWS[0],
-                   termination: str = TERMINATION_TARGETS[0], validation_fraction: float = 0.0,
-                   progress: bool = True, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Train a dynamics model on one game's tokens (single) or several games' (joint, balanced).
-    `windows`: how training windows are drawn (`scaleworld.data.windows`); held-out
-    evaluation keeps ``inside`` windows, so its loss reads the same across runs. `termination`: what
-    the termination head learns (`TERMINATION_TARGETS`); recorded with the model (fidelity scores
-    against it, imagination ends rollouts on it). `validation_fraction` > 0: that share of each game's
-    training episodes (`split_validation`, never a held-out one) is kept out of training; the
-    trainer's evaluation reads it, and the weights at its lowest next-latent NLL are saved beside the
-    final ones (``dynamics_best.pt``, with their step): early stopping as a second reading."""
+@dataclass
+class DynamicsRun:
+    """One dynamics run, set up and not yet trained: what a `Trainer` (or one slot of a
+    `PackedTrainer`) needs, and what `finish_dynamics` writes once it is trained."""
+
+    out: Path
+    net: DynamicsModel
+    loss: WorldModelLoss
+    train_view: MultiGameWindows
+    val_view: MultiGameWindows | None
+    generator: torch.Generator
+    val_generator: torch.Generator
+    identity: dict[str, Any]
+    describe: str
+    info: dict[str, Any]  # run.json without "final" (and "best")
+    extra: dict[str, Any]  # the saved model's record
+    keep_best: bool
+
+    def trainer(self, *, config: TrainConfig, device: str | torch.device, progress: bool) -> Trainer:
+        return Trainer(loss=self.loss, sample_train=self.train_view.sample,
+                       sample_val=self.val_view.sample if self.val_view else None, val_generator=self.val_generator,
+                       config=config, run_dir=self.out, generators={"train": self.generator}, progress=progress,
+                       device=device, keep_best=self.net if self.keep_best else None, identity=self.identity,
+                       describe=self.describe)
+
+
+def prepare_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
+                     val_fraction: float = 0.1, split_seed: int = 0, windows: str = WINDOWS[0],
+                     termination: str = TERMINATION_TARGETS[0], validation_fraction: float = 0.0,
+                     device: str | torch.device = "cpu") -> DynamicsRun:
+    """Open the data, split it, initialise the model (from ``train.seed``) and its samplers:
+    everything of `train_dynamics` before training (its arguments are described there)."""
     out = Path(out)
     datasets = _open_all(token_dirs, want_tokens=True)
     content = [ds.content_id for ds in datasets]
@@ -143,21 +163,15 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
     gen = torch.Generator().manual_seed(train.seed)
     val_gen = torch.Generator().manual_seed(train.seed + 1)
     seq_len = model.context
-    train_view = MultiGameWindows(datasets, seq_len=seq_len, generator=gen, episodes=train_eps, windows=windows)
+    train_view = MultiGameWindows(datasets, seq_len=seq_len, generator=gen, episodes=train_eps, windows=windows,
+                                  resident_on=device)
     has_val = all(len(v) for v in val_eps)
-    val_view = MultiGameWindows(datasets, seq_len=seq_len, generator=val_gen, episodes=val_eps) if has_val else None
-    trainer = Trainer(
-        loss=WorldModelLoss(net, termination=termination), sample_train=train_view.sample,
-        sample_val=val_view.sample if val_view else None, val_generator=val_gen, config=train,
-        run_dir=out, generators={"train": gen}, progress=progress, device=device,
-        keep_best=net if validation_fraction else None,
-        identity={"model": model.to_dict(), "datasets": content,
-                  **({"validation_fraction": validation_fraction} if validation_fraction else {}),
-                  **({"windows": windows} if windows != WINDOWS[0] else {}),  # defaults: no key (older runs)
-                  **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {})},
-        describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
-    )
-    final = trainer.fit()
+    val_view = (MultiGameWindows(datasets, seq_len=seq_len, generator=val_gen, episodes=val_eps, resident_on=device)
+                if has_val else None)
+    identity = {"model": model.to_dict(), "datasets": content,
+                **({"validation_fraction": validation_fraction} if validation_fraction else {}),
+                **({"windows": windows} if windows != WINDOWS[0] else {}),  # defaults: no key (older runs)
+                **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {})}
     info = {
         "kind": "dynamics",
         "mode": "joint" if joint else "single",
@@ -167,18 +181,50 @@ def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dyna
         "model": model.to_dict(), "params": parameter_counts(model),
         "train": asdict(train), "tokens_seen": train.steps * train.batch_size * seq_len,
         "val_fraction": val_fraction, "split_seed": split_seed, "windows": windows, "termination": termination,
-        "validation_fraction": validation_fraction, "final": final,
+        "validation_fraction": validation_fraction,
     }
     extra = {"games": info["games"], "mode": info["mode"], "val_fraction": val_fraction, "split_seed": split_seed,
              "datasets": info["datasets"],
              **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {}),
              **({"validation_fraction": validation_fraction} if validation_fraction else {})}
-    save_model(out / DYNAMICS_FILE, kind="dynamics", config=model.to_dict(), module=net.cpu(), extra=extra)
-    if trainer.best is not None:  # the weights at the lowest validation NLL, in a module of their own
-        net.load_state_dict(trainer.best["state"])
-        best = {"step": trainer.best["step"], "validation_nll": trainer.best["value"]}
-        best["sha256"] = save_model(out / DYNAMICS_BEST_FILE, kind="dynamics", config=model.to_dict(), module=net,
-                                    extra={**extra, "best": best})
-        info["best"] = best
-    write_json_atomic(out / "run.json", info)
+    return DynamicsRun(
+        out=out, net=net, loss=WorldModelLoss(net, termination=termination), train_view=train_view,
+        val_view=val_view, generator=gen, val_generator=val_gen, identity=identity,
+        describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
+        info=info, extra=extra, keep_best=bool(validation_fraction))
+
+
+def finish_dynamics(run: DynamicsRun, *, final: dict[str, Any], best: dict[str, Any] | None) -> dict[str, Any]:
+    """Write a trained run's model (``dynamics.pt``; ``dynamics_best.pt`` from `best`, the trainer's
+    {step, value, state}, when the run kept one) and its run.json; returns run.json's record."""
+    info = {**run.info, "final": final}
+    config = run.info["model"]
+    save_model(run.out / DYNAMICS_FILE, kind="dynamics", config=config, module=run.net.cpu(), extra=run.extra)
+    if best is not None:  # the weights at the lowest validation NLL, in a module of their own
+        run.net.load_state_dict(best["state"])
+        kept = {"step": best["step"], "validation_nll": best["value"]}
+        kept["sha256"] = save_model(run.out / DYNAMICS_BEST_FILE, kind="dynamics", config=config, module=run.net,
+                                    extra={**run.extra, "best": kept})
+        info["best"] = kept
+    write_json_atomic(run.out / "run.json", info)
     return info
+
+
+def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
+                   val_fraction: float = 0.1, split_seed: int = 0, windows: str = WINDOWS[0],
+                   termination: str = TERMINATION_TARGETS[0], validation_fraction: float = 0.0,
+                   progress: bool = True, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Train a dynamics model on one game's tokens (single) or several games' (joint, balanced).
+    `windows`: how training windows are drawn (`scaleworld.data.windows`); held-out
+    evaluation keeps ``inside`` windows, so its loss reads the same across runs. `termination`: what
+    the termination head learns (`TERMINATION_TARGETS`); recorded with the model (fidelity scores
+    against it, imagination ends rollouts on it). `validation_fraction` > 0: that share of each game's
+    training episodes (`split_validation`, never a held-out one) is kept out of training; the
+    trainer's evaluation reads it, and the weights at its lowest next-latent NLL are saved beside the
+    final ones (``dynamics_best.pt``, with their step): early stopping as a second reading."""
+    run = prepare_dynamics(token_dirs=token_dirs, out=out, model=model, train=train, val_fraction=val_fraction,
+                           split_seed=split_seed, windows=windows, termination=termination,
+                           validation_fraction=validation_fraction, device=device)
+    trainer = run.trainer(config=train, device=device, progress=progress)
+    final = trainer.fit()
+    return finish_dynamics(run, final=final, best=trainer.best)

@@ -1,10 +1,15 @@
 """One trainer for the tokenizer and the dynamics model.
 
 AdamW (fused on CUDA), linear warmup + cosine decay, gradient clipping, bf16 autocast on CUDA
-(fp32 on CPU), optional torch.compile, periodic held-out evaluation, TorchRL CSV logs, a rich
-progress bar, atomic checkpoints every N steps and exact resumption: everything that decides the
-next step (weights, optimiser, schedule, step, the samplers' generators, torch's global RNG) is in
-the checkpoint, so on CPU a resumed run ends bit-identical to an uninterrupted one.
+(fp32 on CPU), torch.compile (always on CUDA, on CPU when asked), periodic held-out evaluation,
+TorchRL CSV logs, a rich progress bar, atomic checkpoints every N steps and exact resumption:
+everything that decides the next step (weights, optimiser, schedule, step, the samplers'
+generators, torch's global RNG) is in the checkpoint, so on CPU a resumed run ends bit-identical
+to an uninterrupted one.
+
+A training step reads nothing back from the device: its metrics stay device scalars and the NaN
+guard (`FiniteGuard`) records on the device; both are read at log, evaluation and checkpoint
+steps only, so the host runs ahead of the GPU between them.
 """
 
 from __future__ import annotations
@@ -83,6 +88,62 @@ def first_difference(written: Any, wanted: Any, path: str = "") -> str | None:
     return None if written == wanted else f"{path}: {written!r} in the checkpoint, {wanted!r} now"
 
 
+def read_checkpoint(path: Path, *, config: TrainConfig, identity: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The checkpoint at `path` (None when there is none), refused when it cannot be read or was
+    written by a run of other settings (the first differing setting named)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as exc:
+        raise ScaleworldError(f"{path}: cannot be read ({type(exc).__name__}); delete it to start over") from exc
+    written = {"train": state["config"], **(state.get("identity") or {})}
+    wanted = {"train": asdict(config), **(identity or {})}
+    if "identity" not in state:
+        written = {**written, **{k: v for k, v in wanted.items() if k != "train"}}
+    if all(isinstance(d, str) for d in written.get("datasets") or [None]) and "datasets" in wanted:
+        written["datasets"] = wanted["datasets"]  # an older checkpoint named datasets by absolute path
+    difference = first_difference(written, wanted)
+    if difference is not None:
+        raise ScaleworldError(
+            f"{path}: written by a run of other settings ({difference}): use another run "
+            "folder, or the checkpoint's settings to resume it"
+        )
+    return state
+
+
+class FiniteGuard:
+    """The first step at which a watched quantity (a loss term, the gradient norm) was not finite,
+    kept on the device: `record` launches a few scalar kernels and reads nothing back, `first` reads
+    once. (The trainer's NaN guard without a host-device sync per step.)"""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.names: list[str] = []
+        self._step = torch.full((), -1, dtype=torch.int64, device=device)  # the first bad step; -1: none yet
+        self._bad = self._values = None  # bool / float32 [len(names)] at that step
+
+    def record(self, named: list[tuple[str, torch.Tensor]], *, step: int) -> None:
+        values = torch.stack([v.detach().float().reshape(()) for _, v in named])  # [n]
+        if self._bad is None or [n for n, _ in named] != self.names:
+            self.names = [n for n, _ in named]
+            self._bad = torch.zeros(len(named), dtype=torch.bool, device=self.device)
+            self._values = torch.zeros(len(named), device=self.device)
+        bad = ~torch.isfinite(values)
+        newly = bad.any() & (self._step < 0)
+        self._step = torch.where(newly, step, self._step)
+        self._bad = torch.where(newly, bad, self._bad)
+        self._values = torch.where(newly, values, self._values)
+
+    def first(self) -> tuple[int, str] | None:
+        """(step, "NAME is VALUE") of the first non-finite record, or None."""
+        step = int(self._step)
+        if step < 0:
+            return None
+        i = self._bad.tolist().index(True)
+        return step, f"{self.names[i]} is {self._values.tolist()[i]}"
+
+
 class Trainer:
     """Trains `loss` (a TorchRL LossModule holding the model) on batches from `sample_train`.
 
@@ -130,7 +191,9 @@ class Trainer:
         self.step = 0
         self.optimizer = _optimizer(loss, config, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
-        self._forward = torch.compile(loss) if config.compile else loss
+        # On CUDA always compiled (a setting of speed, not of results); on CPU when train.compile asks.
+        self._forward = torch.compile(loss) if config.compile or self.device.type == "cuda" else loss
+        self._guard = FiniteGuard(self.device)
         self._val_state = val_generator.get_state() if val_generator is not None else None
         if keep_best is not None and sample_val is None:
             raise ScaleworldError("keeping the best checkpoint needs held-out batches to choose it: pass sample_val")
@@ -163,26 +226,9 @@ class Trainer:
             torch.save(state, f)
 
     def try_resume(self) -> bool:
-        if not self.checkpoint_path.is_file():
+        state = read_checkpoint(self.checkpoint_path, config=self.config, identity=self.identity)
+        if state is None:
             return False
-        try:
-            state = torch.load(self.checkpoint_path, weights_only=False)
-        except Exception as exc:
-            raise ScaleworldError(
-                f"{self.checkpoint_path}: cannot be read ({type(exc).__name__}); delete it to start over"
-            ) from exc
-        written = {"train": state["config"], **(state.get("identity") or {})}
-        wanted = {"train": asdict(self.config), **(self.identity or {})}
-        if "identity" not in state:
-            written = {**written, **{k: v for k, v in wanted.items() if k != "train"}}
-        if all(isinstance(d, str) for d in written.get("datasets") or [None]) and "datasets" in wanted:
-            written["datasets"] = wanted["datasets"]  # an older checkpoint named datasets by absolute path
-        difference = first_difference(written, wanted)
-        if difference is not None:
-            raise ScaleworldError(
-                f"{self.checkpoint_path}: written by a run of other settings ({difference}): use another run "
-                "folder, or the checkpoint's settings to resume it"
-            )
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -211,34 +257,47 @@ class Trainer:
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One update, with no host-device sync: returns the step's metrics as device scalars
+        (`read_metrics` reads them), and records a non-finite loss term or gradient norm on the
+        device (`check_finite` raises on it; `fit` calls it before every log, evaluation and
+        checkpoint, so a NaN is reported at most ``log_every`` - 1 steps after it happened and
+        never reaches a checkpoint)."""
         self.loss.train()
-        batch = self.sample_train(self.config.batch_size).to(self.device)
+        batch = self.sample_train(self.config.batch_size).to(self.device, non_blocking=True)
         with self._autocast():
             out = self._forward(batch)
         terms = _loss_terms(out)
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                self._diverged(f"{name} is {value.item()}")
         total = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.loss.parameters(), self.config.grad_clip)
-        if not torch.isfinite(grad_norm):
-            self._diverged(f"the gradient norm is {grad_norm.item()}")
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        metrics = {k: v.item() for k, v in out.items() if isinstance(k, str) and k.startswith("metric_")}
-        return {**{k: v.item() for k, v in terms.items()}, **metrics, "grad_norm": grad_norm.item(),
-                "lr": self.scheduler.get_last_lr()[0]}
+        metrics = {**{k: v.detach() for k, v in terms.items()},
+                   **{k: v.detach() for k, v in out.items() if isinstance(k, str) and k.startswith("metric_")},
+                   "grad_norm": grad_norm.detach()}
+        self._guard.record([*terms.items(), ("the gradient norm", grad_norm)], step=self.step)
+        return metrics
 
-    def _diverged(self, what: str) -> None:
+    def read_metrics(self, metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The step's metrics as floats (one device read for all of them) and the learning rate."""
+        values = torch.stack([v.float() for v in metrics.values()]).tolist()
+        return {**dict(zip(metrics, values)), "lr": self.scheduler.get_last_lr()[0]}
+
+    def check_finite(self) -> None:
+        """Raise TrainingDiverged naming the first step and term that was not finite (one device read)."""
+        found = self._guard.first()
+        if found is not None:
+            step, what = found
+            self._diverged(f"{what} at step {step}", seen=self.step)
+
+    def _diverged(self, what: str, *, seen: int | None = None) -> None:
         where = (f"the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path.is_file()
                  else "no checkpoint was written yet")
-        raise TrainingDiverged(
-            f"{what} at step {self.step + 1}: training stopped ({where}); lower train.lr or check the data"
-        )
+        late = f" (found at step {seen}: the guard reads the device every log_every steps)" if seen else ""
+        raise TrainingDiverged(f"{what}: training stopped{late}; {where}; lower train.lr or check the data")
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -248,13 +307,14 @@ class Trainer:
         self.loss.eval()
         if self._val_state is not None:
             self.val_generator.set_state(self._val_state)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         for _ in range(self.config.eval_batches):
             with self._autocast():
-                out = self.loss(self.sample_val(self.config.batch_size).to(self.device))
+                out = self.loss(self.sample_val(self.config.batch_size).to(self.device, non_blocking=True))
             for k, v in _loss_terms(out).items():
-                sums[k] = sums.get(k, 0.0) + v.item()
-        return {f"val_{k}": v / self.config.eval_batches for k, v in sums.items()}
+                sums[k] = sums.get(k, 0.0) + v.float()
+        values = torch.stack(list(sums.values())).tolist() if sums else []  # one device read
+        return {f"val_{k}": v / self.config.eval_batches for k, v in zip(sums, values)}
 
     def fit(self) -> dict[str, Any]:
         """Train to `config.steps` (resuming if a checkpoint exists); returns the final metrics."""
@@ -278,21 +338,29 @@ class Trainer:
 
     def _fit(self, logger: Any) -> dict[str, Any]:
         cfg = self.config
+        note = ""
         with progress_bar(self.progress, self.describe, cfg.steps, completed=self.step) as advance:
             while self.step < cfg.steps:
-                metrics = self.train_step()
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                step_metrics = self.train_step()
+                last = self.step == cfg.steps
+                log, evaluate = self.step % cfg.log_every == 0 or last, self.step % cfg.eval_every == 0 or last
+                save = self.step % cfg.checkpoint_every == 0 or last
+                if log or evaluate or save:  # the only steps that read the device
+                    self.check_finite()
+                    metrics = self.read_metrics(step_metrics)
+                    note = f"loss {sum(v for k, v in metrics.items() if k.startswith('loss_')):.4f}"
+                if log:
                     for k, v in metrics.items():
                         logger.log_scalar(k, v, step=self.step)
-                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                if evaluate:
                     val = self.evaluate()
                     for k, v in val.items():
                         logger.log_scalar(k, v, step=self.step)
                     self.history.append({"step": self.step, **metrics, **val})
                     self._consider_best(val)
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                if save:
                     self.save_checkpoint()
-                advance(1, note=f"loss {sum(v for k, v in metrics.items() if k.startswith('loss_')):.4f}")
+                advance(1, note=note)
         final = self.history[-1] if self.history else {}
         best = {} if self.best is None else {"best": {"step": self.best["step"], self.select_by: self.best["value"]}}
         write_json_atomic(self.run_dir / "metrics.json",

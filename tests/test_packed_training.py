@@ -1,0 +1,199 @@
+"""Filling the GPU: a training step that never reads the device, and packed runs (K runs of one
+shape in one batched model) that equal K separate runs, resume exactly, and resume alone."""
+
+import contextlib
+import copy
+import dataclasses
+import json
+import shutil
+
+import pytest
+import torch
+
+from scaleworld.data.dataset import OfflineDataset
+from scaleworld.data.sampling import MultiGameWindows
+from scaleworld.errors import ScaleworldError
+from scaleworld.models.dynamics import DynamicsModel
+from scaleworld.models.dynamics_config import DynamicsConfig
+from scaleworld.models.store import load_dynamics
+from scaleworld.objectives.world_model import WorldModelLoss
+from scaleworld.training.config import TrainConfig
+from scaleworld.training.packed import PackedTrainer, pack_runs
+from scaleworld.training.runs import prepare_dynamics, train_dynamics
+from scaleworld.training.trainer import Trainer, TrainingDiverged
+
+SMALL = DynamicsConfig(width=64, depth=2, heads=4, context=16)
+TOLERANCE = 1e-5
+"""Packed vs separate, final weights after 24 steps at lr 3e-3: measured up to 1.2e-6 (vmap's batched
+GEMMs sum in another order than K separate ones, so not bitwise); the losses agree to ~1e-7."""
+
+
+def _train(seed: int, steps: int = 24) -> TrainConfig:
+    return TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup_steps=10, eval_every=8, checkpoint_every=8,
+                       log_every=4, eval_batches=1, seed=seed)
+
+
+def _specs(tmp_path, tokens, name, seeds=(0, 1, 2, 3)):
+    return [dict(token_dirs=tokens, out=tmp_path / f"{name}{s}", model=SMALL, train=_train(s)) for s in seeds]
+
+
+def _weights(folder):
+    return load_dynamics(folder)[0].state_dict()
+
+
+def _max_difference(a, b):
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+@contextlib.contextmanager
+def _killed_at_sample(call: int):
+    """The `call`-th batch drawn by any run (training or held-out) raises KeyboardInterrupt."""
+    original = MultiGameWindows.sample
+    calls = {"n": 0}
+
+    def sample(self, batch):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt("killed")
+        return original(self, batch)
+
+    MultiGameWindows.sample = sample
+    try:
+        yield
+    finally:
+        MultiGameWindows.sample = original
+
+
+def test_a_training_step_reads_nothing_back_from_the_device(breakout_tokens, tmp_path):
+    """On the meta device a tensor has no values: any .item(), bool() or float() of a device tensor
+    in the step (a sync on CUDA) raises there. The step, the resident windows and the NaN guard's
+    record run on it; reading the guard (the one sync, at log steps) is what fails."""
+    ds = OfflineDataset.open(breakout_tokens)
+    with torch.device("meta"):
+        net = DynamicsModel(DynamicsConfig.from_dict({**SMALL.to_dict(), "groups": 32, "classes": 32}))
+    view = MultiGameWindows([ds], seq_len=16, generator=torch.Generator().manual_seed(0), resident_on="meta")
+    assert view.sample(4)["tokens"].device.type == "meta"
+    trainer = Trainer(loss=WorldModelLoss(net), sample_train=view.sample, sample_val=None, config=_train(0),
+                      run_dir=tmp_path / "run", generators={}, device="meta", progress=False)
+    for _ in range(3):
+        metrics = trainer.train_step()
+    assert trainer.step == 3 and metrics["loss_latent"].device.type == "meta"
+    with pytest.raises(RuntimeError, match="meta"):
+        trainer.check_finite()  # the read: on CUDA the only sync, every log_every steps
+
+    run = prepare_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "packed", model=SMALL, train=_train(0))
+    runs = [run, copy.copy(run)]
+    for r in runs:
+        r.train_view.rows = [rows.to("meta") for rows in r.train_view.rows]
+    packed = PackedTrainer(runs=runs, configs=[_train(0), _train(1)], device="meta", progress=False)
+    assert packed.params["latent_head.weight"].shape[0] == 2
+    for _ in range(2):
+        metrics = packed.train_step()
+    assert metrics["loss_latent"].shape == (2,)
+
+
+def test_the_nan_guard_names_the_step_and_term_and_says_how_late_it_read(tmp_path, breakout_tokens, monkeypatch):
+    original = MultiGameWindows.sample
+    calls = {"n": 0}
+
+    def nan_reward(self, batch):
+        calls["n"] += 1
+        td = original(self, batch)
+        if calls["n"] == 2:  # the second training batch
+            td["next", "reward"][0, 0] = float("nan")
+        return td
+
+    monkeypatch.setattr(MultiGameWindows, "sample", nan_reward)
+    with pytest.raises(TrainingDiverged, match=r"loss_reward is nan at step 2: training stopped \(found at step 4"):
+        train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL, train=_train(0),
+                       progress=False)
+    assert not (tmp_path / "run").exists()  # found before the first checkpoint (step 8): nothing left
+    calls["n"] = 0
+    with pytest.raises(TrainingDiverged, match=r"run 1 \(p1\): loss_reward is nan at step 1: the pack stopped"):
+        pack_runs(_specs(tmp_path, [breakout_tokens], "p", seeds=(0, 1)), progress=False)
+
+
+def test_a_packed_run_of_four_seeds_equals_four_separate_runs(tmp_path, breakout_tokens, pong_tokens):
+    for spec in _specs(tmp_path, [breakout_tokens], "alone"):
+        train_dynamics(**spec, progress=False)
+    records = pack_runs(_specs(tmp_path, [breakout_tokens], "packed"), progress=False)
+    assert [r["train"]["seed"] for r in records] == [0, 1, 2, 3]
+    for seed in range(4):
+        alone, packed = tmp_path / f"alone{seed}", tmp_path / f"packed{seed}"
+        assert _max_difference(_weights(alone), _weights(packed)) < TOLERANCE
+        a, b = (json.loads((f / "metrics.json").read_text())["history"] for f in (alone, packed))
+        assert [h["step"] for h in a] == [h["step"] for h in b] == [8, 16, 24]
+        for ha, hb in zip(a, b):
+            for key in ("loss_latent", "loss_reward", "val_loss_latent", "grad_norm"):
+                assert ha[key] == pytest.approx(hb[key], rel=TOLERANCE), key
+        run_a, run_b = (json.loads((f / "run.json").read_text()) for f in (alone, packed))
+        assert {k: v for k, v in run_a.items() if k not in ("final", "dataset_paths")} == \
+            {k: v for k, v in run_b.items() if k not in ("final", "dataset_paths")}
+    # the seeds differ by far more than the tolerance: the comparison can tell runs apart
+    assert _max_difference(_weights(tmp_path / "alone0"), _weights(tmp_path / "packed1")) > 1e3 * TOLERANCE
+    # several games' single runs pack too (the same shape), each on its own data
+    mixed = [dict(token_dirs=[tokens], out=tmp_path / f"mixed{i}", model=SMALL, train=_train(0))
+             for i, tokens in enumerate((breakout_tokens, pong_tokens))]
+    assert [r["games"] for r in pack_runs(mixed, progress=False)] == [["Breakout"], ["Pong"]]
+    assert _max_difference(_weights(tmp_path / "alone0"), _weights(tmp_path / "mixed0")) < TOLERANCE
+
+
+def test_a_packed_run_resumes_exactly_and_a_packed_checkpoint_resumes_alone(tmp_path, breakout_tokens):
+    pack_runs(_specs(tmp_path, [breakout_tokens], "whole"), progress=False)
+    # killed inside step 19 (after the checkpoints at 16): 4 runs draw per step, 4 more per evaluation
+    with _killed_at_sample(4 * (18 + 2) + 2), pytest.raises(KeyboardInterrupt):
+        pack_runs(_specs(tmp_path, [breakout_tokens], "split"), progress=False)
+    for seed in range(4):
+        assert torch.load(tmp_path / f"split{seed}" / "checkpoint.pt", weights_only=False)["step"] == 16
+        assert not (tmp_path / f"split{seed}" / "dynamics.pt").exists()
+    shutil.copytree(tmp_path / "split3", tmp_path / "lone3")
+    pack_runs(_specs(tmp_path, [breakout_tokens], "split"), progress=False)  # resumed packed
+    for seed in range(4):
+        whole, split = _weights(tmp_path / f"whole{seed}"), _weights(tmp_path / f"split{seed}")
+        assert all(torch.equal(whole[k], split[k]) for k in whole), seed
+        a, b = (json.loads((tmp_path / f"{n}{seed}" / "metrics.json").read_text()) for n in ("whole", "split"))
+        assert a["history"] == b["history"] and b["resumed_at"] == [16]
+    # one run of the interrupted pack, resumed alone by the separate trainer (its checkpoint is the same format)
+    train_dynamics(**_specs(tmp_path, [breakout_tokens], "lone", seeds=(3,))[0], progress=False)
+    assert json.loads((tmp_path / "lone3" / "metrics.json").read_text())["resumed_at"] == [16]
+    assert _max_difference(_weights(tmp_path / "whole3"), _weights(tmp_path / "lone3")) < TOLERANCE
+
+
+def test_a_pack_refuses_runs_that_differ_in_more_than_the_seed(tmp_path, breakout_tokens):
+    specs = _specs(tmp_path, [breakout_tokens], "p", seeds=(0, 1))
+    specs[1]["train"] = dataclasses.replace(_train(1), lr=1e-3)
+    with pytest.raises(ScaleworldError, match="share the model and every training setting but the seed"):
+        pack_runs(specs, progress=False)
+    specs = _specs(tmp_path, [breakout_tokens], "q", seeds=(0, 1))
+    specs[1]["model"] = DynamicsConfig(width=64, depth=1, heads=4, context=16)
+    with pytest.raises(ScaleworldError, match="share the model"):
+        pack_runs(specs, progress=False)
+
+
+def test_a_study_with_launcher_pack_trains_same_shape_dynamics_jobs_together(confound_study, tmp_path):
+    """The confound micro study (two games, every mode) with launcher.pack=2: each game's single runs
+    share a process, and so do the matched ones; every model is within the tolerance of the same job
+    of the study run unpacked, and the packs are the ones `packs` fixes from the graph."""
+    import subprocess
+    import sys
+
+    from scaleworld.study.packing import packs
+    from scaleworld.study.store import RunStore
+
+    spec, reference = confound_study
+    root = tmp_path / "root"
+    proc = subprocess.run([sys.executable, "-m", "scaleworld.cli", "run", str(spec), f"run_root={root}",
+                           "launcher.pack=2", "policy.enabled=false", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = RunStore(root)
+    graph = store.read_plan()
+    expected = packs(graph, 2)
+    together = {}
+    for job in graph.by_kind("dynamics"):
+        record = json.loads((store.job_dir(job) / "done.json").read_text())["outputs"]
+        together[job.id] = tuple(record.get("packed_with", [job.id]))
+        assert together[job.id] == expected[job.id]
+        alone = reference / "dynamics" / job.id
+        assert _max_difference(_weights(store.job_dir(job)), _weights(alone)) < TOLERANCE
+    sizes = sorted(len(p) for p in set(together.values()))
+    assert sizes.count(2) == 2, together  # single Pong + Breakout, matched Pong + Breakout
