@@ -197,3 +197,21 @@ def test_a_study_with_launcher_pack_trains_same_shape_dynamics_jobs_together(con
         assert _max_difference(_weights(store.job_dir(job)), _weights(alone)) < TOLERANCE
     sizes = sorted(len(p) for p in set(together.values()))
     assert sizes.count(2) == 2, together  # single Pong + Breakout, matched Pong + Breakout
+
+
+def test_a_compiler_failure_falls_back_to_eager_after_one_line(monkeypatch, capsys):
+    from scaleworld.training.trainer import compiled_or_eager
+
+    def broken_compiler(fn):
+        def call(*args):
+            raise RuntimeError("no C++ compiler found\nthe rest of the message")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compiler)
+    step = compiled_or_eager(lambda x: x + 1, enabled=True)
+    assert step(1) == 2 and step(2) == 3
+    assert capsys.readouterr().err == ("torch.compile failed (RuntimeError: no C++ compiler found); "
+                                       "training eagerly\n")  # once, on the first call
+    with pytest.raises(ZeroDivisionError):  # an error of the function itself still surfaces
+        compiled_or_eager(lambda x: x / 0, enabled=True)(1)
+    assert compiled_or_eager(abs, enabled=False) is abs

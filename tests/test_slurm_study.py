@@ -37,6 +37,24 @@ def test_slurm_arrays_produce_the_same_results_as_the_local_executor(tmp_path, c
     assert sum(name == "dynamics_best.pt" for key in _outputs(local) if isinstance(key, tuple) for name in key) == 6
 
 
+def test_a_pack_is_one_slurm_task_and_ends_exactly_as_the_local_pack(tmp_path):
+    """launcher.pack=2 on the micro study with two seeds: its two dynamics jobs are one SLURM task (one
+    slurm job id in both folders), and the packs being fixed by the graph, SLURM's pack trains
+    bit-identically to the local executor's."""
+    spec = _spec_file(tmp_path, MICRO)
+    settings = ["seeds=[0,1]", "launcher.pack=2", "policy.enabled=false"]
+    local = _run("run", spec, f"run_root={tmp_path / 'local'}", *settings, "--no-progress")
+    assert local.returncode == 0, local.stdout + local.stderr
+    slurm = _run("run", spec, f"run_root={tmp_path / 'slurm'}", *settings, *LAUNCH, "--no-progress")
+    assert slurm.returncode == 0, slurm.stdout + slurm.stderr
+    assert _outputs(tmp_path / "slurm") == _outputs(tmp_path / "local")
+    folders = sorted(p.parent for p in (tmp_path / "slurm").glob("dynamics/*/done.json"))
+    assert len(folders) == 2
+    assert len({json.loads((f / "slurm.json").read_text())["slurm_job_id"] for f in folders}) == 1
+    packed = [json.loads((f / "done.json").read_text())["outputs"]["packed_with"] for f in folders]
+    assert packed[0] == packed[1] and sorted(packed[0]) == [f.name for f in folders]
+
+
 def test_detach_submits_the_ready_stage_and_a_later_run_finishes(tmp_path):
     spec = _spec_file(tmp_path, MICRO)
     root = tmp_path / "root"

@@ -30,6 +30,7 @@ from tensordict import TensorDict  # noqa: E402
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
 from scaleworld.models.ladders import get_ladder, get_size  # noqa: E402
 from scaleworld.objectives.world_model import WorldModelLoss  # noqa: E402
+from scaleworld.study.calibration import peak_matmul_flops  # noqa: E402
 from scaleworld.training.config import TrainConfig  # noqa: E402
 from scaleworld.training.packed import PackedTrainer  # noqa: E402
 from scaleworld.training.runs import DynamicsRun  # noqa: E402
@@ -39,19 +40,6 @@ from scaleworld.training.trainer import Trainer  # noqa: E402
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def peak_matmul_flops(device: torch.device, *, n: int, reps: int) -> float:
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b  # warm-up
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
 def flops_per_token(model: DynamicsModel, seq_len: int) -> float:
@@ -95,7 +83,7 @@ def measure(size: str, *, batch: int, seq_len: int, steps: int, device: torch.de
     data.td = data.td.to(device)
     trainer = Trainer(loss=WorldModelLoss(model), sample_train=data.sample, sample_val=None,
                       config=TrainConfig(steps=10**9, batch_size=batch, compile=compile), run_dir=tmp,
-                      generators={}, device=device, progress=False)
+                      generators={}, device=device, progress=False, compile_on_cuda=True)
     tokens_per_s = steps * batch * seq_len / _timed(trainer.train_step, steps=steps, device=device)
     params = sum(p.numel() for p in model.parameters())
     return tokens_per_s, tokens_per_s * flops_per_token(model, seq_len), params

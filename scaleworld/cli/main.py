@@ -272,8 +272,35 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
     spec = _load(args)
     graph = build_graph(spec)
-    print_summary(RunStore(Path(spec.run_root)), graph, title=f"plan for {spec.name} ({spec.run_root})",
-                  estimate=True)
+    store = RunStore(Path(spec.run_root))
+    calibrated = args.calibrate or args.calibration is not None
+    if calibrated:
+        from scaleworld.errors import ScaleworldError
+        from scaleworld.study.calibration import (
+            calibrate,
+            estimate,
+            load_calibration,
+            machine_name,
+            save_calibration,
+        )
+
+        if args.calibrate and args.seconds <= 0:
+            raise ScaleworldError(f"--seconds={args.seconds} must be positive")
+        record = None
+        if args.calibration is not None and (args.calibration.exists() or not args.calibrate):
+            record = load_calibration(args.calibration)
+        if args.calibrate and (record is None or record["machine"] != machine_name()):
+            record = calibrate(seconds=args.seconds)  # another machine's rates are not this one's
+        rows = estimate(graph, record, store=store if store.root.is_dir() else None, measure=args.calibrate,
+                        progress=not args.no_progress)
+        if args.calibrate and args.calibration is not None:
+            save_calibration(record, args.calibration)
+    print_summary(store, graph, title=f"plan for {spec.name} ({spec.run_root})", estimate=True,
+                  calibrated=calibrated)
+    if calibrated:
+        from scaleworld.study.planning import print_calibrated
+
+        print_calibrated(rows, record)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -359,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
     p = groups.add_parser("plan", help="job counts per kind, what is done, and a compute estimate")
     spec_args(p)
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure every job kind's throughput on this machine (a few seconds per distinct shape) and "
+                        "print GPU- and CPU-hours per kind")
+    p.add_argument("--calibration", type=Path, metavar="FILE",
+                   help="a saved calibration: read it (and, with --calibrate, measure what it lacks and save it)")
+    p.add_argument("--seconds", type=float, default=2.0, help="with --calibrate: seconds per measured shape")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while calibrating")
     p.set_defaults(func=cmd_plan)
     p = groups.add_parser("status", help="done / running / failed / pending jobs of a run root")
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")

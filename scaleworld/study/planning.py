@@ -103,7 +103,36 @@ def failures(store: RunStore, graph: Graph) -> list[tuple[str, str, str]]:
             for job in graph.jobs.values() if state[job.id] == "failed"]
 
 
-def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool) -> None:
+def _hours(hours: float) -> str:
+    return "0" if hours == 0 else f"{hours:,.2f}" if hours >= 10 else f"{hours:.3g}"
+
+
+def print_calibrated(rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
+    """The study's cost on the calibrated machine, per kind (scaleworld.study.calibration)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"cost on {record['machine']} ({record['device']}, {record['threads']} threads), measured")
+    for c in ("kind", "jobs", "GPU-hours", "CPU-hours", "measured rate", "note"):
+        table.add_column(c, justify="left" if c in ("kind", "measured rate", "note") else "right")
+    for r in rows:
+        note = "; ".join(n for n in (
+            "episode lengths not known yet: at most (the protocol's cap)" if r["upper_bound"] else "",
+            f"{r['missing']} jobs of shapes never calibrated: run --calibrate" if r["missing"] else "",
+            f"MFU {r['mfu']:.1%} of the measured peak" if "mfu" in r else "",
+            "not measured (numpy, seconds)" if r["kind"] == "analysis" else "") if n)
+        rates = (r["rates"][0] if r["rates"] else "") + (f" (+{len(r['rates']) - 1} shapes)" if len(r["rates"]) > 1
+                                                          else "")
+        table.add_row(r["kind"], str(r["jobs"]), _hours(r["gpu_hours"]), _hours(r["cpu_hours"]), rates, note)
+    console = Console()
+    console.print(table)
+    gpu, cpu = sum(r["gpu_hours"] for r in rows), sum(r["cpu_hours"] for r in rows)
+    console.print(f"total: {_hours(gpu)} GPU-hours, {_hours(cpu)} CPU-hours, one job at a time, measured peak matmul "
+                  f"{record['peak_flops'] / 1e12:.2f} TFLOP/s; rates measured for {record['seconds_per_item']:g} s "
+                  "each on random inputs of the jobs' shapes (scaleworld/study/calibration.py says how)")
+
+
+def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool, calibrated: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -120,8 +149,10 @@ def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool) 
     console = Console()
     console.print(table)
     if estimate:
-        console.print(f"estimate: dynamics training only, 6 x params x tokens FLOPs at {ASSUMED_MFU:.0%} of "
-                      f"{ASSUMED_PEAK_FLOPS / 1e12:.0f} TFLOP/s (an H100's dense bf16 peak)")
+        console.print(f"estimate: dynamics training only, 6 x params x tokens FLOPs at an assumed {ASSUMED_MFU:.0%} "
+                      f"MFU of {ASSUMED_PEAK_FLOPS / 1e12:.0f} TFLOP/s (an H100's dense bf16 peak)"
+                      + ("" if calibrated else "; the other kinds are not estimated: --calibrate measures every "
+                                               "kind on this machine"))
         passes = Table(title="passes over each game's training data (per run, every size alike)")
         for c in ("run", "games", "steps", "frames per game", "passes"):
             passes.add_column(c, justify="left" if c == "run" else "right")

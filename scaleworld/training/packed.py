@@ -33,7 +33,14 @@ from scaleworld.errors import ScaleworldError
 from scaleworld.progress import progress_bar
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.runs import DynamicsRun
-from scaleworld.training.trainer import CHECKPOINT, FiniteGuard, TrainingDiverged, lr_factor, read_checkpoint
+from scaleworld.training.trainer import (
+    CHECKPOINT,
+    FiniteGuard,
+    TrainingDiverged,
+    compiled_or_eager,
+    lr_factor,
+    read_checkpoint,
+)
 
 LOSS_TERMS = ("loss_latent", "loss_reward", "loss_termination")
 
@@ -73,7 +80,7 @@ class PackedTrainer:
             lr=c.lr, betas=(c.beta1, c.beta2), fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, c))
         batched = vmap(self._one_run, randomness="error")  # "error": the step draws no randomness per run
-        self._forward = torch.compile(batched) if c.compile or self.device.type == "cuda" else batched
+        self._forward = compiled_or_eager(batched, enabled=c.compile or self.device.type == "cuda")
         self._guard = FiniteGuard(self.device)
         self.torch_rng = [torch.get_rng_state() for _ in runs]  # each run's, saved in its checkpoint (pack_runs)
         self.history: list[list[dict[str, float]]] = [[] for _ in runs]

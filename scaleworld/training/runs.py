@@ -128,7 +128,7 @@ class DynamicsRun:
                        sample_val=self.val_view.sample if self.val_view else None, val_generator=self.val_generator,
                        config=config, run_dir=self.out, generators={"train": self.generator}, progress=progress,
                        device=device, keep_best=self.net if self.keep_best else None, identity=self.identity,
-                       describe=self.describe)
+                       describe=self.describe, compile_on_cuda=True)
 
 
 def prepare_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,

@@ -1,7 +1,7 @@
 """One trainer for the tokenizer and the dynamics model.
 
 AdamW (fused on CUDA), linear warmup + cosine decay, gradient clipping, bf16 autocast on CUDA
-(fp32 on CPU), torch.compile (always on CUDA, on CPU when asked), periodic held-out evaluation,
+(fp32 on CPU), torch.compile (when asked; dynamics runs always on CUDA), periodic held-out evaluation,
 TorchRL CSV logs, a rich progress bar, atomic checkpoints every N steps and exact resumption:
 everything that decides the next step (weights, optimiser, schedule, step, the samplers'
 generators, torch's global RNG) is in the checkpoint, so on CPU a resumed run ends bit-identical
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -112,6 +113,31 @@ def read_checkpoint(path: Path, *, config: TrainConfig, identity: dict[str, Any]
     return state
 
 
+def compiled_or_eager(fn: Callable[..., Any], *, enabled: bool) -> Callable[..., Any]:
+    """`fn` compiled by torch.compile when `enabled`; if compiling fails (at the first call: a missing
+    compiler, an unsupported op) the run goes on eagerly after one warning line, since compiling only
+    decides speed. An error of `fn` itself is raised again by the eager call."""
+    if not enabled:
+        return fn
+    compiled = torch.compile(fn)
+    chosen: list[Callable[..., Any]] = []
+
+    def call(*args: Any) -> Any:
+        if chosen:
+            return chosen[0](*args)
+        try:
+            out = compiled(*args)
+        except Exception as exc:  # any compiler failure: fall back (the eager call re-raises real errors)
+            print(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                  "training eagerly", file=sys.stderr)
+            chosen.append(fn)
+            return fn(*args)
+        chosen.append(compiled)
+        return out
+
+    return call
+
+
 class FiniteGuard:
     """The first step at which a watched quantity (a loss term, the gradient norm) was not finite,
     kept on the device: `record` launches a few scalar kernels and reads nothing back, `first` reads
@@ -176,6 +202,7 @@ class Trainer:
         identity: dict[str, Any] | None = None,
         keep_best: nn.Module | None = None,
         select_by: str = "val_loss_latent",
+        compile_on_cuda: bool = False,
     ):
         self.loss = loss
         self.sample_train = sample_train
@@ -191,8 +218,10 @@ class Trainer:
         self.step = 0
         self.optimizer = _optimizer(loss, config, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
-        # On CUDA always compiled (a setting of speed, not of results); on CPU when train.compile asks.
-        self._forward = torch.compile(loss) if config.compile or self.device.type == "cuda" else loss
+        # Compiled when train.compile asks, and on CUDA when `compile_on_cuda` (a setting of speed, not of
+        # results: the dynamics runs set it; the tokenizer's and policy's losses are not checked compiled).
+        self._forward = compiled_or_eager(loss, enabled=config.compile or (compile_on_cuda and
+                                                                             self.device.type == "cuda"))
         self._guard = FiniteGuard(self.device)
         self._val_state = val_generator.get_state() if val_generator is not None else None
         if keep_best is not None and sample_val is None:
