@@ -1,3 +1,79 @@
-"""scaleworld: scaling studies of transformer world models on Atari 100k."""
+"""scaleworld: scaling studies of transformer world models on Atari 100k.
+
+The public API: the parts a TorchRL user combines with TorchRL's own (datasets and their window
+sampler, the Atari envs, the world model and its losses, imagination as an env, the trainers), and
+the study entry points. Each name is imported on first use, so ``import scaleworld`` (and the
+command line's start-up) stays free of torch:
+
+>>> import scaleworld
+>>> scaleworld.ImaginationEnv.__module__
+'scaleworld.imagination.env'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "ScaleworldError": "scaleworld.errors",
+    # data
+    "OfflineDataset": "scaleworld.data.dataset",
+    "EpisodeWindowSampler": "scaleworld.data.sampling",
+    "MultiGameWindows": "scaleworld.data.sampling",
+    "collect_dataset": "scaleworld.data.collect",
+    "RandomPolicy": "scaleworld.data.random_policy",
+    # Atari
+    "Protocol": "scaleworld.atari.protocol",
+    "AtariEnv": "scaleworld.atari.envs",
+    "VectorAtari": "scaleworld.atari.envs",
+    "make_torchrl_env": "scaleworld.atari.envs",
+    "LegalActions": "scaleworld.atari.legal_actions",
+    "get_game": "scaleworld.atari.games",
+    # models and their files
+    "Tokenizer": "scaleworld.models.tokenizer",
+    "TokenizerConfig": "scaleworld.models.tokenizer_config",
+    "DynamicsModel": "scaleworld.models.dynamics",
+    "DynamicsConfig": "scaleworld.models.dynamics_config",
+    "ActorCritic": "scaleworld.models.agent",
+    "load_tokenizer": "scaleworld.models.store",
+    "load_dynamics": "scaleworld.models.store",
+    "load_policy": "scaleworld.models.store",
+    # objectives (TorchRL LossModules)
+    "TokenizerLoss": "scaleworld.objectives.world_model",
+    "WorldModelLoss": "scaleworld.objectives.world_model",
+    "ActorCriticLoss": "scaleworld.objectives.actor_critic",
+    # training
+    "TrainConfig": "scaleworld.training.config",
+    "Trainer": "scaleworld.training.trainer",
+    "train_tokenizer": "scaleworld.training.runs",
+    "train_dynamics": "scaleworld.training.runs",
+    "pack_runs": "scaleworld.training.packed",
+    # imagination
+    "StartContexts": "scaleworld.imagination.core",
+    "Imagination": "scaleworld.imagination.core",
+    "ImaginationEnv": "scaleworld.imagination.env",
+    "train_policy": "scaleworld.imagination.train",
+    # evaluation
+    "evaluate_fidelity": "scaleworld.evaluation.fidelity",
+    "score_policy": "scaleworld.evaluation.scores",
+    # studies
+    "load_spec": "scaleworld.study.spec",
+    "build_graph": "scaleworld.study.graph",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'scaleworld' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -19,6 +19,7 @@
 6. A tokenizer (version 2, default widths: sampled codes, BatchNorm, bf16 autocast) trains on
    CUDA from real Pong frames and passes the default gate by its held-out record, measured there;
    the saved model measured on the CPU on the same frames agrees with that record.
+7. The dynamics trainer step, alone and packed, makes no host-device sync.
 
 Usage: .venv/bin/python tools/gpu_checks.py
 """
@@ -30,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -251,10 +253,53 @@ def tokenizer_trains_on_cuda() -> str:
             f"perplexity {on_gpu['perplexity_median']:.1f} ({'ok' if ok else 'FAIL'})")
 
 
+def dynamics_step_does_not_sync() -> str:
+    """7. The dynamics trainer step, alone and packed (K = 4), makes no host-device sync (compiled as
+    the runs are, batches gathered from rows resident on the GPU); syncs raise here."""
+    from scaleworld.models.dynamics import DynamicsModel
+    from scaleworld.models.ladders import get_size
+    from scaleworld.objectives.world_model import WorldModelLoss
+    from scaleworld.study.calibration import synthetic_token_windows
+    from scaleworld.training.config import TrainConfig
+    from scaleworld.training.packed import PackedTrainer
+    from scaleworld.training.runs import DynamicsRun
+    from scaleworld.training.trainer import Trainer
+
+    config = get_size("paper-d2").config(context=64)
+    train = TrainConfig(steps=10**6, batch_size=64)
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        nets = [DynamicsModel(config).to(cuda) for _ in range(4)]
+        views = [synthetic_token_windows(config.to_dict(), cuda) for _ in range(4)]
+        alone = Trainer(loss=WorldModelLoss(nets[0]), sample_train=views[0].sample, sample_val=None, config=train,
+                        run_dir=os.path.join(tmp, "alone"), generators={}, device=cuda, progress=False,
+                        compile_on_cuda=True)
+        runs = [DynamicsRun(out=Path(tmp) / str(k), net=n, loss=WorldModelLoss(n), train_view=v, val_view=None,
+                            generator=torch.Generator(), val_generator=torch.Generator(), identity={}, describe="d2",
+                            info={"model": config.to_dict()}, extra={}, keep_best=False)
+                for k, (n, v) in enumerate(zip(nets, views))]
+        packed = PackedTrainer(runs=runs, configs=[train] * 4, device=cuda, progress=False)
+        for name, trainer in (("alone", alone), ("packed", packed)):
+            for _ in range(3):  # warm-up and compilation may sync
+                trainer.train_step()
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                for _ in range(5):
+                    trainer.train_step()
+                found[name] = "none"
+            except RuntimeError as exc:
+                found[name] = f"FAIL ({str(exc).splitlines()[0]})"
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+            trainer.check_finite()
+    return f"dynamics trainer step host syncs on {cuda}: alone {found['alone']}, packed x4 {found['packed']}"
+
+
 if __name__ == "__main__":
     print(torch.cuda.get_device_name(cuda) if cuda.type == "cuda" else cuda, "torch", torch.__version__)
     for check in (cache_matches_forward, env_matches_fast_path, graphed_matches_eager, trains_on_cuda,
-                  ppo_learns_on_cuda, tokenizer_trains_on_cuda):
+                  ppo_learns_on_cuda, tokenizer_trains_on_cuda, dynamics_step_does_not_sync):
         try:
             print(check(), flush=True)
         except Exception as exc:  # report and go on: one run of this script must say everything

@@ -119,18 +119,31 @@ class AtariEnv(gymnasium.Env):
 
 
 def make_torchrl_env(game: Game | str, *, protocol: Protocol = Protocol(), env_index: int = 0):
-    """`AtariEnv` as a TorchRL env; ``("next", "life_loss")`` is read from the step info."""
+    """`AtariEnv` as a TorchRL env; ``("next", "life_loss")`` is read from the step info, and
+    ``action_mask`` bool [18] (the game's legal actions in the full action space) is in every
+    observation, with TorchRL's `ActionMask` transform on it, so the action spec's `rand()` (a
+    Collector's default policy) draws legal actions only.
+
+    >>> env = make_torchrl_env("Pong")
+    >>> td = env.rollout(4)
+    >>> td["pixels"].shape, td["action_mask"][0].nonzero().flatten().tolist()
+    (torch.Size([4, 64, 64, 3]), [0, 1, 3, 4, 11, 12])
+    >>> set(td["action"].tolist()) <= {0, 1, 3, 4, 11, 12}
+    True
+    """
     import torch
     from torchrl.data import Unbounded
-    from torchrl.envs import GymWrapper
+    from torchrl.envs import ActionMask, Compose, GymWrapper, TransformedEnv
     from torchrl.envs.gym_like import default_info_dict_reader
 
-    env = GymWrapper(
-        AtariEnv(game, protocol=protocol, env_index=env_index), categorical_action_encoding=True
-    )
+    from scaleworld.atari.legal_actions import LegalActions
+
+    game = _game(game)
+    base = GymWrapper(AtariEnv(game, protocol=protocol, env_index=env_index), categorical_action_encoding=True)
     life_loss = Unbounded(shape=(), dtype=torch.bool)
-    env.set_info_dict_reader(default_info_dict_reader(["life_loss"], spec={"life_loss": life_loss}))
-    return env
+    base.set_info_dict_reader(default_info_dict_reader(["life_loss"], spec={"life_loss": life_loss}))
+    return TransformedEnv(base, Compose(LegalActions(torch.tensor(game.action_mask())), ActionMask()))
+
 
 
 @dataclass

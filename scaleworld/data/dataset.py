@@ -184,6 +184,21 @@ class OfflineDataset:
 
         return TensorDictReplayBuffer(storage=self.storage, writer=ImmutableDatasetWriter(), **kwargs)
 
+    def window_buffer(self, *, slice_len: int, batch_size: int) -> Any:
+        """A replay buffer sampling windows as `WorldModelLoss` reads them: TorchRL's ``SliceSampler``
+        draws `batch_size` windows of `slice_len` steps inside one episode (the ``episode`` column),
+        short episodes padded by TorchRL (``pad_output``) and masked (`SlicesAsWindows`); ``sample()``
+        is a TensorDict [batch_size, slice_len] with ``mask``."""
+        from torchrl.data import ImmutableDatasetWriter, ReplayBuffer
+        from torchrl.data.replay_buffers.samplers import SliceSampler
+
+        from scaleworld.data.sampling import SlicesAsWindows
+
+        sampler = SliceSampler(slice_len=slice_len, traj_key="episode", strict_length=False, pad_output=True)
+        # a plain ReplayBuffer: TensorDictReplayBuffer writes the [B * L] indices back after the reshape
+        return ReplayBuffer(storage=self.storage, writer=ImmutableDatasetWriter(), sampler=sampler,
+                            batch_size=batch_size * slice_len, transform=SlicesAsWindows(slice_len))
+
     def __len__(self) -> int:
         return len(self.storage)
 

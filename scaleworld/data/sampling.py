@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 from torchrl.data.replay_buffers.samplers import Sampler
+from torchrl.envs import Transform
 
 from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
@@ -210,3 +211,22 @@ class MultiGameWindows:
                 part["game"] = torch.full(part.batch_size, game, dtype=torch.int64, device=part.device)
                 parts.append(part)
         return torch.cat(parts, 0)
+
+
+class SlicesAsWindows(Transform):
+    """A replay buffer transform: the [B * L] rows TorchRL's `SliceSampler` returns -> [B, L] windows
+    with ``mask`` bool [B, L], False on the rows ``pad_output=True`` repeats past a short episode's
+    end (found by their repeated ``step``): the layout `WorldModelLoss` reads."""
+
+    def __init__(self, slice_len: int):
+        super().__init__(in_keys=["step"], out_keys=["mask"])
+        self.slice_len = slice_len
+
+    def forward(self, tensordict: TensorDict) -> TensorDict:
+        windows = tensordict.reshape(-1, self.slice_len)
+        step = windows["step"]  # [B, L]
+        mask = torch.ones_like(step, dtype=torch.bool)
+        mask[:, 1:] = step[:, 1:] != step[:, :-1]
+        windows["mask"] = mask
+        return windows
+

@@ -63,6 +63,21 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
     return agent, final
 
 
+def start_contexts(model: DynamicsModel, identity: dict[str, Any], ds: OfflineDataset, *, starts: str,
+                   steps: int) -> StartContexts:
+    """The real start windows of the game of `ds` from the episodes `starts` names (`START_SPLITS`)
+    of the model's own split (`identity`: `load_dynamics`'s record of the model)."""
+    if starts not in START_SPLITS:
+        raise ScaleworldError(f"starts={starts!r}: use one of {', '.join(START_SPLITS)}")
+    if ds.game not in identity["games"]:
+        raise ScaleworldError(f"{ds.path}: the model was trained on {identity['games']}, not {ds.game}")
+    games = list(model.config.games)
+    train_eps, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
+                                    seed=identity["split_seed"])
+    episodes = {"held_out": val, "train": train_eps, "all": torch.cat([train_eps, val]).sort().values}[starts]
+    return StartContexts.from_dataset(ds, episodes, steps=steps, game=games.index(ds.game) if games else None)
+
+
 def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | Path, config: PolicyConfig,
                  train: TrainConfig, starts: str = DEFAULT_STARTS, device: str | torch.device = "cpu",
                  progress: bool = True) -> dict[str, Any]:
@@ -81,12 +96,7 @@ def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | 
     if ds.game not in identity["games"]:
         raise ScaleworldError(f"{token_dir}: the model in {dynamics_dir} was trained on {identity['games']}, "
                               f"not {ds.game}")
-    games = list(model.config.games)
-    train_eps, val = split_episodes(len(ds.episode_lengths), val_fraction=identity["val_fraction"],
-                                    seed=identity["split_seed"])
-    episodes = {"held_out": val, "train": train_eps, "all": torch.cat([train_eps, val]).sort().values}[starts]
-    contexts = StartContexts.from_dataset(ds, episodes, steps=config.context_steps,
-                                          game=games.index(ds.game) if games else None)
+    contexts = start_contexts(model, identity, ds, starts=starts, steps=config.context_steps)
     tokenizer_sha256 = ds.manifest["tokenizer"]["sha256"]
     agent, final = train_in_imagination(model, contexts, config=config, train=train, out=out, device=device,
                                         progress=progress, describe=f"policy {ds.game}",

@@ -76,12 +76,18 @@ class TokenizerLoss(LossModule):
                            "total": error.mean().detach()}, batch_size=[])
 
 
+def _per_step(x: torch.Tensor) -> torch.Tensor:
+    """[B, T] from [B, T] or TorchRL's [B, T, 1]."""
+    return x.squeeze(-1) if x.dim() == 3 and x.shape[-1] == 1 else x
+
+
 class WorldModelLoss(LossModule):
     """Next-latent cross-entropy (nats per frame), reward two-hot CE, termination BCE, on [B, T] windows.
 
-    Reads ``tokens`` uint8 [B, T, groups], ``action`` [B, T], ``("next", "reward")`` [B, T],
-    ``("next", "terminated")`` [B, T] (with ``termination="life_loss"`` also ``("next", "life_loss")``:
-    the target is then terminated | life_loss), ``mask`` bool [B, T] and, for joint models, ``game``.
+    Reads ``tokens`` uint8 [B, T, groups], ``action`` [B, T], ``("next", "reward")`` [B, T] or
+    TorchRL's [B, T, 1], ``("next", "terminated")`` likewise (with ``termination="life_loss"`` also
+    ``("next", "life_loss")``: the target is then terminated | life_loss), ``mask`` bool [B, T] (padding
+    False; absent: every step counts) and, for joint models, ``game``.
     Returns ``loss_latent``, ``loss_reward``, ``loss_termination`` (summed by TorchRL-style
     trainers as every ``loss_*`` key) and ``total`` (their sum, detached, for logging).
 
@@ -131,8 +137,8 @@ class WorldModelLoss(LossModule):
 
     def termination_target(self, td: TensorDictBase) -> torch.Tensor:
         """bool [B, T]: what the termination head is trained (and scored) to predict."""
-        target = td[self.tensor_keys.terminated]
-        return target | td[self.tensor_keys.life_loss] if self.termination == "life_loss" else target
+        target = _per_step(td[self.tensor_keys.terminated])
+        return target | _per_step(td[self.tensor_keys.life_loss]) if self.termination == "life_loss" else target
 
     def model_inputs(self, td: TensorDictBase) -> tuple[torch.Tensor, ...]:
         """The model's positional inputs read from `td`: tokens [B, T, G], action [B, T] (, game [B, T])."""
@@ -146,13 +152,14 @@ class WorldModelLoss(LossModule):
         k = self.tensor_keys
         cfg = self.model.config
         tokens = td[k.tokens].long()  # [B, T, G]
-        mask = td[k.mask]  # [B, T]
+        mask = td.get(k.mask, None)  # [B, T]; TorchRL's samplers give none: every step counts
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device) if mask is None else mask
         out = self.model(*self.model_inputs(td)) if out is None else out
         # next latent: position t predicts tokens[t + 1]; valid where t + 1 is in the same window
         logits = out["latent_logits"][:, :-1]  # [B, T-1, G, C]
         latent_nll = F.cross_entropy(logits.flatten(0, 2), tokens[:, 1:].flatten(), reduction="none")
         latent_nll = latent_nll.view(logits.shape[:3]).sum(-1)  # nats per frame [B, T-1]
-        reward = td[k.reward].float()
+        reward = _per_step(td[k.reward]).float()
         reward_ce = -(two_hot(reward, cfg.reward_bins, cfg.reward_limit)
                       * out["reward_logits"].log_softmax(-1)).sum(-1)  # [B, T]
         term_bce = F.binary_cross_entropy_with_logits(

@@ -183,7 +183,8 @@ def _windows(columns: dict[str, tuple[tuple[int, ...], Any, int]], *, games: int
                             resident_on=device)
 
 
-def _token_windows(model: dict[str, Any], device: Any) -> Any:
+def synthetic_token_windows(model: dict[str, Any], device: Any) -> Any:
+    """A dynamics run's window sampler over synthetic token datasets of `model`'s shape (a config dict)."""
     import torch
 
     return _windows({"tokens": ((model["groups"],), torch.uint8, model["classes"]),
@@ -322,10 +323,10 @@ def _work(store: RunStore | None, graph: Graph, job: Job, meter: _Meter) -> tupl
             return DynamicsModel(DynamicsConfig.from_dict(model)).to(meter.device)
 
         forward = meter.rate(_key("forward", model, train["batch_size"]), lambda: meter.forward(
-            WorldModelLoss(net()), _token_windows(model, meter.device), train["batch_size"], tokens))
+            WorldModelLoss(net()), synthetic_token_windows(model, meter.device), train["batch_size"], tokens))
         if kind == "dynamics":
             rate = meter.rate(_key(kind, model, train["batch_size"]), lambda: meter.training(
-                WorldModelLoss(net()), _token_windows(model, meter.device), train, tokens,
+                WorldModelLoss(net()), synthetic_token_windows(model, meter.device), train, tokens,
                 compile_on_cuda=True))  # as dynamics runs are
             evaluation = (train["steps"] // train["eval_every"] + 1) * train["eval_batches"] * tokens
             return train["steps"] * tokens / rate + evaluation / forward, f"{rate:,.0f} tokens/s", False
