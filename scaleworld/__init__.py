@@ -32,18 +32,25 @@ _PUBLIC = {
     "make_torchrl_env": "scaleworld.atari.envs",
     "LegalActions": "scaleworld.atari.legal_actions",
     "get_game": "scaleworld.atari.games",
+    # experts
+    "ExpertPolicy": "scaleworld.experts.expert_policy",
+    "ViewSpec": "scaleworld.experts.view",
+    "load_expert": "scaleworld.experts.checkpoint",
+    "save_expert": "scaleworld.experts.checkpoint",
     # models and their files
     "Tokenizer": "scaleworld.models.tokenizer",
     "TokenizerConfig": "scaleworld.models.tokenizer_config",
     "DynamicsModel": "scaleworld.models.dynamics",
     "DynamicsConfig": "scaleworld.models.dynamics_config",
     "ActorCritic": "scaleworld.models.agent",
+    "AgentConfig": "scaleworld.models.agent",
+    "ActorPolicy": "scaleworld.models.agent",
     "load_tokenizer": "scaleworld.models.store",
     "load_dynamics": "scaleworld.models.store",
     "load_policy": "scaleworld.models.store",
     # objectives (TorchRL LossModules)
     "TokenizerLoss": "scaleworld.objectives.world_model",
-    "WorldModelLoss": "scaleworld.objectives.world_model",
+    "DynamicsLoss": "scaleworld.objectives.world_model",
     "ActorCriticLoss": "scaleworld.objectives.actor_critic",
     # training
     "TrainConfig": "scaleworld.training.config",
@@ -56,9 +63,11 @@ _PUBLIC = {
     "Imagination": "scaleworld.imagination.core",
     "ImaginationEnv": "scaleworld.imagination.env",
     "train_policy": "scaleworld.imagination.train",
+    "PolicyConfig": "scaleworld.imagination.config",
     # evaluation
     "evaluate_fidelity": "scaleworld.evaluation.fidelity",
     "score_policy": "scaleworld.evaluation.scores",
+    "WorldModelAgent": "scaleworld.evaluation.control",
     # studies
     "load_spec": "scaleworld.study.spec",
     "build_graph": "scaleworld.study.graph",

@@ -395,7 +395,7 @@ def test_a_world_model_loss_takes_a_tensordict_module_and_reads_its_keys():
     from scaleworld.errors import ScaleworldError
     from scaleworld.models.dynamics import DynamicsModel
     from scaleworld.models.dynamics_config import DynamicsConfig
-    from scaleworld.objectives.world_model import WorldModelLoss
+    from scaleworld.objectives.world_model import DynamicsLoss
 
     torch.manual_seed(0)
     net = DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=8, groups=4, classes=8))
@@ -403,14 +403,14 @@ def test_a_world_model_loss_takes_a_tensordict_module_and_reads_its_keys():
                      "action": torch.zeros(2, 8, dtype=torch.long), "mask": torch.ones(2, 8, dtype=torch.bool),
                      "next": {"reward": torch.zeros(2, 8), "terminated": torch.zeros(2, 8, dtype=torch.bool)}},
                     batch_size=[2, 8])
-    wrapped = WorldModelLoss(TensorDictModule(net, in_keys=["obs_tokens", "action"], out_keys=["out"]))
-    plain = WorldModelLoss(net)
+    wrapped = DynamicsLoss(TensorDictModule(net, in_keys=["obs_tokens", "action"], out_keys=["out"]))
+    plain = DynamicsLoss(net)
     td["tokens"] = td["obs_tokens"]
     assert torch.equal(wrapped(td)["loss_latent"], plain(td)["loss_latent"])
     with pytest.raises(ScaleworldError, match="give 2 keys, in the order tokens, action"):
-        WorldModelLoss(TensorDictModule(net, in_keys=["tokens"], out_keys=["out"]))
+        DynamicsLoss(TensorDictModule(net, in_keys=["tokens"], out_keys=["out"]))
     with pytest.raises(ScaleworldError, match="needs a DynamicsModel"):
-        WorldModelLoss(TensorDictModule(torch.nn.Linear(2, 2), in_keys=["x"], out_keys=["y"]))
+        DynamicsLoss(TensorDictModule(torch.nn.Linear(2, 2), in_keys=["x"], out_keys=["y"]))
 
 
 def test_run_root_stays_where_the_user_put_it():

@@ -68,3 +68,11 @@ def test_a_bad_calibration_file_or_setting_is_one_line_and_exit_2(tmp_path):
     assert "not a calibration/1 file" in _plan(spec, "--calibration", damaged).stderr
     proc = _plan(spec, "--calibrate", "--seconds", "0")
     assert proc.returncode == 2 and "--seconds=0.0 must be positive" in proc.stderr
+
+
+def test_plan_calibrate_takes_episode_lengths_from_the_collected_data(confound_study):
+    spec, root = confound_study
+    proc = _plan(spec, f"run_root={root}", "--calibrate", "--seconds", "0.05", "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = _rows(proc.stdout)
+    assert "at most" not in rows["anchor"][5] and "at most" not in rows["control"][5]  # measured, not the cap

@@ -7,14 +7,17 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tensordict import MemoryMappedTensor
 
 import scaleworld
+from scaleworld.atari.protocol import Protocol
 from scaleworld.data.collect import collect_dataset
-from scaleworld.data.dataset import DatasetError, OfflineDataset, verify_dataset
+from scaleworld.data.dataset import FORMAT, DatasetError, OfflineDataset, verify_dataset
 from scaleworld.data.random_policy import RandomPolicy
 from scaleworld.errors import ScaleworldError
 
@@ -43,9 +46,60 @@ def test_rows_are_contiguous_episodes_with_torchrl_keys(breakout_ds):
         rows = slice(start, start + length)
         assert (data["episode"][rows] == e).all()
         assert torch.equal(data["step"][rows], torch.arange(length))
-    complete = [e for e in ds.manifest["episodes"] if e["complete"]]
-    assert all(data["next", "done"][e["start"] + e["length"] - 1] for e in complete)
+    last = torch.tensor([e["start"] + e["length"] - 1 for e in ds.manifest["episodes"]])
+    cut = torch.tensor([not e["complete"] for e in ds.manifest["episodes"]])
+    assert cut.any() and data["next", "done"].shape == (600, 1) and data["next", "reward"].shape == (600, 1)
+    assert data["next", "done"][:, 0].nonzero().flatten().tolist() == last.tolist()  # every episode's end
+    assert torch.equal(data["next", "truncated"][last, 0] & ~data["next", "terminated"][last, 0] | ~cut, ~cut | cut)
+    assert data["is_init"][:, 0].nonzero().flatten().tolist() == ds.episode_starts.tolist()
+    assert not data["done"].any() and not data["terminated"].any() and not data["truncated"].any()
     assert set(data["action"].unique().tolist()) <= {0, 1, 3, 4}  # legal Breakout actions
+
+
+def test_torchrl_slices_by_done_flags_never_cross_an_episode(breakout_ds):
+    """TorchRL's SliceSampler finding trajectories by its default end key, ("next", "done"): every
+    episode's last row carries it (the budget's cut included), so no slice crosses two episodes."""
+    from torchrl.data import ReplayBuffer
+    from torchrl.data.replay_buffers.samplers import SliceSampler
+
+    ds = OfflineDataset.open(breakout_ds)
+    buffer = ds.replay_buffer(sampler=SliceSampler(slice_len=16, end_key=("next", "done")), batch_size=320 * 16)
+    torch.manual_seed(0)
+    slices = buffer.sample().reshape(320, 16)
+    assert (slices["episode"] == slices["episode"][:, :1]).all()
+    assert isinstance(buffer, ReplayBuffer)
+
+
+V1 = Path(__file__).parent / "data" / "pong-v1"  # 40 rows of Pong (16x16 frames) written by format 1
+
+
+def test_a_format_1_dataset_reads_as_format_2_with_the_same_rows_as_a_new_collection(tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(V1, old)
+    ds = OfflineDataset.open(old)  # verified in the new layout
+    assert ds.manifest["format"] == "scaleworld.offline-dataset/1" and ds.format == FORMAT and not ds.is_tokens
+    policy = RandomPolicy(seed=0)
+    new = collect_dataset(game="Pong", policy=policy, policy_identity=policy.identity, steps=40, out=tmp_path / "new",
+                          protocol=Protocol(**ds.manifest["protocol"]), seed=0, num_envs=2, progress=False)
+    assert new["format"] == FORMAT and new["episodes"] == ds.manifest["episodes"]
+    fresh = OfflineDataset.open(tmp_path / "new").data
+    assert set(ds.data.keys(True, True)) == set(fresh.keys(True, True))
+    for key in fresh.keys(True, True):
+        assert torch.equal(torch.as_tensor(ds.data[key]), torch.as_tensor(fresh[key])), key
+    assert not ds.manifest["episodes"][-1]["complete"] and ds.data["next", "truncated"][-1, 0]  # the cut, marked
+    assert isinstance(ds.data["pixels"], MemoryMappedTensor)  # the pixels are not copied
+    with pytest.raises(DatasetError, match="read-only"):
+        ds.storage.set(range(2), fresh[:2])
+
+
+def test_a_format_1_dataset_with_a_done_flag_on_an_episode_the_budget_cut_is_refused(tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(V1, old)
+    m = json.loads((old / "manifest.json").read_text())
+    m["episodes"][0]["complete"] = False  # its last row ends the game: the manifest now lies
+    (old / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="an episode the manifest calls incomplete ends with done"):
+        OfflineDataset.open(old)
 
 
 def test_collection_is_determined_by_its_seed(tmp_path, breakout_ds):

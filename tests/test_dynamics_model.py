@@ -8,8 +8,8 @@ from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import DynamicsConfig, parameter_counts
 from scaleworld.models.ladders import get_ladder, get_size, ladder_table
-from scaleworld.objectives.twohot import expected_value, two_hot
-from scaleworld.objectives.world_model import WorldModelLoss
+from scaleworld.models.twohot import expected_value, two_hot
+from scaleworld.objectives.world_model import DynamicsLoss
 
 
 def _sequence(b, t, games=0, seed=0):
@@ -149,7 +149,7 @@ def _batch(b=2, t=8):
 
 def test_world_model_loss_terms_and_torchrl_key_handling():
     torch.manual_seed(0)
-    loss = WorldModelLoss(DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=8)))
+    loss = DynamicsLoss(DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=8)))
     out = loss(_batch())
     assert set(out.keys()) == {"loss_latent", "loss_reward", "loss_termination", "total"}
     # an untrained model is close to uniform: 32 variables x ln(32) nats per frame
@@ -169,7 +169,7 @@ def test_world_model_loss_terms_and_torchrl_key_handling():
 
 def test_masked_positions_do_not_count():
     torch.manual_seed(0)
-    loss = WorldModelLoss(DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=8)))
+    loss = DynamicsLoss(DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=8)))
     batch = _batch()
     batch["mask"][:, 5:] = False
     garbage = batch.clone()

@@ -53,11 +53,13 @@ def test_view_at_training_time_equals_view_at_deployment(tmp_path):
     save_expert(tmp_path, module=model.logits_module(), game=task.game, view=task.view_spec, actions=task.actions)
     expert = load_expert(tmp_path)
     mask = torch.tensor(get_game("Breakout").action_mask()).expand(3, -1)
+    state = None  # the expert's state lives in the tensordict: carried from each step's "next" to the next step
     for t in range(rollout.shape[1]):
         step = rollout[:, t]
         td = TensorDict({"pixels": step["pixels"], "action_mask": mask, "is_init": step["is_init"]}, batch_size=[3])
-        out = expert(td)
-        assert torch.equal(out["view"], step["view"]), f"views differ at step {t}"
+        out = expert(td if state is None else td.update(state))
+        state = out["next"].select("expert_view")
+        assert torch.equal(out["next", "expert_view"], step["view"]), f"views differ at step {t}"
         acted = step["next", "acted"]  # compare logits where the expert actually acts
         with torch.no_grad():
             trained = model.logits_module()(step["view"][acted])

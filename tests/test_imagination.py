@@ -15,6 +15,7 @@ from scaleworld.imagination.train import train_in_imagination
 from scaleworld.models.agent import MASKED, ActorCritic, ActorPolicy, AgentConfig
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import DynamicsConfig
+from scaleworld.objectives.actor_critic import ActorCriticLoss
 from tests.handbuilt import FIRE, PAY, RIGHT, action_reward_model, start_contexts, two_step_model
 
 
@@ -159,3 +160,34 @@ def test_actor_critic_learns_a_two_step_plan_for_a_delayed_reward():
     assert (td["action"][~armed & later] == FIRE).float().mean() > 0.95
     # alternating FIRE, RIGHT pays every second step; a myopic policy (never FIRE) earns nothing
     assert td["next", "reward"].mean() > 0.4 * PAY
+
+
+def test_a_loss_checkpoint_and_a_policy_file_of_the_earlier_layout_still_load():
+    """Before the loss used TorchRL's target parameters and PercentileValueNorm, the slow critic was the
+    agent's ``target_critic`` and the return percentiles flat buffers: runs in progress still resume."""
+    config = AgentConfig(groups=4, classes=4, hidden_size=8, units=8, layers=1)
+    torch.manual_seed(0)
+    loss = ActorCriticLoss(ActorCritic(config))
+    with torch.no_grad():
+        for value in loss.target_critic_network_params.values(True, True):
+            value.add_(torch.randn_like(value))  # a slow critic that is not the critic
+        loss.retnorm.low.fill_(-2.0)
+        loss.retnorm.high.fill_(3.5)
+    state = loss.state_dict()
+    earlier = {}
+    for key, value in state.items():
+        if key.startswith("target_critic_network_params.module.critic."):
+            earlier["agent.target_critic." + key.removeprefix("target_critic_network_params.module.critic.")] = value
+        elif key.startswith("retnorm."):
+            earlier["return_" + key.removeprefix("retnorm.")] = value.reshape(())
+        elif not key.startswith(("critic_network_params.", "_value_estimator.")):
+            earlier[key] = value
+    torch.manual_seed(1)
+    resumed = ActorCriticLoss(ActorCritic(config))
+    resumed.load_state_dict(earlier)
+    assert all(torch.equal(resumed.state_dict()[k], v) for k, v in state.items())
+    policy_file = {**loss.agent.state_dict(), **{k.replace("agent.", "", 1): v for k, v in earlier.items()
+                                                 if k.startswith("agent.target_critic.")}}
+    agent = ActorCritic(config)
+    agent.load_state_dict(policy_file)  # the slow copy is dropped
+    assert all(torch.equal(agent.state_dict()[k], v) for k, v in loss.agent.state_dict().items())

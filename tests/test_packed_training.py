@@ -16,7 +16,7 @@ from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import DynamicsConfig
 from scaleworld.models.store import load_dynamics
-from scaleworld.objectives.world_model import WorldModelLoss
+from scaleworld.objectives.world_model import DynamicsLoss
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.packed import PackedTrainer, pack_runs
 from scaleworld.training.runs import prepare_dynamics, train_dynamics
@@ -73,7 +73,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(breakout_tokens, tmp
         net = DynamicsModel(DynamicsConfig.from_dict({**SMALL.to_dict(), "groups": 32, "classes": 32}))
     view = MultiGameWindows([ds], seq_len=16, generator=torch.Generator().manual_seed(0), resident_on="meta")
     assert view.sample(4)["tokens"].device.type == "meta"
-    trainer = Trainer(loss=WorldModelLoss(net), sample_train=view.sample, sample_val=None, config=_train(0),
+    trainer = Trainer(loss=DynamicsLoss(net), sample_train=view.sample, sample_val=None, config=_train(0),
                       run_dir=tmp_path / "run", generators={}, device="meta", progress=False)
     for _ in range(3):
         metrics = trainer.train_step()

@@ -309,7 +309,7 @@ def test_edge_fair_windows_train_and_a_resume_with_other_windows_names_them(tmp_
 
 def test_life_loss_as_the_termination_target_trains_and_is_scored_against_it(tmp_path, breakout_tokens,
                                                                            frozen_tokenizer):
-    from scaleworld.objectives.world_model import WorldModelLoss
+    from scaleworld.objectives.world_model import DynamicsLoss
 
     ds = OfflineDataset.open(breakout_tokens)
     lost = torch.as_tensor(ds.data["next", "life_loss"])
@@ -321,12 +321,12 @@ def test_life_loss_as_the_termination_target_trains_and_is_scored_against_it(tmp
     assert identity["termination"] == "life_loss"
     window = ds.data[:16].to_tensordict().reshape(1, 16)
     window["mask"] = torch.ones(1, 16, dtype=torch.bool)
-    loss = WorldModelLoss(model, termination="life_loss")
+    loss = DynamicsLoss(model, termination="life_loss")
     target = loss.termination_target(window)
-    assert torch.equal(target, window["next", "terminated"] | window["next", "life_loss"])
-    assert torch.equal(WorldModelLoss(model).termination_target(window), window["next", "terminated"])
+    assert torch.equal(target, (window["next", "terminated"] | window["next", "life_loss"])[..., 0])  # rows: [B, T, 1]
+    assert torch.equal(DynamicsLoss(model).termination_target(window), window["next", "terminated"][..., 0])
     with pytest.raises(ScaleworldError, match="termination='lives': use game_over or life_loss"):
-        WorldModelLoss(model, termination="lives")
+        DynamicsLoss(model, termination="lives")
     record = evaluate_fidelity(dynamics_dir=tmp_path / "run", tokenizer_dir=frozen_tokenizer,
                                token_dirs=[breakout_tokens], context_steps=2, horizon=2, rollouts=2, seed=0)
     assert record["termination_target"] == "life_loss"

@@ -29,7 +29,7 @@ from tensordict import TensorDict  # noqa: E402
 
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
 from scaleworld.models.ladders import get_ladder, get_size  # noqa: E402
-from scaleworld.objectives.world_model import WorldModelLoss  # noqa: E402
+from scaleworld.objectives.world_model import DynamicsLoss  # noqa: E402
 from scaleworld.study.calibration import peak_matmul_flops  # noqa: E402
 from scaleworld.training.config import TrainConfig  # noqa: E402
 from scaleworld.training.packed import PackedTrainer  # noqa: E402
@@ -81,7 +81,7 @@ def measure(size: str, *, batch: int, seq_len: int, steps: int, device: torch.de
     model = DynamicsModel(get_size(size).config(context=seq_len)).to(device)
     data = FixedBatches(batch=batch, seq_len=seq_len, seed=0)
     data.td = data.td.to(device)
-    trainer = Trainer(loss=WorldModelLoss(model), sample_train=data.sample, sample_val=None,
+    trainer = Trainer(loss=DynamicsLoss(model), sample_train=data.sample, sample_val=None,
                       config=TrainConfig(steps=10**9, batch_size=batch, compile=compile), run_dir=tmp,
                       generators={}, device=device, progress=False, compile_on_cuda=True)
     tokens_per_s = steps * batch * seq_len / _timed(trainer.train_step, steps=steps, device=device)
@@ -101,7 +101,7 @@ def measure_packed(size: str, *, pack: int, batch: int, seq_len: int, steps: int
         net = DynamicsModel(get_size(size).config(context=seq_len)).to(device)
         data = FixedBatches(batch=batch, seq_len=seq_len, seed=k)
         data.td = data.td.to(device)
-        runs.append(DynamicsRun(out=Path(tmp) / str(k), net=net, loss=WorldModelLoss(net), train_view=data,
+        runs.append(DynamicsRun(out=Path(tmp) / str(k), net=net, loss=DynamicsLoss(net), train_view=data,
                                 val_view=None, generator=torch.Generator(), val_generator=torch.Generator(),
                                 identity={}, describe=size, info={"model": net.config.to_dict()}, extra={},
                                 keep_best=False))

@@ -258,7 +258,7 @@ def dynamics_step_does_not_sync() -> str:
     the runs are, batches gathered from rows resident on the GPU); syncs raise here."""
     from scaleworld.models.dynamics import DynamicsModel
     from scaleworld.models.ladders import get_size
-    from scaleworld.objectives.world_model import WorldModelLoss
+    from scaleworld.objectives.world_model import DynamicsLoss
     from scaleworld.study.calibration import synthetic_token_windows
     from scaleworld.training.config import TrainConfig
     from scaleworld.training.packed import PackedTrainer
@@ -271,10 +271,10 @@ def dynamics_step_does_not_sync() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         nets = [DynamicsModel(config).to(cuda) for _ in range(4)]
         views = [synthetic_token_windows(config.to_dict(), cuda) for _ in range(4)]
-        alone = Trainer(loss=WorldModelLoss(nets[0]), sample_train=views[0].sample, sample_val=None, config=train,
+        alone = Trainer(loss=DynamicsLoss(nets[0]), sample_train=views[0].sample, sample_val=None, config=train,
                         run_dir=os.path.join(tmp, "alone"), generators={}, device=cuda, progress=False,
                         compile_on_cuda=True)
-        runs = [DynamicsRun(out=Path(tmp) / str(k), net=n, loss=WorldModelLoss(n), train_view=v, val_view=None,
+        runs = [DynamicsRun(out=Path(tmp) / str(k), net=n, loss=DynamicsLoss(n), train_view=v, val_view=None,
                             generator=torch.Generator(), val_generator=torch.Generator(), identity={}, describe="d2",
                             info={"model": config.to_dict()}, extra={}, keep_best=False)
                 for k, (n, v) in enumerate(zip(nets, views))]

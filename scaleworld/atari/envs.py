@@ -1,8 +1,8 @@
 """Three environment factories under one protocol, producing the same observations.
 
 - `AtariEnv`: a gymnasium env (one game, one emulator) with scaleworld's protocol applied.
-- `make_torchrl_env`: the same env wrapped as a TorchRL `GymWrapper` (keys "pixels", "action",
-  ("next", "reward"), ("next", "terminated"), ("next", "truncated"), ("next", "life_loss")).
+- `make_torchrl_env`: the same env wrapped as a TorchRL `GymWrapper` whose rollouts have the dataset
+  rows' keys and shapes ("pixels", "action", "is_init", ("next", "reward"), the flags [1], ...).
 - `VectorAtari`: many emulators stepped in C++ threads by `ale_py.AtariVectorEnv`, for fast
   collection and evaluation.
 
@@ -40,8 +40,8 @@ class AtariEnv(gymnasium.Env):
     """One Atari game under `Protocol`, as a gymnasium env.
 
     Observation: ``{"pixels": uint8 [S, S, 3]}``; action: an id in the full 18-action space;
-    reward: raw (unclipped) sum over the action repeat; info: ``lives`` and ``life_loss``
-    (a life was lost on this step without the episode ending). `env_index` selects the no-op
+    reward: raw (unclipped) sum over the action repeat; info: ``lives`` and ``life_loss`` (bool [1]:
+    a life was lost on this step without the episode ending). `env_index` selects the no-op
     stream, so ``AtariEnv(env_index=i)`` matches emulator i of a `VectorAtari` with the same seed.
     """
 
@@ -104,12 +104,12 @@ class AtariEnv(gymnasium.Env):
                 break
         self._lives = int(info["lives"])
         obs = preprocess_frames(raw, self.protocol.frame_size)
-        return {"pixels": obs}, {"lives": self._lives, "life_loss": np.bool_(False)}
+        return {"pixels": obs}, {"lives": self._lives, "life_loss": np.zeros(1, bool)}
 
     def step(self, action):
         raw, reward, terminated, truncated, info = self._repeat(int(action))
         lives = int(info["lives"])
-        life_loss = np.bool_(lives < self._lives and not terminated)  # numpy: TorchRL reads info
+        life_loss = np.array([lives < self._lives and not terminated])  # [1]: TorchRL's flag shape
         self._lives = lives
         obs = preprocess_frames(raw, self.protocol.frame_size)
         return {"pixels": obs}, reward, terminated, truncated, {"lives": lives, "life_loss": life_loss}
@@ -119,10 +119,13 @@ class AtariEnv(gymnasium.Env):
 
 
 def make_torchrl_env(game: Game | str, *, protocol: Protocol = Protocol(), env_index: int = 0):
-    """`AtariEnv` as a TorchRL env; ``("next", "life_loss")`` is read from the step info, and
-    ``action_mask`` bool [18] (the game's legal actions in the full action space) is in every
-    observation, with TorchRL's `ActionMask` transform on it, so the action spec's `rand()` (a
-    Collector's default policy) draws legal actions only.
+    """`AtariEnv` as a TorchRL env whose rollouts hold the dataset rows' keys, dtypes and shapes
+    (`scaleworld.data.dataset`: ``pixels``, ``action``, ``is_init`` and the flags [1], ``("next",
+    "reward")`` and ``("next", "life_loss")`` [1]; the datasets' bookkeeping columns ``episode`` and
+    ``step`` aside), with ``action_mask`` bool [18] (the game's legal actions in the full action
+    space) in every observation and TorchRL's `ActionMask` on it, so the action spec's `rand()` (a
+    Collector's default policy) draws legal actions only. `InitTracker` writes ``is_init``: stateful
+    policies (an expert, `scaleworld.experts.expert_policy.ExpertPolicy`) start their history on it.
 
     >>> env = make_torchrl_env("Pong")
     >>> td = env.rollout(4)
@@ -130,20 +133,21 @@ def make_torchrl_env(game: Game | str, *, protocol: Protocol = Protocol(), env_i
     (torch.Size([4, 64, 64, 3]), [0, 1, 3, 4, 11, 12])
     >>> set(td["action"].tolist()) <= {0, 1, 3, 4, 11, 12}
     True
+    >>> td["is_init"][:, 0].tolist(), td["next", "reward"].shape, td["next", "life_loss"].shape
+    ([True, False, False, False], torch.Size([4, 1]), torch.Size([4, 1]))
     """
     import torch
     from torchrl.data import Unbounded
-    from torchrl.envs import ActionMask, Compose, GymWrapper, TransformedEnv
+    from torchrl.envs import ActionMask, Compose, GymWrapper, InitTracker, TransformedEnv
     from torchrl.envs.gym_like import default_info_dict_reader
 
     from scaleworld.atari.legal_actions import LegalActions
 
     game = _game(game)
     base = GymWrapper(AtariEnv(game, protocol=protocol, env_index=env_index), categorical_action_encoding=True)
-    life_loss = Unbounded(shape=(), dtype=torch.bool)
+    life_loss = Unbounded(shape=(1,), dtype=torch.bool)
     base.set_info_dict_reader(default_info_dict_reader(["life_loss"], spec={"life_loss": life_loss}))
-    return TransformedEnv(base, Compose(LegalActions(torch.tensor(game.action_mask())), ActionMask()))
-
+    return TransformedEnv(base, Compose(LegalActions(torch.tensor(game.action_mask())), ActionMask(), InitTracker()))
 
 
 @dataclass

@@ -55,13 +55,15 @@ def cmd_data_info(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from scaleworld.data.dataset import read_manifest
+    from scaleworld.data.dataset import UPGRADES, read_manifest
 
     m = read_manifest(Path(args.dir))
     table = Table(title=f"dataset {args.dir}", show_header=False)
+    upgraded = f" (read as {UPGRADES[m['format']]})" if m["format"] in UPGRADES else ""
     complete = m["returns"]["complete_episode_returns"]
     size_mb = sum(f["bytes"] for f in m["files"].values()) / 2**20
     rows = {
+        "format": m["format"] + upgraded,
         "game": m["game"]["name"],
         "policy": json.dumps(m["policy"]),
         "steps": m["counts"]["steps"],

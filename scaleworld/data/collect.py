@@ -26,38 +26,63 @@ Policy = Callable[[TensorDictBase], TensorDictBase]
 
 def policy_input(state: VectorStep, game: Game) -> TensorDict:
     """What a policy sees: ``pixels`` uint8 [N, S, S, 3], ``action_mask`` bool [N, 18] and
-    ``is_init`` bool [N] (the first observation of an episode: stateful policies reset on it)."""
+    ``is_init`` bool [N, 1] (the first observation of an episode: stateful policies restart on it)."""
     n = state.obs.shape[0]
     mask = torch.tensor(game.action_mask()).expand(n, -1)
     return TensorDict(
-        {"pixels": torch.from_numpy(state.obs), "action_mask": mask, "is_init": torch.from_numpy(state.first)},
+        {"pixels": torch.from_numpy(state.obs), "action_mask": mask, "is_init": torch.from_numpy(state.first)[:, None]},
         batch_size=[n],
     )
 
 
-def act(policy: Policy, state: VectorStep, game: Game) -> np.ndarray:
-    """The policy's actions int64 [N] for every emulator (ignored where not ready)."""
-    with torch.no_grad():
-        return policy(policy_input(state, game))["action"].numpy().astype(np.int64)
+class Acting:
+    """Acts with `policy` for the N emulators of a `VectorAtari`, carrying the state the policy keeps in
+    the tensordict from one step to the next as TorchRL's `step_mdp` does: what it writes under
+    ``"next"`` (an expert's ``("next", "expert_view")``) is at the root of its next input. Stateless
+    policies write nothing there."""
+
+    def __init__(self, policy: Policy, game: Game):
+        self.policy = policy
+        self.game = game
+        self.state: TensorDictBase | None = None
+
+    def __call__(self, step: VectorStep) -> np.ndarray:
+        """The policy's actions int64 [N] for every emulator (ignored where not ready)."""
+        td = policy_input(step, self.game)
+        if self.state is not None:
+            td.update(self.state)
+        with torch.no_grad():
+            out = self.policy(td)
+        self.state = out.get("next", None)
+        return out["action"].numpy().astype(np.int64)
 
 
-def _episode_rows(rows: list[tuple], episode: int) -> TensorDict:
+def _episode_rows(rows: list[tuple], episode: int, *, complete: bool) -> TensorDict:
+    """One episode's rows in the dataset layout (`scaleworld.data.dataset`): flags and reward [n, 1];
+    an episode the step budget cut (not `complete`) is truncated at its last row."""
     pixels, actions, rewards, terminated, truncated, life_loss = zip(*rows)
     n = len(rows)
-    term = torch.tensor(terminated)
-    trunc = torch.tensor(truncated)
+    term = torch.tensor(terminated)[:, None]
+    trunc = torch.tensor(truncated)[:, None]
+    if not complete:
+        trunc[-1] = True
+    no = torch.zeros(n, 1, dtype=torch.bool)
     return TensorDict(
         {
             "pixels": torch.from_numpy(np.stack(pixels)),
             "action": torch.tensor(actions, dtype=torch.int64),
             "episode": torch.full((n,), episode, dtype=torch.int64),
             "step": torch.arange(n, dtype=torch.int64),
+            "is_init": torch.arange(n)[:, None] == 0,
+            "done": no,
+            "terminated": no.clone(),
+            "truncated": no.clone(),
             "next": {
-                "reward": torch.tensor(rewards, dtype=torch.float32),
+                "reward": torch.tensor(rewards, dtype=torch.float32)[:, None],
                 "terminated": term,
                 "truncated": trunc,
                 "done": term | trunc,
-                "life_loss": torch.tensor(life_loss),
+                "life_loss": torch.tensor(life_loss)[:, None],
             },
         },
         batch_size=[n],
@@ -102,7 +127,7 @@ def collect_dataset(
             nonlocal written
             if not rows:
                 return
-            td = _episode_rows(rows, len(episodes))
+            td = _episode_rows(rows, len(episodes), complete=complete)
             storage.set(range(written, written + len(rows)), td)
             episodes.append(
                 {
@@ -110,7 +135,7 @@ def collect_dataset(
                     "length": len(rows),
                     "return": float(td["next", "reward"].double().sum()),
                     "complete": complete,
-                    "terminated": bool(td["next", "terminated"][-1]),
+                    "terminated": bool(td["next", "terminated"][-1, 0]),
                 }
             )
             written += len(rows)
@@ -118,10 +143,11 @@ def collect_dataset(
         buffers: list[list[tuple]] = [[] for _ in range(num_envs)]
         recorded = 0
         state = env.reset(seed=seed)
+        acting = Acting(policy, game)
         with progress_bar(progress, f"collect {game.name}", steps) as advance:
             while recorded < steps:
                 obs = state.obs
-                actions = act(policy, state, game)
+                actions = acting(state)
                 state = env.step(actions)
                 before = recorded
                 for i in np.flatnonzero(state.acted):

@@ -5,20 +5,30 @@ A dataset folder holds
     manifest.json   protocol, game, policy identity, counts, episodes, version, file checksums
     storage/        a TorchRL ``LazyMemmapStorage`` dump (memmap files + storage_metadata.json)
 
-One row per agent step t (TorchRL key conventions):
+One row per agent step t, in TorchRL's key and shape conventions (what an env's rollout holds):
 
-    pixels               uint8 [N, S, S, 3]  observation the action was taken from
-    action               int64 [N]           id in the full 18-action space
-    episode              int64 [N]           episode id; each episode's rows are contiguous
-    step                 int64 [N]           agent step within the episode (0-based)
-    ("next", "reward")      float32 [N]      raw (unclipped) reward of the step
-    ("next", "terminated")  bool [N]         game over after the step
-    ("next", "truncated")   bool [N]         frame cap reached after the step
-    ("next", "done")        bool [N]         terminated | truncated
-    ("next", "life_loss")   bool [N]         a life was lost without the game ending
+    pixels                  uint8 [N, S, S, 3]  observation the action was taken from
+    action                  int64 [N]           id in the full 18-action space
+    episode                 int64 [N]           episode id (SliceSampler's default traj_key); each
+                                                episode's rows are contiguous
+    step                    int64 [N]           agent step within the episode (0-based)
+    is_init                 bool [N, 1]         the episode's first observation (TorchRL's InitTracker)
+    done, terminated, truncated  bool [N, 1]    of the observation acted from: always False
+    ("next", "reward")      float32 [N, 1]      raw (unclipped) reward of the step
+    ("next", "terminated")  bool [N, 1]         game over after the step
+    ("next", "truncated")   bool [N, 1]         the episode was cut after the step: the frame cap, or
+                                                the step budget ran out (manifest ``complete: false``)
+    ("next", "done")        bool [N, 1]         terminated | truncated: True on every episode's last
+                                                row, so ``SliceSampler(end_key=("next", "done"))`` and
+                                                ``traj_key="episode"`` agree
+    ("next", "life_loss")   bool [N, 1]         a life was lost without the game ending
 
 The observation after the last step of an episode is not stored. Episodes still running when the
-step budget ran out are kept and marked ``complete: false`` in the manifest.
+step budget ran out are kept, truncated, and marked ``complete: false`` in the manifest.
+
+Format 1 (before TorchRL's conventions: flags and reward [N], no root flags or ``is_init``, the
+budget's cut unmarked) is still read: `OfflineDataset.open` presents its rows in format 2 (views
+of the same files, and the few flag columns that differ computed in memory; `upgrade_rows`).
 
 Read-only, verified: `OfflineDataset.open` hands out a storage that refuses writes (a TorchRL
 ``ReplayBuffer`` on it needs ``ImmutableDatasetWriter``, as `OfflineDataset.replay_buffer` builds),
@@ -47,26 +57,33 @@ from scaleworld.atari.protocol import Protocol
 from scaleworld.data.files import sha256_file, write_json_atomic
 from scaleworld.errors import ScaleworldError
 
-FORMAT = "scaleworld.offline-dataset/1"
-TOKEN_FORMAT = "scaleworld.token-dataset/1"
+FORMAT = "scaleworld.offline-dataset/2"
+TOKEN_FORMAT = "scaleworld.token-dataset/2"
+UPGRADES = {"scaleworld.offline-dataset/1": FORMAT, "scaleworld.token-dataset/1": TOKEN_FORMAT}
+"""Older formats `OfflineDataset.open` still reads (in the newer layout: `upgrade_rows`)."""
 MANIFEST = "manifest.json"
 STORAGE = "storage"
 STAMP = ".verified.json"
-CHECKS = "scaleworld.dataset-checks/2"
+CHECKS = "scaleworld.dataset-checks/3"
 """The version of what `verify_dataset` checks: a stamp of an older version is not trusted."""
-STEP_FIELDS: dict[Any, torch.dtype] = {
-    "action": torch.int64,
-    "episode": torch.int64,
-    "step": torch.int64,
-    ("next", "reward"): torch.float32,
-    ("next", "terminated"): torch.bool,
-    ("next", "truncated"): torch.bool,
-    ("next", "done"): torch.bool,
-    ("next", "life_loss"): torch.bool,
+FLAG = (1,)
+"""The trailing shape of TorchRL's flags and rewards: [N, 1]."""
+STEP_FIELDS: dict[Any, tuple[torch.dtype, tuple[int, ...]]] = {  # key -> (dtype, shape after N)
+    "action": (torch.int64, ()),
+    "episode": (torch.int64, ()),
+    "step": (torch.int64, ()),
+    "is_init": (torch.bool, FLAG),
+    "done": (torch.bool, FLAG),
+    "terminated": (torch.bool, FLAG),
+    "truncated": (torch.bool, FLAG),
+    ("next", "reward"): (torch.float32, FLAG),
+    ("next", "terminated"): (torch.bool, FLAG),
+    ("next", "truncated"): (torch.bool, FLAG),
+    ("next", "done"): (torch.bool, FLAG),
+    ("next", "life_loss"): (torch.bool, FLAG),
 }
-FIELDS = {"pixels": torch.uint8, **STEP_FIELDS}
-TOKEN_FIELDS = {"tokens": torch.uint8, **STEP_FIELDS}
-FORMAT_FIELDS = {FORMAT: FIELDS, TOKEN_FORMAT: TOKEN_FIELDS}
+OBSERVATION = {FORMAT: "pixels", TOKEN_FORMAT: "tokens"}
+"""Each format's observation key (pixels uint8 [N, S, S, 3]; tokens uint8 [N, groups])."""
 
 
 class DatasetError(ScaleworldError):
@@ -92,9 +109,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise DatasetError(f"{manifest_path}: a manifest is a JSON object, not a {type(manifest).__name__}: "
                            "collect the dataset again")
-    if manifest.get("format") not in FORMAT_FIELDS:
+    if manifest.get("format") not in OBSERVATION and manifest.get("format") not in UPGRADES:
         raise DatasetError(
-            f"{manifest_path}: format {manifest.get('format')!r} is not one of {sorted(FORMAT_FIELDS)}: "
+            f"{manifest_path}: format {manifest.get('format')!r} is not one of {sorted([*OBSERVATION, *UPGRADES])}: "
             "make the dataset again with this version of scaleworld"
         )
     missing = [k for k in ("game", "protocol", "policy", "counts", "returns", "episodes", "files")
@@ -168,6 +185,8 @@ class OfflineDataset:
                 f"{path}: the storage cannot be opened ({type(exc).__name__}: {exc}); "
                 "run `scaleworld data verify` for details"
             ) from exc
+        if manifest["format"] in UPGRADES:
+            storage._storage = upgrade_rows(storage._storage, manifest, where=path)
         return cls(path=path, manifest=manifest, storage=storage)
 
     @property
@@ -184,11 +203,14 @@ class OfflineDataset:
 
         return TensorDictReplayBuffer(storage=self.storage, writer=ImmutableDatasetWriter(), **kwargs)
 
-    def window_buffer(self, *, slice_len: int, batch_size: int) -> Any:
-        """A replay buffer sampling windows as `WorldModelLoss` reads them: TorchRL's ``SliceSampler``
+    def window_buffer(self, *, slice_len: int, batch_size: int, generator: torch.Generator | None = None) -> Any:
+        """A replay buffer sampling windows as `DynamicsLoss` reads them: TorchRL's ``SliceSampler``
         draws `batch_size` windows of `slice_len` steps inside one episode (the ``episode`` column),
         short episodes padded by TorchRL (``pad_output``) and masked (`SlicesAsWindows`); ``sample()``
-        is a TensorDict [batch_size, slice_len] with ``mask``."""
+        is a TensorDict [batch_size, slice_len] with ``mask``. Draws from `generator` when given (else
+        torch's global RNG). TorchRL draws an episode, then a window in it, so a short episode's frames
+        are drawn more often than a long one's: training samples with `EpisodeWindowSampler`
+        (uniform over windows; tools/bench_data.py measures both)."""
         from torchrl.data import ImmutableDatasetWriter, ReplayBuffer
         from torchrl.data.replay_buffers.samplers import SliceSampler
 
@@ -197,7 +219,8 @@ class OfflineDataset:
         sampler = SliceSampler(slice_len=slice_len, traj_key="episode", strict_length=False, pad_output=True)
         # a plain ReplayBuffer: TensorDictReplayBuffer writes the [B * L] indices back after the reshape
         return ReplayBuffer(storage=self.storage, writer=ImmutableDatasetWriter(), sampler=sampler,
-                            batch_size=batch_size * slice_len, transform=SlicesAsWindows(slice_len))
+                            batch_size=batch_size * slice_len, transform=SlicesAsWindows(slice_len),
+                            generator=generator)
 
     def __len__(self) -> int:
         return len(self.storage)
@@ -205,6 +228,16 @@ class OfflineDataset:
     @property
     def game(self) -> str:
         return self.manifest["game"]["name"]
+
+    @property
+    def format(self) -> str:
+        """The layout its rows are read in (a format 1 dataset reads as format 2)."""
+        return UPGRADES.get(self.manifest["format"], self.manifest["format"])
+
+    @property
+    def is_tokens(self) -> bool:
+        """A token dataset (``tokens`` rows, `scaleworld.models.encode`) rather than a pixel one."""
+        return self.format == TOKEN_FORMAT
 
     @property
     def content_id(self) -> dict[str, str]:
@@ -301,6 +334,32 @@ def ensure_verified(path: str | Path) -> dict[str, Any]:
     return verify_dataset(path)
 
 
+def upgrade_rows(rows: Any, manifest: dict[str, Any], *, where: Path) -> Any:
+    """Format 1 rows (TensorDict [N] of memmaps) in the format 2 layout: reward and flags as [N, 1]
+    views of the same files, ``("next", "truncated")`` and ``("next", "done")`` also set on the last
+    row of each episode the step budget cut (format 1 left it unmarked), and the root ``is_init``,
+    ``done``, ``terminated``, ``truncated``. Only those columns are computed (N bytes each)."""
+    from tensordict import TensorDict
+
+    n = rows.batch_size[0]
+    nxt = rows["next"]
+    cut = torch.zeros(n, dtype=torch.bool)
+    for e in manifest["episodes"]:
+        if not e["complete"]:
+            cut[e["start"] + e["length"] - 1] = True
+    if bool(torch.as_tensor(nxt["done"])[cut].any()):
+        raise DatasetError(f"{where}: an episode the manifest calls incomplete ends with done: collect again")
+    step = torch.as_tensor(rows["step"])
+    no = torch.zeros(n, *FLAG, dtype=torch.bool)
+    flags = {k: nxt[k].unsqueeze(-1) for k in ("reward", "terminated", "life_loss")}
+    flags["truncated"] = (torch.as_tensor(nxt["truncated"]) | cut).unsqueeze(-1)
+    flags["done"] = (torch.as_tensor(nxt["done"]) | cut).unsqueeze(-1)
+    obs = "tokens" if "tokens" in rows.keys() else "pixels"
+    return TensorDict({obs: rows[obs], "action": rows["action"], "episode": rows["episode"], "step": rows["step"],
+                       "is_init": (step == 0).unsqueeze(-1), "done": no, "terminated": no.clone(),
+                       "truncated": no.clone(), "next": TensorDict(flags, batch_size=[n])}, batch_size=[n])
+
+
 def _check_invariants(ds: OfflineDataset) -> None:
     where = ds.path
     m = ds.manifest
@@ -309,12 +368,17 @@ def _check_invariants(ds: OfflineDataset) -> None:
     if len(ds) != steps:
         raise DatasetError(f"{where}: {len(ds)} rows, the manifest says {steps}: collect again")
     size = m["protocol"]["frame_size"]
-    for key, dtype in FORMAT_FIELDS[m["format"]].items():
+    fields = {OBSERVATION[ds.format]: (torch.uint8, None), **STEP_FIELDS}
+    for key, (dtype, shape) in fields.items():
         if key not in data.keys(include_nested=True):
             raise DatasetError(f"{where}: field {key!r} is missing: collect the dataset again")
         if data[key].dtype != dtype:
             raise DatasetError(f"{where}: field {key!r} is {data[key].dtype}, expected {dtype}")
-    if m["format"] == TOKEN_FORMAT:
+        if shape is not None and tuple(data[key].shape[1:]) != shape:
+            want = ", ".join(["N", *map(str, shape)])
+            raise DatasetError(f"{where}: field {key!r} is {list(data[key].shape)}, expected [{want}]: "
+                               "collect the dataset again")
+    if ds.is_tokens:
         groups, classes = m["tokenizer"]["config"]["groups"], m["tokenizer"]["config"]["classes"]
         tokens = torch.as_tensor(data["tokens"])
         if tuple(tokens.shape[1:]) != (groups,) or (tokens.numel() and int(tokens.max()) >= classes):
@@ -324,7 +388,7 @@ def _check_invariants(ds: OfflineDataset) -> None:
             f"{where}: pixels are {tuple(data['pixels'].shape[1:])}, the protocol says "
             f"({size}, {size}, 3): collect the dataset again"
         )
-    action = data["action"].as_tensor() if hasattr(data["action"], "as_tensor") else data["action"]
+    action = torch.as_tensor(data["action"])
     if action.numel() and (action.min() < 0 or action.max() >= NUM_ACTIONS):
         raise DatasetError(f"{where}: action ids outside [0, {NUM_ACTIONS}): collect again")
     legal = torch.tensor(_game_of(ds).action_mask())
@@ -334,24 +398,34 @@ def _check_invariants(ds: OfflineDataset) -> None:
                            "another game?): collect again")
     episode = torch.as_tensor(data["episode"])
     step = torch.as_tensor(data["step"])
-    done = torch.as_tensor(data["next", "done"])
-    reward = torch.as_tensor(data["next", "reward"])
+
+    def flag(key: Any) -> torch.Tensor:
+        return torch.as_tensor(data[key]).reshape(-1)
+
+    done, terminated, truncated, reward = (flag(("next", k)) for k in ("done", "terminated", "truncated", "reward"))
     if not bool(torch.isfinite(reward).all()):
         raise DatasetError(f"{where}: a reward is NaN or infinite: collect the dataset again")
-    if not bool((done == (data["next", "terminated"] | data["next", "truncated"])).all()):
+    if not bool((done == (terminated | truncated)).all()):
         raise DatasetError(f"{where}: done != terminated | truncated: collect the dataset again")
+    if not bool((flag("is_init") == (step == 0)).all()):
+        raise DatasetError(f"{where}: is_init is not the first step of each episode: collect again")
+    if any(bool(flag(k).any()) for k in ("done", "terminated", "truncated")):
+        raise DatasetError(f"{where}: a row was acted from a done observation: collect again")
     for e, entry in enumerate(m["episodes"]):
         start, length = entry["start"], entry["length"]
         rows = slice(start, start + length)
+        last = start + length - 1
         if length < 1 or not bool((episode[rows] == e).all()):
             raise DatasetError(f"{where}: episode {e} rows are not contiguous: collect again")
         if not bool((step[rows] == torch.arange(length)).all()):
             raise DatasetError(f"{where}: episode {e} step counter is broken: collect again")
         ends = done[rows].nonzero().flatten().tolist()
-        expected_ends = [length - 1] if entry["complete"] else []
-        if ends != expected_ends:
+        if ends != [length - 1]:
             raise DatasetError(f"{where}: episode {e} has done flags at {ends}: collect again")
-        if entry.get("terminated", False) != bool(data["next", "terminated"][start + length - 1]):
+        if not entry["complete"] and (bool(terminated[last]) or not bool(truncated[last])):
+            raise DatasetError(f"{where}: episode {e} is incomplete but its last row is not truncated only: "
+                               "collect again")
+        if entry.get("terminated", False) != bool(terminated[last]):
             raise DatasetError(f"{where}: episode {e}'s terminated flag disagrees with its last row: collect again")
         got = float(reward[rows].double().sum())
         if abs(got - entry["return"]) > 1e-3 * max(1.0, abs(got)):

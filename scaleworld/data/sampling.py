@@ -216,7 +216,7 @@ class MultiGameWindows:
 class SlicesAsWindows(Transform):
     """A replay buffer transform: the [B * L] rows TorchRL's `SliceSampler` returns -> [B, L] windows
     with ``mask`` bool [B, L], False on the rows ``pad_output=True`` repeats past a short episode's
-    end (found by their repeated ``step``): the layout `WorldModelLoss` reads."""
+    end (found by their repeated ``step``): the layout `DynamicsLoss` reads."""
 
     def __init__(self, slice_len: int):
         super().__init__(in_keys=["step"], out_keys=["mask"])

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 
 from scaleworld.analysis.statistics import normalize_scores
 from scaleworld.atari.games import get_game
@@ -48,11 +49,28 @@ EXPERT_MARGIN_SE = 2.0
 means, sqrt(sem_expert^2 + sem_random^2), for it to be an upper anchor (one-sided z test at about 2.3%)."""
 
 
-class WorldModelAgent:
-    """A `Policy` (pixels, action_mask, is_init -> action) acting through tokenizer + dynamics + actor."""
+class WorldModelAgent(TensorDictModuleBase):
+    """The policy in the real game, as a TensorDictModule: reads ``pixels``, ``action_mask``,
+    ``is_init`` and ``agent_history``; writes ``action``, ``logits`` and ``("next", "agent_history")``.
+
+    Its state is each row's history of (z, a) tokens in the dynamics model's KV cache. That cache is
+    the exact state (with sliding-window attention over several layers, no window of tokens rebuilds
+    it) and far too large to copy into every step's tensordict, so the agent keeps it, one row per
+    env, and the tensordict names it as `ImaginationEnv` does: ``agent_history`` int64 [N] is the
+    number the agent gave the row's history at its last step (0: the empty history of a new
+    agent). A row whose ``is_init`` is set starts an empty history whatever its number; any other
+    row must carry its current number, or the agent refuses the tensordict (a step of an earlier
+    rollout, or of another env) naming the rows, instead of acting on a history the tensordict does
+    not describe. In a TorchRL env add its primer (``make_tensordict_primer()``, or the Collector's
+    ``auto_register_policy_transforms=True``).
+    """
+
+    in_keys = ["pixels", "action_mask", "is_init", "agent_history"]
+    out_keys = ["action", "logits", ("next", "agent_history")]
 
     def __init__(self, *, tokenizer: Tokenizer, model: DynamicsModel, agent: ActorCritic, game: str,
                  generator: torch.Generator | None = None, greedy: bool = False):
+        super().__init__()
         games = list(model.config.games)
         if games and game not in games:
             raise ScaleworldError(f"the joint model knows {games}, not {game}")
@@ -63,25 +81,51 @@ class WorldModelAgent:
         self.generator = generator
         self.greedy = greedy
         self.cache: KVCache | None = None
-        self.hidden: torch.Tensor | None = None  # h_{t-1} per emulator, float [N, width]
+        self.hidden: torch.Tensor | None = None  # h_{t-1} per row, float [N, width]
+        self.history: torch.Tensor | None = None  # int64 [N]: each row's current history number
+        self._issued = 0  # history numbers given so far (0 is every row's empty start)
+
+    def make_tensordict_primer(self):
+        """TorchRL's `TensorDictPrimer` of ``agent_history`` (0 at every reset)."""
+        from torchrl.data import Unbounded
+        from torchrl.envs import TensorDictPrimer
+
+        return TensorDictPrimer({"agent_history": Unbounded(shape=(), dtype=torch.int64)}, default_value=0,
+                                random=False)
 
     @torch.no_grad()
-    def __call__(self, td: TensorDictBase) -> TensorDictBase:
-        n = td.batch_size[0]
-        if self.cache is None:
+    def forward(self, td: TensorDictBase) -> TensorDictBase:
+        batch = td.batch_size  # [] for a single env, [N] for a vector of them; flattened to [N]
+        pixels = td["pixels"].reshape(-1, *td["pixels"].shape[len(batch):])
+        n = pixels.shape[0]
+        fresh = td["is_init"].reshape(n)
+        if self.cache is None or self.cache.start.shape[0] != n:
             self.cache = self.model.new_cache(n)
             self.hidden = torch.zeros(n, self.model.config.width)
-        latent = self.tokenizer.encode(td["pixels"]).long()  # z_t [N, groups]
-        fresh = td["is_init"].nonzero().squeeze(-1)  # new episodes: empty histories
-        if len(fresh):
-            self.model.prefill(self.cache, fresh, latent[fresh, :0], torch.zeros(len(fresh), 0, dtype=torch.int64))
-            self.hidden[fresh] = 0.0
-        logits = self.agent.logits(self.agent.features(latent, self.hidden), td["action_mask"])
+            self.history = torch.zeros(n, dtype=torch.int64)
+        given = td.get("agent_history", None)
+        given = torch.zeros(n, dtype=torch.int64) if given is None else given.reshape(n)
+        stale = ((given != self.history) & ~fresh).nonzero().flatten().tolist()
+        if stale:
+            raise ScaleworldError(
+                f"rows {stale} carry agent histories the agent has moved past (a tensordict of an earlier step, or "
+                "of another env): give each step the tensordict whose ('next', 'agent_history') the agent wrote last, "
+                "or start those rows again with is_init")
+        latent = self.tokenizer.encode(pixels).long()  # z_t [N, groups]
+        rows = fresh.nonzero().squeeze(-1)  # new episodes: empty histories
+        if len(rows):
+            self.model.prefill(self.cache, rows, latent[rows, :0], torch.zeros(len(rows), 0, dtype=torch.int64))
+            self.hidden[rows] = 0.0
+        logits = self.agent.logits(self.agent.features(latent, self.hidden), td["action_mask"].reshape(n, -1))
         action = logits.argmax(-1) if self.greedy else sample_categorical(logits, self.generator)
         # rows not acting (resets, no-op starts) also write a token: their next is_init discards it
         game = None if self.game_index is None else torch.full((n,), self.game_index)
         self.hidden = self.model.step(self.cache, latent, action, game)["hidden"][:, 0].float()
-        td["action"] = action
+        self.history = torch.arange(self._issued + 1, self._issued + 1 + n)
+        self._issued += n
+        td["action"] = action.reshape(batch)
+        td["logits"] = logits.reshape(*batch, -1)
+        td["next", "agent_history"] = self.history.reshape(batch)
         return td
 
 

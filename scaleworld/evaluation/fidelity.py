@@ -36,8 +36,8 @@ from scaleworld.evaluation.baselines import BASELINES, NextLatentBaselines, fit_
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_quality import psnr_db
-from scaleworld.objectives.twohot import expected_value
-from scaleworld.objectives.world_model import WorldModelLoss
+from scaleworld.models.twohot import expected_value
+from scaleworld.objectives.world_model import DynamicsLoss
 
 FIDELITY_FORMAT = "scaleworld.fidelity/1"
 
@@ -60,7 +60,7 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
     order given) its summed NLL and its scored frames, [[nats, frames], ...], so an analysis can
     resample the held-out episodes. With `baselines`, ``baseline_nll`` {name: nats per frame} of
     each on the same transitions."""
-    loss = WorldModelLoss(model, termination=termination)
+    loss = DynamicsLoss(model, termination=termination)
     c = model.config
     abs_err = 0.0
     tp = fp = fn = 0
@@ -84,7 +84,7 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
                 baseline_sums[name] += float((nll.double() * terms["latent_mask"]).sum())
         mask = td["mask"]
         reward = expected_value(terms["out"]["reward_logits"], c.reward_limit)
-        abs_err += float(((reward - td["next", "reward"]).abs() * mask).sum())
+        abs_err += float(((reward - td["next", "reward"].squeeze(-1)).abs() * mask).sum())  # rows: [B, T, 1]
         pred = (terms["out"]["termination_logits"] > 0) & mask
         true = loss.termination_target(td) & mask
         tp += int((pred & true).sum())

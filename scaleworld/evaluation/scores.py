@@ -16,7 +16,7 @@ import scaleworld
 from scaleworld.atari.envs import VectorAtari
 from scaleworld.atari.games import Game, get_game
 from scaleworld.atari.protocol import Protocol
-from scaleworld.data.collect import Policy, act
+from scaleworld.data.collect import Acting, Policy
 from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
 
@@ -46,8 +46,9 @@ def score_policy(
     steps = np.zeros(num_envs, np.int64)
     with VectorAtari(game, num_envs, protocol=protocol) as env:
         state = env.reset(seed=seed)
+        acting = Acting(policy, game)
         while any(len(r) < q for r, q in zip(returns, quota)):
-            state = env.step(act(policy, state, game))
+            state = env.step(acting(state))
             running += state.reward
             steps += state.acted
             for i in np.flatnonzero(state.terminated | state.truncated):

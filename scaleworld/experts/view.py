@@ -3,10 +3,10 @@
 Experts act on the protocol's observation (64x64 RGB uint8, the frames stored in datasets), but
 their network sees a *view* of it: the last `stack` frames, optionally converted to grayscale,
 channel-first. The view is a deterministic function of the sequence of observations since the
-episode's first one, and `FrameStack` is its one implementation: the PPO training environment
-(`scaleworld/experts/train_env.py`) and the deployed expert policy
-(`scaleworld/experts/expert_policy.py`) both call it, so an expert sees at deployment exactly
-what it saw while it learned (tests/test_experts_view.py checks this bit for bit).
+episode's first one, and `next_view` is its one implementation: the PPO training environment
+(`scaleworld/experts/train_env.py`, through `FrameStack`) and the deployed expert policy
+(`scaleworld/experts/expert_policy.py`, which keeps the view in the tensordict) both call it, so an
+expert sees at deployment exactly what it saw while it learned (tests/test_experts_view.py checks this bit for bit).
 
 At the first observation of an episode (``is_init``) the stack is filled with copies of that
 frame (there is no earlier frame of the episode to show); afterwards each call shifts the
@@ -84,13 +84,35 @@ def frame_channels(pixels: torch.Tensor, grayscale: bool) -> torch.Tensor:
     return ((luma + 500) // 1000).to(torch.uint8).unsqueeze(1)
 
 
-class FrameStack:
-    """The stateful view: call it once per observation of a batch of N environments.
+def next_view(spec: ViewSpec, previous: torch.Tensor | None, pixels: torch.Tensor,
+              is_init: torch.Tensor) -> torch.Tensor:
+    """The view of an observation, the one definition: previous view uint8 [N, stack * C, S, S] (None:
+    nothing seen yet, zeros), pixels uint8 [N, S, S, 3], is_init bool [N] or [N, 1] -> a new uint8
+    [N, stack * C, S, S] (the oldest frame first): the newest frame shifted in, or on ``is_init``
+    the stack filled with it."""
+    if pixels.dtype != torch.uint8 or pixels.shape[1:] != (spec.frame_size, spec.frame_size, 3):
+        raise ScaleworldError(
+            f"the expert's view takes uint8 [N, {spec.frame_size}, {spec.frame_size}, 3] observations, "
+            f"got {pixels.dtype} {list(pixels.shape)}: use the protocol's frame_size={spec.frame_size}"
+        )
+    n, c = pixels.shape[0], spec.channels_per_frame
+    frames = frame_channels(pixels, spec.grayscale)  # [N, C, S, S]
+    if previous is None:
+        previous = torch.zeros((n, *spec.shape), dtype=torch.uint8)
+    elif previous.dtype != torch.uint8 or tuple(previous.shape) != (n, *spec.shape):
+        raise ScaleworldError(f"the expert's previous view is {previous.dtype} {list(previous.shape)}, not uint8 "
+                              f"{[n, *spec.shape]}: give the one it wrote (or none at the first observation)")
+    state = torch.cat([previous[:, c:], frames], dim=1)  # shift the newest frame in
+    init = is_init.to(torch.bool).reshape(n)
+    if init.any():
+        state[init] = frames[init].repeat(1, spec.stack, 1, 1)
+    return state
 
-    ``view = stack(pixels, is_init)``: pixels uint8 [N, S, S, 3], is_init bool [N] ->
-    uint8 [N, stack * C, S, S] (a new tensor each call; the oldest frame first). A call with a different
-    N than the last one starts from an empty (zero) stack.
-    """
+
+class FrameStack:
+    """`next_view` with the previous view kept here: call it once per observation of a batch of N
+    environments (PPO's training env). ``view = stack(pixels, is_init)``; a call with a different N
+    than the last one starts from an empty (zero) stack."""
 
     def __init__(self, spec: ViewSpec):
         self.spec = spec
@@ -100,19 +122,6 @@ class FrameStack:
         self._state = None
 
     def __call__(self, pixels: torch.Tensor, is_init: torch.Tensor) -> torch.Tensor:
-        spec = self.spec
-        if pixels.dtype != torch.uint8 or pixels.shape[1:] != (spec.frame_size, spec.frame_size, 3):
-            raise ScaleworldError(
-                f"the expert's view takes uint8 [N, {spec.frame_size}, {spec.frame_size}, 3] observations, "
-                f"got {pixels.dtype} {list(pixels.shape)}: use the protocol's frame_size={spec.frame_size}"
-            )
-        n, c = pixels.shape[0], spec.channels_per_frame
-        frames = frame_channels(pixels, spec.grayscale)  # [N, C, S, S]
-        if self._state is None or self._state.shape[0] != n:
-            self._state = torch.zeros((n, *spec.shape), dtype=torch.uint8)
-        state = torch.cat([self._state[:, c:], frames], dim=1)  # shift the newest frame in
-        init = is_init.to(torch.bool).reshape(n)
-        if init.any():
-            state[init] = frames[init].repeat(1, spec.stack, 1, 1)
-        self._state = state  # never modified in place later: each call builds a new tensor
-        return state
+        previous = self._state if self._state is not None and self._state.shape[0] == pixels.shape[0] else None
+        self._state = next_view(self.spec, previous, pixels, is_init)  # never modified in place later
+        return self._state

@@ -31,7 +31,7 @@ from scaleworld.data.dataset import OfflineDataset
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.categorical import sample_categorical
 from scaleworld.models.dynamics import DynamicsModel
-from scaleworld.objectives.twohot import expected_value
+from scaleworld.models.twohot import expected_value
 
 LatentPolicy = Callable[[TensorDictBase], TensorDictBase]
 """Acts in imagination: reads latent, hidden, action_mask; writes action (data.collect.Policy acts on frames)."""
@@ -141,8 +141,11 @@ class Imagination:
         self._graphed = None  # the GraphedRollout, made on the first graphed rollout
 
     @torch.no_grad()
-    def reset(self, rows: torch.Tensor | None = None) -> None:
-        """Restart every rollout (rows None) or those where `rows` (bool [B]) is True from new real contexts."""
+    def reset(self, rows: torch.Tensor | None = None,
+              contexts: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Restart every rollout (rows None) or those where `rows` (bool [B]) is True from new real
+        contexts: drawn from the start windows, or the given `contexts` (tokens [B, C, groups], actions
+        [B, C], history [B], as `start_from` takes them, of which the restarting rows are used)."""
         if rows is None:
             self.cache.reset()
             index = torch.arange(self.batch, device=self.device)
@@ -150,7 +153,10 @@ class Imagination:
             index = rows.nonzero().squeeze(-1)
             if len(index) == 0:
                 return
-        latent, hidden = self.restart(index)
+        if contexts is None:
+            latent, hidden = self.restart(index)
+        else:
+            latent, hidden = self.start_from(index, *(x[index] for x in contexts))
         # new tensors, not in-place writes: the terminal state may already sit in a recorded step
         self.latent, self.hidden = self.latent.clone(), self.hidden.clone()
         self.latent[index] = latent
@@ -169,7 +175,15 @@ class Imagination:
         makes no host sync, so a CUDA graph can capture it (graphed.py draws the picks eagerly first)."""
         if picks is None:
             picks = self.draw_picks(len(index))
-        tokens, actions, history = self.starts.windows(picks)  # [R, C, G], [R, C], [R]
+        return self.start_from(index, *self.starts.windows(picks))
+
+    @torch.no_grad()
+    def start_from(self, index: torch.Tensor, tokens: torch.Tensor, actions: torch.Tensor,
+                   history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Give rows `index` (int64 [R]) the contexts tokens int64 [R, C, groups] and actions int64 [R, C],
+        of which the last history[r] + 1 steps are real (left padding before them): the real tokens
+        before the last step become the row's history, the last step's latent its first observation.
+        Returns that first state (latent [R, groups], hidden [R, width]) as `restart` does."""
         game = None if self.game is None else self.game[index]
         heads = self.model.prefill(self.cache, index, tokens[:, :-1], actions[:, :-1], game, lengths=history)
         if heads is None:  # context_steps=1: every history is empty, nothing summarised yet

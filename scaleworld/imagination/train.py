@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torchrl.objectives import SoftUpdate
 
-from scaleworld.data.dataset import TOKEN_FORMAT, OfflineDataset
+from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import split_episodes
 from scaleworld.errors import ScaleworldError
@@ -54,11 +55,12 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
     imagination = Imagination(model, starts.to(device), batch=train.batch_size, generator=imagine_gen, cuda_graph=True)
     policy = ActorPolicy(agent, generator=policy_gen)
     loss = ActorCriticLoss(agent, gamma=config.gamma, lmbda=config.lmbda, entropy_coef=config.entropy_coef,
-                           return_decay=config.return_decay, target_tau=config.target_tau).to(device)
+                           return_decay=config.return_decay).to(device)
+    slow_critic = SoftUpdate(loss, tau=config.target_tau)  # the target critic follows each update
     trainer = Trainer(loss=loss, sample_train=lambda batch: imagination.rollout(policy, config.horizon),
                       sample_val=None, config=train, run_dir=out, device=device, progress=progress,
                       generators={"imagination": imagine_gen, "policy": policy_gen}, describe=describe,
-                      identity={"policy": asdict(config), **(identity or {})})
+                      identity={"policy": asdict(config), **(identity or {})}, after_step=slow_critic.step)
     final = trainer.fit()
     return agent, final
 
@@ -91,7 +93,7 @@ def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | 
     out = Path(out)
     model, identity = load_dynamics(dynamics_dir)
     ds = OfflineDataset.open(token_dir)
-    if ds.manifest["format"] != TOKEN_FORMAT:
+    if not ds.is_tokens:
         raise ScaleworldError(f"{token_dir}: expected a token dataset (scaleworld tokens encode)")
     if ds.game not in identity["games"]:
         raise ScaleworldError(f"{token_dir}: the model in {dynamics_dir} was trained on {identity['games']}, "

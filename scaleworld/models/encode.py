@@ -37,7 +37,7 @@ def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str 
         raise ScaleworldError(f"{out} already exists: choose another --out or remove it")
     tokenizer, identity = load_tokenizer(tokenizer_dir)
     source = OfflineDataset.open(data_dir)  # verified: damaged pixels are never encoded
-    if source.manifest["format"] == TOKEN_FORMAT:
+    if source.is_tokens:
         raise ScaleworldError(f"{data_dir} is already a token dataset: pass the pixel dataset it came from")
     if source.protocol.frame_size != tokenizer.config.frame_size:
         raise ScaleworldError(

@@ -1,17 +1,31 @@
 """The actor-critic loss on imagined rollouts (DreamerV3/STORM style), a TorchRL LossModule.
 
-Input: an imagined batch [B, H] in TorchRL's layout (`Imagination.rollout`): ``latent``,
-``hidden``, ``action_mask``, ``action`` and ``next`` with the same observation keys plus
-``reward``, ``done`` and ``terminated`` (all [B, H, 1]).
+Input: an imagined batch [B, H] in TorchRL's layout (`Imagination.rollout`, `ImaginationEnv`):
+``latent``, ``hidden``, ``action_mask``, ``action`` and ``next`` with the same observation keys
+plus ``reward``, ``done`` and ``terminated`` (all [B, H, 1]).
 
-- Returns: TD(lambda) with bootstrap values from the slow EMA critic, cut at terminations
-  (TorchRL's `vec_td_lambda_return_estimate`; a restart after a termination is a ``done``, so no
-  return crosses it). Computed without gradient: the world model is frozen.
+Built from TorchRL's parts, as its own losses are:
+
+- Returns: TD(lambda), TorchRL's `TDLambdaEstimator` (``make_value_estimator``; the default,
+  `ValueEstimators.TDLambda`, with the loss's gamma and lambda), bootstrapped from the slow critic,
+  cut at terminations (a restart after a termination is a ``done``, so no return crosses it).
+  Computed without gradient: the world model is frozen.
+- The slow critic is TorchRL's target parameters (``convert_to_functional(...,
+  create_target_params=True)``: ``target_critic_network_params``), moved towards the critic by
+  TorchRL's `SoftUpdate` after each optimiser step (`scaleworld.imagination.train` steps one with
+  ``tau=target_tau``; without an updater TorchRL warns, as for its own losses).
 - Critic: cross-entropy of its two-hot symlog distribution against the returns.
-- Actor: REINFORCE on discrete actions with advantage (R - v) / max(1, S), where S is an EMA of
-  the 95th minus the 5th percentile of the returns (return normalisation that scales large
-  returns down but never small ones up), plus an entropy bonus over the legal actions.
-- The EMA target critic moves towards the critic by `target_tau` at every training call.
+- Actor: REINFORCE on discrete actions with advantage (R - v) / max(1, S), S the EMA of the 95th
+  minus the 5th percentile of the returns, TorchRL's `PercentileValueNorm` (rate 1 - return_decay),
+  started at the first batch's percentiles rather than at 0 (so the first updates are not scaled as
+  if the returns spanned nothing), plus an entropy bonus over the legal actions.
+
+Kept from scaleworld rather than TorchRL's DreamerV3 losses: those roll the imagination out
+themselves through a `DreamerEnv` (ours is the KV-cached fast path, CUDA-graphed), and TorchRL's
+two-hot (`two_hot_encode`) interpolates in raw value space on symexp-spaced bins with an in-place
+scatter, which fails under `torch.func.vmap` (packed dynamics training shares
+`scaleworld.models.twohot` with the reward head): the two-hot here is DreamerV3's original, in
+symlog space (ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -20,45 +34,67 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictParams
+from tensordict.utils import NestedKey
+from torchrl.modules import PercentileValueNorm
 from torchrl.objectives import LossModule
-from torchrl.objectives.value.functional import vec_td_lambda_return_estimate
+from torchrl.objectives.utils import ValueEstimators
+from torchrl.objectives.value import TDLambdaEstimator
 
 from scaleworld.models.agent import ActorCritic
-from scaleworld.objectives.twohot import expected_value, two_hot
+from scaleworld.models.twohot import expected_value, two_hot
 
 
 class ActorCriticLoss(LossModule):
-    """Returns ``loss_actor``, ``loss_critic``, ``loss_entropy`` and ``metric_*`` diagnostics."""
+    """Returns ``loss_actor``, ``loss_critic``, ``loss_entropy`` and ``metric_*`` diagnostics (`out_keys`)."""
 
     @dataclass
     class _AcceptedKeys:
-        latent: str = "latent"
-        hidden: str = "hidden"
-        action_mask: str = "action_mask"
-        action: str = "action"
-        reward: str = "reward"
-        done: str = "done"
-        terminated: str = "terminated"
+        latent: NestedKey = "latent"
+        hidden: NestedKey = "hidden"
+        action_mask: NestedKey = "action_mask"
+        action: NestedKey = "action"
+        reward: NestedKey = "reward"
+        done: NestedKey = "done"
+        terminated: NestedKey = "terminated"
+        value: NestedKey = "state_value"
 
     default_keys = _AcceptedKeys
+    default_value_estimator = ValueEstimators.TDLambda
+    out_keys = ["loss_actor", "loss_critic", "loss_entropy", "metric_return", "metric_reward", "metric_entropy",
+                "metric_return_scale", "metric_terminated"]
+
+    critic_network: TensorDictModule
+    critic_network_params: TensorDictParams
+    target_critic_network_params: TensorDictParams
 
     def __init__(self, agent: ActorCritic, *, gamma: float = 0.985, lmbda: float = 0.95, entropy_coef: float = 3e-4,
-                 return_decay: float = 0.99, target_tau: float = 0.02, percentiles: tuple[float, float] = (0.05, 0.95)):
+                 return_decay: float = 0.99, percentiles: tuple[float, float] = (0.05, 0.95)):
         super().__init__()
         self.agent = agent
         self.gamma = gamma
         self.lmbda = lmbda
         self.entropy_coef = entropy_coef
-        self.return_decay = return_decay
-        self.target_tau = target_tau
-        self.percentiles = percentiles
-        # EMA of the return percentiles; `return_seen` says whether the EMA has started
-        self.register_buffer("return_low", torch.zeros(()))
-        self.register_buffer("return_high", torch.zeros(()))
+        # the critic's weights are the agent's own; the slow copy is TorchRL's target parameters
+        self.convert_to_functional(agent.value_operator(), "critic_network", create_target_params=True)
+        self.retnorm = PercentileValueNorm(quantiles=percentiles, rate=1 - return_decay, min_scale=1.0)
         self.register_buffer("return_seen", torch.zeros((), dtype=torch.bool))
+        self.make_value_estimator(self.default_value_estimator, gamma=gamma, lmbda=lmbda)
+        self.register_load_state_dict_pre_hook(_migrate_checkpoint)
+
+    def make_value_estimator(self, value_type: ValueEstimators | None = None, **hyperparams) -> None:
+        """TD(lambda) only (the returns the actor and critic are defined on), TorchRL's estimator."""
+        value_type = value_type or self.default_value_estimator
+        if value_type != ValueEstimators.TDLambda:
+            raise NotImplementedError(f"ActorCriticLoss computes TD(lambda) returns, not {value_type}")
+        hyperparams = {"gamma": self.gamma, "lmbda": self.lmbda, **hyperparams}
+        self._value_estimator = TDLambdaEstimator(value_network=self.critic_network, vectorized=True, **hyperparams)
+        self._forward_value_estimator_keys()
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
-        pass
+        if getattr(self, "_value_estimator", None) is not None:
+            k = self.tensor_keys
+            self._value_estimator.set_keys(value=k.value, reward=k.reward, done=k.done, terminated=k.terminated)
 
     @property
     def in_keys(self):
@@ -66,38 +102,30 @@ class ActorCriticLoss(LossModule):
         return [k.latent, k.hidden, k.action_mask, k.action, ("next", k.latent), ("next", k.hidden),
                 ("next", k.reward), ("next", k.done), ("next", k.terminated)]
 
-    def value(self, critic: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
-        return expected_value(critic(features).float(), self.agent.config.value_limit)
-
     @torch.no_grad()
     def lambda_returns(self, td: TensorDictBase) -> torch.Tensor:
         """TD(lambda) returns [B, H] bootstrapped from the target critic."""
         k = self.tensor_keys
-        nxt = td["next"]
-        next_value = self.value(self.agent.target_critic, self.agent.features(nxt[k.latent], nxt[k.hidden]))
-        return vec_td_lambda_return_estimate(
-            self.gamma, self.lmbda, next_value[..., None], nxt[k.reward].float(), nxt[k.done], nxt[k.terminated],
-        ).squeeze(-1)
+        data = td.select(*self.in_keys)
+        data["next", k.reward] = data["next", k.reward].float()
+        return self.value_estimator.value_estimate(data, target_params=self.target_critic_network_params).squeeze(-1)
 
     @torch.no_grad()
     def _return_scale(self, returns: torch.Tensor) -> torch.Tensor:
-        q = torch.tensor(self.percentiles, device=returns.device)
-        low, high = torch.quantile(returns.flatten().float(), q)
         if self.training:
-            if not bool(self.return_seen):
-                self.return_low.copy_(low)
-                self.return_high.copy_(high)
+            flat = returns.reshape(-1, 1).float()
+            if not bool(self.return_seen):  # the first batch: its percentiles exactly (lerp by 1 is exact)
+                rate, self.retnorm.rate = self.retnorm.rate, 1.0
+                self.retnorm.update(flat)
+                self.retnorm.rate = rate
                 self.return_seen.fill_(True)
             else:
-                self.return_low.lerp_(low, 1 - self.return_decay)
-                self.return_high.lerp_(high, 1 - self.return_decay)
-        return (self.return_high - self.return_low).clamp(min=1.0)
+                self.retnorm.update(flat)
+        return self.retnorm.scale().squeeze(-1)
 
     def forward(self, td: TensorDictBase) -> TensorDict:
         k = self.tensor_keys
         c = self.agent.config
-        if self.training:
-            self.agent.update_target(self.target_tau)
         returns = self.lambda_returns(td)  # [B, H]
         features = self.agent.features(td[k.latent], td[k.hidden])  # [B, H, F]
         critic_logits = self.agent.critic(features).float()  # [B, H, bins]
@@ -124,3 +152,18 @@ class ActorCriticLoss(LossModule):
             },
             batch_size=[],
         )
+
+
+def _migrate_checkpoint(module: torch.nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints of runs begun before the loss was built on TorchRL's parts: the slow critic was the
+    agent's ``target_critic`` and the return percentiles flat buffers; a run in progress resumes."""
+    old = prefix + "agent.target_critic."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "target_critic_network_params.module.critic." + key[len(old):]] = state_dict.pop(key)
+        online = prefix + "agent.critic." + key[len(old):]  # the critic's weights, under their TorchRL name too
+        state_dict.setdefault(prefix + "critic_network_params.module.critic." + key[len(old):], state_dict[online])
+    for name in ("low", "high"):
+        if prefix + f"return_{name}" in state_dict:
+            state_dict[prefix + f"retnorm.{name}"] = state_dict.pop(prefix + f"return_{name}").reshape(1)
+    for name in ("gamma", "lmbda"):  # the estimator's settings: the loss's own, not state
+        state_dict.setdefault(prefix + f"_value_estimator.{name}", getattr(module.value_estimator, name))

@@ -1,4 +1,9 @@
-"""TorchRL LossModules for the two stages of the world model: tokenizer and dynamics."""
+"""TorchRL LossModules for the two stages of the world model: tokenizer and dynamics.
+
+`DynamicsLoss` was named ``WorldModelLoss`` before torchrl 0.14 shipped a
+``torchrl.objectives.WorldModelLoss`` (a DreamerV1-style RSSM loss): another thing under the same
+name, so it is named by the model it trains.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer import Tokenizer
 from scaleworld.models.tokenizer_quality import perplexity
-from scaleworld.objectives.twohot import two_hot
+from scaleworld.models.twohot import two_hot
 
 
 class TokenizerLoss(LossModule):
@@ -44,6 +49,7 @@ class TokenizerLoss(LossModule):
         game: NestedKey = "game"
 
     default_keys = _AcceptedKeys
+    out_keys = ["loss_reconstruction", "metric_code_perplexity", "total"]
 
     def __init__(self, tokenizer: Tokenizer, *, game_variance: torch.Tensor | None = None,
                  generator: torch.Generator | None = None):
@@ -81,7 +87,7 @@ def _per_step(x: torch.Tensor) -> torch.Tensor:
     return x.squeeze(-1) if x.dim() == 3 and x.shape[-1] == 1 else x
 
 
-class WorldModelLoss(LossModule):
+class DynamicsLoss(LossModule):
     """Next-latent cross-entropy (nats per frame), reward two-hot CE, termination BCE, on [B, T] windows.
 
     Reads ``tokens`` uint8 [B, T, groups], ``action`` [B, T], ``("next", "reward")`` [B, T] or
@@ -106,6 +112,7 @@ class WorldModelLoss(LossModule):
         game: NestedKey = "game"
 
     default_keys = _AcceptedKeys
+    out_keys = ["loss_latent", "loss_reward", "loss_termination", "total"]
 
     def __init__(self, model: DynamicsModel | TensorDictModuleBase, *, termination: str = TERMINATION_TARGETS[0]):
         super().__init__()
@@ -116,7 +123,7 @@ class WorldModelLoss(LossModule):
         if isinstance(model, TensorDictModuleBase):
             keys, model = list(model.in_keys), getattr(model, "module", None)
         if not isinstance(model, DynamicsModel):
-            raise ScaleworldError(f"WorldModelLoss needs a DynamicsModel or a TensorDictModule wrapping one, "
+            raise ScaleworldError(f"DynamicsLoss needs a DynamicsModel or a TensorDictModule wrapping one, "
                                   f"not {type(model).__name__}")
         self.model = model
         if keys is not None:

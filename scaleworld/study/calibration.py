@@ -12,7 +12,7 @@ model rarely ends a rollout):
   collect    agent steps (data.steps)                       VectorAtari + the random policy, the job's num_envs
   tokenizer  gradient steps (+ held-out batches)            the Trainer on TokenizerLoss, the job's model and batch
   tokens     frames encoded (the collect job's steps)       Tokenizer.encode, batches of 256
-  dynamics   tokens trained (steps x batch x context)       the Trainer on WorldModelLoss, the job's model and batch
+  dynamics   tokens trained (steps x batch x context)       the Trainer on DynamicsLoss, the job's model and batch
              (+ held-out batches at the forward rate)
   fidelity   tokens scored (the game's collected steps)     the model's forward pass (no gradient)
   anchor     agent steps (episodes x episode length)        VectorAtari + the random policy
@@ -55,7 +55,9 @@ class NotCalibrated(Exception):
 
 
 def _rate(step: Callable[[], float], *, seconds: float, sync: Callable[[], None]) -> float:
-    """Units of work per second of `step` (which returns the units it did), after one warm-up call."""
+    """Units of work per second of `step` (which returns the units it did), after one warm-up call;
+    at least `seconds`, and until some work was done (emulator steps that reset or take no-op starts
+    do none: a loaded machine once spent a whole short window on those, and the rate was 0)."""
     step()
     sync()
     done, start = 0.0, time.perf_counter()
@@ -63,7 +65,7 @@ def _rate(step: Callable[[], float], *, seconds: float, sync: Callable[[], None]
         done += step()
         sync()
         elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
+        if elapsed >= seconds and done > 0:
             return done / elapsed
 
 
@@ -141,16 +143,16 @@ class _Meter:
         from scaleworld.atari.envs import VectorAtari
         from scaleworld.atari.games import get_game
         from scaleworld.atari.protocol import Protocol
-        from scaleworld.data.collect import act
+        from scaleworld.data.collect import Acting
 
         g = get_game(game)
-        acting = policy()
+        acting = Acting(policy(), g)
         with VectorAtari(g, num_envs, protocol=Protocol(**protocol)) as env:
             state = env.reset(seed=0)
 
             def step() -> float:
                 nonlocal state
-                state = env.step(act(acting, state, g))
+                state = env.step(acting(state))
                 return float(state.acted.sum())
 
             return _rate(step, seconds=self.seconds, sync=lambda: None)
@@ -174,7 +176,7 @@ def _windows(columns: dict[str, tuple[tuple[int, ...], Any, int]], *, games: int
     for g in range(games):
         data = {name: torch.randint(0, high, (rows, *shape), generator=gen).to(dtype)
                 for name, (shape, dtype, high) in columns.items()}
-        data["next"] = {"reward": torch.zeros(rows), "terminated": torch.zeros(rows, dtype=torch.bool)}
+        data["next"] = {"reward": torch.zeros(rows, 1), "terminated": torch.zeros(rows, 1, dtype=torch.bool)}
         datasets.append(SimpleNamespace(game=f"game{g}", protocol=SimpleNamespace(frame_size=frame_size),
                                         episode_starts=torch.arange(0, rows, length),
                                         episode_lengths=torch.full((rows // length,), length),
@@ -222,8 +224,8 @@ def _episode_steps(store: RunStore | None, graph: Graph, job: Job) -> tuple[floa
     collects = [j for j in graph.by_kind("collect") if j.config["game"] == game]
     if store is not None and collects and store.is_done(collects[0]):
         manifest = store.job_dir(collects[0]) / "dataset" / "manifest.json"
-        try:
-            lengths = json.loads(manifest.read_text())["episodes"]["lengths"]
+        try:  # whole episodes: those the step budget cut are shorter than the game's
+            lengths = [e["length"] for e in json.loads(manifest.read_text())["episodes"] if e["complete"]]
             if lengths:
                 return sum(lengths) / len(lengths), True
         except (OSError, KeyError, TypeError, ValueError):
@@ -311,7 +313,7 @@ def _work(store: RunStore | None, graph: Graph, job: Job, meter: _Meter) -> tupl
 
         from scaleworld.models.dynamics import DynamicsModel
         from scaleworld.models.dynamics_config import DynamicsConfig
-        from scaleworld.objectives.world_model import WorldModelLoss
+        from scaleworld.objectives.world_model import DynamicsLoss
 
         dynamics = job if kind == "dynamics" else _of_kind(graph, job, "dynamics")[0]
         model = _dynamics_model(dynamics.config["model"], graph, dynamics)
@@ -323,10 +325,10 @@ def _work(store: RunStore | None, graph: Graph, job: Job, meter: _Meter) -> tupl
             return DynamicsModel(DynamicsConfig.from_dict(model)).to(meter.device)
 
         forward = meter.rate(_key("forward", model, train["batch_size"]), lambda: meter.forward(
-            WorldModelLoss(net()), synthetic_token_windows(model, meter.device), train["batch_size"], tokens))
+            DynamicsLoss(net()), synthetic_token_windows(model, meter.device), train["batch_size"], tokens))
         if kind == "dynamics":
             rate = meter.rate(_key(kind, model, train["batch_size"]), lambda: meter.training(
-                WorldModelLoss(net()), synthetic_token_windows(model, meter.device), train, tokens,
+                DynamicsLoss(net()), synthetic_token_windows(model, meter.device), train, tokens,
                 compile_on_cuda=True))  # as dynamics runs are
             evaluation = (train["steps"] // train["eval_every"] + 1) * train["eval_batches"] * tokens
             return train["steps"] * tokens / rate + evaluation / forward, f"{rate:,.0f} tokens/s", False

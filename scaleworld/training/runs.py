@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from scaleworld.data.dataset import TOKEN_FORMAT, OfflineDataset
+from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import MultiGameWindows, split_episodes, split_validation
 from scaleworld.data.windows import WINDOWS
@@ -25,7 +25,7 @@ from scaleworld.models.dynamics_config import TERMINATION_TARGETS, DynamicsConfi
 from scaleworld.models.store import DYNAMICS_BEST_FILE, DYNAMICS_FILE, TOKENIZER_FILE, save_model
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 from scaleworld.models.tokenizer_quality import frame_variance, game_quality
-from scaleworld.objectives.world_model import TokenizerLoss, WorldModelLoss
+from scaleworld.objectives.world_model import DynamicsLoss, TokenizerLoss
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.trainer import Trainer
 
@@ -35,7 +35,7 @@ def _open_all(dirs: list[str | Path], *, want_tokens: bool) -> list[OfflineDatas
         raise ScaleworldError("no dataset given: pass at least one --data folder")
     datasets = [OfflineDataset.open(d) for d in dirs]
     for ds in datasets:
-        is_tokens = ds.manifest["format"] == TOKEN_FORMAT
+        is_tokens = ds.is_tokens
         if is_tokens != want_tokens:
             need = "a token dataset (scaleworld tokens encode)" if want_tokens else "a pixel dataset"
             raise ScaleworldError(f"{ds.path}: expected {need}")
@@ -112,7 +112,7 @@ class DynamicsRun:
 
     out: Path
     net: DynamicsModel
-    loss: WorldModelLoss
+    loss: DynamicsLoss
     train_view: MultiGameWindows
     val_view: MultiGameWindows | None
     generator: torch.Generator
@@ -188,7 +188,7 @@ def prepare_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dy
              **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {}),
              **({"validation_fraction": validation_fraction} if validation_fraction else {})}
     return DynamicsRun(
-        out=out, net=net, loss=WorldModelLoss(net, termination=termination), train_view=train_view,
+        out=out, net=net, loss=DynamicsLoss(net, termination=termination), train_view=train_view,
         val_view=val_view, generator=gen, val_generator=val_gen, identity=identity,
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
         info=info, extra=extra, keep_best=bool(validation_fraction))

@@ -203,8 +203,10 @@ class Trainer:
         keep_best: nn.Module | None = None,
         select_by: str = "val_loss_latent",
         compile_on_cuda: bool = False,
+        after_step: Callable[[], None] | None = None,
     ):
         self.loss = loss
+        self.after_step = after_step  # e.g. TorchRL's SoftUpdate.step: a target network follows each update
         self.sample_train = sample_train
         self.sample_val = sample_val
         self.config = config
@@ -302,6 +304,8 @@ class Trainer:
         total.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.loss.parameters(), self.config.grad_clip)
         self.optimizer.step()
+        if self.after_step is not None:
+            self.after_step()
         self.scheduler.step()
         self.step += 1
         metrics = {**{k: v.detach() for k, v in terms.items()},
