@@ -76,7 +76,14 @@ _PUBLIC = {
 __all__ = ["__version__", *_PUBLIC]
 
 
+_RENAMED = {"WorldModelLoss": "DynamicsLoss"}
+"""Public names that changed: the old name's error gives the new one."""
+
+
 def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        raise AttributeError(f"scaleworld.{name} is now scaleworld.{_RENAMED[name]} (torchrl.objectives has a "
+                             f"{name} of its own)")
     if name not in _PUBLIC:
         raise AttributeError(f"module 'scaleworld' has no attribute {name!r}")
     value = getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -9,12 +9,13 @@ import torch
 from scaleworld.atari.protocol import Protocol
 from scaleworld.data.dataset import OfflineDataset
 from scaleworld.errors import ScaleworldError
-from scaleworld.evaluation.control import evaluate_control, measure_anchors, normalise
+from scaleworld.evaluation.control import WorldModelAgent, evaluate_control, measure_anchors, normalise
+from scaleworld.evaluation.scores import score_policy
 from scaleworld.imagination.config import PolicyConfig, policy_train_config
 from scaleworld.imagination.core import StartContexts
 from scaleworld.imagination.train import train_in_imagination, train_policy
 from scaleworld.models.dynamics_config import DynamicsConfig
-from scaleworld.models.store import load_policy
+from scaleworld.models.store import load_dynamics, load_policy, load_tokenizer
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.runs import train_dynamics
 from tests.conftest import SHORT
@@ -197,3 +198,17 @@ def test_a_policy_refuses_another_tokenizer_and_a_run_folder_refuses_other_setti
         train_in_imagination(action_reward_model(), start_contexts(), config=PolicyConfig(
             horizon=2, context_steps=2, units=8, layers=1, gamma=0.9), train=train, out=tmp_path / "run",
             progress=False)
+
+
+def test_one_world_model_agent_scores_twice_as_two_fresh_runs(world, frozen_tokenizer):
+    """Its KV-cache histories are named in the tensordict: a run that gives none (a new `score_policy`)
+    starts every row afresh, so reusing the agent changes nothing, no-op starts (rows not yet is_init)
+    included."""
+    agent, _ = load_policy(world / "policy")
+    model, _ = load_dynamics(world / "dynamics")
+    tokenizer, _ = load_tokenizer(frozen_tokenizer)
+    player = WorldModelAgent(tokenizer=tokenizer, model=model, agent=agent, game="Breakout", greedy=True)
+    noops = Protocol(max_episode_frames=200, noop_max=6)
+    first, second = (score_policy(game="Breakout", policy=player, policy_identity={}, episodes=3, protocol=noops,
+                                  num_envs=2) for _ in range(2))
+    assert first["returns"] == second["returns"] and first["lengths"] == second["lengths"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torchrl.collectors import Collector
 from torchrl.envs.utils import check_env_specs
+from torchrl.objectives import SoftUpdate
 
 from scaleworld.errors import ScaleworldError
 from scaleworld.imagination.config import PolicyConfig, policy_train_config
@@ -168,6 +169,7 @@ def test_a_loss_checkpoint_and_a_policy_file_of_the_earlier_layout_still_load():
     config = AgentConfig(groups=4, classes=4, hidden_size=8, units=8, layers=1)
     torch.manual_seed(0)
     loss = ActorCriticLoss(ActorCritic(config))
+    SoftUpdate(loss, tau=0.02)  # the updater a training loop pairs with the loss (else TorchRL warns)
     with torch.no_grad():
         for value in loss.target_critic_network_params.values(True, True):
             value.add_(torch.randn_like(value))  # a slow critic that is not the critic
@@ -184,8 +186,12 @@ def test_a_loss_checkpoint_and_a_policy_file_of_the_earlier_layout_still_load():
             earlier[key] = value
     torch.manual_seed(1)
     resumed = ActorCriticLoss(ActorCritic(config))
+    SoftUpdate(resumed, tau=0.02)
     resumed.load_state_dict(earlier)
     assert all(torch.equal(resumed.state_dict()[k], v) for k, v in state.items())
+    assert resumed.target_behind  # its slow critic moved at the next step's start: the trainer catches it up
+    resumed.load_state_dict(state)
+    assert not resumed.target_behind
     policy_file = {**loss.agent.state_dict(), **{k.replace("agent.", "", 1): v for k, v in earlier.items()
                                                  if k.startswith("agent.target_critic.")}}
     agent = ActorCritic(config)

@@ -22,6 +22,8 @@ def test_every_public_name_resolves_and_importing_the_package_loads_no_torch():
     assert set(scaleworld.__all__) <= set(dir(scaleworld))
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         scaleworld.Nope  # noqa: B018
+    with pytest.raises(AttributeError, match="WorldModelLoss is now scaleworld.DynamicsLoss"):
+        scaleworld.WorldModelLoss  # noqa: B018
     loaded = subprocess.run([sys.executable, "-c", "import sys, scaleworld; print('torch' in sys.modules)"],
                             capture_output=True, text=True)
     assert loaded.stdout.strip() == "False"  # the CLI's start-up stays light

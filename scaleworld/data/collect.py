@@ -49,8 +49,8 @@ class Acting:
     def __call__(self, step: VectorStep) -> np.ndarray:
         """The policy's actions int64 [N] for every emulator (ignored where not ready)."""
         td = policy_input(step, self.game)
-        if self.state is not None:
-            td.update(self.state)
+        if self.state is not None:  # the new observation wins over a carried entry of the same name
+            td.update(self.state.exclude(*td.keys(True, True)))
         with torch.no_grad():
             out = self.policy(td)
         self.state = out.get("next", None)

@@ -191,8 +191,9 @@ class OfflineDataset:
 
     @property
     def data(self):
-        """TensorDict of MemoryMappedTensors, batch [N]. Read it; writing into it changes the files
-        (their ctime): the next `open` verifies them again and refuses them."""
+        """TensorDict of MemoryMappedTensors, batch [N] (of a format 1 dataset, the flag columns
+        `upgrade_rows` computes are in memory). Read it; writing into it changes the files (their
+        ctime): the next `open` verifies them again and refuses them."""
         return self.storage._storage
 
     def replay_buffer(self, **kwargs: Any) -> Any:

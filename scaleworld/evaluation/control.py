@@ -57,8 +57,9 @@ class WorldModelAgent(TensorDictModuleBase):
     the exact state (with sliding-window attention over several layers, no window of tokens rebuilds
     it) and far too large to copy into every step's tensordict, so the agent keeps it, one row per
     env, and the tensordict names it as `ImaginationEnv` does: ``agent_history`` int64 [N] is the
-    number the agent gave the row's history at its last step (0: the empty history of a new
-    agent). A row whose ``is_init`` is set starts an empty history whatever its number; any other
+    number the agent gave the row's history at its last step (0: an empty history; a tensordict
+    without the key starts every row afresh, as a new run of envs). A row whose ``is_init`` is set
+    starts an empty history whatever its number; any other
     row must carry its current number, or the agent refuses the tensordict (a step of an earlier
     rollout, or of another env) naming the rows, instead of acting on a history the tensordict does
     not describe. In a TorchRL env add its primer (``make_tensordict_primer()``, or the Collector's
@@ -99,11 +100,11 @@ class WorldModelAgent(TensorDictModuleBase):
         pixels = td["pixels"].reshape(-1, *td["pixels"].shape[len(batch):])
         n = pixels.shape[0]
         fresh = td["is_init"].reshape(n)
-        if self.cache is None or self.cache.start.shape[0] != n:
+        given = td.get("agent_history", None)
+        if self.cache is None or self.cache.start.shape[0] != n or given is None:  # no history given: a new run
             self.cache = self.model.new_cache(n)
             self.hidden = torch.zeros(n, self.model.config.width)
             self.history = torch.zeros(n, dtype=torch.int64)
-        given = td.get("agent_history", None)
         given = torch.zeros(n, dtype=torch.int64) if given is None else given.reshape(n)
         stale = ((given != self.history) & ~fresh).nonzero().flatten().tolist()
         if stale:

@@ -93,11 +93,18 @@ class ImaginationEnv(ModelBasedEnvBase):
         from scaleworld.models.store import load_dynamics, load_tokenizer
 
         model, identity = load_dynamics(dynamics_dir)
-        contexts = start_contexts(model, identity, OfflineDataset.open(token_dir), starts=starts, steps=context_steps)
+        tokens = OfflineDataset.open(token_dir)
+        contexts = start_contexts(model, identity, tokens, starts=starts, steps=context_steps)
         model = model.to(device).eval().requires_grad_(False)
         imagination = Imagination(model, contexts.to(device), batch=batch,
                                   generator=torch.Generator(device=device).manual_seed(seed))
-        tokenizer = None if tokenizer_dir is None else load_tokenizer(tokenizer_dir)[0].to(device)
+        tokenizer = None
+        if tokenizer_dir is not None:
+            tokenizer, which = load_tokenizer(tokenizer_dir)
+            if which["sha256"] != tokens.manifest["tokenizer"]["sha256"]:
+                raise ScaleworldError(f"{tokenizer_dir}: not the tokenizer that encoded {token_dir} (its manifest "
+                                      "names another): give that tokenizer's run folder")
+            tokenizer = tokenizer.to(device)
         return cls(imagination, action_encoding=action_encoding, tokenizer=tokenizer)
 
     def __init__(self, imagination: Imagination, *, action_encoding: str = ACTION_ENCODINGS[0], tokenizer=None):
@@ -130,14 +137,15 @@ class ImaginationEnv(ModelBasedEnvBase):
         done = Categorical(2, shape=(b, 1), dtype=torch.bool)
         self.done_spec = Composite(done=done, terminated=done.clone(), truncated=done.clone(), shape=n)
         self._history = torch.zeros(b, dtype=torch.int64, device=self.device)  # each row's current history number
-        self._issued = 0  # history numbers given so far: every state gets a new one
+        self._issued = 1  # the next number to give (0: no state yet); every state gets a new one
 
-    def _observation(self, moved: torch.Tensor, started: torch.Tensor) -> TensorDict:
-        """The imagination's state with the env's keys; rows `moved` (bool [B]) get new history numbers."""
-        count = int(moved.sum())
-        self._history = self._history.clone()
-        self._history[moved] = torch.arange(self._issued, self._issued + count, device=self.device)
-        self._issued += count
+    def _observation(self, moved: torch.Tensor | None, started: torch.Tensor) -> TensorDict:
+        """The imagination's state with the env's keys; rows `moved` (bool [B]; None: all, with no host
+        sync) get new history numbers."""
+        b = self.imagination.batch
+        fresh = torch.arange(self._issued, self._issued + b, device=self.device)  # [B]: unique, never reused
+        self._history = fresh if moved is None else torch.where(moved, fresh, self._history)
+        self._issued += b
         out = self.imagination.observation()
         out["is_init"] = started[:, None].clone()
         out["history"] = self._history.clone()
@@ -218,25 +226,26 @@ class ImaginationEnv(ModelBasedEnvBase):
         if history is None:
             raise ScaleworldError("the tensordict has no 'history': step with the tensordict the env's reset or "
                                   "last step returned")
-        stale = (history.reshape(-1) != self._history).nonzero().flatten().tolist()
-        if stale:
-            raise ScaleworldError(
-                f"rows {stale} of the tensordict continue histories the env has moved past (a tensordict of an "
-                "earlier step, or of another env): each row goes on from its own KV-cache history, so step with the "
-                "tensordict of the last step, or reset those rows (from your own ('context', ...) windows to branch)")
         latent = tensordict["latent"]
-        if latent.shape != (self.imagination.batch, c.groups) or latent.is_floating_point() \
-                or bool((latent < 0).any() | (latent >= c.classes).any()):
+        if latent.shape != (self.imagination.batch, c.groups) or latent.is_floating_point():
             raise ScaleworldError(f"'latent' must be integer codes in [0, {c.classes}) of shape "
                                   f"[{self.imagination.batch}, {c.groups}], got {latent.dtype} {list(latent.shape)}")
+        stale = history.reshape(-1) != self._history
+        out_of_range = (latent < 0).any() | (latent >= c.classes).any()
+        if any(torch.stack([stale.any(), out_of_range]).tolist()):  # one host read for both checks
+            if bool(out_of_range):
+                raise ScaleworldError(f"'latent' holds codes outside [0, {c.classes})")
+            raise ScaleworldError(
+                f"rows {stale.nonzero().flatten().tolist()} of the tensordict continue histories the env has moved "
+                "past (a tensordict of an earlier step, or of another env): each row goes on from its own KV-cache "
+                "history, so step with the tensordict of the last step, or reset those rows (from your own "
+                "('context', ...) windows to branch)")
         return latent.long()
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         self.imagination.latent = self._state(tensordict)
         reward, terminated = self.imagination.step(self._action(tensordict["action"]))
-        b = self.imagination.batch
-        out = self._observation(torch.ones(b, dtype=torch.bool, device=self.device),
-                                torch.zeros(b, dtype=torch.bool, device=self.device))
+        out = self._observation(None, torch.zeros(self.imagination.batch, dtype=torch.bool, device=self.device))
         out["reward"] = reward[:, None]
         return out.update(self._flags(terminated))
 

@@ -57,10 +57,17 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
     loss = ActorCriticLoss(agent, gamma=config.gamma, lmbda=config.lmbda, entropy_coef=config.entropy_coef,
                            return_decay=config.return_decay).to(device)
     slow_critic = SoftUpdate(loss, tau=config.target_tau)  # the target critic follows each update
+
+    def catch_up() -> None:  # a checkpoint of the earlier loss: its target had not yet followed the last update
+        if loss.target_behind:
+            slow_critic.step()
+            loss.target_behind = False
+
     trainer = Trainer(loss=loss, sample_train=lambda batch: imagination.rollout(policy, config.horizon),
                       sample_val=None, config=train, run_dir=out, device=device, progress=progress,
                       generators={"imagination": imagine_gen, "policy": policy_gen}, describe=describe,
-                      identity={"policy": asdict(config), **(identity or {})}, after_step=slow_critic.step)
+                      identity={"policy": asdict(config), **(identity or {})}, after_step=slow_critic.step,
+                      after_resume=catch_up)
     final = trainer.fit()
     return agent, final
 

@@ -80,6 +80,9 @@ class ActorCriticLoss(LossModule):
         self.retnorm = PercentileValueNorm(quantiles=percentiles, rate=1 - return_decay, min_scale=1.0)
         self.register_buffer("return_seen", torch.zeros((), dtype=torch.bool))
         self.make_value_estimator(self.default_value_estimator, gamma=gamma, lmbda=lmbda)
+        self.target_behind = False
+        """True after loading a checkpoint of the earlier layout, whose slow critic had not yet followed
+        the last update (it moved at the start of the next): the trainer's updater catches it up once."""
         self.register_load_state_dict_pre_hook(_migrate_checkpoint)
 
     def make_value_estimator(self, value_type: ValueEstimators | None = None, **hyperparams) -> None:
@@ -158,6 +161,7 @@ def _migrate_checkpoint(module: torch.nn.Module, state_dict: dict, prefix: str, 
     """Checkpoints of runs begun before the loss was built on TorchRL's parts: the slow critic was the
     agent's ``target_critic`` and the return percentiles flat buffers; a run in progress resumes."""
     old = prefix + "agent.target_critic."
+    module.target_behind = any(k.startswith(old) for k in state_dict)
     for key in [k for k in state_dict if k.startswith(old)]:
         state_dict[prefix + "target_critic_network_params.module.critic." + key[len(old):]] = state_dict.pop(key)
         online = prefix + "agent.critic." + key[len(old):]  # the critic's weights, under their TorchRL name too

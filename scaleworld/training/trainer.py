@@ -204,9 +204,11 @@ class Trainer:
         select_by: str = "val_loss_latent",
         compile_on_cuda: bool = False,
         after_step: Callable[[], None] | None = None,
+        after_resume: Callable[[], None] | None = None,
     ):
         self.loss = loss
         self.after_step = after_step  # e.g. TorchRL's SoftUpdate.step: a target network follows each update
+        self.after_resume = after_resume  # called once a checkpoint is loaded
         self.sample_train = sample_train
         self.sample_val = sample_val
         self.config = config
@@ -270,6 +272,8 @@ class Trainer:
         self.history = state["history"]
         self.resumed_at = state.get("resumed_at", []) + [self.step]
         self.best = state.get("best")
+        if self.after_resume is not None:
+            self.after_resume()
         return True
 
     def _consider_best(self, val: dict[str, float]) -> None:
