@@ -123,3 +123,28 @@ def test_expert_eval_command(expert_dir, tmp_path, capsys):
     args = parser.parse_args(["expert", "train", "--game", "Pongg", "--frames", "10", "--out", str(tmp_path)])
     with pytest.raises(ScaleworldError, match="unknown game 'Pongg'"):
         args.func(args)
+
+
+def test_acting_carries_a_policys_state_from_next_but_the_new_observation_wins():
+    """`Acting` moves what a policy writes under "next" to the root of its next input, as step_mdp does;
+    an entry named like an observation key never hides the new observation."""
+    from scaleworld.atari.envs import VectorAtari
+    from scaleworld.data.collect import Acting
+
+    seen = []
+
+    def counting(td):  # a policy keeping a step count in the tensordict, and writing a stale frame under "next"
+        seen.append((int(td.get("count", torch.zeros(2, dtype=torch.int64))[0]), td["pixels"].clone()))
+        td["action"] = torch.zeros(2, dtype=torch.int64)
+        td["next"] = TensorDict({"count": td.get("count", torch.zeros(2, dtype=torch.int64)) + 1,
+                                 "pixels": torch.zeros_like(td["pixels"])}, batch_size=[2])
+        return td
+
+    acting = Acting(counting, get_game("Pong"))
+    with VectorAtari("Pong", 2, protocol=Protocol(noop_max=0)) as env:
+        state = env.reset(seed=0)
+        for _ in range(3):
+            frame = torch.from_numpy(state.obs.copy())
+            state = env.step(acting(state))
+            assert torch.equal(seen[-1][1], frame)  # the real frame, not the carried zeros
+    assert [count for count, _ in seen] == [0, 1, 2]

@@ -116,14 +116,12 @@ class ActorCriticLoss(LossModule):
     @torch.no_grad()
     def _return_scale(self, returns: torch.Tensor) -> torch.Tensor:
         if self.training:
-            flat = returns.reshape(-1, 1).float()
+            rate = self.retnorm.rate
             if not bool(self.return_seen):  # the first batch: its percentiles exactly (lerp by 1 is exact)
-                rate, self.retnorm.rate = self.retnorm.rate, 1.0
-                self.retnorm.update(flat)
-                self.retnorm.rate = rate
-                self.return_seen.fill_(True)
-            else:
-                self.retnorm.update(flat)
+                self.retnorm.rate = 1.0
+            self.retnorm.update(returns.reshape(-1, 1).float())
+            self.retnorm.rate = rate
+            self.return_seen.fill_(True)
         return self.retnorm.scale().squeeze(-1)
 
     def forward(self, td: TensorDictBase) -> TensorDict:
