@@ -121,9 +121,10 @@ def test_study_fits_use_block_parameters_and_flag_curves_that_rise():
     counts = [parameter_counts(get_size(f"paper-d{d}").config(context=64)) for d in (2, 8, 24, 96)]
     rng = np.random.default_rng(5)
     blocks = [c["blocks"] for c in counts]
-    nll = {n: list(1.0 + 30.0 * n ** -0.3 * (1 + 0.001 * rng.standard_normal(3))) for n in blocks}
-    total = {c["total"]: nll[c["blocks"]] for c in counts}
-    bump = dict(zip(blocks, [nll[blocks[0]], nll[blocks[1]], [v + 0.5 for v in nll[blocks[2]]], nll[blocks[3]]]))
+    nll = {n: dict(enumerate(1.0 + 30.0 * n ** -0.3 * (1 + 0.001 * rng.standard_normal(3)))) for n in blocks}
+    total = {c["total"]: nll[c["blocks"]] for c in counts}  # [params][seed] -> NLL
+    bump = dict(zip(blocks, [nll[blocks[0]], nll[blocks[1]], {s: v + 0.5 for s, v in nll[blocks[2]].items()},
+                             nll[blocks[3]]]))
     fits = scaling_fits({"single": {"Pong": nll, "Breakout": bump}}, total={"single": {"Pong": total, "Breakout": {
         c["total"]: bump[c["blocks"]] for c in counts}}}, rng=np.random.default_rng(0), reps=100)
     pong = fits["single"]["Pong"]

@@ -1,8 +1,10 @@
 """Aggregates as rliable defines them, and the hierarchical bootstrap's coverage on synthetic truth
-with a planted world-model-seed effect (old flat-runs bootstrap side by side)."""
+with a planted world-model-seed effect (a flat-runs bootstrap side by side). Coverage on the other
+designs (trial-dominated, 16 trials, every aggregate) is in tests/test_stats_calibration.py."""
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from scaleworld.analysis.hierarchical import (
     RUN_AGGREGATES,
@@ -11,7 +13,6 @@ from scaleworld.analysis.hierarchical import (
     improvement_ci,
     resample_runs,
 )
-from scaleworld.analysis.statistics import mean, stratified_bootstrap_ci
 from scaleworld.errors import ScaleworldError
 
 # 3 games x (2 seeds x 2 trials): a runs x games matrix of 4 x 3
@@ -83,8 +84,10 @@ def test_hierarchical_intervals_cover_a_planted_seed_effect_and_flat_ones_do_not
     studies = 400
     for _ in range(studies):
         runs, truth = _study(rng, shared=shared)
-        flat = {g: [v for trials in seeds.values() for v in trials] for g, seeds in runs.items()}
-        flat_hits += stratified_bootstrap_ci(flat, mean, rng=rng, reps=1000).contains(truth)
+        flat = np.array([[v for trials in seeds.values() for v in trials] for seeds in runs.values()])  # [G, 16]
+        drawn = np.take_along_axis(flat[None], rng.integers(0, flat.shape[1], size=(1000, *flat.shape)), axis=2)
+        lo, hi = np.quantile(drawn.mean(axis=(1, 2)), [0.025, 0.975])  # every run independent: too narrow
+        flat_hits += lo <= truth <= hi
         hits += hierarchical_ci(runs, "mean", shared_seeds=shared, rng=rng, reps=1000).contains(truth)
     print(f"coverage of 95% intervals ({'shared' if shared else 'per-game'} seeds): flat {flat_hits / studies:.1%}, "
           f"hierarchical {hits / studies:.1%}")
@@ -97,7 +100,11 @@ def test_probability_of_improvement_by_hand_and_its_interval():
     y = {"a": {0: [1.0, 3.0]}, "b": {0: [1.0]}}
     ci = improvement_ci(x, y, x_shared=False, y_shared=False, rng=np.random.default_rng(0), reps=200)
     assert ci.point == pytest.approx((0.875 + 0.5) / 2)  # a: 3.5 of 4 pairs; b: a tie
-    assert ci.lo <= ci.point <= ci.hi
+    assert np.isnan(ci.lo) and np.isnan(ci.hi)  # one seed a side: no interval, rather than a point-wide one
+    two = improvement_ci({"a": {0: [3.0, 4.0], 1: [2.0]}, "b": {0: [1.0], 1: [0.5]}},
+                         {"a": {0: [1.0, 3.0], 1: [2.5]}, "b": {0: [1.0], 1: [1.5]}},
+                         x_shared=False, y_shared=False, rng=np.random.default_rng(0), reps=200)
+    assert two.lo <= two.point <= two.hi
     lower = improvement_ci(x, y, x_shared=False, y_shared=False, rng=np.random.default_rng(0), reps=200,
                            lower_is_better=True)
     assert lower.point == pytest.approx(1 - ci.point)
@@ -125,26 +132,43 @@ def test_an_unknown_aggregate_is_named():
         hierarchical_ci({"g": {0: [1.0]}}, "iqr", shared_seeds=False, rng=np.random.default_rng(0), reps=10)
 
 
-def test_an_episode_bootstrap_covers_the_held_out_sets_own_variance():
+def test_episode_means_cover_the_held_out_sets_own_variance():
     """Held-out sets of 3 episodes whose difficulty varies far more than seeds do: an interval over
-    seeds alone misses the NLL expected over episodes; resampling the episodes too covers it."""
+    seeds alone misses the NLL expected over episodes; the crossed seeds x episodes interval covers it."""
     from scaleworld.analysis.hierarchical import episode_size_means
-    from scaleworld.analysis.statistics import bootstrap_mean_ci
+    from scaleworld.analysis.statistics import t_interval
 
     rng = np.random.default_rng(21)
     seed_only = both = 0
-    studies = 200
+    studies = 300
     for _ in range(studies):
         difficulty = rng.normal(3.0, 0.3, size=3)  # the fixed held-out set: 3 episodes
         frames = rng.integers(50, 150, size=3).astype(float)
         nats = (difficulty[None, :] + rng.normal(0, 0.01, size=(4, 1))) * frames  # 4 seeds, [S, E]
         runs = np.stack([nats, np.broadcast_to(frames, nats.shape)], axis=-1)  # [S, E, 2]
-        (ci,) = episode_size_means([runs], rng=rng, reps=500)
+        (ci,) = episode_size_means([runs])
         per_run = nats.sum(1) / frames.sum()
         assert ci.point == pytest.approx(per_run.mean())
         both += ci.contains(3.0)
-        seed_only += bootstrap_mean_ci(per_run, rng=rng, reps=500).contains(3.0)
+        seed_only += t_interval(per_run).contains(3.0)
     print(f"truth covered: seeds only {seed_only / studies:.0%}, seeds and episodes {both / studies:.0%}")
-    assert seed_only / studies < 0.3 and both / studies >= 0.6  # 3 episodes: a wide, honest interval
+    assert seed_only / studies < 0.3 and 0.92 <= both / studies <= 0.98
     with pytest.raises(ScaleworldError, match="same held-out episodes"):
-        episode_size_means([np.zeros((2, 3, 2)), np.zeros((2, 4, 2))], rng=rng, reps=10)
+        episode_size_means([np.zeros((2, 3, 2)), np.zeros((2, 4, 2))])
+
+
+def test_the_crossed_interval_by_hand():
+    """Equal weights: the variance is MS_seed / (S E) + MS_episode / (S E) - MS_residual / (S E)."""
+    from scaleworld.analysis.hierarchical import crossed_mean_interval
+
+    y = np.array([[1.0, 2.0, 4.0], [1.5, 2.0, 5.0], [0.5, 1.0, 4.5]])  # [S = 3, E = 3]
+    s, e = y.shape
+    row, col, grand = y.mean(1), y.mean(0), y.mean()
+    ms_seed, ms_ep = e * row.var(ddof=1), s * col.var(ddof=1)
+    ms_res = np.sum((y - row[:, None] - col[None, :] + grand) ** 2) / 4
+    terms = [(ms_seed - ms_res) / e / s, (ms_ep - ms_res) / s / e, ms_res / e / s]
+    variance = sum(terms)
+    dof = variance**2 / (terms[0] ** 2 / 2 + terms[1] ** 2 / 2 + terms[2] ** 2 / 4)
+    ci = crossed_mean_interval(y, np.full(3, 1 / 3))
+    assert ci.point == pytest.approx(grand)
+    assert ci.hi - ci.point == pytest.approx(stats.t.ppf(0.975, dof) * np.sqrt(variance))

@@ -154,8 +154,8 @@ def test_evidence_reports_the_tests_the_rule_and_the_best_size():
     assert evidence.delta_abs == pytest.approx(RULE.delta * means.mean())
     assert evidence.relative_largest_gap == pytest.approx((means[-1] - means.min()) / means.mean())
     kruskal = stats.kruskal(*values)
-    assert evidence.kruskal_h == pytest.approx(kruskal.statistic) and evidence.p_raw.size_effect == pytest.approx(
-        kruskal.pvalue)
+    assert evidence.size_effect_statistic == pytest.approx(kruskal.statistic)
+    assert evidence.p_raw.size_effect == pytest.approx(kruskal.pvalue) and evidence.size_effect_test == "kruskal"
     x = np.repeat(np.log(PAPER), 6)
     assert evidence.spearman_rho == pytest.approx(stats.spearmanr(x, np.concatenate(values)).statistic)
     v2_only = ("largest_worse_than_smallest", "smallest_worse", "train_better", "train_worse")
@@ -211,7 +211,7 @@ def test_classify_games_adjusts_decision_p_values_with_benjamini_hochberg():
 def test_rule_is_versioned_validated_and_printable():
     rule = RegimeRule(version="regime-rule/1", alpha=0.01, delta=0.03, min_sizes=5, min_seeds=4, bootstrap_reps=500,
                       permutation_reps=999)
-    assert RegimeRule().version == RULE_VERSION == "regime-rule/2"  # the default: the latest
+    assert RegimeRule().version == RULE_VERSION == "regime-rule/3"  # the default: the latest
     assert rule.to_dict() == {"version": "regime-rule/1", "alpha": 0.01, "delta": 0.03, "margin_nats": 0.05,
                               "min_sizes": 5, "min_seeds": 4, "bootstrap_reps": 500, "permutation_reps": 999}
     assert RegimeRule(**rule.to_dict()) == rule

@@ -145,3 +145,45 @@ def test_classify_games_adjusts_the_new_families_across_games():
         assert [getattr(results[g].evidence.p_used, family) for g in games] == pytest.approx(
             benjamini_hochberg(raw)), family
     assert {results[g].regime for g in results} >= {"degrading", "optimisation_limited", "classical"}
+
+
+def test_version_3_pairs_its_size_effect_and_trend_within_seeds():
+    """Friedman's chi-square is scipy's; its permutation p agrees with the chi-square approximation
+    at 40 seeds; the trend is the mean within-seed Spearman rho; unpaired curves keep Kruskal-Wallis."""
+    from scipy import stats
+
+    from scaleworld.analysis.regimes import _friedman_within_seeds, _trend_within_seeds
+
+    rng = np.random.default_rng(7)
+    runs = rng.normal(0, 1, (40, 5)) + np.array([0.0, 0.2, 0.1, 0.4, 0.3]) + rng.normal(0, 3, (40, 1))
+    chi2, p = _friedman_within_seeds(runs, reps=4000, rng=rng)
+    reference = stats.friedmanchisquare(*runs.T)
+    assert chi2 == pytest.approx(reference.statistic) and p == pytest.approx(reference.pvalue, abs=0.02)
+    ties = np.array([[1.0, 1.0, 2.0], [3.0, 1.0, 1.0], [2.0, 2.0, 2.5]])
+    tied = stats.friedmanchisquare(*ties.T).statistic
+    assert _friedman_within_seeds(ties, reps=10, rng=rng)[0] == pytest.approx(tied)
+    assert _friedman_within_seeds(np.ones((3, 4)), reps=10, rng=rng) == (0.0, 1.0)
+    rho, p_trend = _trend_within_seeds(runs, reps=2000, rng=rng)
+    assert rho == pytest.approx(np.mean([stats.spearmanr(np.arange(5), row).statistic for row in runs]))
+    assert 0 < p_trend <= 1
+
+    truth = TRUTHS_V2["classical"][0][0]
+    paired_values = _sample(truth, 5, 0.01, rng, shared=0.9)
+    v3 = classify_regime(PAPER, paired_values, paired=True, rule=RULE, rng=np.random.default_rng(0))
+    assert v3.evidence.size_effect_test == "friedman" and v3.evidence.paired
+    unpaired = classify_regime(PAPER, paired_values, paired=False, rule=RULE, rng=np.random.default_rng(0))
+    assert unpaired.evidence.size_effect_test == "kruskal"
+    v2 = classify_regime(PAPER, paired_values, paired=True, rule=RegimeRule(version="regime-rule/2", bootstrap_reps=100,
+                                                                             permutation_reps=400),
+                         rng=np.random.default_rng(0))
+    assert v2.evidence.size_effect_test == "kruskal"  # version 2 stays as published
+
+
+def test_pairing_is_decided_per_game():
+    rng = np.random.default_rng(8)
+    curves = {g: (PAPER, _sample(TRUTHS_V2["classical"][0][0], 5, 0.01, rng, shared=0.9)) for g in ("a", "b")}
+    results = classify_games(curves, rule=RULE, rng=np.random.default_rng(0), paired={"a": True, "b": False})
+    assert results["a"].evidence.size_effect_test == "friedman" and results["a"].evidence.paired
+    assert results["b"].evidence.size_effect_test == "kruskal" and not results["b"].evidence.paired
+    with pytest.raises(Exception, match="unknown p-value families"):
+        classify_games(curves, rule=RULE, rng=np.random.default_rng(0), adjust=["nope"])

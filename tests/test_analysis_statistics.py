@@ -1,5 +1,3 @@
-import functools
-
 import numpy as np
 import pytest
 from scipy import stats
@@ -7,17 +5,16 @@ from scipy import stats
 from scaleworld.analysis.statistics import (
     AGGREGATES,
     benjamini_hochberg,
-    bootstrap_mean_ci,
+    check_bootstrap,
+    expanded_interval,
     game_means,
     iqm,
     mean,
     median,
     normalize_scores,
     optimality_gap,
-    paired_comparison,
-    probability_of_improvement,
-    probability_of_improvement_ci,
-    stratified_bootstrap_ci,
+    seed_unit_comparison,
+    t_interval,
 )
 from scaleworld.errors import ScaleworldError
 
@@ -60,109 +57,60 @@ def test_aggregates_reduce_only_the_games_axis():
         iqm([1.0, np.nan])
 
 
-def test_stratified_bootstrap_is_reproducible_and_independent_of_game_order():
-    scores = {"Pong": [0.9, 1.1, 1.0], "Breakout": [0.2, 0.4, 0.1, 0.3, 0.5], "Qbert": [0.7]}
-    reordered = {game: scores[game] for game in ["Qbert", "Pong", "Breakout"]}
-    a = stratified_bootstrap_ci(scores, iqm, rng=np.random.default_rng(7), reps=500)
-    b = stratified_bootstrap_ci(reordered, iqm, rng=np.random.default_rng(7), reps=500)
-    c = stratified_bootstrap_ci(scores, iqm, rng=np.random.default_rng(8), reps=500)
-    assert a == b
-    assert (a.lo, a.hi) != (c.lo, c.hi)
-    assert a.point == pytest.approx(float(iqm(list(game_means(scores).values()))))
-    assert a.lo <= a.point <= a.hi and a.reps == 500 and a.confidence == 0.95
+def test_the_expanded_interval_widens_by_the_two_factors_a_percentile_misses():
+    replicates = np.random.default_rng(0).standard_normal(200_000)
+    plain = expanded_interval(0.0, replicates, confidence=0.95, seeds=8, dof=7, expand=False)
+    assert plain.hi == pytest.approx(1.96, abs=0.03)
+    assert np.isnan(expanded_interval(0.0, replicates, confidence=0.95, seeds=1, dof=0).lo)  # one seed: none
+    # 8 seeds shared by all games: percentiles at Phi(-sqrt(8/7) t_{0.975, 7}) = 0.0059
+    wide = expanded_interval(0.0, replicates, confidence=0.95, seeds=8, dof=7)
+    assert wide.hi == pytest.approx(stats.norm.ppf(1 - stats.norm.cdf(-np.sqrt(8 / 7) * stats.t.ppf(0.975, 7))),
+                                    abs=0.03)
+    assert wide.hi == pytest.approx(2.52, abs=0.03) and wide.reps == 200_000
 
 
-def test_stratified_bootstrap_only_resamples_within_games():
-    # One seed per game: resampling within games cannot change anything, so the interval collapses.
-    single = stratified_bootstrap_ci({"a": [0.3], "b": [0.9], "c": [0.5]}, median, rng=np.random.default_rng(0),
-                                     reps=200)
-    assert single.lo == single.hi == single.point == 0.5
-    # Seeds of a game never leak into another: each game's resampled mean stays inside its own range.
-    separated = {"low": [0.0, 0.1, 0.2], "high": [10.0, 10.1, 10.2]}
-    interval = stratified_bootstrap_ci(separated, functools.partial(np.min, axis=-1), rng=np.random.default_rng(0),
-                                       reps=300)
-    assert 0.0 <= interval.lo <= interval.hi <= 0.2 + 1e-12
+def test_the_t_interval_by_hand():
+    ci = t_interval([1.0, 2.0, 3.0, 6.0])
+    assert ci.point == 3.0
+    assert ci.hi - ci.point == pytest.approx(stats.t.ppf(0.975, 3) * np.std([1, 2, 3, 6], ddof=1) / 2)
+    one = t_interval([4.0])
+    assert one.point == 4.0 and np.isnan(one.lo) and np.isnan(one.hi)  # one value: no spread to estimate
 
 
-def test_bootstrap_intervals_cover_the_truth_at_about_their_nominal_rate():
-    # 200 synthetic studies: 10 games with fixed true means, 10 seeds each with game-specific noise.
-    rng = np.random.default_rng(2024)
-    true_means = np.linspace(0.1, 1.9, 10)
-    noise = np.linspace(0.05, 0.3, 10)
-    covered = {"mean": 0, "iqm": 0}
-    for _ in range(200):
-        scores = {f"game{g}": true_means[g] + noise[g] * rng.standard_normal(10) for g in range(10)}
-        covered["mean"] += stratified_bootstrap_ci(scores, mean, rng=rng, reps=400).contains(true_means.mean())
-        covered["iqm"] += stratified_bootstrap_ci(scores, iqm, rng=rng, reps=400).contains(float(iqm(true_means)))
-    for name, hits in covered.items():
-        assert 0.90 <= hits / 200 <= 0.99, f"95% {name} interval covered the truth in {hits / 200:.1%} of studies"
-
-    single_group_hits = sum(
-        bootstrap_mean_ci(3.0 + 0.06 * rng.standard_normal(16), rng=rng, reps=400).contains(3.0) for _ in range(200))
-    assert 0.88 <= single_group_hits / 200 <= 0.99
-
-
-def test_probability_of_improvement_hand_values_and_limits():
-    assert probability_of_improvement({"g": [1.0, 2.0, 3.0]}, {"g": [2.0, 2.0]}) == pytest.approx(0.5)
-    # (3>1) + (3=3)/2 + (4>1) + (4>3) = 3.5 of 4 pairs.
-    assert probability_of_improvement({"g": [3.0, 4.0]}, {"g": [1.0, 3.0]}) == pytest.approx(0.875)
-    # Averaged over games with equal weight, whatever their seed counts.
-    two_games = probability_of_improvement({"a": [1.0], "b": [0.0, 0.0, 0.0]}, {"a": [0.0], "b": [1.0]})
-    assert two_games == pytest.approx(0.5)
-
-    rng = np.random.default_rng(3)
-    same = {f"g{i}": rng.normal(size=8) for i in range(5)}
-    assert probability_of_improvement(same, same) == pytest.approx(0.5)
-    identical = probability_of_improvement_ci(same, same, rng=rng, reps=300)
-    assert identical.point == pytest.approx(0.5) and identical.lo < 0.5 < identical.hi
-
-    low = {f"g{i}": 2.0 + 0.01 * rng.normal(size=6) for i in range(5)}
-    high = {f"g{i}": 3.0 + 0.01 * rng.normal(size=6) for i in range(5)}
-    assert probability_of_improvement(high, low) == 1.0
-    assert probability_of_improvement(low, high) == 0.0
-    # Held-out NLL: lower is better, so the low-loss setting is the improvement.
-    nll = probability_of_improvement_ci(low, high, rng=rng, reps=300, lower_is_better=True)
-    assert nll.point == nll.lo == nll.hi == 1.0
+def test_seed_unit_comparison_is_a_t_test_over_seed_means():
+    """Per seed the mean over games, then a paired t test: scipy's ttest_rel on those means."""
+    rng = np.random.default_rng(1)
+    x = {g: {s: 2.0 + 0.1 * s + rng.normal(0, 0.05) for s in range(5)} for g in ("a", "b", "c")}
+    y = {g: {s: 2.05 + 0.1 * s + rng.normal(0, 0.05) for s in range(5)} for g in ("a", "b", "c")}
+    got = seed_unit_comparison(x, y, lower_is_better=True)
+    xs = [np.mean([x[g][s] for g in x]) for s in range(5)]
+    ys = [np.mean([y[g][s] for g in y]) for s in range(5)]
+    reference = stats.ttest_rel(xs, ys)
+    assert got.paired and got.seeds == (0, 1, 2, 3, 4) and got.untested is None
+    assert got.p == pytest.approx(reference.pvalue) and got.t == pytest.approx(reference.statistic)
+    assert got.mean_difference.point == pytest.approx(np.mean(xs) - np.mean(ys))
+    low, high = stats.ttest_rel(xs, ys).confidence_interval(0.95)
+    assert (got.mean_difference.lo, got.mean_difference.hi) == (pytest.approx(low), pytest.approx(high))
+    # per game: the paired difference over that game's seeds
+    d = np.array([x["a"][s] - y["a"][s] for s in range(5)])
+    assert got.differences["a"].point == pytest.approx(d.mean())
+    assert got.games_x_better == sum(np.mean(list(x[g].values())) < np.mean(list(y[g].values())) for g in x)
 
 
-def test_probability_of_improvement_interval_covers_a_known_value():
-    # Per game X ~ N(0.5, 1), Y ~ N(0, 1): P(X > Y) = Phi(0.5 / sqrt(2)).
-    truth = stats.norm.cdf(0.5 / np.sqrt(2))
-    rng = np.random.default_rng(11)
-    hits = 0
-    for _ in range(100):
-        x = {f"g{i}": 0.5 + rng.standard_normal(12) for i in range(6)}
-        y = {f"g{i}": rng.standard_normal(12) for i in range(6)}
-        hits += probability_of_improvement_ci(x, y, rng=rng, reps=300).contains(truth)
-    assert 0.88 <= hits / 100 <= 1.0
-
-
-def test_paired_comparison_differences_and_wilcoxon():
-    x = {"a": [2.0, 2.2], "b": [1.0, 1.0, 1.0], "c": [3.0], "d": [0.5, 0.7], "e": [1.4, 1.6]}
-    y = {"a": [1.0, 1.2], "b": [1.5], "c": [2.0, 2.0], "d": [0.2, 0.2], "e": [1.2, 1.2]}
-    result = paired_comparison(x, y, rng=np.random.default_rng(0), reps=400)
-    expected = {"a": 1.0, "b": -0.5, "c": 1.0, "d": 0.4, "e": 0.3}
-    assert result.games == tuple(sorted(expected))
-    for game, difference in expected.items():
-        assert result.differences[game].point == pytest.approx(difference)
-        assert result.differences[game].lo <= difference <= result.differences[game].hi
-    assert result.differences["c"].lo == result.differences["c"].hi == 1.0  # no seed spread in either
-    assert result.mean_difference.point == pytest.approx(np.mean(list(expected.values())))
-    reference = stats.wilcoxon([expected[g] for g in result.games])
-    assert result.wilcoxon_statistic == pytest.approx(reference.statistic)
-    assert result.wilcoxon_p == pytest.approx(reference.pvalue)
-    assert result.games_x_better == 4
-    assert paired_comparison(x, y, rng=np.random.default_rng(0), reps=400, lower_is_better=True).games_x_better == 1
-    assert paired_comparison(x, x, rng=np.random.default_rng(0), reps=50).wilcoxon_p == 1.0
-
-
-def test_paired_comparison_detects_a_consistent_shift():
-    rng = np.random.default_rng(5)
-    joint = {f"g{i}": 3.0 + 0.2 * i + 0.03 * rng.standard_normal(4) for i in range(12)}
-    matched = {g: v + 0.1 + 0.03 * rng.standard_normal(4) for g, v in joint.items()}
-    result = paired_comparison(matched, joint, rng=rng, reps=500, lower_is_better=True)
-    assert result.wilcoxon_p < 0.01 and result.games_x_better == 0
-    assert result.mean_difference.lo > 0.05 and result.mean_difference.contains(0.1)
+def test_seed_unit_comparison_without_shared_seeds_is_welch_and_says_when_untested():
+    x = {"a": {0: 1.0, 1: 1.2, 2: 1.1}, "b": {0: 2.0, 1: 2.1, 2: 2.3}}
+    y = {"a": {5: 1.5, 6: 1.4}, "b": {5: 2.4, 6: 2.6}}
+    got = seed_unit_comparison(x, y)
+    reference = stats.ttest_ind([1.5, 1.65, 1.7], [1.95, 2.0], equal_var=False)
+    assert not got.paired and got.p == pytest.approx(reference.pvalue)
+    assert got.differences["a"].point == pytest.approx(1.1 - 1.45)
+    one = seed_unit_comparison({"a": {0: 1.0}}, {"a": {0: 2.0}})
+    assert one.p is None and one.mean_difference is None
+    assert one.untested.startswith("untested: needs >= 2 seeds that every game has")
+    with pytest.raises(ScaleworldError, match="same games"):
+        seed_unit_comparison({"a": {0: 1.0}}, {"b": {0: 1.0}})
+    with pytest.raises(ScaleworldError, match="NaN"):
+        seed_unit_comparison({"a": {0: 1.0, 1: np.nan}}, {"a": {0: 1.0, 1: 2.0}})
 
 
 def test_benjamini_hochberg_matches_a_hand_worked_example():
@@ -181,17 +129,14 @@ def test_benjamini_hochberg_matches_a_hand_worked_example():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda rng: stratified_bootstrap_ci({}, mean, rng=rng), "no games"),
-        (lambda rng: stratified_bootstrap_ci({"a": []}, mean, rng=rng), "empty"),
-        (lambda rng: stratified_bootstrap_ci({"a": [1.0, np.inf]}, mean, rng=rng), "NaN or infinite"),
-        (lambda rng: stratified_bootstrap_ci([1.0, 2.0], mean, rng=rng), "mapping"),
-        (lambda rng: stratified_bootstrap_ci({"a": [[1.0], [2.0]]}, mean, rng=rng), "1-D"),
-        (lambda rng: stratified_bootstrap_ci({"a": [1.0]}, mean, rng=rng, reps=0), "reps"),
-        (lambda rng: stratified_bootstrap_ci({"a": [1.0]}, mean, rng=rng, confidence=1.0), "confidence"),
-        (lambda rng: stratified_bootstrap_ci({"a": [1.0]}, mean, rng=42), "numpy.random.Generator"),
-        (lambda rng: stratified_bootstrap_ci({"a": [1.0]}, np.mean, rng=rng), "last axis"),
-        (lambda rng: probability_of_improvement({"a": [1.0]}, {"b": [1.0]}), "same games"),
-        (lambda rng: paired_comparison({"a": [1.0]}, {"a": [1.0], "b": [2.0]}, rng=rng), "only in y"),
+        (lambda rng: game_means({}), "no games"),
+        (lambda rng: game_means({"a": []}), "empty"),
+        (lambda rng: game_means({"a": [1.0, np.inf]}), "NaN or infinite"),
+        (lambda rng: game_means([1.0, 2.0]), "mapping"),
+        (lambda rng: game_means({"a": [[1.0], [2.0]]}), "1-D"),
+        (lambda rng: check_bootstrap(rng=rng, reps=0, confidence=0.95), "reps"),
+        (lambda rng: check_bootstrap(rng=rng, reps=10, confidence=1.0), "confidence"),
+        (lambda rng: check_bootstrap(rng=42, reps=10, confidence=0.95), "numpy.random.Generator"),
     ],
 )
 def test_bad_input_raises_a_named_error(call, message):

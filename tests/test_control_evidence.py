@@ -112,3 +112,27 @@ def test_a_run_of_one_episode_is_shown_untested():
     assert cell["p_holm"] == pytest.approx(welch_greater([1.0, 3.0], random)["p"])  # one tested run: no correction
     alone = control_evidence([_run(0, 0, [5.0], random=random)], alpha=0.05)["single"]["s"]["Pong"]
     assert alone["p_holm"] is None and alone["beats_random"] is None and alone["runs_beating"] == 0
+
+
+def test_the_table_is_corrected_with_benjamini_hochberg_and_its_family_stated():
+    """Three games' cells: BH over the table's cells of each cell's Holm p decides "beats random"."""
+    from scaleworld.analysis.statistics import benjamini_hochberg
+    from scaleworld.analysis.versus_random import family_summary
+
+    rng = np.random.default_rng(9)
+    runs = []
+    for game, shift in (("Pong", 3.0), ("Breakout", 0.0), ("Qbert", 0.9)):
+        random = list(rng.normal(0, 1, 30))
+        for size in ("d2", "d4"):
+            runs += [_run(seed, 0, list(shift + rng.normal(0, 1, 16)), random=random, game=game, size=size)
+                     for seed in range(3)]
+    out = control_evidence(runs, alpha=0.05)
+    cells = [out["single"][size][game] for size in sorted(out["single"]) for game in sorted(out["single"][size])]
+    expected = benjamini_hochberg([c["p_holm"] for c in cells])
+    assert [c["p_bh"] for c in cells] == pytest.approx(list(expected))
+    assert [c["beats_random"] for c in cells] == [bool(q <= 0.05) for q in expected]
+    family = family_summary(out, alpha=0.05)
+    assert (family["cells"], family["games"], family["sizes"], family["modes"]) == (6, 3, 2, 1)
+    assert "Pong" in family["any_games"] and "Breakout" not in family["any_games"]
+    assert family["games_beating"]["single"]["d2"] == sorted(
+        g for g, c in out["single"]["d2"].items() if c["beats_random"])

@@ -16,7 +16,7 @@ import sys
 from io import StringIO
 from pathlib import Path
 
-from scaleworld.analysis.versus_random import control_evidence
+from scaleworld.analysis.versus_random import control_evidence, family_summary
 from scaleworld.report.sections import interval_text
 from scaleworld.report.terminal import collect_results, render
 from scaleworld.study.graph import Graph, Job
@@ -116,9 +116,11 @@ def _analysis_json() -> dict:
             "E_ci": _ci(e, 0.1, 0.05), "held_out": {"params": params[3], "observed": 1.5, "predicted": 1.5,
                                                     "relative_error": 0.012 * (k - 2)}, "monotone": True,
             "reason": None}
-    paired = {size: {"games": list(GAMES), "differences": {g: _ci(0.13 + 0.01 * i, 0.02, 0.02) for g in GAMES},
-                     "mean_difference": _ci(0.13 - 0.05 * i, 0.03, 0.04), "wilcoxon_statistic": 0.0,
-                     "wilcoxon_p": 0.5, "games_matched_better": min(i, 2)} for i, size in enumerate(SIZES)}
+    paired = {size: {"games": list(GAMES), "seeds": list(SEEDS), "paired": True,
+                     "differences": {g: _ci(0.13 + 0.01 * i, 0.02, 0.02) for g in GAMES},
+                     "mean_difference": _ci(0.13 - 0.05 * i, 0.03, 0.04), "t": 3.1 - i, "dof": 1.0,
+                     "p": 0.2 + 0.1 * i, "games_matched_better": min(i, 2), "untested": None}
+              for i, size in enumerate(SIZES)}
     aggregates: dict = {}
     for mode in MODE_STEPS:
         for size in POLICY_SIZES:
@@ -164,15 +166,23 @@ def _analysis_json() -> dict:
                  "lengths": [800, 900, 1000, 700], "random_returns": random_returns[game],
                  "imagined_reward": 0.05 if game == "Breakout" else 0.001 * (i + 1)}
                 for mode in MODE_STEPS for i, size in enumerate(POLICY_SIZES) for game in GAMES for seed in SEEDS]
+    control = control_evidence(episodes, alpha=0.05)
     return {"rule": rule, "modes": modes, "bootstrap": {"reps": 1000, "seed": 7}, "fits": fits, "experts": experts,
-            "baselines": baselines, "control": control_evidence(episodes, alpha=0.05),
+            "baselines": baselines, "control": control, "control_family": family_summary(control, alpha=0.05),
             "matched_vs_joint": paired, "fidelity": {"improvement": fidelity},
             "scores": {"aggregates": aggregates, "improvement": improvement, "bootstrap": "hierarchical"},
             "controls": {"matched": MATCH_RULES["total_steps"]},
-            "interaction": {"joint_stabilises_single": {
-                "games": {"Breakout": {"mean": 0.031, "p": 0.012, "p_bh": 0.024, "seeds": 2},
-                          "Pong": {"mean": 0.004, "p": 0.31, "p_bh": 0.31, "seeds": 2}},
-                "left_out": {}, "sizes": list(SIZES), "overall": {"mean": 0.0175, "p": 0.04, "seeds": 2, "games": 2}}},
+            "interaction": {"joint_stabilises_single": {  # Breakout's single curve rises and its joint one does not
+                "games": {"Breakout": {"p": 0.012, "p_rise": 0.004, "p_no_rise": 0.012, "p_x_rise": 1.0,
+                                       "rise_y": 0.131, "rise_x": 0.0, "seeds_x": 2, "seeds_y": 2,
+                                       "paired": {"x": True, "y": True}, "p_bh": 0.024, "stabilised": True,
+                                       "y_rises": True, "x_rises": False},
+                          "Pong": {"p": 0.31, "p_rise": 0.31, "p_no_rise": 0.02, "p_x_rise": 1.0, "rise_y": 0.01,
+                                   "rise_x": 0.0, "seeds_x": 2, "seeds_y": 2, "paired": {"x": True, "y": True},
+                                   "p_bh": 0.31, "stabilised": False, "y_rises": False, "x_rises": False}},
+                "left_out": {}, "sizes": list(SIZES), "margin": 0.05, "alpha": 0.05,
+                "overall": {"p": 0.024, "games": 2, "stabilised": ["Breakout"], "y_rises": ["Breakout"],
+                            "x_rises_too": []}}},
             "modes_best": {mode: {game: {**r, "regime": "classical" if r["regime"] == "monotonic" else r["regime"]}
                                   for game, r in games.items()} for mode, games in modes.items()},
             "best_steps": {mode: {game: {size: [1000 * (i + 1)] * len(SEEDS) for i, size in enumerate(SIZES)}
@@ -337,3 +347,26 @@ def test_json_csv_and_figures_export_the_control_scores(tmp_path):
     assert len((tmp_path / "nll.csv").read_text().splitlines()) == 1 + 4 * 2 * (2 + 2 + 2)  # sizes x seeds x NLLs
     for name in ("scaling_curves.png", "single_vs_joint.png", "aggregate_scores.png"):
         assert (tmp_path / "f" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_study_too_small_for_a_test_says_why_in_the_report(tmp_path):
+    """One seed (and, for the interaction, too few sizes): every headline test says it is untested
+    and why, and intervals say they need two seeds, rather than crashing or printing p = 1."""
+    import numpy as np
+
+    from scaleworld.analysis.interaction import interaction_tests
+    from scaleworld.analysis.summary import matched_vs_joint, score_summary
+
+    one_seed = {mode: {g: {size: {0: _nll(mode, g, i, 0)} for i, size in enumerate(SIZES)} for g in GAMES}
+                for mode in MODE_STEPS}
+    scores = {mode: {"paper-d2": {g: {0: [0.3]} for g in GAMES}} for mode in MODE_STEPS}
+    analysis = {**_analysis_json(),
+                "interaction": interaction_tests(one_seed, order=list(SIZES), margin=0.05, alpha=0.05),
+                "matched_vs_joint": matched_vs_joint(one_seed),
+                "scores": score_summary(scores, rng=np.random.default_rng(0), reps=50)}
+    store = build_root(tmp_path / "root", analysis=analysis)
+    text = " ".join(_rendered(store).split())
+    assert "| Breakout | - | - | - | - | - | untested: needs >= |" in text  # a table cell wraps its reason
+    assert "joint stabilises single (base): untested (no game has enough sizes and seeds)" in text
+    assert "| paper-d2 | 2 | 1 | - | untested: needs >= 2 seeds that every |" in text
+    assert "| (no interval: |" in text and " p=1" not in text

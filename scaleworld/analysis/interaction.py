@@ -1,99 +1,140 @@
-"""Does joint training stabilise scaling? The mode x size interaction, tested directly.
+"""Does joint training stabilise scaling? The paper's claim, tested game by game.
 
-The reference claim "joint training makes every game's scaling monotonic" is not a count of regime
-labels: it says the joint curve rises less along the size ladder than the single-game curve.
+The claim: where a game's single-game curve of held-out NLL rises with model size, its joint curve
+does not. Per game g, for "x stabilises y" (x = joint, y = single or matched), with m the regime
+rule's margin (nats per frame) and mu_k a mode's mean NLL at size k (sizes from the smallest up):
 
-- A curve's *worst increase* W: the largest step up between consecutive sizes, max_k (NLL_{k+1} -
-  NLL_k) over the sizes both modes have (negative when the curve falls everywhere). Held-out NLL:
-  lower is better, so a step up is a larger model doing worse.
-- Per game g and seed s: D_gs = W(y)_gs - W(x)_gs for the comparison "x stabilises y" (x = joint,
-  y = single or matched): D > 0 when x's worst step up is smaller. Seeds pair the modes (seed s of
-  both modes: the same initialisation seed and batch order convention).
-- Per game: a one-sided one-sample t-test of H0: E[D_g] <= 0 over its seeds (n - 1 degrees of
-  freedom), then Benjamini-Hochberg across games (``p_bh``).
-- Overall: per seed, the mean of D_gs over games, then the same one-sided t-test over seeds. The seed
-  is the unit, not the game: one joint model per seed plays every game, so games are not independent.
-- With zero spread (noiseless data) the sign decides: p = 0 when the mean is above 0, else 1.
+    H1_g: y rises: mu^y_j - mu^y_i > m for some pair i < j (a larger size worse by more than m),
+          and x does not: mu^x_j - mu^x_i < m for every pair i < j.
+    H0_g: not H1_g (y never rises beyond m, or x rises by m or more somewhere).
 
-Checked on synthetic truth (tests/test_analysis_interaction.py): size under the null, power under a
-planted bump in the single-game curves.
+The test is an intersection-union test, so its size is at most alpha with no correction inside a game:
+
+- y rises: per pair, the one-sided contrast of H0: mu_j - mu_i <= m; Bonferroni over the
+  K(K-1)/2 pairs: p_rise = min(1, pairs x the smallest p).
+- x does not: per pair, the one-sided contrast of H0: mu_j - mu_i >= m; p_no_rise = the largest p.
+- p_g = max(p_rise, p_no_rise).
+
+Seeds are the unit. Within a mode and game, a seed's sizes share its batch order, so contrasts are
+paired by seed (one-sample t on per-seed differences, n - 1 dof) when every size has the same seeds,
+else Welch's (`scaleworld.analysis.contrasts`). A noisier or steeper y with a falling curve cannot
+make the test reject: it needs a rise beyond m in y shown, and no rise of m in x shown.
+
+Across games: Benjamini-Hochberg over the tested games (``p_bh``); a game is *stabilised* where
+p_bh <= alpha. The study-wide statement "joint stabilises scaling in at least one game" is Simes'
+test of the global null (no game is stabilised): p = the smallest BH-adjusted p, so it rejects
+exactly when some game is called stabilised. One joint model per seed plays every game, so the games'
+tests are dependent; BH and Simes need them positively dependent, which a shared seed effect gives
+(measured under effects shared across games: tools/stats_calibration.py). The counts beside it: the
+games whose y curve rises (BH over p_rise) and those whose x curve rises too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from scaleworld.analysis.contrasts import contrasts, p_above, p_below
 from scaleworld.analysis.statistics import benjamini_hochberg
 from scaleworld.errors import ScaleworldError
 
-# curves[game][size][seed] -> held-out NLL; `order` lists the sizes from the smallest up
 Curves = Mapping[str, Mapping[str, Mapping[int, float]]]
+"""curves[game][size][seed] -> held-out NLL."""
+
+HYPOTHESES = ("H1 per game: the {y} curve rises by more than {m} nats somewhere (a larger size worse than a smaller "
+              "one) and the {x} curve rises by less than {m} nats everywhere; intersection-union test, BH across "
+              "games; overall: Simes' test of 'no game stabilised'")
+"""The one line the report prints beside the result (format with x, y, m)."""
+
+MIN_SEEDS, MIN_SIZES = 2, 3
 
 
-def worst_increase(values: np.ndarray) -> np.ndarray:
-    """values [..., K] along sizes (smallest first) -> [...]: the largest step up, max_k v_{k+1} - v_k."""
-    return np.diff(values, axis=-1).max(axis=-1)
+def _curve(per_size: Mapping[str, Mapping[int, float]], sizes: list[str]) -> tuple[list[np.ndarray], bool]:
+    """Per size its seed values (seed order) and whether every size has the same seeds (pairing)."""
+    seed_sets = [tuple(sorted(per_size[s])) for s in sizes]
+    values = [np.array([per_size[s][seed] for seed in seeds], dtype=float) for s, seeds in zip(sizes, seed_sets)]
+    return values, len(set(seed_sets)) == 1
 
 
-def one_sided_t(d: np.ndarray) -> float:
-    """p of H0: E[d] <= 0 from a one-sample t-test (n - 1 dof); the sign decides with zero spread."""
-    from scipy import stats  # here: the spec and plan never import scipy
-
-    if d.size < 2:
-        return float("nan")
-    se = d.std(ddof=1) / np.sqrt(d.size)
-    if se == 0:
-        return 0.0 if d.mean() > 0 else 1.0
-    return float(stats.t.sf(d.mean() / se, d.size - 1))
+def _pair_p(values: list[np.ndarray], paired: bool, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Over pairs i < j (row j, column i): p of 'rises beyond margin' and of 'stays below margin'."""
+    diff, se, dof = contrasts(values, paired_by_seed=paired)
+    below = np.tril_indices(len(values), -1)  # (j, i) with j > i: the larger size minus the smaller
+    return p_above(diff, se, dof, margin)[below], p_below(diff, se, dof, margin)[below]
 
 
-def stabilisation(x: Curves, y: Curves, *, order: Sequence[str]) -> dict[str, object]:
-    """The interaction test of the module docstring for "x stabilises y" over the games, sizes (in
-    `order`) and seeds both have; {games: {g: {mean, p, p_bh, seeds}}, overall: {mean, p, seeds},
-    sizes}. Games with fewer than 2 shared seeds or 3 shared sizes are left out, and so noted."""
-    per_game: dict[str, np.ndarray] = {}  # game -> D over its shared seeds
-    seeds_of: dict[str, list[int]] = {}
+def game_test(x: Mapping[str, Mapping[int, float]], y: Mapping[str, Mapping[int, float]], *,
+              sizes: Sequence[str], margin: float) -> dict[str, Any]:
+    """One game's intersection-union test (module docstring); sizes in order, smallest first."""
+    xs, x_paired = _curve(x, list(sizes))
+    ys, y_paired = _curve(y, list(sizes))
+    if not all(np.all(np.isfinite(v)) for v in xs + ys):
+        raise ScaleworldError("NaN or infinite NLL in the curves; drop or redo the failed runs")
+    y_rise, _ = _pair_p(ys, y_paired, margin)
+    x_rise, x_below = _pair_p(xs, x_paired, margin)
+    p_rise = min(1.0, y_rise.size * float(y_rise.min()))
+    p_no_rise = float(x_below.max())
+    return {"p": max(p_rise, p_no_rise), "p_rise": p_rise, "p_no_rise": p_no_rise,
+            "p_x_rise": min(1.0, x_rise.size * float(x_rise.min())),
+            "rise_y": _largest_rise(ys), "rise_x": _largest_rise(xs),
+            "seeds_x": min(v.size for v in xs), "seeds_y": min(v.size for v in ys),
+            "paired": {"x": x_paired, "y": y_paired}}
+
+
+def _largest_rise(values: list[np.ndarray]) -> float:
+    """max over i < j of m_j - m_i (0 when the curve never rises): the effect the test is about."""
+    means = np.array([v.mean() for v in values])
+    return float(max((means[None, :] - means[:, None])[np.triu_indices(means.size, 1)].max(), 0.0))
+
+
+def stabilisation(x: Curves, y: Curves, *, order: Sequence[str], margin: float, alpha: float) -> dict[str, Any]:
+    """"x stabilises y" over the games and sizes (in `order`) both have: {games: {g: game_test + p_bh,
+    stabilised}, left_out: {g: why}, overall: {p, stabilised, rising, x_rises_too, games} or None,
+    sizes, margin, alpha}. A game is left out (and so named) with fewer than 3 shared sizes or a size
+    with fewer than 2 seeds in either mode."""
+    per_game: dict[str, dict[str, Any]] = {}
     left_out: dict[str, str] = {}
     sizes_used: set[str] = set()
-    for game in sorted(set(x) & set(y)):
-        sizes = [s for s in order if s in x[game] and s in y[game]]
-        seeds = sorted(set.intersection(*(set(x[game][s]) & set(y[game][s]) for s in sizes))) if sizes else []
-        if len(sizes) < 3 or len(seeds) < 2:
-            left_out[game] = f"{len(sizes)} shared sizes and {len(seeds)} shared seeds: the test needs 3 and 2"
+    for game in sorted(set(x) | set(y)):
+        if game not in x or game not in y:
+            left_out[game] = f"untested: only in {'x' if game in x else 'y'}"
             continue
-        xs = np.array([[x[game][size][seed] for size in sizes] for seed in seeds])  # [S, K]
-        ys = np.array([[y[game][size][seed] for size in sizes] for seed in seeds])
-        if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
-            raise ScaleworldError(f"{game}: NaN or infinite NLL in the curves; drop or redo the failed runs")
-        per_game[game] = worst_increase(ys) - worst_increase(xs)
-        seeds_of[game] = seeds
+        sizes = [s for s in order if s in x[game] and s in y[game]]
+        fewest = min((len(m[game][s]) for m in (x, y) for s in sizes), default=0)
+        if len(sizes) < MIN_SIZES or fewest < MIN_SEEDS:
+            left_out[game] = (f"untested: needs >= {MIN_SIZES} sizes with >= {MIN_SEEDS} seeds in both modes "
+                              f"(has {len(sizes)} sizes, fewest seeds {fewest})")
+            continue
+        try:
+            per_game[game] = game_test(x[game], y[game], sizes=sizes, margin=margin)
+        except ScaleworldError as exc:
+            raise ScaleworldError(f"{game}: {exc}") from None
         sizes_used |= set(sizes)
     games = sorted(per_game)
-    raw = [one_sided_t(per_game[g]) for g in games]
-    adjusted = benjamini_hochberg(raw) if games else []
-    out: dict[str, object] = {
-        "games": {g: {"mean": float(per_game[g].mean()), "p": p, "p_bh": float(q), "seeds": int(per_game[g].size)}
-                  for g, p, q in zip(games, raw, adjusted)},
-        "left_out": left_out, "sizes": [s for s in order if s in sizes_used],
-    }
-    common = sorted(set.intersection(*(set(seeds_of[g]) for g in games))) if games else []
-    if len(common) >= 2:
-        d = np.array([[per_game[g][seeds_of[g].index(s)] for s in common] for g in games])  # [G, S]
-        by_seed = d.mean(axis=0)  # [S]: the seed is the unit
-        out["overall"] = {"mean": float(by_seed.mean()), "p": one_sided_t(by_seed), "seeds": int(by_seed.size),
-                          "games": len(games)}
-    else:
-        out["overall"] = None
-    return out
+    adjusted = benjamini_hochberg([per_game[g]["p"] for g in games])
+    rising = benjamini_hochberg([per_game[g]["p_rise"] for g in games])
+    x_rising = benjamini_hochberg([per_game[g]["p_x_rise"] for g in games])
+    for game, q, r, xr in zip(games, adjusted, rising, x_rising):
+        per_game[game].update(p_bh=float(q), stabilised=bool(q <= alpha), y_rises=bool(r <= alpha),
+                              x_rises=bool(xr <= alpha))
+    overall = None
+    if games:
+        rises = [g for g in games if per_game[g]["y_rises"]]
+        overall = {"p": float(min(adjusted)), "games": len(games),
+                   "stabilised": [g for g in games if per_game[g]["stabilised"]], "y_rises": rises,
+                   "x_rises_too": [g for g in rises if per_game[g]["x_rises"]]}
+    return {"games": per_game, "left_out": left_out, "overall": overall,
+            "sizes": [s for s in order if s in sizes_used], "margin": margin, "alpha": alpha}
 
 
 STABILISATION_PAIRS = (("joint", "single"), ("joint", "matched"))
 """(x, y): "x stabilises y" is tested where a study has both modes."""
 
 
-def interaction_tests(curves: Mapping[str, Curves], *, order: Sequence[str]) -> dict[str, object]:
+def interaction_tests(curves: Mapping[str, Curves], *, order: Sequence[str], margin: float,
+                      alpha: float) -> dict[str, Any]:
     """`stabilisation` for every pair of `STABILISATION_PAIRS` the study has; curves[mode][game][size][seed]."""
-    return {f"{x}_stabilises_{y}": stabilisation(curves[x], curves[y], order=order)
+    return {f"{x}_stabilises_{y}": stabilisation(curves[x], curves[y], order=order, margin=margin, alpha=alpha)
             for x, y in STABILISATION_PAIRS if x in curves and y in curves}

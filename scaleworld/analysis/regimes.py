@@ -56,10 +56,9 @@ Why it is built this way: every class is claimed only by a test whose null hypot
 while too little data simply fails to reject and yields ``inconclusive``. ``flat`` is an equivalence
 test rather than "no significant effect" because non-significance is not evidence of flatness.
 The Welch t-tests assume roughly normal seed-to-seed noise; unlike bootstrap intervals, they stay
-honest with 3 seeds. Bootstrap intervals on the per-size means are
-reported as evidence only.
+honest with 3 seeds. t intervals on the per-size means are reported as evidence only.
 
-``regime-rule/2`` (the default; version 1 stays selectable) answers a referee of version 1:
+``regime-rule/2`` (versions 1 and 2 stay selectable) answers a referee of version 1:
 
 - The margin is absolute: d = margin_nats (nats per frame), whatever the level. Version 1's d =
   delta x |level| includes the game's irreducible entropy, so a stochastic game got a wide margin
@@ -83,6 +82,23 @@ reported as evidence only.
 - Decision order: inconclusive (data), flat, double_descent, the classical family (classical, then
   degrading, each through the mechanism check), monotonic, inconclusive. BH across games now also
   adjusts the three new families.
+
+``regime-rule/3`` (the default) keeps version 2 and pairs the two global tests as well when the
+contrasts are paired (every size the same seeds; decided per game):
+
+- ``size_effect``: Friedman's test with the seeds as blocks (ranks within a seed), its p from
+  permutations of the sizes within each seed (exact under H0). Kruskal-Wallis ranks all runs
+  together, so a seed effect shared by a seed's sizes swamps it: with 95% of the noise shared (sd
+  0.1, effect 0.1, 8 seeds) it passed 30% of U curves and 12% of degrading ones (13% and 3% then
+  classified as such); Friedman passes 100% of both (93% and 99% classified), and 4.3% of flat
+  curves at alpha = 0.05 (tools/stats_calibration.py, 1,000 curves each).
+- ``trend``: the mean over seeds of Spearman's rho between size and value within the seed, with
+  the same within-seed permutations (Page's trend test as an average rank correlation).
+- Unpaired curves (a size short of a seed) keep version 2's Kruskal-Wallis and pooled Spearman.
+- BH across games still adjusts every family, ``no_worsening`` included (decided from measurement,
+  26-curve studies, sd 0.05: without it, monotonic recovery rises from 71% to 80% on curves that
+  fall by 0.2 nats, but a study whose 26 curves all worsen by exactly d calls at least one of them
+  monotonic in 56% of studies; with it, in none of 100).
 """
 
 from __future__ import annotations
@@ -95,16 +111,17 @@ from typing import Any
 
 import numpy as np
 
+from scaleworld.analysis.contrasts import contrasts, p_above, p_below
 from scaleworld.analysis.statistics import (
     ConfidenceInterval,
     as_values,
     benjamini_hochberg,
-    bootstrap_group_mean_cis,
     check_bootstrap,
+    t_interval,
 )
 from scaleworld.errors import ScaleworldError
 
-RULE_VERSIONS = ("regime-rule/1", "regime-rule/2")
+RULE_VERSIONS = ("regime-rule/1", "regime-rule/2", "regime-rule/3")
 RULE_VERSION = RULE_VERSIONS[-1]
 """The default: the latest version."""
 REGIMES = ("monotonic", "classical", "degrading", "optimisation_limited", "double_descent", "flat", "inconclusive")
@@ -131,7 +148,7 @@ class RegimeRule:
     min_seeds: int = 3
     """Any size with fewer seeds than this: inconclusive."""
     bootstrap_reps: int = 2000
-    """Bootstrap replicates for the per-size mean intervals (evidence only)."""
+    """Bootstrap replicates of the analysis' intervals (aggregates, P(improvement), fits)."""
     permutation_reps: int = 2000
     """Permutations for the trend test. The smallest reachable p-value is 1 / (reps + 1), so with
     Benjamini-Hochberg over G games use at least G / alpha (the default suffices for 26 games)."""
@@ -167,7 +184,13 @@ class RegimeRule:
 
     @property
     def v2(self) -> bool:
-        return self.version == "regime-rule/2"
+        """Version 2 or later (absolute margin, paired contrasts, degrading, the mechanism check)."""
+        return self.version != "regime-rule/1"
+
+    @property
+    def v3(self) -> bool:
+        """Version 3: the size-effect and trend tests within seeds when contrasts are paired."""
+        return self.version == "regime-rule/3"
 
     def margin_text(self) -> str:
         """The smallest difference that counts, as the decision's reasons print it."""
@@ -216,13 +239,20 @@ class RegimeEvidence:
     """Parameter counts, ascending (inputs are sorted by size)."""
     seeds: tuple[int, ...]
     size_means: tuple[ConfidenceInterval, ...]
-    """Per size: mean over seeds with a percentile bootstrap interval at confidence 1 - alpha."""
+    """Per size: mean over seeds with a t interval at confidence 1 - alpha (a bootstrap's percentile
+    interval of a mean of 4 seeds covers 87% of the time at a nominal 95%: tools/stats_calibration.py)."""
     level: float
     delta_abs: float
     """d = delta * |level|: the margin every contrast is tested against."""
-    kruskal_h: float
-    kruskal_epsilon_squared: float
+    size_effect_test: str
+    """``kruskal`` (Kruskal-Wallis over all runs) or ``friedman`` (version 3, paired: within seeds)."""
+    size_effect_statistic: float
+    """Kruskal-Wallis H, or Friedman's chi-square."""
+    size_effect: float
+    """Its effect size: epsilon^2 = H / (n - 1) for Kruskal-Wallis, Kendall's W = chi2 / (n (K - 1))
+    for Friedman (n seeds)."""
     spearman_rho: float
+    """Spearman's rho of value against size over all runs; version 3 paired: its mean within seeds."""
     relative_range: float
     """(max - min of the size means) / |level|."""
     relative_gain: float
@@ -259,51 +289,6 @@ class RegimeResult:
 # Tests.
 
 
-def _welch(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """diff[i, j] = m_i - m_j, its standard error and Welch-Satterthwaite degrees of freedom."""
-    means = np.array([v.mean() for v in values])
-    counts = np.array([v.size for v in values], dtype=float)
-    var_of_mean = np.array([v.var(ddof=1) for v in values]) / counts
-    se2 = var_of_mean[:, None] + var_of_mean[None, :]
-    dof_denominator = (var_of_mean**2 / (counts - 1))[:, None] + (var_of_mean**2 / (counts - 1))[None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dof = np.where(dof_denominator > 0, se2**2 / dof_denominator, counts[:, None] + counts[None, :] - 2)
-    return means[:, None] - means[None, :], np.sqrt(se2), dof
-
-
-def _paired(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """As `_welch`, from per-seed differences (values aligned by seed): diff[i, j] = mean(v_i - v_j),
-    its standard error sd / sqrt(n) and n - 1 degrees of freedom."""
-    runs = np.stack(values)  # [K, n]
-    differences = runs[:, None, :] - runs[None, :, :]  # [K, K, n]
-    n = runs.shape[1]
-    se = differences.std(axis=-1, ddof=1) / np.sqrt(n)
-    return differences.mean(axis=-1), se, np.full(se.shape, n - 1.0)
-
-
-def _contrasts(values: list[np.ndarray], paired: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return _paired(values) if paired else _welch(values)
-
-
-def _p_worse(diff: np.ndarray, se: np.ndarray, dof: np.ndarray, margin: float) -> np.ndarray:
-    """One-sided p of H0: mu_i - mu_j <= margin (small p: i is worse than j by more than margin)."""
-    from scipy import stats  # here, not at the top: the spec checks RegimeRule without scipy
-    excess = diff - margin
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = stats.t.sf(excess / se, dof)
-    # Zero seed variance (noiseless data): the sign of the excess decides outright.
-    return np.where(se > 0, p, np.where(excess > 0, 0.0, 1.0))
-
-
-def _p_within(diff: np.ndarray, se: np.ndarray, dof: np.ndarray, margin: float) -> np.ndarray:
-    """One-sided p of H0: mu_i - mu_j >= margin (small p: i is less than margin above j)."""
-    from scipy import stats  # here, not at the top: the spec checks RegimeRule without scipy
-    excess = diff - margin
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = stats.t.cdf(excess / se, dof)
-    return np.where(se > 0, p, np.where(excess < 0, 0.0, 1.0))
-
-
 def _kruskal(values: list[np.ndarray]) -> tuple[float, float]:
     """Kruskal-Wallis H (tie-corrected) and its chi-squared p-value; the same numbers as
     scipy.stats.kruskal, without its per-call overhead (the classifier runs it thousands of times
@@ -335,6 +320,44 @@ def _spearman_permutation(x: np.ndarray, y: np.ndarray, *, reps: int,
     shuffled = rng.permuted(np.tile(y_centred, (reps, 1)), axis=1)
     null = shuffled @ x_centred / norm
     # The tolerance keeps permutations that tie the observed |rho| (up to rounding) in the count.
+    extreme = np.count_nonzero(np.abs(null) >= abs(rho) - 1e-12)
+    return rho, float((1 + extreme) / (1 + reps))
+
+
+def _friedman_within_seeds(runs: np.ndarray, *, reps: int, rng: np.random.Generator) -> tuple[float, float]:
+    """Friedman's chi-square over runs [n seeds, K sizes] (seeds are blocks; ranks within a seed,
+    ties averaged and corrected: scipy.stats.friedmanchisquare's statistic) and its permutation p:
+    the sizes shuffled within each seed, which is exact under H0 (a seed's runs exchangeable across
+    sizes), whatever a seed's effect. The test statistic is the sum of squared rank sums, which the
+    chi-square is an increasing function of under these permutations."""
+    from scipy import stats  # here, not at the top: the spec checks RegimeRule without scipy
+    n, k = runs.shape
+    ranks = stats.rankdata(runs, axis=1)  # [n, K]
+    ties = sum(float(np.sum(c**3 - c)) for c in (np.unique(row, return_counts=True)[1] for row in runs))
+    correction = 1.0 - ties / (n * (k**3 - k))
+    if correction <= 0:
+        return 0.0, 1.0  # every seed's runs identical across sizes: no size effect
+    sums = ranks.sum(axis=0)  # [K]
+    chi2 = (12.0 / (n * k * (k + 1)) * float(np.sum(sums**2)) - 3.0 * n * (k + 1)) / correction
+    shuffled = rng.permuted(np.tile(ranks, (reps, 1, 1)), axis=2)  # [reps, n, K]
+    null = np.sum(shuffled.sum(axis=1) ** 2, axis=-1)
+    extreme = np.count_nonzero(null >= np.sum(sums**2) - 1e-9)
+    return float(chi2), float((1 + extreme) / (1 + reps))
+
+
+def _trend_within_seeds(runs: np.ndarray, *, reps: int, rng: np.random.Generator) -> tuple[float, float]:
+    """The mean over seeds of Spearman's rho between size (ascending) and value within the seed, for
+    runs [n seeds, K sizes], and its two-sided permutation p (sizes shuffled within each seed, as
+    `_friedman_within_seeds`): Page's trend test in the form of an average rank correlation."""
+    from scipy import stats  # here, not at the top: the spec checks RegimeRule without scipy
+    n, k = runs.shape
+    x = np.arange(k) - (k - 1) / 2  # centred ranks of the sizes
+    y = stats.rankdata(runs, axis=1) - (k + 1) / 2  # [n, K] centred ranks within each seed
+    norms = np.sqrt(np.sum(x**2) * np.sum(y**2, axis=1))  # [n]; 0 for a seed with equal runs
+    weights = np.divide(1.0, norms, out=np.zeros(n), where=norms > 0) / n
+    rho = float(np.sum((y @ x) * weights))
+    shuffled = rng.permuted(np.tile(y, (reps, 1, 1)), axis=2)  # [reps, n, K]
+    null = (shuffled @ x) @ weights  # [reps]
     extreme = np.count_nonzero(np.abs(null) >= abs(rho) - 1e-12)
     return rho, float((1 + extreme) / (1 + reps))
 
@@ -382,7 +405,7 @@ def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeR
     train_arrays = _check_curve(params, train)[1] if train is not None and rule.v2 else None
     paired = rule.v2 and paired and len({v.size for v in arrays}) == 1 and arrays[0].size >= 2
     check_bootstrap(rng=rng, reps=rule.bootstrap_reps, confidence=1 - rule.alpha)
-    size_means = bootstrap_group_mean_cis(arrays, rng=rng, reps=rule.bootstrap_reps, confidence=1 - rule.alpha)
+    size_means = tuple(t_interval(a, confidence=1 - rule.alpha) for a in arrays)
     means = np.array([ci.point for ci in size_means])
     level = float(means.mean())
     scale = abs(level) if level != 0 else 1.0
@@ -396,17 +419,24 @@ def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeR
         relative_largest_gap=float(means[-1] - means[best]) / scale,
     )
     if sizes.size < rule.min_sizes or min(v.size for v in arrays) < rule.min_seeds:
-        return RegimeEvidence(**evidence, kruskal_h=math.nan, kruskal_epsilon_squared=math.nan,
+        return RegimeEvidence(**evidence, size_effect_test="none", size_effect_statistic=math.nan, size_effect=math.nan,
                               spearman_rho=math.nan, bump_index=None, relative_bump=None,
                               p_raw=_UNTESTED, p_used=_UNTESTED)
 
     k, d = sizes.size, evidence["delta_abs"]
     runs = np.concatenate(arrays)
-    h, p_size_effect = _kruskal(arrays)
-    rho, p_trend = _spearman_permutation(np.repeat(np.log(sizes), [v.size for v in arrays]), runs,
-                                         reps=rule.permutation_reps, rng=rng)
-    diff, se, dof = _contrasts(arrays, paired)
-    p_worse, p_within = _p_worse(diff, se, dof, d), _p_within(diff, se, dof, d)
+    if rule.v3 and paired:  # seeds are blocks: their effects, shared by their sizes, drop out
+        by_seed = np.stack(arrays, axis=1)  # [n, K]
+        h, p_size_effect = _friedman_within_seeds(by_seed, reps=rule.permutation_reps, rng=rng)
+        rho, p_trend = _trend_within_seeds(by_seed, reps=rule.permutation_reps, rng=rng)
+        effect_size = h / (by_seed.shape[0] * (k - 1))  # Kendall's W
+    else:
+        h, p_size_effect = _kruskal(arrays)
+        rho, p_trend = _spearman_permutation(np.repeat(np.log(sizes), [v.size for v in arrays]), runs,
+                                             reps=rule.permutation_reps, rng=rng)
+        effect_size = h / (runs.size - 1)  # epsilon^2
+    diff, se, dof = contrasts(arrays, paired_by_seed=paired)
+    p_worse, p_within = p_above(diff, se, dof, d), p_below(diff, se, dof, d)
     off_diagonal = ~np.eye(k, dtype=bool)
     p_bump, bump_index, bump_height = _bump(diff, p_worse)
     p_raw = RegimePValues(
@@ -421,7 +451,8 @@ def _measure(params: Sequence[float], values: Sequence[object], *, rule: RegimeR
         **(_v2_p_values(p_worse, arrays, train_arrays, best, paired) if rule.v2 else {}),
     )
     relative_bump = None if bump_height is None else bump_height / scale
-    return RegimeEvidence(**evidence, kruskal_h=h, kruskal_epsilon_squared=h / (runs.size - 1), spearman_rho=rho,
+    return RegimeEvidence(**evidence, size_effect_test="friedman" if rule.v3 and paired else "kruskal",
+                          size_effect_statistic=h, size_effect=effect_size, spearman_rho=rho,
                           bump_index=bump_index, relative_bump=relative_bump, p_raw=p_raw, p_used=p_raw)
 
 
@@ -434,9 +465,9 @@ def _v2_p_values(p_worse: np.ndarray, arrays: list[np.ndarray], train: list[np.n
            "smallest_worse": min(1.0, (k - 2) * float(p_worse[0, 1:-1].min()))}
     if train is not None and best != len(arrays) - 1:
         pair = paired and len({t.size for t in train}) == 1 and train[0].size >= 2
-        diff, se, dof = _contrasts(train, pair)
-        out["train_better"] = float(_p_within(diff, se, dof, 0.0)[-1, best])
-        out["train_worse"] = float(_p_worse(diff, se, dof, 0.0)[-1, best])
+        diff, se, dof = contrasts(train, paired_by_seed=pair)
+        out["train_better"] = float(p_below(diff, se, dof, 0.0)[-1, best])
+        out["train_worse"] = float(p_above(diff, se, dof, 0.0)[-1, best])
     return out
 
 
@@ -514,26 +545,35 @@ def classify_regime(params: Sequence[float], values: Sequence[object], *, rule: 
 def classify_games(curves: Mapping[str, tuple[Sequence[float], Sequence[object]]], *,
                    rule: RegimeRule = DEFAULT_RULE, rng: np.random.Generator,
                    train: Mapping[str, Sequence[object]] | None = None,
-                   paired: bool = False) -> dict[str, RegimeResult]:
+                   paired: bool | Mapping[str, bool] = False,
+                   adjust: Sequence[str] | None = None) -> dict[str, RegimeResult]:
     """Classify each game's curve (game -> (params, values)), with Benjamini-Hochberg across games;
-    `train` and `paired` as `classify_regime` (train: game -> per-size training-split values).
+    `train` as `classify_regime` (game -> per-size training-split values); `paired`, for every game
+    or per game (game -> whether its sizes have the same seeds, in the same order); `adjust`, the
+    families of `RegimePValues` to adjust (default: every one; a narrower choice is for measuring
+    what the adjustment costs: tools/stats_calibration.py, "no_worsening").
 
     Games are measured in sorted name order (so the rng draws do not depend on the mapping's order).
-    Each family of decision p-values is adjusted over the games with enough sizes and seeds.
+    Each adjusted family of decision p-values is adjusted over the games with enough sizes and seeds.
     """
     if not isinstance(curves, Mapping) or not curves:
         raise ScaleworldError("curves must be a non-empty mapping game -> (params, per-size seed values)")
+    families = _FAMILIES if adjust is None else tuple(adjust)
+    unknown = sorted(set(families) - set(_FAMILIES))
+    if unknown:
+        raise ScaleworldError(f"unknown p-value families {unknown}: use some of {', '.join(_FAMILIES)}")
     measured = {}
     for game in sorted(curves):
         try:
             params, values = curves[game]
         except (TypeError, ValueError):
             raise ScaleworldError(f"curves[{game!r}] must be a pair (params, per-size seed values)") from None
-        measured[game] = _measure(params, values, rule=rule, rng=rng, paired=paired,
+        game_paired = paired.get(game, False) if isinstance(paired, Mapping) else paired
+        measured[game] = _measure(params, values, rule=rule, rng=rng, paired=bool(game_paired),
                                   train=None if train is None else train.get(game))
     tested = [g for g in measured if np.isfinite(measured[g].p_raw.size_effect)]
     adjusted: dict[str, dict[str, float]] = {g: {} for g in tested}
-    for family in _FAMILIES:
+    for family in families:
         # A family's untestable entries (e.g. "bump" with fewer than 5 sizes) stay NaN and do not count.
         games = [g for g in tested if np.isfinite(getattr(measured[g].p_raw, family))]
         for game, p_adjusted in zip(games, benjamini_hochberg([getattr(measured[g].p_raw, family) for g in games])):

@@ -1,24 +1,28 @@
-"""Scores over games with honest error bars: normalisation, aggregates, bootstrap CIs, comparisons.
+"""Scores over games with honest error bars: normalisation, aggregates, intervals, comparisons.
 
 Conventions used throughout:
 
 - ``scores`` is a mapping ``game -> per-seed values`` (one value per run: a normalised score, or a
   held-out NLL). Games may have different numbers of seeds. Games are always processed in sorted
   name order, so results do not depend on the mapping's insertion order.
-- A *stratified bootstrap* resamples seeds with replacement within each game (never across games),
-  takes each game's mean, then applies the aggregate across games. The set of games is fixed: the
-  interval describes the uncertainty that comes from finite seeds, which is what more seeds shrink.
-- Intervals are percentile intervals of the bootstrap distribution. With n seeds per game their
-  coverage is slightly below nominal (the bootstrap variance of a mean is (n-1)/n of the truth);
-  with 8+ seeds the shortfall is about a point of coverage.
+- The bootstraps (`scaleworld.analysis.hierarchical`) resample seeds with replacement within each
+  game, or once for all games when one model per seed plays every game, then apply the aggregate
+  across games. The set of games is fixed: an interval describes the uncertainty that comes from
+  finite seeds, which is what more seeds shrink.
+- Plain percentile intervals of a bootstrap cover less than nominal with few seeds (the bootstrap
+  variance of a mean of n is (n-1)/n of the truth, and the spread itself is estimated from n
+  values): 88% for a 95% interval with 8 seeds, 80% with 4 (tools/stats_calibration.py). Every
+  interval the report prints is therefore an *expanded* percentile interval (`expanded_interval`)
+  or a t interval (`t_interval`), chosen per statistic from measured coverage (ARCHITECTURE.md,
+  "Statistics, calibrated").
 - ``lower_is_better=True`` flips the meaning of "improvement" (held-out NLL is lower-is-better).
 - Randomness comes only from the ``rng`` argument (a ``numpy.random.Generator``).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,13 +32,10 @@ from scaleworld.errors import ScaleworldError
 Aggregate = Callable[[np.ndarray], np.ndarray]
 """Reduces the last axis (games) of an array: 1-D -> scalar, (reps, games) -> (reps,)."""
 
-# Bootstrapped pairwise comparisons build (reps, n, m) arrays; chunk the reps to cap memory.
-_MAX_PAIRWISE_ELEMENTS = 4_000_000
-
 
 @dataclass(frozen=True)
 class ConfidenceInterval:
-    """A point estimate with a percentile bootstrap interval."""
+    """A point estimate with its interval (a bootstrap's when `reps` > 0, else a t interval)."""
 
     point: float
     lo: float
@@ -85,16 +86,6 @@ def check_bootstrap(*, rng: object, reps: int, confidence: float) -> None:
         raise ScaleworldError(f"reps={reps} must be a positive integer (e.g. 2000)")
     if not 0.0 < confidence < 1.0:
         raise ScaleworldError(f"confidence={confidence} must lie strictly between 0 and 1 (e.g. 0.95)")
-
-
-def _matching_games(x: Mapping[str, object], y: Mapping[str, object]) -> tuple[dict, dict]:
-    x_scores, y_scores = as_scores(x, what="x"), as_scores(y, what="y")
-    if x_scores.keys() != y_scores.keys():
-        only_x = sorted(x_scores.keys() - y_scores.keys())
-        only_y = sorted(y_scores.keys() - x_scores.keys())
-        raise ScaleworldError(f"x and y must cover the same games (only in x: {only_x}, only in y: {only_y}); "
-                              "compare on the games both settings finished")
-    return x_scores, y_scores
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,64 +149,39 @@ def game_means(scores: Mapping[str, object]) -> dict[str, float]:
 # Bootstrap.
 
 
-def _resampled_means(values: np.ndarray, *, reps: int, rng: np.random.Generator) -> np.ndarray:
-    """(reps,) means of seeds drawn with replacement from `values`."""
-    picks = rng.integers(0, values.size, size=(reps, values.size))
-    return values[picks].mean(axis=1)
+def expanded_interval(point: float, replicates: np.ndarray, *, confidence: float, seeds: int, dof: float,
+                      expand: bool = True) -> ConfidenceInterval:
+    """The expanded percentile interval (Hesterberg 2015, "What Teachers Should Know About the
+    Bootstrap", section 4.5): the replicates' percentiles at tail' = Phi(-sqrt(n / (n-1)) t_{1-tail,
+    dof}) in place of tail = (1 - confidence) / 2, n = `seeds` (the sample size of the resampled
+    unit) and `dof` the degrees of freedom of its spread. It widens a plain percentile interval of a
+    mean of n by the two factors it misses: the bootstrap's (n-1)/n variance and a t quantile in
+    place of a normal one. `expand=False`: plain percentiles. Fewer than 2 seeds: no interval (lo and
+    hi NaN: one seed says nothing of the spread)."""
+    from scipy import stats  # here: the spec and plan never import scipy
 
-
-def _resampled(values: np.ndarray, *, reps: int, rng: np.random.Generator) -> np.ndarray:
-    """(reps, n) seeds drawn with replacement from `values`."""
-    return values[rng.integers(0, values.size, size=(reps, values.size))]
-
-
-def percentile_interval(point: float, replicates: np.ndarray, *, confidence: float) -> ConfidenceInterval:
+    if seeds < 2:
+        return ConfidenceInterval(point=float(point), lo=math.nan, hi=math.nan, reps=int(np.size(replicates)),
+                                  confidence=float(confidence))
     tail = (1.0 - confidence) / 2.0
+    if expand and dof >= 1:
+        tail = float(stats.norm.cdf(-np.sqrt(seeds / (seeds - 1)) * stats.t.ppf(1.0 - tail, dof)))
     lo, hi = np.quantile(replicates, [tail, 1.0 - tail])
-    return ConfidenceInterval(point=float(point), lo=float(lo), hi=float(hi), reps=int(replicates.size),
+    return ConfidenceInterval(point=float(point), lo=float(lo), hi=float(hi), reps=int(np.size(replicates)),
                               confidence=float(confidence))
 
 
-def bootstrap_mean_ci(values: object, *, rng: np.random.Generator, reps: int = 2000,
-                      confidence: float = 0.95) -> ConfidenceInterval:
-    """Mean of one group of seeds with a percentile bootstrap interval."""
-    return bootstrap_group_mean_cis([values], rng=rng, reps=reps, confidence=confidence)[0]
+def t_interval(values: object, *, confidence: float = 0.95) -> ConfidenceInterval:
+    """Mean of n independent values with the t interval mean +- t_{n-1} sd / sqrt(n) (exact for
+    normal values; `reps` 0: no bootstrap). One value: the point, with lo and hi NaN (no spread)."""
+    from scipy import stats  # here: the spec and plan never import scipy
 
-
-def bootstrap_group_mean_cis(groups: Sequence[object], *, rng: np.random.Generator, reps: int = 2000,
-                             confidence: float = 0.95) -> tuple[ConfidenceInterval, ...]:
-    """Each group's mean (e.g. each model size's seeds) with its own percentile bootstrap interval."""
-    check_bootstrap(rng=rng, reps=reps, confidence=confidence)
-    arrays = [as_values(values, what=f"group {i}") for i, values in enumerate(groups)]
-    if not arrays:
-        raise ScaleworldError("no groups given; pass at least one array of per-seed values")
-    resampled = np.stack([_resampled_means(a, reps=reps, rng=rng) for a in arrays])
-    tail = (1.0 - confidence) / 2.0
-    lows, highs = np.quantile(resampled, [tail, 1.0 - tail], axis=1)  # one call for all groups: speed
-    return tuple(ConfidenceInterval(point=float(a.mean()), lo=float(lo), hi=float(hi), reps=int(reps),
-                                    confidence=float(confidence)) for a, lo, hi in zip(arrays, lows, highs))
-
-
-def stratified_bootstrap_ci(scores: Mapping[str, object], aggregate: Aggregate = mean, *,
-                            rng: np.random.Generator, reps: int = 2000,
-                            confidence: float = 0.95) -> ConfidenceInterval:
-    """An aggregate of per-game seed means with a stratified bootstrap interval.
-
-    `aggregate` reduces the last axis: it is called once on the (games,) point means and once on a
-    (reps, games) matrix of resampled means (`median`, `iqm`, `mean`, `optimality_gap`, or your own,
-    e.g. ``functools.partial(optimality_gap, threshold=0.5)``).
-    """
-    check_bootstrap(rng=rng, reps=reps, confidence=confidence)
-    per_game = as_scores(scores)
-    point = np.asarray(aggregate(np.array([v.mean() for v in per_game.values()])))
-    if point.size != 1:
-        raise ScaleworldError("aggregate must reduce the last axis to one number; see statistics.Aggregate")
-    resampled = np.column_stack([_resampled_means(v, reps=reps, rng=rng) for v in per_game.values()])
-    replicates = np.asarray(aggregate(resampled))
-    if replicates.shape != (reps,):
-        raise ScaleworldError(f"aggregate returned shape {replicates.shape} for ({reps}, games) input; "
-                              "it must reduce only the last axis (use axis=-1)")
-    return percentile_interval(float(point), replicates, confidence=confidence)
+    array = as_values(values, what="values")
+    point = float(array.mean())
+    if array.size < 2:
+        return ConfidenceInterval(point=point, lo=math.nan, hi=math.nan, reps=0, confidence=float(confidence))
+    half = float(stats.t.ppf(0.5 + confidence / 2, array.size - 1)) * float(array.std(ddof=1)) / np.sqrt(array.size)
+    return ConfidenceInterval(point=point, lo=point - half, hi=point + half, reps=0, confidence=float(confidence))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,91 +195,109 @@ def win_rate(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.mean((diff > 0) + 0.5 * (diff == 0), axis=(-2, -1))
 
 
-def _oriented(values: np.ndarray, lower_is_better: bool) -> np.ndarray:
-    # Negating lower-is-better values turns "x improves on y" into "x > y" everywhere below.
-    return -values if lower_is_better else values
-
-
-def probability_of_improvement(x: Mapping[str, object], y: Mapping[str, object], *,
-                               lower_is_better: bool = False) -> float:
-    """P(X improves on Y): per game, the fraction of seed pairs where x beats y (ties count 1/2),
-    averaged over games with equal weight. 0.5 means no difference; 1 means x always wins."""
-    x_scores, y_scores = _matching_games(x, y)
-    per_game = [win_rate(_oriented(x_scores[g], lower_is_better), _oriented(y_scores[g], lower_is_better))
-                for g in x_scores]
-    return float(np.mean(per_game))
-
-
-def probability_of_improvement_ci(x: Mapping[str, object], y: Mapping[str, object], *,
-                                  rng: np.random.Generator, reps: int = 2000, confidence: float = 0.95,
-                                  lower_is_better: bool = False) -> ConfidenceInterval:
-    """`probability_of_improvement` with a stratified bootstrap interval (x and y seeds are
-    resampled independently within each game)."""
-    check_bootstrap(rng=rng, reps=reps, confidence=confidence)
-    x_scores, y_scores = _matching_games(x, y)
-    point = probability_of_improvement(x_scores, y_scores, lower_is_better=lower_is_better)
-    replicates = np.zeros(reps)
-    for game in x_scores:
-        x_game = _oriented(x_scores[game], lower_is_better)
-        y_game = _oriented(y_scores[game], lower_is_better)
-        x_boot, y_boot = _resampled(x_game, reps=reps, rng=rng), _resampled(y_game, reps=reps, rng=rng)
-        chunk = max(1, _MAX_PAIRWISE_ELEMENTS // (x_game.size * y_game.size))
-        for start in range(0, reps, chunk):
-            stop = start + chunk
-            replicates[start:stop] += win_rate(x_boot[start:stop], y_boot[start:stop])
-    return percentile_interval(point, replicates / len(x_scores), confidence=confidence)
+SeedValues = Mapping[str, Mapping[int, float]]
+"""values[game][seed] -> one value per model (e.g. a held-out NLL)."""
 
 
 @dataclass(frozen=True)
-class PairedComparison:
-    """x vs y game by game (e.g. matched-compute control vs joint). Differences are x - y in the
-    values' own units, whatever the direction of improvement."""
+class SeedComparison:
+    """x vs y over games with the seed as the unit (e.g. matched-compute single-game runs vs the
+    joint run). Differences are x - y in the values' own units, whatever the direction of
+    improvement; `untested` says why there is no test (then p and the interval are None)."""
 
     games: tuple[str, ...]
+    seeds: tuple[int, ...]
+    """The seeds the test used: every game has them in x (and in y when `paired`)."""
+    paired: bool
+    """One-sample t on per-seed differences (x and y share these seeds), else Welch over seeds."""
     differences: Mapping[str, ConfidenceInterval]
-    """Per game: mean(x seeds) - mean(y seeds), with a bootstrap interval over seeds."""
-    mean_difference: ConfidenceInterval
-    """Mean over games of the per-game differences, with a stratified bootstrap interval."""
-    wilcoxon_statistic: float
-    wilcoxon_p: float
-    """Two-sided Wilcoxon signed-rank test across games on the seed means (1.0 when every difference is 0)."""
+    """Per game: mean(x seeds) - mean(y seeds) with a t interval over the game's seeds (paired where
+    the game has the same seeds in both, else Welch); lo and hi NaN with one seed on a side."""
+    mean_difference: ConfidenceInterval | None
+    """The mean over games of x - y, with the t interval of the seed-level test."""
+    t: float | None
+    dof: float | None
+    p: float | None
+    """Two-sided p of H0: the mean over games of x - y is 0."""
     games_x_better: int
-    """Games where x's seed mean improves on y's (respecting lower_is_better)."""
-    lower_is_better: bool
+    """Games where x's seed mean improves on y's (respecting lower_is_better): descriptive, no test."""
+    untested: str | None
 
 
-def paired_comparison(x: Mapping[str, object], y: Mapping[str, object], *, rng: np.random.Generator,
-                      reps: int = 2000, confidence: float = 0.95, lower_is_better: bool = False) -> PairedComparison:
-    """Per-game differences of seed means with bootstrap intervals, and a Wilcoxon signed-rank test."""
-    check_bootstrap(rng=rng, reps=reps, confidence=confidence)
-    x_scores, y_scores = _matching_games(x, y)
-    games = tuple(x_scores)
-    differences: dict[str, ConfidenceInterval] = {}
-    resampled = np.empty((reps, len(games)))
-    for column, game in enumerate(games):
-        boot = _resampled_means(x_scores[game], reps=reps, rng=rng) - _resampled_means(y_scores[game], reps=reps,
-                                                                                        rng=rng)
-        resampled[:, column] = boot
-        point = x_scores[game].mean() - y_scores[game].mean()
-        differences[game] = percentile_interval(point, boot, confidence=confidence)
-    points = np.array([differences[g].point for g in games])
-    if np.all(points == 0):
-        statistic, p_value = 0.0, 1.0
+def _welch_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), its standard error, Welch-Satterthwaite dof)."""
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1)) if va + vb > 0 else a.size + b.size - 2.0
+    return float(a.mean() - b.mean()), float(np.sqrt(va + vb)), float(dof)
+
+
+def _difference_test(x: np.ndarray, y: np.ndarray, *, paired: bool,
+                     confidence: float) -> tuple[ConfidenceInterval, float, float, float]:
+    """(interval of mean(x) - mean(y), t, dof, two-sided p): paired (one-sample t on x - y) or Welch."""
+    from scipy import stats  # here: the spec and plan never import scipy
+
+    if paired:
+        d = x - y
+        diff, se, dof = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)), float(d.size - 1)
     else:
-        with warnings.catch_warnings():
-            # Few games make scipy fall back from the exact distribution and warn; the p-value stands.
-            warnings.simplefilter("ignore", UserWarning)
-            from scipy import stats
+        diff, se, dof = _welch_t(x, y)
+    if se == 0:
+        t, p = (0.0, 1.0) if diff == 0 else (float(np.sign(diff) * np.inf), 0.0)
+    else:
+        t = diff / se
+        p = float(2 * stats.t.sf(abs(t), dof))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
+    return (ConfidenceInterval(point=diff, lo=diff - half, hi=diff + half, reps=0, confidence=float(confidence)),
+            float(t), dof, p)
 
-            result = stats.wilcoxon(points)
-        statistic, p_value = float(result.statistic), float(result.pvalue)
-    improvements = _oriented(points, lower_is_better)
-    return PairedComparison(
-        games=games, differences=differences,
-        mean_difference=percentile_interval(points.mean(), resampled.mean(axis=1), confidence=confidence),
-        wilcoxon_statistic=statistic, wilcoxon_p=p_value, games_x_better=int(np.sum(improvements > 0)),
-        lower_is_better=lower_is_better,
-    )
+
+def seed_unit_comparison(x: SeedValues, y: SeedValues, *, confidence: float = 0.95,
+                         lower_is_better: bool = False) -> SeedComparison:
+    """Is the mean over games of x - y zero? The seed is the unit, so a model that plays every game
+    (a joint run: one per seed) counts once per seed, not once per game.
+
+    Per seed s (the seeds every game has): X_s = mean over games of x[g][s], likewise Y_s. Where x
+    and y have the same such seeds (>= 2), a one-sample t test on X_s - Y_s (n - 1 dof; the pairing
+    is harmless where seeds share nothing); else Welch's t on the X_s against the Y_s (>= 2 seeds a
+    side). The interval of the mean difference is that test's t interval. Games independent of each
+    other on one side (single-game runs) or not (a joint run) leave the X_s, Y_s independent over
+    seeds, so the test holds its size either way (tools/stats_calibration.py)."""
+    if sorted(x) != sorted(y) or not x:
+        raise ScaleworldError(f"x and y must cover the same games (x: {sorted(x)}, y: {sorted(y)})")
+    games = tuple(sorted(x))
+    for side, values in (("x", x), ("y", y)):
+        for game in games:
+            as_values(list(values[game].values()), what=f"{side}[{game!r}]")  # finite, non-empty
+    x_seeds = sorted(set.intersection(*(set(x[g]) for g in games)))
+    y_seeds = sorted(set.intersection(*(set(y[g]) for g in games)))
+    shared = sorted(set(x_seeds) & set(y_seeds))
+    differences = {}
+    for game in games:
+        both = sorted(set(x[game]) & set(y[game]))
+        a, b = np.array(list(x[game].values()), float), np.array(list(y[game].values()), float)
+        if len(both) >= 2:
+            a, b = np.array([x[game][s] for s in both]), np.array([y[game][s] for s in both])
+            differences[game] = _difference_test(a, b, paired=True, confidence=confidence)[0]
+        elif a.size >= 2 and b.size >= 2:
+            differences[game] = _difference_test(a, b, paired=False, confidence=confidence)[0]
+        else:
+            point = float(a.mean() - b.mean())
+            differences[game] = ConfidenceInterval(point=point, lo=math.nan, hi=math.nan, reps=0,
+                                                   confidence=confidence)
+    oriented = np.array([differences[g].point for g in games]) * (-1.0 if lower_is_better else 1.0)
+    better = int(np.sum(oriented > 0))
+    paired = len(shared) >= 2
+    seeds = shared if paired else x_seeds
+    if not paired and (len(x_seeds) < 2 or len(y_seeds) < 2):
+        return SeedComparison(games=games, seeds=tuple(seeds), paired=False, differences=differences,
+                              mean_difference=None, t=None, dof=None, p=None, games_x_better=better,
+                              untested=f"untested: needs >= 2 seeds that every game has on each side "
+                                       f"(x has {len(x_seeds)}, y has {len(y_seeds)})")
+    per_seed_x = np.array([np.mean([x[g][s] for g in games]) for s in (shared if paired else x_seeds)])
+    per_seed_y = np.array([np.mean([y[g][s] for g in games]) for s in (shared if paired else y_seeds)])
+    interval, t, dof, p = _difference_test(per_seed_x, per_seed_y, paired=paired, confidence=confidence)
+    return SeedComparison(games=games, seeds=tuple(seeds), paired=paired, differences=differences,
+                          mean_difference=interval, t=t, dof=dof, p=p, games_x_better=better, untested=None)
 
 
 # ---------------------------------------------------------------------------------------------

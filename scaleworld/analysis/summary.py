@@ -1,7 +1,8 @@
 """The study-level numbers of `analysis.json` beyond the regimes: every model against the trivial
-next-latent baselines, scaling-law fits, the paired matched-vs-joint test, and aggregate
+next-latent baselines, scaling-law fits, the matched-vs-joint test, and aggregate
 normalised control scores and P(improvement) with hierarchical bootstrap intervals
-(`scaleworld.analysis.hierarchical`).
+(`scaleworld.analysis.hierarchical`). The seed is the unit of every comparison: a joint model per
+seed plays every game, so its seeds are drawn (or averaged) once for all games.
 
 Inputs are plain nested dicts read from job folders; outputs are JSON-safe dicts (intervals as
 ``{"point", "lo", "hi"}``). Every bootstrap draws from the one `numpy.random.Generator` passed in,
@@ -17,11 +18,11 @@ import numpy as np
 
 from scaleworld.analysis.hierarchical import aggregate_cis, improvement_ci
 from scaleworld.analysis.scaling_fit import fit_scaling_law
-from scaleworld.analysis.statistics import ConfidenceInterval, paired_comparison
+from scaleworld.analysis.statistics import ConfidenceInterval, seed_unit_comparison
 from scaleworld.errors import ScaleworldError
 
-# curves[mode][game][params] -> per-seed values
-Curves = dict[str, dict[str, dict[int, list[float]]]]
+# curves[mode][game][params][seed] -> value
+SeedCurves = dict[str, dict[str, dict[int, dict[int, float]]]]
 
 COMPARED = (("joint", "single"), ("joint", "matched"), ("matched", "single"), ("joint", "joint_short"),
             ("joint_short", "single"))
@@ -50,18 +51,21 @@ def _rises(sizes: dict[int, list[float]]) -> str | None:
     return None
 
 
-def scaling_fits(curves: Curves, *, rng: np.random.Generator, reps: int,
-                 total: Curves | None = None) -> dict[str, dict[str, Any]]:
+def scaling_fits(curves: SeedCurves, *, rng: np.random.Generator, reps: int,
+                 total: SeedCurves | None = None) -> dict[str, dict[str, Any]]:
     """L(N) = E + A / N^alpha per (mode, game) with >= 3 sizes. `curves` are keyed by the models'
     block (non-embedding) parameters, N as Kaplan et al. (2020) count it; `total`, the same curves
     keyed by total parameters, adds alpha on total parameters as a second reading (embeddings and
     heads are 15.9% of paper-d2 at context 64, 0.4% of paper-d96: they bend the small end). A
     curve that rises with size beyond its noise (`_rises`) is not fitted: it is flagged, not
-    reported as a law."""
+    reported as a law. Per size the seeds are keyed (curves[mode][game][params][seed] -> NLL): where
+    every size has the same seeds the bootstrap draws them together (`fit_scaling_law`'s `paired`)."""
     out: dict[str, dict[str, Any]] = {}
     for mode in sorted(curves):
         for game in sorted(curves[mode]):
-            sizes = curves[mode][game]
+            by_seed = curves[mode][game]
+            paired = len({tuple(sorted(v)) for v in by_seed.values()}) == 1
+            sizes = {p: [v[seed] for seed in sorted(v)] for p, v in by_seed.items()}
             params = sorted(sizes)
             if len(params) < 3:
                 out.setdefault(mode, {})[game] = {"fit": None, "reason": f"{len(params)} sizes; a fit needs 3"}
@@ -71,11 +75,12 @@ def scaling_fits(curves: Curves, *, rng: np.random.Generator, reps: int,
                 out.setdefault(mode, {})[game] = {"fit": None, "reason": rises, "monotone": False}
                 continue
             try:
-                f = fit_scaling_law(params, [sizes[p] for p in params], rng=rng, reps=reps)
+                f = fit_scaling_law(params, [sizes[p] for p in params], rng=rng, reps=reps, paired=paired)
                 by_total = None
                 if total is not None:
                     t = total[mode][game]
-                    by_total = fit_scaling_law(sorted(t), [t[p] for p in sorted(t)], rng=rng, reps=reps)
+                    by_total = fit_scaling_law(sorted(t), [[t[p][seed] for seed in sorted(t[p])] for p in sorted(t)],
+                                               rng=rng, reps=reps, paired=paired)
             except ScaleworldError as exc:
                 out.setdefault(mode, {})[game] = {"fit": None, "reason": str(exc)}
                 continue
@@ -90,28 +95,36 @@ def scaling_fits(curves: Curves, *, rng: np.random.Generator, reps: int,
     return out
 
 
-def matched_vs_joint(curves: dict[str, dict[str, dict[str, list[float]]]], *, rng: np.random.Generator,
-                     reps: int) -> dict[str, Any]:
-    """Per size (curves keyed by size name: a joint model of a size has a few more parameters,
-    its game embeddings): matched-compute single-game runs vs the joint run, paired by game
-    (held-out NLL, lower is better): per-game differences (matched - joint) with intervals and a
-    Wilcoxon signed-rank test across games."""
+MATCHED_HYPOTHESES = ("H0: the mean over games of matched - joint held-out NLL is 0, per size; the seed is the "
+                      "unit (per seed, the mean over games; one joint model per seed plays every game): paired t "
+                      "over seeds, two-sided")
+"""The one line the report prints beside the matched-vs-joint result."""
+
+
+def matched_vs_joint(curves: dict[str, dict[str, dict[str, dict[int, float]]]], *,
+                     confidence: float = 0.95) -> dict[str, Any]:
+    """Per size (curves[mode][game][size][seed] -> held-out NLL, keyed by size name: a joint model of
+    a size has a few more parameters, its game embeddings): matched-compute single-game runs vs the
+    joint run with the seed as the unit (`scaleworld.analysis.statistics.seed_unit_comparison`):
+    per-game differences (matched - joint) with t intervals over seeds, the mean difference over
+    games with its interval, and the test's p."""
     if "matched" not in curves or "joint" not in curves:
         return {}
     out = {}
-    sizes = sorted({p for g in curves["joint"].values() for p in g})
+    sizes = sorted({s for g in curves["joint"].values() for s in g})
     for size in sizes:
         x = {g: s[size] for g, s in curves["matched"].items() if size in s}
         y = {g: s[size] for g, s in curves["joint"].items() if size in s}
         games = sorted(set(x) & set(y))
         if not games:
             continue
-        c = paired_comparison({g: x[g] for g in games}, {g: y[g] for g in games}, rng=rng, reps=reps,
-                              lower_is_better=True)
+        c = seed_unit_comparison({g: x[g] for g in games}, {g: y[g] for g in games}, confidence=confidence,
+                                 lower_is_better=True)
         out[size] = {
-            "games": list(c.games), "differences": {g: interval(d) for g, d in c.differences.items()},
-            "mean_difference": interval(c.mean_difference), "wilcoxon_statistic": c.wilcoxon_statistic,
-            "wilcoxon_p": c.wilcoxon_p, "games_matched_better": c.games_x_better}
+            "games": list(c.games), "seeds": list(c.seeds), "paired": c.paired,
+            "differences": {g: interval(d) for g, d in c.differences.items()},
+            "mean_difference": None if c.mean_difference is None else interval(c.mean_difference),
+            "t": c.t, "dof": c.dof, "p": c.p, "games_matched_better": c.games_x_better, "untested": c.untested}
     return out
 
 

@@ -42,7 +42,7 @@ from scaleworld.objectives.world_model import DynamicsLoss
 FIDELITY_FORMAT = "scaleworld.fidelity/1"
 
 
-def _windows(ds: OfflineDataset, episodes: torch.Tensor, length: int):
+def held_out_windows(ds: OfflineDataset, episodes: torch.Tensor, length: int):
     """(start, length, i): consecutive non-overlapping windows [start, start+length) covering each
     held-out episode, i its position in `episodes`."""
     for i, e in enumerate(episodes.tolist()):
@@ -65,7 +65,7 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
     abs_err = 0.0
     tp = fp = fn = 0
     steps = 0
-    windows = list(_windows(ds, episodes, c.context))
+    windows = list(held_out_windows(ds, episodes, c.context))
     per_episode = torch.zeros(len(episodes), 2, dtype=torch.float64)  # [E, (nats, frames)]
     baseline_sums = dict.fromkeys(BASELINES, 0.0)
     for i in range(0, len(windows), batch):

@@ -3,8 +3,8 @@ matched-vs-joint paired test, aggregate normalised control scores and P(improvem
 
 Each section takes one analysis (one variant) and says so when its numbers are missing, rather than
 failing: an analysis.json written before a section existed simply lacks its key. Intervals print as
-"point [lo, hi]"; they are 95% percentile bootstrap intervals (the analysis functions' default
-confidence; analysis.json records the reps and seed, shown in the settings line).
+"point [lo, hi]"; they are 95% intervals (the analysis functions' default confidence; analysis.json
+records the bootstrap's reps and seed, shown in the settings line).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from scaleworld.analysis.interaction import HYPOTHESES
+from scaleworld.analysis.summary import MATCHED_HYPOTHESES
 from scaleworld.report.control import upper_kinds
 
 AGGREGATE_COLUMNS = (("median", "median"), ("iqm", "IQM"), ("mean", "mean"), ("optimality_gap", "optimality gap"))
@@ -22,13 +24,16 @@ COMPARISONS = (("joint_vs_single", "joint vs single"), ("joint_vs_matched", "joi
 
 
 def interval_text(ci: dict[str, float | None] | None, sep: str = " ") -> str:
-    """"point [lo, hi]" with 3 decimals; "n/a" where the analysis wrote null (NaN)."""
+    """"point [lo, hi]" with 3 decimals; "n/a" where the analysis wrote null (NaN); a point without
+    bounds says why (one seed)."""
     if not ci or ci.get("point") is None:
         return "n/a"
 
     def num(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
+    if ci.get("lo") is None and ci.get("hi") is None:  # the analysis had one seed: no spread to go on
+        return f"{num(ci['point'])}{sep}(no interval: needs >= 2 seeds)"
     return f"{num(ci['point'])}{sep}[{num(ci.get('lo'))}, {num(ci.get('hi'))}]"
 
 
@@ -51,7 +56,8 @@ def render_settings(variant: str, analysis: dict[str, Any], console: Any) -> Non
     boot = analysis.get("bootstrap")
     if boot:
         console.print(f"settings ({variant}): bootstrap {boot['reps']} reps, seed {boot['seed']}; "
-                      "intervals are 95% percentile bootstrap intervals")
+                      "intervals are 95%: expanded percentile bootstrap or t intervals, chosen per statistic from "
+                      "measured coverage (ARCHITECTURE.md, 'Statistics, calibrated')")
 
 
 def _section(analysis: dict[str, Any], key: str, what: str, console: Any, *, empty: str | None = None) -> Any:
@@ -157,41 +163,60 @@ def render_paired(variant: str, analysis: dict[str, Any], console: Any, style: A
                       empty="it needs the matched and joint modes")
     if paired is None:
         return
+    if any("wilcoxon_p" in p for p in paired.values()):
+        console.print(f"matched vs joint ({variant}): written by an earlier scaleworld (games as the unit); "
+                      "re-run the analysis job for the test with the seed as the unit")
+        return
     table = Table(title=f"matched vs joint ({variant}): held-out NLL, matched - joint (below 0: matched better)",
                   box=style)
-    for col in ("size", "games", "mean difference [95% CI]", "Wilcoxon p", "games matched better"):
+    for col in ("size", "games", "seeds", "mean difference [95% CI]", "p", "games matched better"):
         table.add_column(col)
     for size in sorted(paired, key=order):
         p = paired[size]
-        table.add_row(size, str(len(p["games"])), interval_text(p["mean_difference"]), f"{p['wilcoxon_p']:.3g}",
-                      f"{p['games_matched_better']} of {len(p['games'])}")
+        n = len(p["games"])
+        if p["untested"]:
+            table.add_row(size, str(n), str(len(p["seeds"])), "-", p["untested"], f"{p['games_matched_better']} of {n}")
+            continue
+        table.add_row(size, str(n), f"{len(p['seeds'])}{'' if p['paired'] else ' (unpaired)'}",
+                      interval_text(p["mean_difference"]), f"{p['p']:.3g}", f"{p['games_matched_better']} of {n}")
     console.print(table)
+    console.print(MATCHED_HYPOTHESES)
 
 
 def render_interaction(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:
-    """The mode x size interaction (scaleworld.analysis.interaction): does joint stabilise scaling?"""
+    """The paper's claim "joint training stabilises scaling" (scaleworld.analysis.interaction)."""
     from rich.table import Table
 
     tests = _section(analysis, "interaction", f"joint stabilises scaling ({variant})", console,
                      empty="it needs joint and single or matched")
     if tests is None:
         return
-    table = Table(title=f"joint stabilises scaling ({variant}): per seed, the worst step up of held-out NLL along "
-                        "the sizes, y's minus joint's (above 0: joint rises less); one-sided t over seeds, BH across "
-                        "games; overall: mean over games per seed", box=style)
-    for col in ("comparison", "game", "mean difference", "p", "p (BH)", "seeds"):
-        table.add_column(col)
+    if any("margin" not in t for t in tests.values()):
+        console.print(f"joint stabilises scaling ({variant}): written by an earlier scaleworld (a test of the worst "
+                      "step, which noise and slope moved); re-run the analysis job for the intersection-union test")
+        return
     for name, test in tests.items():
-        label = name.replace("_stabilises_", " vs ")
-        overall = test.get("overall")
-        if overall:
-            table.add_row(label, f"all {overall['games']}", f"{overall['mean']:+.3f}", f"{overall['p']:.3g}", "-",
-                          str(overall["seeds"]))
+        x, y = name.split("_stabilises_")
+        overall, margin = test["overall"], test["margin"]
+        table = Table(title=f"{x} stabilises {y} ({variant}): per game, the largest rise of mean held-out NLL with "
+                            f"size (nats/frame; margin {margin:g})", box=style)
+        for col in ("game", f"{y} rises by", f"{x} rises by", f"p ({y} rises)", f"p ({x} below margin)", "p (BH)",
+                    "stabilised"):
+            table.add_column(col)
         for game, g in test["games"].items():
-            table.add_row(label, game, f"{g['mean']:+.3f}", f"{g['p']:.3g}", f"{g['p_bh']:.3g}", str(g["seeds"]))
+            table.add_row(game, f"{g['rise_y']:.3f}", f"{g['rise_x']:.3f}", f"{g['p_rise']:.2g}",
+                          f"{g['p_no_rise']:.2g}", f"{g['p_bh']:.2g}", "yes" if g["stabilised"] else "no")
         for game, why in test.get("left_out", {}).items():
-            table.add_row(label, game, "-", "-", "-", why)
-    console.print(table)
+            table.add_row(game, "-", "-", "-", "-", "-", why)
+        console.print(table)
+        console.print(HYPOTHESES.format(x=x, y=y, m=f"{margin:g}"))
+        if overall is None:
+            console.print(f"{x} stabilises {y} ({variant}): untested (no game has enough sizes and seeds)")
+            continue
+        names = lambda games: ", ".join(games) if games else "none"  # noqa: E731
+        console.print(f"{x} stabilises {y} ({variant}): overall p = {overall['p']:.3g} over {overall['games']} games; "
+                      f"stabilised: {names(overall['stabilised'])}; {y} rises: {names(overall['y_rises'])}; "
+                      f"of those, {x} rises too: {names(overall['x_rises_too'])}")
 
 
 def render_scores(variant: str, analysis: dict[str, Any], control: dict[str, Any], console: Any, style: Any,
@@ -218,8 +243,9 @@ def render_scores(variant: str, analysis: dict[str, Any], control: dict[str, Any
     console.print(table)
     if scores.get("bootstrap") == "hierarchical":
         console.print("median and mean: of the game means; IQM and optimality gap: over all runs of all games "
-                      "(rliable); intervals: hierarchical bootstrap (world-model seeds, then policy trials; joint "
-                      "modes draw their seeds once for all games), expanded percentile")
+                      "(rliable); intervals: bootstrap of the world-model seeds, each with its policy trials (joint "
+                      "modes draw their seeds once for all games), expanded percentile (the median of per-game "
+                      "seeds: plain)")
     kinds = upper_kinds(control["games"].get(variant, {}))
     if kinds:  # the upper anchor is a per-game setting of the anchor jobs: say which one each game used
         used = "; ".join(f"{kind} ({', '.join(games)})" for kind, games in kinds.items())
@@ -268,7 +294,7 @@ def render_versus_random(variant: str, analysis: dict[str, Any], console: Any, s
         return
     table = Table(title=f"control against random ({variant}): raw real-game score per episode; reward per agent "
                         "step in imagination and in the real game", box=style)
-    for col in ("mode", "size", "game", "score (random)", "best run - random", "p Holm", "runs won", "beats",
+    for col in ("mode", "size", "game", "score (random)", "best run - random", "p Holm / BH", "runs won", "beats",
                 "per step: imagined / real"):
         table.add_column(col)
     for mode, sizes in sorted(evidence.items()):
@@ -282,13 +308,22 @@ def render_versus_random(variant: str, analysis: dict[str, Any], console: Any, s
                               "untested: 1 episode" if best is None else
                               f"{score_text(best['difference'], signed=True)} [{score_text(best['lo'], signed=True)}, "
                               f"{score_text(best['hi'], signed=True)}]",
-                              "-" if best is None else f"{cell['p_holm']:.2g}",
+                              "-" if best is None else f"{cell['p_holm']:.2g} / {cell['p_bh']:.2g}"
+                              if cell.get("p_bh") is not None else f"{cell['p_holm']:.2g}",
                               f"{cell['runs_beating']}/{len(cell['runs'])}",
                               "-" if best is None else "yes" if cell["beats_random"] else "no",
                               f"{'-' if imagined is None else f'{imagined:.3g}'} / {cell['real_reward_per_step']:.3g}")
     console.print(table)
     alpha = next(c["alpha"] for sizes in evidence.values() for games in sizes.values() for c in games.values())
-    console.print(f"per run (a world-model seed's policy trial): Welch's one-sided t test of its episodes against the "
-                  f"random anchor's; a cell beats random when its best run's p x runs (Holm) <= {alpha:g}. "
+    family = analysis.get("control_family")
+    correction = (f"a cell beats random when BH over the table's {family['cells']} tested cells ({family['games']} "
+                  f"games x {family['sizes']} sizes x {family['modes']} modes) of its best run's p x runs (Holm) "
+                  f"is <= {alpha:g}; games that beat random: "
+                  f"{', '.join(family['any_games']) if family['any_games'] else 'none'}" if family else
+                  f"a cell beats random when its best run's p x runs (Holm) <= {alpha:g} (no correction across the "
+                  "table: written by an earlier scaleworld)")
+    console.print(f"H1 per cell: the policy's expected real-game return exceeds random's. Per run (a world-model "
+                  f"seed's policy trial): Welch's one-sided t test of its episodes against the random anchor's; "
+                  f"{correction}. "
                   "imagined/step: the final update's imagined rollouts; real/step: total return / agent steps; a "
                   "large gap with no win over random means the policy learned the model's errors")

@@ -232,7 +232,7 @@ def _control(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, An
             "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}
 
 
-def _episode_intervals(rows: list[dict[str, Any]], *, seed: Any, reps: int) -> dict[str, dict[str, Any]]:
+def _episode_intervals(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """[mode][game] -> per size (ascending parameters) the mean NLL with an interval over seeds and
     held-out episodes (`scaleworld.analysis.hierarchical.episode_size_means`); games whose fidelity
     records lack the episodes are left out."""
@@ -240,22 +240,21 @@ def _episode_intervals(rows: list[dict[str, Any]], *, seed: Any, reps: int) -> d
     from scaleworld.analysis.summary import interval
 
     runs = _grouped(rows, ("mode", "game", "params"), "episodes")
-    rng = np.random.default_rng([seed, 4])  # a stream of its own: every other interval stays as it was
     out: dict[str, dict[str, Any]] = {}
     for mode, games in sorted(runs.items()):
         for game, sizes in sorted(games.items()):
             params = sorted(sizes)
             if any(e is None for p in params for e in sizes[p]):
                 continue
-            cis = episode_size_means([np.array(sizes[p]) for p in params], rng=rng, reps=reps)
+            cis = episode_size_means([np.array(sizes[p]) for p in params])
             out.setdefault(mode, {})[game] = {"params": params, "size_means": [interval(ci) for ci in cis]}
     return out
 
 
 def _regimes(rows: list[dict[str, Any]], *, rule: Any, seed: Any) -> dict[str, dict[str, Any]]:
     """Scaling regime per (mode, game) of NLL rows (`scaleworld.study.results.nll_rows`). Per size
-    the runs are ordered by seed; where every size has the same seeds the contrasts are paired
-    (regime-rule/2), and where every run has a training-split NLL the mechanism check reads it."""
+    the runs are ordered by seed; where every size of a game has the same seeds its contrasts are
+    paired (regime-rule/2 on), and where every run has a training-split NLL the mechanism check reads it."""
     from scaleworld.analysis.regimes import classify_games
 
     runs: dict[str, dict[str, dict[int, dict[int, tuple[float, float | None]]]]] = {}  # [mode][game][params][seed]
@@ -264,11 +263,12 @@ def _regimes(rows: list[dict[str, Any]], *, rule: Any, seed: Any) -> dict[str, d
             row["nll"], row.get("train_nll"))
     result = {}
     for mode, games in sorted(runs.items()):
-        inputs, train, paired = {}, {}, True
+        inputs, train, paired = {}, {}, {}
         for game, sizes in games.items():
             params = sorted(sizes)
             inputs[game] = (params, [[sizes[p][s][0] for s in sorted(sizes[p])] for p in params])
-            paired &= len({tuple(sorted(sizes[p])) for p in params}) == 1
+            paired[game] = len({tuple(sorted(sizes[p])) for p in params}) == 1  # per game: one missing seed
+            # elsewhere leaves this game's contrasts paired
             if all(v[1] is not None for p in params for v in sizes[p].values()):
                 train[game] = [[sizes[p][s][1] for s in sorted(sizes[p])] for p in params]
         curves_ok = {g: v for g, v in inputs.items() if len(v[0]) >= 2}  # a curve needs two sizes
@@ -285,6 +285,14 @@ def _regimes(rows: list[dict[str, Any]], *, rule: Any, seed: Any) -> dict[str, d
                                   "reason": "one model size: no scaling curve", "params": inputs[game][0],
                                   "nll": inputs[game][1], "train_nll": train.get(game), "evidence": None}
     return result
+
+
+def _by_seed(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, dict[Any, dict[int, float]]]]:
+    """NLL rows as curves[mode][game][row[key]][seed] -> held-out NLL."""
+    out: dict[str, dict[str, dict[Any, dict[int, float]]]] = {}
+    for row in rows:
+        out.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row[key], {})[row["seed"]] = row["nll"]
+    return out
 
 
 def _grouped(rows: list[dict[str, Any]], keys: tuple[str, ...], value: str) -> dict[Any, Any]:
@@ -310,7 +318,7 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
         scaling_fits,
         score_summary,
     )
-    from scaleworld.analysis.versus_random import control_evidence
+    from scaleworld.analysis.versus_random import control_evidence, family_summary
     from scaleworld.study.results import control_episodes, nll_readings
     from scaleworld.training.config import JOINT_SHORT, MATCH_RULES
 
@@ -319,13 +327,8 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     readings = nll_readings(store, graph, [graph.jobs[i] for i in job.inputs])
     rows, best_rows = readings["final"], readings["best"]
     result = _regimes(rows, rule=rule, seed=r["seed"])
-    curves = _grouped(rows, ("mode", "game", "params"), "nll")  # curves[mode][game][params] -> per-seed NLLs
-    by_blocks = _grouped(rows, ("mode", "game", "blocks"), "nll")  # the same, keyed by block parameters
-    by_size = _grouped(rows, ("mode", "game", "size"), "nll")  # the same, keyed by size name
-    by_seed: dict[str, dict[str, dict[str, dict[int, float]]]] = {}  # [mode][game][size][seed] -> NLL
-    for row in rows:
-        by_seed.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row["size"], {})[row["seed"]] = (
-            row["nll"])
+    # [mode][game][x][seed] -> NLL, x the total parameters, block parameters or size name
+    curves, by_blocks, by_seed = (_by_seed(rows, key) for key in ("params", "blocks", "size"))
     blocks_of = {row["size"]: row["blocks"] for row in rows}  # orders the sizes of the interaction test
     # the best reading's bootstraps draw from a stream of their own: the final reading's stay as they were
     best = {"modes_best": _regimes(best_rows, rule=rule, seed=[r["seed"], 2]),
@@ -336,20 +339,21 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
                 **({"joint_short": JOINT_SHORT} if "joint_short" in modes else {})}
     reps = r["bootstrap_reps"]
     rng = np.random.default_rng([r["seed"], 1])  # a stream of its own: the regimes' intervals stay as they were
+    control = control_evidence(control_episodes(store, graph, [graph.jobs[i] for i in job.inputs]), alpha=rule.alpha)
     write_json_atomic(out / AnalysisStage.ARTIFACT, {
         "rule": rule.to_dict(), "modes": result, **best, "controls": controls,
         "bootstrap": {"reps": reps, "seed": r["seed"]},
         "fits": scaling_fits(by_blocks, total=curves, rng=rng, reps=reps),
-        "matched_vs_joint": matched_vs_joint(by_size, rng=rng, reps=reps),
+        "matched_vs_joint": matched_vs_joint(by_seed),
         "fidelity": {"improvement": fidelity_improvement(by_seed, rng=rng, reps=reps)},
         "baselines": baseline_comparison(rows),
-        **({"size_means_episodes": _episode_intervals(rows, seed=r["seed"], reps=reps)}
+        **({"size_means_episodes": _episode_intervals(rows)}
            if r.get("episode_bootstrap") else {}),
-        "interaction": interaction_tests(by_seed, order=sorted(blocks_of, key=lambda size: (blocks_of[size], size))),
+        "interaction": interaction_tests(by_seed, order=sorted(blocks_of, key=lambda size: (blocks_of[size], size)),
+                                         margin=rule.margin_nats, alpha=rule.alpha),
         "scores": score_summary(_control_scores(store, graph, job), rng=rng, reps=reps),
         "experts": _expert_quality(store, graph, job, weak_below=r["weak_expert"]),
-        "control": control_evidence(control_episodes(store, graph, [graph.jobs[i] for i in job.inputs]),
-                                    alpha=rule.alpha),
+        "control": control, "control_family": family_summary(control, alpha=rule.alpha),
     })
     return {"analysis": AnalysisStage.ARTIFACT,
             "regimes": {mode: {g: v["regime"] for g, v in games.items()} for mode, games in result.items()},

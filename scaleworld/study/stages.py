@@ -301,9 +301,13 @@ class AnalysisStage(Stage):
     KIND = "analysis"
     ARTIFACT = "analysis.json"
     rule: dict[str, Any]
-    statistics: str = "statistics/3"
+    statistics: str = "statistics/4"
     """Which definitions of the aggregates and intervals the job computes, so a change of them
-    redoes finished analyses (their identity changes). ``statistics/3``: adds the control evidence
+    redoes finished analyses (their identity changes). ``statistics/4``: "joint stabilises scaling"
+    as an intersection-union test per game (scaleworld.analysis.interaction), matched vs joint with
+    the seed as the unit, regime-rule/3's paired tests within seeds and pairing decided per game, the
+    hierarchical bootstrap over seeds only, expanded intervals wherever one is printed, BH across
+    the control table (tools/stats_calibration.py measures each); ``statistics/3``: adds the control evidence
     against random (scaleworld.analysis.versus_random); ``statistics/2``: IQM and optimality gap
     over all runs x games (rliable), hierarchical bootstrap over world-model seeds then trials
     with expanded percentile intervals (scaleworld.analysis.hierarchical); ``statistics/1`` (the
