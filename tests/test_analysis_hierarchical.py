@@ -49,10 +49,12 @@ def test_shared_seeds_are_drawn_once_for_every_game():
     _, apart, _ = resample_runs(same, shared_seeds=False, reps=200, rng=np.random.default_rng(1))
     assert np.array_equal(shared[0], shared[1])
     assert not np.array_equal(apart[0], apart[1])
-    # games with other seeds do not share models: drawn independently even when asked
-    other = {"a": {0: [0.0], 1: [1.0]}, "b": {5: [0.0], 6: [1.0]}}
-    _, drawn, expansion = resample_runs(other, shared_seeds=True, reps=200, rng=np.random.default_rng(1))
-    assert not np.array_equal(drawn[0], drawn[1]) and expansion == {"seeds": 2, "dof": 2}
+    # a joint run's game that lost a seed (a failed job) still shares the draw: seed 2's slot takes
+    # one of its own seeds, every other slot is the other game's
+    lost = {"a": {0: [0.0], 1: [1.0], 2: [5.0]}, "b": {0: [0.0], 1: [1.0]}}
+    _, drawn, expansion = resample_runs(lost, shared_seeds=True, reps=400, rng=np.random.default_rng(1))
+    agree = drawn[0] == drawn[1]
+    assert agree[drawn[0] != 5.0].all() and not agree.all() and expansion == {"seeds": 2, "dof": 1}
 
 
 def test_a_seed_that_lost_a_trial_is_resampled_from_what_it_has():
@@ -61,7 +63,8 @@ def test_a_seed_that_lost_a_trial_is_resampled_from_what_it_has():
     assert replicates[0].shape == (500, 4) and set(np.unique(replicates[0])) <= {1.0, 3.0}
     assert not np.isnan(replicates[0]).any()
     ci = hierarchical_ci(runs, "mean", shared_seeds=False, rng=np.random.default_rng(2), reps=500)
-    assert ci.point == pytest.approx(5 / 3) and 1.0 <= ci.lo <= ci.hi <= 3.0
+    # each seed weighs the same in the point as in the replicates: (1 + 3) / 2, not (1 + 1 + 3) / 3
+    assert ci.point == pytest.approx(2.0) and 1.0 <= ci.lo <= ci.hi <= 3.0
 
 
 def _study(rng, *, shared: bool, games=26, seeds=8, trials=2, seed_sd=0.3, trial_sd=0.1):
@@ -166,9 +169,10 @@ def test_the_crossed_interval_by_hand():
     row, col, grand = y.mean(1), y.mean(0), y.mean()
     ms_seed, ms_ep = e * row.var(ddof=1), s * col.var(ddof=1)
     ms_res = np.sum((y - row[:, None] - col[None, :] + grand) ** 2) / 4
-    terms = [(ms_seed - ms_res) / e / s, (ms_ep - ms_res) / s / e, ms_res / e / s]
-    variance = sum(terms)
-    dof = variance**2 / (terms[0] ** 2 / 2 + terms[1] ** 2 / 2 + terms[2] ** 2 / 4)
+    assert ms_seed > ms_res and ms_ep > ms_res  # both components estimated above 0
+    variance = ms_seed / (s * e) + ms_ep / (s * e) - ms_res / (s * e)
+    # Satterthwaite over the mean squares with their coefficients (1/9, 1/9, -1/9) and dof (2, 2, 4)
+    dof = variance**2 / ((ms_seed / 9) ** 2 / 2 + (ms_ep / 9) ** 2 / 2 + (ms_res / 9) ** 2 / 4)
     ci = crossed_mean_interval(y, np.full(3, 1 / 3))
     assert ci.point == pytest.approx(grand)
     assert ci.hi - ci.point == pytest.approx(stats.t.ppf(0.975, dof) * np.sqrt(variance))

@@ -139,7 +139,7 @@ def _analysis_json() -> dict:
         "matched_vs_single": {"paper-d2": {**_ci(0.625, 0.375, 0.25), "games": list(GAMES)},
                               "paper-d12": {**_ci(0.5, 0.375, 0.375), "games": list(GAMES)}},
     }
-    rule = {"version": "regime-rule/2", "alpha": 0.05, "delta": 0.02, "margin_nats": 0.05, "min_sizes": 4,
+    rule = {"version": "regime-rule/3", "alpha": 0.05, "delta": 0.02, "margin_nats": 0.05, "min_sizes": 4,
             "min_seeds": 2, "bootstrap_reps": 1000, "permutation_reps": 2000, "weak_expert": 0.5}
     fidelity = {  # held-out NLL, lower wins: joint beats single at every size
         "joint_vs_single": {size: {**_ci(0.9 + 0.02 * i, 0.1, 0.04), "games": list(GAMES)}

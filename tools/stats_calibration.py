@@ -290,14 +290,16 @@ def check_episode_means(rng: np.random.Generator, n: int, *, reps: int = 1000) -
     """Per-size means over seeds and held-out episodes (hierarchical.episode_size_means): every seed
     scored on the same E episodes; an episode's difficulty and a seed's effect both vary."""
     rows = []
+    designs = {"episode-dominated": (0.3, 0.02, 0.01), "seed-dominated": (0.02, 0.1, 0.01),
+               "seed x episode interaction as large as the episodes' spread": (0.1, 0.0, 0.1)}
     for episodes in (3, 10):
-        for design, (episode_sd, seed_sd) in {"episode-dominated": (0.3, 0.02), "seed-dominated": (0.02, 0.1)}.items():
+        for design, (episode_sd, seed_sd, interaction_sd) in designs.items():
             hits = 0
             for _ in range(n):
                 difficulty = 3.0 + episode_sd * rng.standard_normal(episodes)  # [E]
                 frames = rng.integers(50, 150, size=episodes).astype(float)
                 per_frame = difficulty[None, :] + seed_sd * rng.standard_normal((SEEDS, 1))  # [S, E]
-                per_frame = per_frame + 0.01 * rng.standard_normal((SEEDS, episodes))
+                per_frame = per_frame + interaction_sd * rng.standard_normal((SEEDS, episodes))
                 runs = np.stack([per_frame * frames, np.broadcast_to(frames, per_frame.shape)], axis=-1)
                 (ci,) = episode_size_means([runs])
                 hits += ci.contains(3.0)

@@ -24,9 +24,12 @@ seed as well would count the trial noise twice: a seed's mean already carries it
 seed_sd^2 + trial_sd^2 / T), so the second draw adds it again (measured: trial-dominated designs
 covered 97-100% with intervals 20-36% too wide; Davison and Hinkley 1997, section 3.8, resample the
 top stage only). A seed that lost a trial to a failed job repeats its own trials up to the most any
-seed has, so it weighs as much as the others. Seeds are drawn per game, or once for all games when
-they share their models (`shared_seeds`: a joint model per seed plays every game, so the same draw
-applies to every game). The set of games stays fixed, as in rliable's stratified bootstrap.
+seed has, in the point estimate and the replicates alike, so it weighs as much as the others.
+Seeds are drawn per game, or once for all games when they share their models (`shared_seeds`: a
+joint model per seed plays every game, so the same draw of seed labels applies to every game; a
+game that lacks a drawn seed, its job failed, takes one of its own in its place: drawing such a
+game apart would treat the joint run's games as independent, which measured 36% coverage). The
+set of games stays fixed, as in rliable's stratified bootstrap.
 
 Intervals are expanded percentile intervals (`scaleworld.analysis.statistics.expanded_interval`):
 n is the number of seeds (the fewest of any game); dof = n - 1 when the seeds are shared, else the
@@ -98,17 +101,9 @@ def _as_runs(runs: Runs, *, what: str) -> dict[str, tuple[list[int], np.ndarray,
     return out
 
 
-def _flat(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    return np.concatenate([values[s, :c] for s, c in enumerate(counts)])
-
-
 def _expansion(table: dict[str, tuple[list[int], np.ndarray, np.ndarray]], shared: bool) -> dict[str, int]:
     seeds = min(len(s) for s, _, _ in table.values())
     return {"seeds": seeds, "dof": seeds - 1 if shared else sum(len(s) - 1 for s, _, _ in table.values())}
-
-
-def _is_shared(table: dict[str, tuple[list[int], np.ndarray, np.ndarray]], shared_seeds: bool) -> bool:
-    return shared_seeds and len({tuple(seeds) for seeds, _, _ in table.values()}) == 1
 
 
 def _filled(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -117,22 +112,38 @@ def _filled(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.stack([values[s, np.arange(width) % c] for s, c in enumerate(counts)])
 
 
+def _shared_picks(table: dict[str, tuple[list[int], np.ndarray, np.ndarray]], *, reps: int,
+                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One draw of seed labels for every game (from all games' seeds), as each game's rows [reps, n].
+    A game that lacks a drawn seed (its job failed) takes one of its own seeds in its place."""
+    labels = sorted(set().union(*(seeds for seeds, _, _ in table.values())))
+    drawn = rng.integers(0, len(labels), size=(reps, len(labels)))
+    picks = {}
+    for game, (seeds, _, _) in table.items():
+        row = {seed: i for i, seed in enumerate(seeds)}
+        rows = np.array([row.get(label, -1) for label in labels])[drawn]  # -1: this game lacks the seed
+        missing = rows < 0
+        if missing.any():
+            rows[missing] = rng.integers(0, len(seeds), size=int(missing.sum()))
+        picks[game] = rows
+    return picks
+
+
 def resample_runs(runs: Runs, *, shared_seeds: bool, reps: int, rng: np.random.Generator,
                   what: str = "runs") -> tuple[list[np.ndarray], list[np.ndarray], dict[str, int]]:
-    """(points, replicates, expansion): per game (sorted), its runs [n] and `reps` resamples of its
-    seeds with their trials [reps, S x T], and the {seeds, dof} of the expanded interval.
-    `shared_seeds` draws the seeds once for all games; it needs every game to have the same seeds
-    (else games are drawn independently: they do not share models)."""
+    """(points, replicates, expansion): per game (sorted), its runs [S x T] and `reps` resamples of
+    its seeds with their trials [reps, S x T] (a seed short of trials repeats its own in both), and
+    the {seeds, dof} of the expanded interval. `shared_seeds` draws the seeds once for all games (one
+    model per seed plays every game), also when a game lacks a seed another has."""
     table = _as_runs(runs, what=what)
-    shared = _is_shared(table, shared_seeds)
-    first = len(next(iter(table.values()))[0])
-    common = rng.integers(0, first, size=(reps, first)) if shared else None  # one draw of seeds for every game
+    shared = _shared_picks(table, reps=reps, rng=rng) if shared_seeds else None
     points, replicates = [], []
-    for seeds, values, counts in table.values():
-        picks = common if shared else rng.integers(0, len(seeds), size=(reps, len(seeds)))  # [reps, S]
-        replicates.append(_filled(values, counts)[picks].reshape(reps, -1))  # [reps, S x T]
-        points.append(_flat(values, counts))
-    return points, replicates, _expansion(table, shared)
+    for game, (seeds, values, counts) in table.items():
+        filled = _filled(values, counts)
+        picks = shared[game] if shared else rng.integers(0, len(seeds), size=(reps, len(seeds)))  # [reps, n]
+        replicates.append(filled[picks].reshape(reps, -1))  # [reps, n x T]
+        points.append(filled.reshape(-1))
+    return points, replicates, _expansion(table, shared_seeds)
 
 
 def hierarchical_ci(runs: Runs, aggregate: str = "mean", *, shared_seeds: bool, rng: np.random.Generator,
@@ -186,10 +197,11 @@ def crossed_mean_interval(values: np.ndarray, weights: np.ndarray, *,
     ve); weights [E] sum to 1 (an episode's share of the frames). The point: the mean over seeds of
     sum_e w_e y_se. Its variance is va / S + vb sum(w^2) + ve sum(w^2) / S; from the two-way ANOVA
     mean squares (MS_seed on S - 1, MS_episode on E - 1, MS_residual on (S - 1)(E - 1) dof) it is
-    estimated as MS_seed / (S E) + sum(w^2) MS_episode / S - MS_residual / (S E) (each variance
-    component truncated at 0), with Satterthwaite's degrees of freedom. With one episode only the
-    seeds vary (t on S - 1 dof); with one seed, only the episodes (t on E - 1 dof, the episodes'
-    weighted spread)."""
+    estimated as MS_seed / (S E) + sum(w^2) MS_episode / S - MS_residual / (S E) (a variance
+    component estimated below 0 is set to 0, and the mean squares it rests on leave the sum), with
+    Satterthwaite's degrees of freedom from the mean squares and their coefficients: V^2 / sum_i
+    (c_i MS_i)^2 / d_i. With one episode only the seeds vary (t on S - 1 dof); with one seed, only
+    the episodes (t on E - 1 dof, the episodes' weighted spread)."""
     from scipy import stats  # here: the spec and plan never import scipy
 
     y, w = np.asarray(values, dtype=float), np.asarray(weights, dtype=float)
@@ -201,20 +213,22 @@ def crossed_mean_interval(values: np.ndarray, weights: np.ndarray, *,
     ms_episode = seeds * col.var(ddof=1) if episodes > 1 else 0.0
     residual_dof = (seeds - 1) * (episodes - 1)
     ms_residual = float(np.sum((y - row[:, None] - col[None, :] + grand) ** 2)) / residual_dof if residual_dof else 0.0
-    va = max((ms_seed - ms_residual) / episodes, 0.0)
-    vb = max((ms_episode - ms_residual) / seeds, 0.0) if episodes > 1 else 0.0
     if episodes == 1:  # the seeds' spread holds all of it
         terms = [(float(np.var(y[:, 0], ddof=1)) / seeds if seeds > 1 else 0.0, seeds - 1)]
     elif seeds == 1:
-        terms = [(sw2 * float(np.var(y[0], ddof=1)) if episodes > 1 else 0.0, episodes - 1)]
-    else:  # each component's share of the variance, with the dof of the mean square it rests on
-        terms = [(va / seeds, seeds - 1), (vb * sw2, episodes - 1), (ms_residual * sw2 / seeds, residual_dof)]
+        terms = [(sw2 * float(np.var(y[0], ddof=1)), episodes - 1)]
+    else:  # (c MS, dof of MS) per mean square: V = c_seed MS_seed + c_episode MS_episode + c_residual MS_residual
+        c_seed = 1.0 / (seeds * episodes) if ms_seed > ms_residual else 0.0  # va > 0
+        c_episode = sw2 / seeds if ms_episode > ms_residual else 0.0  # vb > 0
+        c_residual = sw2 / seeds - c_seed - c_episode
+        terms = [(c_seed * ms_seed, seeds - 1), (c_episode * ms_episode, episodes - 1),
+                 (c_residual * ms_residual, residual_dof)]
     variance = sum(t for t, _ in terms)
     if seeds * episodes < 2:  # one run: nothing to estimate a spread from
         return ConfidenceInterval(point=point, lo=math.nan, hi=math.nan, reps=0, confidence=float(confidence))
     if variance <= 0:  # every run alike
         return ConfidenceInterval(point=point, lo=point, hi=point, reps=0, confidence=float(confidence))
-    dof = variance**2 / sum(t**2 / d for t, d in terms if d > 0 and t > 0)
+    dof = variance**2 / sum(t**2 / d for t, d in terms if d > 0 and t != 0)
     half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * np.sqrt(variance)
     return ConfidenceInterval(point=point, lo=point - half, hi=point + half, reps=0, confidence=float(confidence))
 

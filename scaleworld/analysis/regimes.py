@@ -150,8 +150,9 @@ class RegimeRule:
     bootstrap_reps: int = 2000
     """Bootstrap replicates of the analysis' intervals (aggregates, P(improvement), fits)."""
     permutation_reps: int = 2000
-    """Permutations for the trend test. The smallest reachable p-value is 1 / (reps + 1), so with
-    Benjamini-Hochberg over G games use at least G / alpha (the default suffices for 26 games)."""
+    """Permutations for the trend test (and version 3's Friedman test). The smallest reachable
+    p-value is 1 / (reps + 1), so with Benjamini-Hochberg over G games use at least G / alpha (the
+    default suffices for 26 games)."""
 
     def __post_init__(self) -> None:
         if self.version not in RULE_VERSIONS:

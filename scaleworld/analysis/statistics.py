@@ -216,6 +216,7 @@ class SeedComparison:
     mean_difference: ConfidenceInterval | None
     """The mean over games of x - y, with the t interval of the seed-level test."""
     t: float | None
+    """None when untested, or when the differences have no spread (then the sign decides p)."""
     dof: float | None
     p: float | None
     """Two-sided p of H0: the mean over games of x - y is 0."""
@@ -232,7 +233,7 @@ def _welch_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 
 
 def _difference_test(x: np.ndarray, y: np.ndarray, *, paired: bool,
-                     confidence: float) -> tuple[ConfidenceInterval, float, float, float]:
+                     confidence: float) -> tuple[ConfidenceInterval, float | None, float, float]:
     """(interval of mean(x) - mean(y), t, dof, two-sided p): paired (one-sample t on x - y) or Welch."""
     from scipy import stats  # here: the spec and plan never import scipy
 
@@ -241,14 +242,14 @@ def _difference_test(x: np.ndarray, y: np.ndarray, *, paired: bool,
         diff, se, dof = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)), float(d.size - 1)
     else:
         diff, se, dof = _welch_t(x, y)
-    if se == 0:
-        t, p = (0.0, 1.0) if diff == 0 else (float(np.sign(diff) * np.inf), 0.0)
+    if se == 0:  # no spread: the sign decides; t has no finite value (None)
+        t, p = None, (1.0 if diff == 0 else 0.0)
     else:
-        t = diff / se
+        t = float(diff / se)
         p = float(2 * stats.t.sf(abs(t), dof))
     half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
     return (ConfidenceInterval(point=diff, lo=diff - half, hi=diff + half, reps=0, confidence=float(confidence)),
-            float(t), dof, p)
+            t, dof, p)
 
 
 def seed_unit_comparison(x: SeedValues, y: SeedValues, *, confidence: float = 0.95,
@@ -259,9 +260,10 @@ def seed_unit_comparison(x: SeedValues, y: SeedValues, *, confidence: float = 0.
     Per seed s (the seeds every game has): X_s = mean over games of x[g][s], likewise Y_s. Where x
     and y have the same such seeds (>= 2), a one-sample t test on X_s - Y_s (n - 1 dof; the pairing
     is harmless where seeds share nothing); else Welch's t on the X_s against the Y_s (>= 2 seeds a
-    side). The interval of the mean difference is that test's t interval. Games independent of each
-    other on one side (single-game runs) or not (a joint run) leave the X_s, Y_s independent over
-    seeds, so the test holds its size either way (tools/stats_calibration.py)."""
+    side: no seed is dropped to make pairs). The interval of the mean difference is that test's t
+    interval. Games independent of each other on one side (single-game runs) or not (a joint run)
+    leave the X_s, Y_s independent over seeds, so the test holds its size either way
+    (tools/stats_calibration.py)."""
     if sorted(x) != sorted(y) or not x:
         raise ScaleworldError(f"x and y must cover the same games (x: {sorted(x)}, y: {sorted(y)})")
     games = tuple(sorted(x))
@@ -270,7 +272,7 @@ def seed_unit_comparison(x: SeedValues, y: SeedValues, *, confidence: float = 0.
             as_values(list(values[game].values()), what=f"{side}[{game!r}]")  # finite, non-empty
     x_seeds = sorted(set.intersection(*(set(x[g]) for g in games)))
     y_seeds = sorted(set.intersection(*(set(y[g]) for g in games)))
-    shared = sorted(set(x_seeds) & set(y_seeds))
+    shared = x_seeds if x_seeds == y_seeds else []
     differences = {}
     for game in games:
         both = sorted(set(x[game]) & set(y[game]))

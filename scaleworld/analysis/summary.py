@@ -96,8 +96,8 @@ def scaling_fits(curves: SeedCurves, *, rng: np.random.Generator, reps: int,
 
 
 MATCHED_HYPOTHESES = ("H0: the mean over games of matched - joint held-out NLL is 0, per size; the seed is the "
-                      "unit (per seed, the mean over games; one joint model per seed plays every game): paired t "
-                      "over seeds, two-sided")
+                      "unit (per seed, the mean over games; one joint model per seed plays every game): t over "
+                      "seeds, two-sided, paired where both modes have the same seeds, else Welch's (unpaired)")
 """The one line the report prints beside the matched-vs-joint result."""
 
 

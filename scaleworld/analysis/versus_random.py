@@ -123,11 +123,12 @@ def control_evidence(runs: list[dict[str, Any]], *, alpha: float, confidence: fl
 
 
 def family_summary(evidence: dict[str, Any], *, alpha: float) -> dict[str, Any]:
-    """The multiplicity statement of the table: {cells: tested cells, modes, sizes, games (counts),
+    """The multiplicity statement of the table: {cells: tested cells, the modes, sizes and games they
+    span (counts: cells can be fewer than their product),
     correction, alpha, games_beating: {mode: {size: [games]}}, any_games: the games with a cell that
     beats random}."""
     beating: dict[str, dict[str, list[str]]] = {}
-    games, sizes, cells = set(), set(), 0
+    games, sizes, modes, cells = set(), set(), set(), 0
     for mode, per_size in evidence.items():
         for size, per_game in per_size.items():
             for game, cell in per_game.items():
@@ -136,9 +137,10 @@ def family_summary(evidence: dict[str, Any], *, alpha: float) -> dict[str, Any]:
                 cells += 1
                 games.add(game)
                 sizes.add(size)
+                modes.add(mode)
                 if cell["beats_random"]:
                     beating.setdefault(mode, {}).setdefault(size, []).append(game)
-    return {"cells": cells, "modes": len(evidence), "sizes": len(sizes), "games": len(games), "alpha": alpha,
+    return {"cells": cells, "modes": len(modes), "sizes": len(sizes), "games": len(games), "alpha": alpha,
             "correction": "Holm over a cell's runs, then Benjamini-Hochberg over every tested cell",
             "games_beating": {m: {s: sorted(g) for s, g in per.items()} for m, per in beating.items()},
             "any_games": sorted({g for per in beating.values() for gs in per.values() for g in gs})}

@@ -1,5 +1,6 @@
-"""The report's sections for what `analysis.json` adds to the regimes: scaling-law fits, the
-matched-vs-joint paired test, aggregate normalised control scores and P(improvement).
+"""The report's sections for what `analysis.json` adds to the regimes: scaling-law fits, matched
+vs joint, joint stabilises scaling, aggregate normalised control scores, P(improvement) and the
+policies against random.
 
 Each section takes one analysis (one variant) and says so when its numbers are missing, rather than
 failing: an analysis.json written before a section existed simply lacks its key. Intervals print as
@@ -37,8 +38,11 @@ def interval_text(ci: dict[str, float | None] | None, sep: str = " ") -> str:
     return f"{num(ci['point'])}{sep}[{num(ci.get('lo'))}, {num(ci.get('hi'))}]"
 
 
-def score_text(v: float, *, signed: bool = False) -> str:
-    """A raw game score: 3 significant digits, whole numbers with thousands separators from 1,000 on."""
+def score_text(v: float | None, *, signed: bool = False) -> str:
+    """A raw game score: 3 significant digits, whole numbers with thousands separators from 1,000 on;
+    "n/a" where analysis.json holds null (a number that could not be computed, e.g. the SEM of one episode)."""
+    if v is None:
+        return "n/a"
     sign = "+" if signed else ""
     return f"{v:{sign},.0f}" if abs(v) >= 1000 else f"{v:{sign}.3g}"
 
@@ -302,7 +306,7 @@ def render_versus_random(variant: str, analysis: dict[str, Any], console: Any, s
             for game, cell in sorted(sizes[size].items()):
                 tested = [run for run in cell["runs"] if run["p"] is not None]
                 best, r = min(tested, key=lambda run: run["p"]) if tested else None, cell["random"]
-                imagined = cell["imagined_reward_per_step"]
+                imagined, real = cell["imagined_reward_per_step"], cell["real_reward_per_step"]
                 table.add_row(mode, size, game,
                               f"{score_text(cell['score'])} ({score_text(r['score'])} +- {score_text(r['sem'])})",
                               "untested: 1 episode" if best is None else
@@ -312,12 +316,13 @@ def render_versus_random(variant: str, analysis: dict[str, Any], console: Any, s
                               if cell.get("p_bh") is not None else f"{cell['p_holm']:.2g}",
                               f"{cell['runs_beating']}/{len(cell['runs'])}",
                               "-" if best is None else "yes" if cell["beats_random"] else "no",
-                              f"{'-' if imagined is None else f'{imagined:.3g}'} / {cell['real_reward_per_step']:.3g}")
+                              f"{'-' if imagined is None else f'{imagined:.3g}'} / {score_text(real)}")
     console.print(table)
     alpha = next(c["alpha"] for sizes in evidence.values() for games in sizes.values() for c in games.values())
     family = analysis.get("control_family")
-    correction = (f"a cell beats random when BH over the table's {family['cells']} tested cells ({family['games']} "
-                  f"games x {family['sizes']} sizes x {family['modes']} modes) of its best run's p x runs (Holm) "
+    correction = (f"a cell beats random when BH over the table's {family['cells']} tested cells (over "
+                  f"{family['games']} games, {family['sizes']} sizes, {family['modes']} modes) of its best run's p x "
+                  "runs (Holm) "
                   f"is <= {alpha:g}; games that beat random: "
                   f"{', '.join(family['any_games']) if family['any_games'] else 'none'}" if family else
                   f"a cell beats random when its best run's p x runs (Holm) <= {alpha:g} (no correction across the "

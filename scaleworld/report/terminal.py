@@ -118,8 +118,10 @@ def render(results: dict[str, Any], console: Any) -> None:
     for variant, analysis in results["regimes"].items():
         render_settings(variant, analysis, console)
         rule = analysis["rule"]
-        margin = (f"margin {rule.get('margin_nats')} nats/frame, contrasts paired by seed, classical family only "
-                  "where bigger models fit their training split better" if rule["version"] == "regime-rule/2"
+        within = ("; size effect and trend within seeds (Friedman) where paired" if rule["version"] == "regime-rule/3"
+                  else "")
+        margin = (f"margin {rule.get('margin_nats')} nats/frame, contrasts paired by seed{within}, classical family "
+                  "only where bigger models fit their training split better" if rule["version"] != "regime-rule/1"
                   else f"delta={rule['delta']} of the level")
         table = Table(title=f"scaling regimes ({variant}; rule {rule['version']}: alpha={rule['alpha']}, {margin}, "
                             f"min sizes {rule['min_sizes']}, min seeds {rule['min_seeds']})", box=style)

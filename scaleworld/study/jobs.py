@@ -340,7 +340,7 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
     reps = r["bootstrap_reps"]
     rng = np.random.default_rng([r["seed"], 1])  # a stream of its own: the regimes' intervals stay as they were
     control = control_evidence(control_episodes(store, graph, [graph.jobs[i] for i in job.inputs]), alpha=rule.alpha)
-    write_json_atomic(out / AnalysisStage.ARTIFACT, {
+    write_json_atomic(out / AnalysisStage.ARTIFACT, _plain({
         "rule": rule.to_dict(), "modes": result, **best, "controls": controls,
         "bootstrap": {"reps": reps, "seed": r["seed"]},
         "fits": scaling_fits(by_blocks, total=curves, rng=rng, reps=reps),
@@ -354,7 +354,7 @@ def _analysis(store: RunStore, graph: Graph, job: Job, out: Path) -> dict[str, A
         "scores": score_summary(_control_scores(store, graph, job), rng=rng, reps=reps),
         "experts": _expert_quality(store, graph, job, weak_below=r["weak_expert"]),
         "control": control, "control_family": family_summary(control, alpha=rule.alpha),
-    })
+    }))
     return {"analysis": AnalysisStage.ARTIFACT,
             "regimes": {mode: {g: v["regime"] for g, v in games.items()} for mode, games in result.items()},
             **({"regimes_best": {mode: {g: v["regime"] for g, v in games.items()}
@@ -386,13 +386,15 @@ def _control_scores(store: RunStore, graph: Graph, job: Job) -> dict[str, dict[s
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars / NaN -> JSON-safe values."""
+    """numpy scalars, NaN and infinities -> JSON-safe values (None for a number that is not finite)."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
     if isinstance(value, (np.floating, float)):
-        return None if np.isnan(value) else float(value)
+        return float(value) if np.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
     return value
