@@ -20,7 +20,6 @@ gradients on CPU); tests/test_packed_training.py states the tolerance it measure
 from __future__ import annotations
 
 import copy
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -28,24 +27,26 @@ from typing import Any
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from scaleworld.data.files import atomic_file, write_json_atomic
+from scaleworld.data.files import atomic_file
 from scaleworld.errors import ScaleworldError
-from scaleworld.progress import progress_bar
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.runs import DynamicsRun
 from scaleworld.training.trainer import (
     CHECKPOINT,
     FiniteGuard,
     TrainingDiverged,
+    TrainingLoop,
     compiled_or_eager,
     lr_factor,
     read_checkpoint,
+    removing_unresumable,
+    write_metrics,
 )
 
 LOSS_TERMS = ("loss_latent", "loss_reward", "loss_termination")
 
 
-class PackedTrainer:
+class PackedTrainer(TrainingLoop):
     """Trains the K `DynamicsRun`s of `runs` (same model config, same `config` but for the seed) together.
 
     The trainer's contract is the `Trainer`'s, per run: resume from each run's checkpoint (all at the
@@ -214,6 +215,22 @@ class PackedTrainer:
                 state = {n: self.params[n][k].detach().to("cpu", copy=True) for n in self.names}
                 self.best[k] = {"step": self.step, "value": value, "state": state}
 
+    # -- the loop's per-run view ---------------------------------------------------------------
+    def describe_loop(self) -> str:
+        return f"{self.runs[0].describe} x{len(self.runs)} packed"
+
+    def read_runs(self, step_metrics: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+        return self.read_metrics(step_metrics)
+
+    def evaluate_runs(self) -> list[dict[str, float]]:
+        return self.evaluate()
+
+    def histories(self) -> list[list[dict[str, float]]]:
+        return self.history
+
+    def keep_best_runs(self, val: list[dict[str, float]]) -> None:
+        self._consider_best(val)
+
     def fit(self) -> list[dict[str, Any]]:
         """Train every run to `config.steps` (resuming from their checkpoints); returns each run's final
         metrics, with the trained weights back in each run's `net`."""
@@ -222,61 +239,18 @@ class PackedTrainer:
         new = [not r.out.exists() for r in self.runs]
         for r in self.runs:
             r.out.mkdir(parents=True, exist_ok=True)
-        try:
+        with removing_unresumable([r.out for r in self.runs], new):
             self.try_resume()
             loggers = [get_logger(self.config.logger, logger_name=str(r.out), experiment_name="logs")
                        for r in self.runs]
-            finals = self._fit(loggers)
-        except BaseException:
-            for r, fresh in zip(self.runs, new):  # nothing to resume: leave no half-written run behind
-                if not (r.out / CHECKPOINT).is_file():
-                    shutil.rmtree(r.out / "logs", ignore_errors=True)
-                    if fresh and not any(r.out.iterdir()):
-                        r.out.rmdir()
-            raise
+            self.loop(loggers)
+        finals = [write_metrics(r.out / "metrics.json", history=self.history[k], best=self.best[k],
+                                select_by="val_loss_latent", resumed_at=self.resumed_at[k])
+                  for k, r in enumerate(self.runs)]
         with torch.no_grad():
             for k, r in enumerate(self.runs):
                 for n, p in r.net.named_parameters():
                     p.copy_(self.params[n][k])
-        return finals
-
-    def _fit(self, loggers: list[Any]) -> list[dict[str, Any]]:
-        cfg = self.config
-        note = ""
-        describe = f"{self.runs[0].describe} x{len(self.runs)} packed"
-        with progress_bar(self.progress, describe, cfg.steps, completed=self.step) as advance:
-            while self.step < cfg.steps:
-                step_metrics = self.train_step()
-                last = self.step == cfg.steps
-                log, evaluate = self.step % cfg.log_every == 0 or last, self.step % cfg.eval_every == 0 or last
-                save = self.step % cfg.checkpoint_every == 0 or last
-                if log or evaluate or save:
-                    self.check_finite()
-                    metrics = self.read_metrics(step_metrics)
-                    mean = sum(sum(v for k, v in m.items() if k.startswith("loss_")) for m in metrics) / len(metrics)
-                    note = f"mean loss {mean:.4f}"
-                if log:
-                    for logger, m in zip(loggers, metrics):
-                        for k, v in m.items():
-                            logger.log_scalar(k, v, step=self.step)
-                if evaluate:
-                    val = self.evaluate()
-                    for k, (logger, m, v) in enumerate(zip(loggers, metrics, val)):
-                        for key, value in v.items():
-                            logger.log_scalar(key, value, step=self.step)
-                        self.history[k].append({"step": self.step, **m, **v})
-                    self._consider_best(val)
-                if save:
-                    self.save_checkpoints()
-                advance(1, note=note)
-        finals = []
-        for k, r in enumerate(self.runs):
-            final = self.history[k][-1] if self.history[k] else {}
-            best = self.best[k]
-            record = {} if best is None else {"best": {"step": best["step"], "val_loss_latent": best["value"]}}
-            write_json_atomic(r.out / "metrics.json",
-                              {"final": final, **record, "history": self.history[k], "resumed_at": self.resumed_at[k]})
-            finals.append(final)
         return finals
 
 

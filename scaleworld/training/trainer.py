@@ -14,10 +14,11 @@ steps only, so the host runs ahead of the GPU between them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,98 @@ class FiniteGuard:
         return step, f"{self.names[i]} is {self._values.tolist()[i]}"
 
 
-class Trainer:
+def write_metrics(path: Path, *, history: list[dict[str, float]], best: dict[str, Any] | None, select_by: str,
+                  resumed_at: list[int]) -> dict[str, Any]:
+    """A run's metrics.json: its last evaluation as ``final``, the best checkpoint's step and value
+    (when one is kept), every evaluation and the steps it was resumed at; returns ``final``."""
+    final = history[-1] if history else {}
+    record = {} if best is None else {"best": {"step": best["step"], select_by: best["value"]}}
+    write_json_atomic(path, {"final": final, **record, "history": history, "resumed_at": resumed_at})
+    return final
+
+
+@contextlib.contextmanager
+def removing_unresumable(run_dirs: list[Path], fresh: list[bool]) -> Iterator[None]:
+    """Around a training call: if it raises, every run folder without a checkpoint (nothing to
+    resume) loses its logs, and one the call created (`fresh`) is removed when left empty."""
+    try:
+        yield
+    except BaseException:
+        for run_dir, new in zip(run_dirs, fresh):
+            if not (run_dir / CHECKPOINT).is_file():
+                shutil.rmtree(run_dir / "logs", ignore_errors=True)
+                if new and run_dir.is_dir() and not any(run_dir.iterdir()):
+                    run_dir.rmdir()
+        raise
+
+
+class TrainingLoop:
+    """The loop the `Trainer` (one run) and the `PackedTrainer` (K runs) share: step, read the device
+    at log, evaluation and checkpoint steps only (the NaN guard first), log, evaluate and keep the
+    best, checkpoint, advance the progress bar. A subclass gives per-run lists of what it reads."""
+
+    config: TrainConfig
+    step: int
+    progress: bool
+
+    def describe_loop(self) -> str:
+        raise NotImplementedError
+
+    def train_step(self) -> Any:
+        raise NotImplementedError
+
+    def check_finite(self) -> None:
+        raise NotImplementedError
+
+    def read_runs(self, step_metrics: Any) -> list[dict[str, float]]:
+        """Per run, the step's metrics as floats (one device read)."""
+        raise NotImplementedError
+
+    def evaluate_runs(self) -> list[dict[str, float]]:
+        """Per run, its held-out evaluation (empty dicts without a held-out split)."""
+        raise NotImplementedError
+
+    def histories(self) -> list[list[dict[str, float]]]:
+        raise NotImplementedError
+
+    def keep_best_runs(self, val: list[dict[str, float]]) -> None:
+        raise NotImplementedError
+
+    def save_checkpoints(self) -> None:
+        raise NotImplementedError
+
+    def loop(self, loggers: list[Any]) -> None:
+        cfg = self.config
+        note = ""
+        with progress_bar(self.progress, self.describe_loop(), cfg.steps, completed=self.step) as advance:
+            while self.step < cfg.steps:
+                step_metrics = self.train_step()
+                last = self.step == cfg.steps
+                log, evaluate = self.step % cfg.log_every == 0 or last, self.step % cfg.eval_every == 0 or last
+                save = self.step % cfg.checkpoint_every == 0 or last
+                if log or evaluate or save:  # the only steps that read the device
+                    self.check_finite()
+                    metrics = self.read_runs(step_metrics)
+                    losses = [sum(v for k, v in m.items() if k.startswith("loss_")) for m in metrics]
+                    note = (f"loss {losses[0]:.4f}" if len(losses) == 1 else
+                            f"mean loss {sum(losses) / len(losses):.4f}")
+                if log:
+                    for logger, m in zip(loggers, metrics):
+                        for k, v in m.items():
+                            logger.log_scalar(k, v, step=self.step)
+                if evaluate:
+                    val = self.evaluate_runs()
+                    for logger, m, v, history in zip(loggers, metrics, val, self.histories()):
+                        for k, value in v.items():
+                            logger.log_scalar(k, value, step=self.step)
+                        history.append({"step": self.step, **m, **v})
+                    self.keep_best_runs(val)
+                if save:
+                    self.save_checkpoints()
+                advance(1, note=note)
+
+
+class Trainer(TrainingLoop):
     """Trains `loss` (a TorchRL LossModule holding the model) on batches from `sample_train`.
 
     Every ``loss_*`` entry the loss returns is summed and minimised; ``metric_*`` entries are logged.
@@ -353,53 +445,37 @@ class Trainer:
         values = torch.stack(list(sums.values())).tolist() if sums else []  # one device read
         return {f"val_{k}": v / self.config.eval_batches for k, v in zip(sums, values)}
 
+    # -- the loop's per-run view of one run ------------------------------------------------------
+    def describe_loop(self) -> str:
+        return self.describe
+
+    def read_runs(self, step_metrics: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+        return [self.read_metrics(step_metrics)]
+
+    def evaluate_runs(self) -> list[dict[str, float]]:
+        return [self.evaluate()]
+
+    def histories(self) -> list[list[dict[str, float]]]:
+        return [self.history]
+
+    def keep_best_runs(self, val: list[dict[str, float]]) -> None:
+        self._consider_best(val[0])
+
+    def save_checkpoints(self) -> None:
+        self.save_checkpoint()
+
     def fit(self) -> dict[str, Any]:
         """Train to `config.steps` (resuming if a checkpoint exists); returns the final metrics."""
         from torchrl.record.loggers import get_logger
 
         new = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
+        with removing_unresumable([self.run_dir], [new]):
             self.try_resume()
             try:
                 logger = get_logger(self.config.logger, logger_name=str(self.run_dir), experiment_name="logs")
             except ImportError as exc:
                 raise ScaleworldError(f"train.logger={self.config.logger}: {exc}; install it or use csv") from None
-            return self._fit(logger)
-        except BaseException:
-            if not self.checkpoint_path.is_file():  # nothing to resume: leave no half-written run behind
-                shutil.rmtree(self.run_dir / "logs", ignore_errors=True)
-                if new and not any(self.run_dir.iterdir()):
-                    self.run_dir.rmdir()
-            raise
-
-    def _fit(self, logger: Any) -> dict[str, Any]:
-        cfg = self.config
-        note = ""
-        with progress_bar(self.progress, self.describe, cfg.steps, completed=self.step) as advance:
-            while self.step < cfg.steps:
-                step_metrics = self.train_step()
-                last = self.step == cfg.steps
-                log, evaluate = self.step % cfg.log_every == 0 or last, self.step % cfg.eval_every == 0 or last
-                save = self.step % cfg.checkpoint_every == 0 or last
-                if log or evaluate or save:  # the only steps that read the device
-                    self.check_finite()
-                    metrics = self.read_metrics(step_metrics)
-                    note = f"loss {sum(v for k, v in metrics.items() if k.startswith('loss_')):.4f}"
-                if log:
-                    for k, v in metrics.items():
-                        logger.log_scalar(k, v, step=self.step)
-                if evaluate:
-                    val = self.evaluate()
-                    for k, v in val.items():
-                        logger.log_scalar(k, v, step=self.step)
-                    self.history.append({"step": self.step, **metrics, **val})
-                    self._consider_best(val)
-                if save:
-                    self.save_checkpoint()
-                advance(1, note=note)
-        final = self.history[-1] if self.history else {}
-        best = {} if self.best is None else {"best": {"step": self.best["step"], self.select_by: self.best["value"]}}
-        write_json_atomic(self.run_dir / "metrics.json",
-                          {"final": final, **best, "history": self.history, "resumed_at": self.resumed_at})
-        return final
+            self.loop([logger])
+        return write_metrics(self.run_dir / "metrics.json", history=self.history, best=self.best,
+                             select_by=self.select_by, resumed_at=self.resumed_at)
