@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from scaleworld.version import __version__
 
 _PUBLIC = {
     "ScaleworldError": "scaleworld.errors",
@@ -70,7 +70,7 @@ _PUBLIC = {
     "WorldModelAgent": "scaleworld.evaluation.control",
     # studies
     "load_spec": "scaleworld.study.spec",
-    "build_graph": "scaleworld.study.graph",
+    "build_graph": "scaleworld.study.expand",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 from scaleworld.study.calibration import CALIBRATION_FORMAT
-from scaleworld.study.graph import KINDS, build_graph
+from scaleworld.study.expand import build_graph
+from scaleworld.study.graph import KINDS
 from scaleworld.study.spec import load_spec
 
 from .conftest import MICRO

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scaleworld.study.graph import build_graph
+from scaleworld.study.expand import build_graph
 from scaleworld.study.spec import load_spec
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"

@@ -1,11 +1,13 @@
-"""The layers of ARCHITECTURE.md: a module imports only from its own package or from layers below."""
+"""The layers of ARCHITECTURE.md: a module imports only from its own package or from layers below,
+no modules import each other in a circle (imports inside functions count: they only hide the tie),
+and nothing inside the package imports the public face (`import scaleworld`), which would run back up."""
 
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "scaleworld"
 LAYERS = [  # bottom first; packages on one line are peers and must not import each other
-    {"errors", "progress", "__init__"},
+    {"errors", "progress", "version"},
     {"analysis", "atari"},
     {"data"},
     {"models"},
@@ -16,6 +18,7 @@ LAYERS = [  # bottom first; packages on one line are peers and must not import e
     {"study"},
     {"report"},
     {"cli"},
+    {"__init__"},  # the public face: names from every layer, imported on first use
 ]
 
 
@@ -38,3 +41,62 @@ def test_every_module_imports_only_from_below():
                 if _layer(parts[1]) >= _layer(own):
                     upward.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
     assert not upward, "\n".join(upward)
+
+
+def _imports() -> dict[str, set[str]]:
+    """module -> the scaleworld modules it imports anywhere in its file (a `from pkg import name`
+    counts as importing pkg.name when that is a module, else pkg)."""
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+               for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        me = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("scaleworld"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    targets.add(full if full in modules else node.module)
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("scaleworld")}
+        graph[me] = targets - {me}
+    return graph
+
+
+def test_no_module_imports_the_public_face():
+    bare = [f"{module} imports scaleworld" for module, targets in _imports().items()
+            if module != "scaleworld" and "scaleworld" in targets]
+    assert not bare, "\n".join(bare)
+
+
+def test_no_import_circles_even_inside_functions():
+    graph = _imports()
+    circles, index, low, stack, on_stack = [], {}, {}, [], set()
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in graph:
+                continue
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                circles.append(" <-> ".join(sorted(component)))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert not circles, "\n".join(circles)

@@ -150,7 +150,7 @@ def test_edge_fair_windows_start_at_their_episode_and_pad_only_at_the_end(breako
 def test_the_windows_setting_enters_identities_only_when_chosen():
     from pathlib import Path
 
-    from scaleworld.study.graph import build_graph
+    from scaleworld.study.expand import build_graph
     from scaleworld.study.spec import SpecError, load_spec
 
     smoke = Path(__file__).resolve().parents[1] / "studies" / "smoke.yaml"

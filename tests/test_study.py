@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from scaleworld.data.files import write_json_atomic
-from scaleworld.study.graph import Graph, build_graph
+from scaleworld.study.expand import build_graph
+from scaleworld.study.graph import Graph
 from scaleworld.study.jobs import EXIT_LOCKED, run_job
 from scaleworld.study.local import run_local
 from scaleworld.study.spec import SpecError, expand_variants, load_spec

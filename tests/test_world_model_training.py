@@ -336,7 +336,7 @@ def test_life_loss_as_the_termination_target_trains_and_is_scored_against_it(tmp
 def test_the_termination_target_enters_identities_only_when_chosen():
     from pathlib import Path
 
-    from scaleworld.study.graph import build_graph
+    from scaleworld.study.expand import build_graph
     from scaleworld.study.spec import SpecError, load_spec
 
     smoke = Path(__file__).resolve().parents[1] / "studies" / "smoke.yaml"

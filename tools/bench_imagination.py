@@ -14,7 +14,7 @@ imagined step. --termination-bias -5 makes hardly any rollout end (uninterrupted
 upper bound), -1.1 about 0.5% of steps (several restarts every step).
 
 The eager fast path builds a new `Imagination` per rollout; the CUDA-graph line (CUDA only:
-`Imagination(..., cuda_graph=True)`) reuses one and reseeds its generators, as training does,
+`GraphedRollout(imagination)`) reuses one and reseeds its generators, as training does,
 since the graph is captured once per imagination and policy (the capture is timed on its own, with
 the restart graphs of the row counts the first rollout needs; one for a row count first met later
 is captured inside the warm-up or, rarely, a timed rollout).
@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 from scaleworld.imagination.core import Imagination, StartContexts  # noqa: E402
 from scaleworld.imagination.env import ImaginationEnv  # noqa: E402
+from scaleworld.imagination.graphed import GraphedRollout  # noqa: E402
 from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig  # noqa: E402
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
 from scaleworld.models.ladders import get_size  # noqa: E402
@@ -102,9 +103,8 @@ def main() -> None:
 
     # Each path gets one imagination and policy, reused by all its rollouts (a graph belongs to
     # them; the KV cache is allocated once) and reseeded before each rollout: the same work per rollout.
-    def reseeded(cuda_graph: bool = False):
-        imagination = Imagination(model, starts, batch=args.batch, generator=torch.Generator(device=device),
-                                  cuda_graph=cuda_graph)
+    def reseeded():
+        imagination = Imagination(model, starts, batch=args.batch, generator=torch.Generator(device=device))
         policy = ActorPolicy(agent, generator=torch.Generator(device=device))
         seed = [0]
 
@@ -118,7 +118,8 @@ def main() -> None:
     fast_imagination, fast_policy, fast_seed = reseeded()
     env_imagination, env_policy, env_seed = reseeded()
     env = ImaginationEnv(env_imagination)
-    graphed_imagination, graphed_policy, graphed_seed = reseeded(cuda_graph=True)
+    graphed_imagination, graphed_policy, graphed_seed = reseeded()
+    graphed_rollouts = GraphedRollout(graphed_imagination) if device.type == "cuda" else None  # CUDA only
 
     def fast_run():
         fast_seed()
@@ -130,7 +131,7 @@ def main() -> None:
 
     def graphed_run():
         graphed_seed()
-        return graphed_imagination.rollout(graphed_policy, args.horizon)
+        return graphed_rollouts.rollout(graphed_policy, args.horizon)
 
     fast = time_rollouts(fast_run, repeats=args.repeats, device=device)
     terminated = fast_run()["next", "terminated"]
@@ -151,10 +152,10 @@ def main() -> None:
     print(f"  fast path (Imagination.rollout):      {frames / fast:12,.0f} imagined frames/s  "
           f"({fast * 1e3:.1f} ms per rollout)")
     if graphed is not None:
-        print(f"  fast path, CUDA graph (cuda_graph=True): {frames / graphed:9,.0f} imagined frames/s  "
+        print(f"  fast path, CUDA graph (GraphedRollout): {frames / graphed:9,.0f} imagined frames/s  "
               f"({graphed * 1e3:.1f} ms per rollout; capture + first rollout {capture * 1e3:.0f} ms)")
     else:
-        print(f"  fast path, CUDA graph (cuda_graph=True): {graph_note}")
+        print(f"  fast path, CUDA graph (GraphedRollout): {graph_note}")
     print(f"  TorchRL ImaginationEnv.rollout:       {frames / wrapped:12,.0f} imagined frames/s  "
           f"({wrapped * 1e3:.1f} ms per rollout)")
     print(f"  wrapper / fast path throughput ratio: {fast / wrapped:.3f}x")

@@ -68,7 +68,7 @@ def _run_root(folder: Path) -> Path:
     from omegaconf import OmegaConf
 
     from scaleworld.data.files import write_json_atomic
-    from scaleworld.study.graph import build_graph
+    from scaleworld.study.expand import build_graph
     from scaleworld.study.spec import load_spec
     from scaleworld.study.store import RunStore
 

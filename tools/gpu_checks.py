@@ -3,7 +3,7 @@
 1. KV-cache prefill + stepping equals the full forward on CUDA (fp32).
 2. The fast path and the TorchRL env give identical trajectories on CUDA (bf16 model). Here and
    in 3 the start windows include an episode's first frames (left-padded, masked prefills).
-3. The CUDA-graph rollout (`Imagination(..., cuda_graph=True)`, restarts replayed from padded
+3. The CUDA-graph rollout (`GraphedRollout(imagination)`, restarts replayed from padded
    bucket graphs) equals `PaddedRestarts` (the eager rollout with its restarts padded the same way:
    the same arithmetic) bitwise, same generator seeds, bf16 model, many restarts, several rollouts
    and a second policy. Against the plain eager rollout (R-row restart prefills: other GEMM shapes,
@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from scaleworld.imagination.config import PolicyConfig, policy_train_config  # noqa: E402
 from scaleworld.imagination.core import Imagination, StartContexts  # noqa: E402
 from scaleworld.imagination.env import ImaginationEnv  # noqa: E402
-from scaleworld.imagination.graphed import PaddedRestarts  # noqa: E402
+from scaleworld.imagination.graphed import GraphedRollout, PaddedRestarts  # noqa: E402
 from scaleworld.imagination.train import train_in_imagination  # noqa: E402
 from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig  # noqa: E402
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
@@ -130,15 +130,18 @@ def graphed_matches_eager() -> str:
             torch.cuda.set_sync_debug_mode(0)
 
     def run(kind, graphed: bool):
-        im = kind(model, starts, batch=64, generator=torch.Generator(device=cuda).manual_seed(3), cuda_graph=graphed)
+        im = kind(model, starts, batch=64, generator=torch.Generator(device=cuda).manual_seed(3))
+        rollouts = GraphedRollout(im) if graphed else im
         policy = ActorPolicy(agent, generator=torch.Generator(device=cuda).manual_seed(4))
         # one capture, then generators, cache and positions go on across rollouts; a new policy recaptures
-        tds = [im.rollout(policy, h) for h in (10, 10, 5)] + [im.rollout(ActorPolicy(agent, greedy=True), 6)]
-        return tds, im
+        tds = [rollouts.rollout(policy, h) for h in (10, 10, 5)]
+        tds.append(rollouts.rollout(ActorPolicy(agent, greedy=True), 6))
+        return tds, rollouts
 
-    (padded, _), (eager, _), (graphed, im) = run(PaddedRestarts, False), run(Imagination, False), run(Imagination, True)
-    captured = im._graphed is not None and im._graphed.graph is not None
-    buckets = sorted(im._graphed.restarts) if im._graphed is not None else []
+    (padded, _), (eager, _), (graphed, rollouts) = (run(PaddedRestarts, False), run(Imagination, False),
+                                                    run(Imagination, True))
+    captured = rollouts.graph is not None
+    buckets = sorted(rollouts.restarts)
 
     def compare(reference):
         """-> (problems, identical entries / all entries, max abs diff of float entries)"""

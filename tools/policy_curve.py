@@ -30,7 +30,7 @@ from scaleworld.analysis.versus_random import per_step, welch_greater  # noqa: E
 from scaleworld.evaluation.control import evaluate_control, measure_anchors  # noqa: E402
 from scaleworld.imagination.config import policy_train_config  # noqa: E402
 from scaleworld.imagination.train import train_policy  # noqa: E402
-from scaleworld.study.graph import build_graph  # noqa: E402
+from scaleworld.study.expand import build_graph  # noqa: E402
 from scaleworld.study.spec import load_spec  # noqa: E402
 from scaleworld.study.stages import TokensStage, stage_of  # noqa: E402
 from scaleworld.study.store import RunStore  # noqa: E402

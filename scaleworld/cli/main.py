@@ -259,7 +259,7 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from scaleworld.study.graph import build_graph
+    from scaleworld.study.expand import build_graph
 
     spec = _load(args)
     graph = build_graph(spec)
@@ -268,7 +268,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    from scaleworld.study.graph import build_graph
+    from scaleworld.study.expand import build_graph
     from scaleworld.study.planning import print_summary
     from scaleworld.study.store import RunStore
 
@@ -308,7 +308,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from scaleworld.study.graph import build_graph
+    from scaleworld.study.expand import build_graph
     from scaleworld.study.planning import print_summary
     from scaleworld.study.store import RunStore
 
@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from scaleworld import __version__
+        from scaleworld.version import __version__
 
         print(f"scaleworld {__version__}")
         return 0

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-import scaleworld
 from scaleworld.atari.envs import VectorAtari, VectorStep
 from scaleworld.atari.games import Game, get_game
 from scaleworld.atari.protocol import Protocol
@@ -20,6 +19,7 @@ from scaleworld.data.dataset import FORMAT, MANIFEST, STORAGE
 from scaleworld.data.files import file_table, staging_dir, write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.progress import progress_bar
+from scaleworld.version import __version__
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
 
@@ -169,7 +169,7 @@ def collect_dataset(
         complete = [e["return"] for e in episodes if e["complete"]]
         manifest = {
             "format": FORMAT,
-            "scaleworld_version": scaleworld.__version__,
+            "scaleworld_version": __version__,
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "python": platform.python_version(),
             "torch": torch.__version__,

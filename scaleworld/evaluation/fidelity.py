@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import scaleworld
 from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import split_episodes, split_validation, window_rows
@@ -38,6 +37,7 @@ from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_quality import psnr_db
 from scaleworld.models.twohot import expected_value
 from scaleworld.objectives.world_model import DynamicsLoss
+from scaleworld.version import __version__
 
 FIDELITY_FORMAT = "scaleworld.fidelity/1"
 
@@ -252,7 +252,7 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
     settings = {"context_steps": context_steps, "horizon": horizon, "rollouts": rollouts, "seed": seed}
     fitted: dict[str, NextLatentBaselines] = {}  # game -> its baselines, for both checkpoints
     record = {
-        "format": FIDELITY_FORMAT, "scaleworld_version": scaleworld.__version__,
+        "format": FIDELITY_FORMAT, "scaleworld_version": __version__,
         "dynamics": {k: identity[k] for k in ("path", "sha256", "games", "mode")},
         "tokenizer_sha256": tok_identity["sha256"],
         "termination_target": identity.get("termination", TERMINATION_TARGETS[0]),  # what termination_f1 scores

@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-import scaleworld
 from scaleworld.atari.envs import VectorAtari
 from scaleworld.atari.games import Game, get_game
 from scaleworld.atari.protocol import Protocol
 from scaleworld.data.collect import Acting, Policy
 from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
+from scaleworld.version import __version__
 
 SCORE_FORMAT = "scaleworld.policy-score/1"
 
@@ -60,7 +60,7 @@ def score_policy(
     flat = [r for per_env in returns for r in per_env]
     return {
         "format": SCORE_FORMAT,
-        "scaleworld_version": scaleworld.__version__,
+        "scaleworld_version": __version__,
         "game": game.name,
         "policy": policy_identity,
         "protocol": protocol.to_dict(),

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-import scaleworld
 from scaleworld.data.files import atomic_file
 from scaleworld.errors import ScaleworldError
+from scaleworld.version import __version__
 
 STATE_FORMAT = "scaleworld.ppo-state/1"
 STATE_FILE = "state.pt"
@@ -43,7 +43,7 @@ def save_state(
 ) -> None:
     payload = {
         "format": STATE_FORMAT,
-        "scaleworld_version": scaleworld.__version__,
+        "scaleworld_version": __version__,
         "task": task,
         "config": config,
         "updates_done": updates_done,

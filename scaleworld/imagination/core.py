@@ -115,13 +115,13 @@ class Imagination:
     the model's device. State after `reset`/`step`: `latent` int64 [B, groups], `hidden` float
     [B, width] and `action_mask` bool [B, 18].
 
-    cuda_graph=True makes `rollout` on a CUDA model replay one captured CUDA graph per imagined
-    step (`scaleworld/imagination/graphed.py`: same trajectories, far fewer kernel launches); on
-    any other device it is ignored and `rollout` runs eagerly, exactly as without it.
+    `rollout` runs eagerly; on CUDA, `scaleworld.imagination.graphed.GraphedRollout(imagination)`
+    replays one captured CUDA graph per imagined step of it (same trajectories, far fewer kernel
+    launches). It wraps this class rather than this class choosing it, so neither imports the other
+    in a circle.
     """
 
-    def __init__(self, model: DynamicsModel, starts: StartContexts, *, batch: int, generator: torch.Generator,
-                 cuda_graph: bool = False):
+    def __init__(self, model: DynamicsModel, starts: StartContexts, *, batch: int, generator: torch.Generator):
         if starts.steps - 1 > model.config.context:
             raise ScaleworldError(f"context_steps={starts.steps} exceeds the model's context + 1")
         if (starts.game is None) != (not model.config.games):
@@ -137,8 +137,6 @@ class Imagination:
         self.latent = torch.zeros(batch, model.config.groups, dtype=torch.int64, device=self.device)
         self.hidden = torch.zeros(batch, model.config.width, device=self.device)
         self.action_mask = starts.action_mask.expand(batch, -1)
-        self.cuda_graph = cuda_graph and self.device.type == "cuda"
-        self._graphed = None  # the GraphedRollout, made on the first graphed rollout
 
     @torch.no_grad()
     def reset(self, rows: torch.Tensor | None = None,
@@ -211,12 +209,6 @@ class Imagination:
         writes action) -> TensorDict [B, horizon] in TorchRL's layout (root = the state acted
         from, ``next`` = what followed); terminated rollouts restart before the next step, as
         `env.rollout(..., break_when_any_done=False)` does."""
-        if self.cuda_graph:
-            if self._graphed is None:
-                from scaleworld.imagination.graphed import GraphedRollout  # imports this module
-
-                self._graphed = GraphedRollout(self)
-            return self._graphed.rollout(policy, horizon)
         self.reset()
         steps = []
         for t in range(horizon):

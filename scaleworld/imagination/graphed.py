@@ -1,4 +1,4 @@
-"""CUDA-graph mode of `Imagination.rollout` (``Imagination(..., cuda_graph=True)``): one graph per step,
+"""CUDA-graph mode of `Imagination.rollout` (``GraphedRollout(imagination).rollout``): one graph per step,
 a few for restarts.
 
 Why: at batch 1024 an eager paper-d2 step is ~140 small kernels, and launching them (Python,
@@ -116,7 +116,7 @@ class GraphedRollout:
     def __init__(self, imagination: Imagination, *, replay_eagerly: bool = False):
         if imagination.device.type != "cuda" and not replay_eagerly:
             raise ScaleworldError(f"CUDA graphs need a model on a CUDA device, not {imagination.device}: "
-                                  "use the eager rollout (Imagination without cuda_graph)")
+                                  "use the eager rollout (Imagination.rollout)")
         self.imagination = imagination
         self.replay_eagerly = replay_eagerly
         # the captured step's inputs (the state acted from), written in place between replays

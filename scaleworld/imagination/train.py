@@ -26,6 +26,7 @@ from scaleworld.data.sampling import split_episodes
 from scaleworld.errors import ScaleworldError
 from scaleworld.imagination.config import DEFAULT_STARTS, START_SPLITS, PolicyConfig
 from scaleworld.imagination.core import Imagination, StartContexts
+from scaleworld.imagination.graphed import GraphedRollout
 from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.store import POLICY_FILE, load_dynamics, save_model
@@ -52,7 +53,9 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
                                     num_actions=c.num_actions, units=config.units, layers=config.layers)).to(device)
     imagine_gen = torch.Generator(device=device).manual_seed(train.seed)
     policy_gen = torch.Generator(device=device).manual_seed(train.seed + 1)
-    imagination = Imagination(model, starts.to(device), batch=train.batch_size, generator=imagine_gen, cuda_graph=True)
+    imagination = Imagination(model, starts.to(device), batch=train.batch_size, generator=imagine_gen)
+    # on CUDA every imagined step is replayed from a captured graph: the same rollouts, fewer launches
+    rollout = GraphedRollout(imagination).rollout if device.type == "cuda" else imagination.rollout
     policy = ActorPolicy(agent, generator=policy_gen)
     loss = ActorCriticLoss(agent, gamma=config.gamma, lmbda=config.lmbda, entropy_coef=config.entropy_coef,
                            return_decay=config.return_decay).to(device)
@@ -63,7 +66,7 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
             slow_critic.step()
             loss.target_behind = False
 
-    trainer = Trainer(loss=loss, sample_train=lambda batch: imagination.rollout(policy, config.horizon),
+    trainer = Trainer(loss=loss, sample_train=lambda batch: rollout(policy, config.horizon),
                       sample_val=None, config=train, run_dir=out, device=device, progress=progress,
                       generators={"imagination": imagine_gen, "policy": policy_gen}, describe=describe,
                       identity={"policy": asdict(config), **(identity or {})}, after_step=slow_critic.step,

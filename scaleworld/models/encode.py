@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 
-import scaleworld
 from scaleworld.data.dataset import MANIFEST, STEP_FIELDS, STORAGE, TOKEN_FORMAT, OfflineDataset
 from scaleworld.data.files import file_table, sha256_file, staging_dir, write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.tokenizer_quality import MAX_RESIDUAL_FRACTION, check_quality, game_quality
 from scaleworld.progress import progress_bar
+from scaleworld.version import __version__
 
 
 def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str | Path,
@@ -66,7 +66,7 @@ def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str 
         m = source.manifest
         manifest = {
             "format": TOKEN_FORMAT,
-            "scaleworld_version": scaleworld.__version__,
+            "scaleworld_version": __version__,
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "game": m["game"],
             "protocol": m["protocol"],
