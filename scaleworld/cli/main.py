@@ -228,7 +228,8 @@ def _fmt(metrics: dict) -> str:
 
 
 def _add_train_args(p: argparse.ArgumentParser, *, steps: int | None, lr: float, steps_help: str = "") -> None:
-    from scaleworld.training.config import TrainConfig  # light: the defaults are TrainConfig's
+    from scaleworld.study.spec import DataSpec  # light: the defaults are TrainConfig's and the data section's
+    from scaleworld.training.config import TrainConfig
 
     d = TrainConfig()
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
@@ -243,7 +244,9 @@ def _add_train_args(p: argparse.ArgumentParser, *, steps: int | None, lr: float,
                    help=f"held-out evaluation every N steps (default {d.eval_every})")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help=f"atomic checkpoint every N steps (default {d.checkpoint_every})")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out")
+    data = DataSpec()
+    p.add_argument("--val-fraction", type=float, default=data.val_fraction,
+                   help=f"share of episodes held out (default {data.val_fraction})")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds initialisation and sampling")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if visible")
@@ -458,10 +461,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", required=True, type=Path, help="tokenizer run folder")
     p.add_argument("--tokens", dest="tokens_data", required=True, nargs="+", type=Path,
                    help="token dataset(s) of the model's games")
-    p.add_argument("--context-steps", type=int, default=8, help="real steps before imagining")
-    p.add_argument("--horizon", type=int, default=8, help="imagined steps scored per rollout")
-    p.add_argument("--rollouts", type=int, default=32, help="open-loop rollouts per game")
-    p.add_argument("--seed", type=int, default=0, help="seeds the choice of rollout starts")
+    from scaleworld.study.spec import FidelitySpec  # light: the defaults are the spec's fidelity section's
+
+    f = FidelitySpec()
+    p.add_argument("--context-steps", type=int, default=f.context_steps,
+                   help=f"real steps before imagining (default {f.context_steps})")
+    p.add_argument("--horizon", type=int, default=f.horizon,
+                   help=f"imagined steps scored per rollout (default {f.horizon})")
+    p.add_argument("--rollouts", type=int, default=f.rollouts,
+                   help=f"open-loop rollouts per game (default {f.rollouts})")
+    p.add_argument("--seed", type=int, default=f.seed, help=f"seeds the choice of rollout starts (default {f.seed})")
     p.add_argument("--out", type=Path, help="write the fidelity record (JSON) here")
     declare_outputs(p, out="file")
     p.set_defaults(func=cmd_eval_fidelity)
@@ -492,7 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-data", "--data", dest="tokens_data", required=True, nargs="+", type=Path,
                    help="token dataset(s): one game = single mode, several = joint (balanced games)")
     p.add_argument("--size", default="tiny-d1", help="a ladder size, e.g. paper-d12 (see `scaleworld model ladder`)")
-    p.add_argument("--context", type=int, default=64, help="attention window = training sequence length")
+    from scaleworld.models.dynamics_config import DynamicsConfig  # light: no torch
+
+    p.add_argument("--context", type=int, default=DynamicsConfig.context,
+                   help=f"attention window = training sequence length (default {DynamicsConfig.context})")
     p.add_argument("--split-seed", type=int, default=0, help="seeds the train/held-out episode split")
     from scaleworld.training.config import MATCH_RULES
 

@@ -25,9 +25,9 @@ from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 from scaleworld.experts.ppo_config import PPOConfig, budget_steps
 from scaleworld.imagination.config import DEFAULT_STARTS, START_SPLITS, PolicyConfig, PolicyTraining
-from scaleworld.models.dynamics_config import TERMINATION_TARGETS
+from scaleworld.models.dynamics_config import TERMINATION_TARGETS, DynamicsConfig
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig, default_steps
-from scaleworld.training.config import MATCH_RULES
+from scaleworld.training.config import MATCH_RULES, TrainConfig
 
 
 class SpecError(ScaleworldError):
@@ -55,8 +55,8 @@ class ExpertSpec:
     """A lost life ends the episode for learning only (stored data and scores keep whole episodes)."""
     fire_reset: bool = PPOConfig.fire_reset
     """FIRE at the start of each episode for learning, in the games that wait for it (Breakout)."""
-    num_envs: int = 8
-    seed: int = 0
+    num_envs: int = PPOConfig.num_envs
+    seed: int = PPOConfig.seed
     episodes: int = 10
     """Full episodes that measure the expert's score: the upper anchor of normalised scores."""
     sampling: str = "sample"
@@ -99,7 +99,8 @@ class ModelsSpec:
     """A ladder preset (``scaleworld model ladder NAME``), or null to use `sizes`."""
     sizes: list[str] = field(default_factory=list)
     """Explicit size names (e.g. paper-d12); with a ladder, restricts it to these."""
-    context: int = 64
+    context: int = DynamicsConfig.context
+    """Attention window in time steps, also every training window's length (DynamicsConfig.context)."""
 
 
 @dataclass
@@ -108,11 +109,11 @@ class TrainSpec:
     """Gradient steps of each single-game run."""
     joint_steps: int | None = None
     """Gradient steps of the joint run; null = steps x number of games (same tokens per game)."""
-    batch_size: int = 16
-    lr: float = 3e-4
-    warmup_steps: int = 50
-    eval_every: int = 250
-    checkpoint_every: int = 250
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    warmup_steps: int = TrainConfig.warmup_steps
+    eval_every: int = TrainConfig.eval_every
+    checkpoint_every: int = TrainConfig.checkpoint_every
     windows: str = WINDOWS[0]
     """Dynamics training windows: ``inside`` episodes, or ``edge_fair`` (clipped at episode ends so
     first and terminal steps are trained on as often as any: scaleworld.data.sampling). Only a
