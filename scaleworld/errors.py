@@ -3,3 +3,7 @@
 
 class ScaleworldError(Exception):
     """A user-facing error. The CLI prints ``error: <message>`` and exits with status 2."""
+
+
+class DamagedRunError(ScaleworldError):
+    """A record in a run root is missing or damaged; the message names the file."""

@@ -42,7 +42,7 @@ def test_the_shipped_studies_keep_their_job_identities(study):
 
 
 def test_every_job_config_is_its_kinds_typed_stage_field_for_field():
-    from scaleworld.study.stages import STAGES, stage_of
+    from scaleworld.study.kinds import STAGES, stage_of
 
     graph = build_graph(load_spec(STUDIES / "smoke.yaml", ["control.upper_anchor=human"]))
     graph.jobs.update(build_graph(load_spec(STUDIES / "joint26.yaml")).jobs)

@@ -44,15 +44,22 @@ def test_every_module_imports_only_from_below():
 
 
 def _imports() -> dict[str, set[str]]:
-    """module -> the scaleworld modules it imports anywhere in its file (a `from pkg import name`
-    counts as importing pkg.name when that is a module, else pkg)."""
+    """module -> the scaleworld modules it imports anywhere in its file, functions included (a
+    `from pkg import name` counts as importing pkg.name when that is a module, else pkg); imports
+    under `if TYPE_CHECKING:` never run and do not count."""
     modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
                for p in PACKAGE.rglob("*.py")}
     graph = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         me = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                       for stmt in block.body for n in ast.walk(stmt)}  # never run: annotations only
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("scaleworld"):
                 for alias in node.names:
                     full = f"{node.module}.{alias.name}"

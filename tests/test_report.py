@@ -64,7 +64,7 @@ def _write(path: Path, payload: dict) -> None:
 def _finish(store: RunStore, job: Job, outputs: dict, files: dict[str, dict] | None = None) -> None:
     """What run_job leaves behind: the job's files (its artifact at least: a stand-in where the
     test gives none), then done.json."""
-    from scaleworld.study.stages import STAGES
+    from scaleworld.study.kinds import STAGES
 
     store.prepare(job)
     for name, payload in (files or {}).items():

@@ -320,7 +320,7 @@ def test_the_store_reads_all_states_at_once_as_it_reads_each(tmp_path):
     done, failed, running, stale_lock, stale_failure = jobs[:5]
     for job in jobs[:5]:
         store.prepare(job)
-    from scaleworld.study.stages import STAGES
+    from scaleworld.study.kinds import STAGES
 
     for job in (done, stale_failure):  # a finished job's artifact, then its done.json
         (store.job_dir(job) / STAGES[job.kind].ARTIFACT).write_text("")
@@ -675,7 +675,7 @@ def test_plan_prints_the_passes_each_run_makes_over_each_games_data(tmp_path):
 def test_the_tokenizer_job_splits_episodes_by_the_data_split_seed(tmp_path, tokenizer_seed, split_seed):
     """Whatever the training seeds, the tokenizer job and the dynamics jobs split by data.split_seed
     (train_tokenizer's use of it: test_world_model_training.py)."""
-    from scaleworld.study.stages import stage_of
+    from scaleworld.study.kinds import stage_of
 
     spec = load_spec(_spec_file(tmp_path), [f"tokenizer.seed={tokenizer_seed}", f"data.split_seed={split_seed}",
                                             "seeds=[2]"])

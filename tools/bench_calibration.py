@@ -21,8 +21,8 @@ from pathlib import Path
 os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from scaleworld.study import jobs as runners  # noqa: E402
 from scaleworld.study.calibration import calibrate, job_seconds  # noqa: E402
+from scaleworld.study.kinds import RunContext, stage_of  # noqa: E402
 from scaleworld.study.local import describe  # noqa: E402
 from scaleworld.study.packing import pack_key  # noqa: E402
 from scaleworld.study.store import RunStore  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
         (estimated,) = job_seconds(graph, [job], record, store=store)
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            runners.RUNNERS[job.kind](store, graph, job, Path(tmp))
+            stage_of(job).run(RunContext(store=store, graph=graph, job=job, out=Path(tmp)))
             measured = time.perf_counter() - start
         ratios.append(estimated / measured)
         print(f"  {job.kind:9s} {describe(job):40s} "

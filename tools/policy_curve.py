@@ -31,8 +31,8 @@ from scaleworld.evaluation.control import evaluate_control, measure_anchors  # n
 from scaleworld.imagination.config import policy_train_config  # noqa: E402
 from scaleworld.imagination.train import train_policy  # noqa: E402
 from scaleworld.study.expand import build_graph  # noqa: E402
+from scaleworld.study.kinds import TokensStage, stage_of  # noqa: E402
 from scaleworld.study.spec import load_spec  # noqa: E402
-from scaleworld.study.stages import TokensStage, stage_of  # noqa: E402
 from scaleworld.study.store import RunStore  # noqa: E402
 
 

@@ -34,8 +34,8 @@ from scaleworld.report.sections import (
 )
 from scaleworld.report.tokenizers import collect_open_loop, collect_tokenizers, render_open_loop, render_tokenizers
 from scaleworld.study.graph import KINDS
+from scaleworld.study.kinds import AnalysisStage
 from scaleworld.study.results import nll_rows, read_finished
-from scaleworld.study.stages import AnalysisStage
 from scaleworld.study.store import RunStore
 
 BARS = "▁▂▃▄▅▆▇█"

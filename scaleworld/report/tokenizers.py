@@ -8,8 +8,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from scaleworld.study.kinds import FidelityStage
 from scaleworld.study.results import read_finished
-from scaleworld.study.stages import FidelityStage
 
 
 def collect_tokenizers(store: Any, graph: Any, *, damaged: list[str] | None = None) -> list[dict[str, Any]]:

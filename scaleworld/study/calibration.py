@@ -44,7 +44,7 @@ from typing import Any
 from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.graph import KINDS, Graph, Job
-from scaleworld.study.local import GPU_KINDS
+from scaleworld.study.kinds import GPU_KINDS
 from scaleworld.study.store import RunStore
 
 CALIBRATION_FORMAT = "calibration/1"
@@ -240,7 +240,7 @@ def _work(store: RunStore | None, graph: Graph, job: Job, meter: _Meter) -> tupl
     if kind == "expert":
         from scaleworld.experts.ppo import train_ppo
         from scaleworld.experts.tasks import AtariTask
-        from scaleworld.study.stages import stage_of
+        from scaleworld.study.kinds import stage_of
 
         stage = stage_of(job)
         ppo = stage.ppo_config()

@@ -1,5 +1,5 @@
 """A study spec expands into its graph of jobs (`scaleworld.study.graph`): per variant, every
-kind's jobs with their typed stages (`scaleworld.study.stages`), in dependency order.
+kind's jobs with their typed stages (`scaleworld.study.kinds`), in dependency order.
 
 Kinds, in dependency order: expert (game; PPO) -> collect (game) -> tokenizer (shared, or one per game) -> tokens (game)
 -> dynamics (mode x size x seed [x game]) -> fidelity (one per dynamics run, on the game's usual held-out
@@ -25,8 +25,7 @@ from scaleworld.imagination.config import START_SPLITS, policy_train_config
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_config import TokenizerConfig
 from scaleworld.study.graph import Graph
-from scaleworld.study.spec import SpecError, expand_variants, expert_steps, policy_config, study_sizes, tokenizer_steps
-from scaleworld.study.stages import (
+from scaleworld.study.kinds import (
     AnalysisStage,
     AnchorStage,
     CollectStage,
@@ -38,6 +37,7 @@ from scaleworld.study.stages import (
     TokenizerStage,
     TokensStage,
 )
+from scaleworld.study.spec import SpecError, expand_variants, expert_steps, policy_config, study_sizes, tokenizer_steps
 from scaleworld.training.config import TrainConfig, matched_steps
 
 

@@ -21,12 +21,10 @@ from pathlib import Path
 from scaleworld.data.files import write_json_atomic
 from scaleworld.study.graph import Graph, Job
 from scaleworld.study.jobs import EXIT_LOCKED
+from scaleworld.study.kinds import GPU_KINDS
 from scaleworld.study.packing import packs
 from scaleworld.study.store import RunStore
 
-# Kinds that hold a neural network on the device the job is given; the rest step emulators or
-# compute statistics on the CPU.
-GPU_KINDS = frozenset({"expert", "tokenizer", "tokens", "dynamics", "fidelity", "policy", "control"})
 POLL_S = 0.2
 
 

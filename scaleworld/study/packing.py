@@ -14,13 +14,12 @@ import json
 from collections.abc import Iterable
 
 from scaleworld.study.graph import Graph, Job
-
-PACKED_KINDS = frozenset({"dynamics"})
+from scaleworld.study.kinds import STAGES
 
 
 def pack_key(job: Job) -> str | None:
     """What a job must share with the others of its pack (its settings but the seed); None: never packed."""
-    if job.kind not in PACKED_KINDS:
+    if not STAGES[job.kind].PACKS:
         return None
     config = {**job.config, "train": {k: v for k, v in job.config["train"].items() if k != "seed"}}
     return json.dumps(config, sort_keys=True, default=str)

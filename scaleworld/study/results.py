@@ -10,11 +10,15 @@ the list says which file and why.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from scaleworld.errors import DamagedRunError
 from scaleworld.study.graph import Graph, Job
-from scaleworld.study.stages import ControlStage, FidelityStage
-from scaleworld.study.store import DamagedRunError, RunStore
+from scaleworld.study.kinds.control import ControlStage
+from scaleworld.study.kinds.fidelity import FidelityStage
+
+if TYPE_CHECKING:  # for annotations only: the store imports the kinds, whose analysis reads these rows
+    from scaleworld.study.store import RunStore
 
 
 def read_finished(store: RunStore, job: Job, name: str, damaged: list[str] | None) -> dict[str, Any] | None:

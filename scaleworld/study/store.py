@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scaleworld.data.files import write_json_atomic, write_text_atomic
-from scaleworld.errors import ScaleworldError
+from scaleworld.errors import DamagedRunError, ScaleworldError
 from scaleworld.study.graph import Graph, Job
 
 PLAN = "plan.json"
@@ -76,7 +76,7 @@ class RunStore:
     def _done_problem(self, job: Job, names: set[str] | None = None) -> str | None:
         """None if done.json is a finished job's record and the job's artifact is there, else why
         not. `names`: the folder's listing, if the caller has it."""
-        from scaleworld.study.stages import STAGES
+        from scaleworld.study.kinds import STAGES
 
         artifact = STAGES[job.kind].ARTIFACT
         if not (artifact in names if names is not None else (self.job_dir(job) / artifact).exists()):
@@ -164,10 +164,6 @@ class RunStore:
 
     def outputs(self, job: Job) -> dict[str, Any]:
         return self.read_json(job, "done.json")["outputs"]
-
-
-class DamagedRunError(ScaleworldError):
-    """A record in a run root is missing or damaged; the message names the file."""
 
 
 def read_record(path: Path) -> dict[str, Any]:

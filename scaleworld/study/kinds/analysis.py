@@ -1,0 +1,78 @@
+"""The analysis kind: the study's regimes, fits, headline tests and aggregate scores, from every
+finished fidelity, control and anchor job (the statistics: scaleworld.analysis.study_analysis)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from scaleworld.data.files import write_json_atomic
+from scaleworld.errors import ScaleworldError
+from scaleworld.study.kinds.anchor import AnchorStage
+from scaleworld.study.kinds.base import RunContext, Stage, at_least
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisStage(Stage):
+    """The study's regimes, fits, paired tests and aggregate scores. `rule`: the regime rule's
+    settings and the bootstrap's reps and seed."""
+
+    KIND = "analysis"
+    ARTIFACT = "analysis.json"
+    rule: dict[str, Any]
+    statistics: str = "statistics/4"
+    """Which definitions of the aggregates and intervals the job computes, so a change of them
+    redoes finished analyses (their identity changes). ``statistics/4``: "joint stabilises scaling"
+    as an intersection-union test per game (scaleworld.analysis.interaction), matched vs joint with
+    the seed as the unit, regime-rule/3's paired tests within seeds and pairing decided per game, the
+    hierarchical bootstrap over seeds only, expanded intervals wherever one is printed, BH across
+    the control table (tools/stats_calibration.py measures each); ``statistics/3``: adds the control evidence
+    against random (scaleworld.analysis.versus_random); ``statistics/2``: IQM and optimality gap
+    over all runs x games (rliable), hierarchical bootstrap over world-model seeds then trials
+    with expanded percentile intervals (scaleworld.analysis.hierarchical); ``statistics/1`` (the
+    field absent, before): aggregates of game means, runs resampled as if independent."""
+
+    def regime_rule(self) -> Any:
+        from scaleworld.analysis.regimes import RegimeRule
+
+        r = self.rule
+        return RegimeRule(version=r["rule_version"], alpha=r["alpha"], delta=r["delta"],
+                          margin_nats=r.get("margin_nats", RegimeRule.margin_nats), min_sizes=r["min_sizes"],
+                          min_seeds=r["min_seeds"], bootstrap_reps=r["bootstrap_reps"])
+
+    def check(self) -> None:
+        super().check()
+        self.regime_rule()
+        at_least(0, seed=self.rule["seed"])
+        if self.statistics != AnalysisStage.statistics:
+            raise ScaleworldError(f"statistics={self.statistics!r}: this scaleworld computes "
+                                  f"{AnalysisStage.statistics!r}; run the study with the scaleworld that planned it")
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Scaling regimes of held-out NLL per (mode, game), under the spec's rule, at the final
+        checkpoints (``modes``) and, for runs that kept one, at the best (``modes_best``), with
+        everything else analysis.json holds."""
+        from scaleworld.analysis.study_analysis import analyse, expert_quality  # here: scipy
+        from scaleworld.study.results import control_episodes, control_rows, nll_readings
+        from scaleworld.training.config import JOINT_SHORT, MATCH_RULES
+
+        r, rule = self.rule, self.regime_rule()
+        inputs = [ctx.graph.jobs[i] for i in ctx.job.inputs]
+        readings = nll_readings(ctx.store, ctx.graph, inputs)
+        modes = {row["mode"] for row in readings["final"]}
+        controls = {**({"matched": MATCH_RULES[ctx.job.labels.get("matched_rule", "tokens_per_game")]}
+                       if "matched" in modes else {}),
+                    **({"joint_short": JOINT_SHORT} if "joint_short" in modes else {})}
+        anchors = [json.loads(path.read_text()) for path in ctx.artifacts(AnchorStage)]
+        record = analyse(rows=readings["final"], best_rows=readings["best"],
+                         control_runs=control_episodes(ctx.store, ctx.graph, inputs),
+                         control_scores=control_rows(ctx.store, inputs),
+                         experts=expert_quality(anchors, weak_below=r["weak_expert"]), rule=rule, seed=r["seed"],
+                         reps=r["bootstrap_reps"], episode_intervals=bool(r.get("episode_bootstrap")),
+                         controls=controls)
+        write_json_atomic(ctx.out / self.ARTIFACT, record)
+        regimes = lambda key: {mode: {g: v["regime"] for g, v in games.items()}
+                               for mode, games in record[key].items()}
+        return {"analysis": self.ARTIFACT, "regimes": regimes("modes"),
+                **({"regimes_best": regimes("modes_best")} if "modes_best" in record else {})}

@@ -1,0 +1,126 @@
+"""What every job kind has: its typed stage (the config a job of the kind is built from and run with),
+the name of what it leaves in its folder, whether it wants a GPU, and how it runs.
+
+A stage's `config()` is the job's hashed config, field for field (optional fields left out when
+unset), so job identities are those of the untyped dicts the graph wrote before (pinned by
+tests/test_job_identities.py). Nested settings stay plain dicts: each has its own dataclass
+(Protocol, PPOConfig, TokenizerConfig, DynamicsConfig, TrainConfig, PolicyConfig, RegimeRule) that
+the runner builds from it through the stage's methods, and `check()` builds them all: `job()` calls
+it, so a setting a job would refuse is refused when the graph is built (`scaleworld validate`),
+by the same code, before anything runs.
+
+Kind modules import what their runner needs inside `run`: the graph, `scaleworld validate` and
+`plan` import every kind module, and must not wait for torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from scaleworld.errors import ScaleworldError
+from scaleworld.study.graph import Graph, Job
+
+
+def at_least(minimum: int, **values: Any) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < minimum:
+            raise ScaleworldError(f"{name}={value!r} must be an integer of at least {minimum}")
+
+
+@dataclass
+class RunContext:
+    """One job being run: where its inputs and its own folder are."""
+
+    store: Any
+    """The run root (`scaleworld.study.store.RunStore`: it imports the kinds, so not imported here)."""
+    graph: Graph
+    job: Job
+    out: Path
+    """The job's own folder."""
+
+    def inputs(self, kind: str) -> list[Path]:
+        """The folders of the job's inputs of `kind`, in input order."""
+        return [self.store.job_dir(self.graph.jobs[i]) for i in self.job.inputs if self.graph.jobs[i].kind == kind]
+
+    def artifacts(self, stage: type[Stage]) -> list[Path]:
+        """The artifact of each input of `stage`'s kind (a dataset folder, a token folder, ...)."""
+        return [folder / stage.ARTIFACT for folder in self.inputs(stage.KIND)]
+
+    def fresh(self, artifact: str) -> None:
+        """Remove staging folders and an artifact whose done.json was never written: a kind that
+        does not resume (collection, encoding) starts again from nothing."""
+        for stale in self.out.glob(".*.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if (self.out / artifact).exists():
+            shutil.rmtree(self.out / artifact)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    KIND: ClassVar[str]
+    ARTIFACT: ClassVar[str]
+    """The file or folder in the job's folder that its consumers read."""
+    GPU: ClassVar[bool] = False
+    """Does a job of this kind use a GPU when one is given? (Executors pin such jobs to a GPU of their own.)"""
+    PACKS: ClassVar[bool] = False
+    """May jobs of this kind train together as one pack (``launcher.pack``: scaleworld.study.packing)?"""
+
+    def config(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not (getattr(self, f.name) is None and f.default is None)}
+
+    def check(self) -> None:
+        """Build every typed setting the runner will build (each raises `ScaleworldError` on a
+        value it refuses)."""
+        if "protocol" in self.__dataclass_fields__:
+            self.protocol_config()
+        for name in ("seed", "split_seed"):
+            if name in self.__dataclass_fields__:
+                at_least(0, **{name: getattr(self, name)})
+
+    def protocol_config(self) -> Any:
+        from scaleworld.atari.protocol import Protocol
+
+        return Protocol(**self.protocol)  # type: ignore[attr-defined]
+
+    def job(self, inputs: list[str], labels: dict[str, Any], checks: dict[str, Any] | None = None) -> Job:
+        try:
+            self.check()
+        except ScaleworldError as exc:
+            what = " ".join(f"{k}={v}" for k, v in labels.items() if k != "variants")
+            raise ScaleworldError(f"the {self.KIND} job ({what}) would refuse its settings: {exc}") from None
+        return Job(self.KIND, self.config(), inputs, labels, checks=checks or {})
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Run the job from its inputs' folders into `ctx.out`; returns done.json's ``outputs``."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingStage(Stage):
+    """A model trained on its inputs' datasets, their episodes split by `split_seed`."""
+
+    GPU = True
+    model: dict[str, Any]
+    train: dict[str, Any]
+    val_fraction: float
+    split_seed: int
+
+    def train_config(self) -> Any:
+        from scaleworld.training.config import TrainConfig
+
+        return TrainConfig(**self.train)
+
+    def model_config(self) -> Any:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        super().check()
+        self.train_config()
+        self.model_config()
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ScaleworldError(f"val_fraction={self.val_fraction} must be in [0, 1)")

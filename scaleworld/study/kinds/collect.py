@@ -1,0 +1,45 @@
+"""The collect kind: a game's fixed offline dataset, from its expert, an imported expert or random."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scaleworld.study.kinds.base import RunContext, Stage, at_least
+from scaleworld.study.kinds.expert import ExpertStage
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectStage(Stage):
+    """The fixed offline dataset of a game. `policy`: {source: random | ppo | a folder, sha256 of an
+    imported expert's weights, sampling, epsilon}."""
+
+    KIND = "collect"
+    ARTIFACT = "dataset"
+    game: str
+    protocol: dict[str, Any]
+    policy: dict[str, Any]
+    steps: int
+    num_envs: int
+    seed: int
+
+    def check(self) -> None:
+        super().check()
+        at_least(1, steps=self.steps, num_envs=self.num_envs)
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        from scaleworld.data.collect import collect_dataset
+        from scaleworld.experts.policies import make_policy
+
+        ctx.fresh(self.ARTIFACT)  # a dataset whose done.json was not written: redo it
+        source = self.policy["source"]
+        if source == "ppo":
+            (expert,) = ctx.artifacts(ExpertStage)
+            source = str(expert)
+        options = {k: self.policy[k] for k in ("sampling", "epsilon") if k in self.policy}
+        policy = make_policy(source, seed=self.seed, **options)
+        manifest = collect_dataset(game=self.game, policy=policy, policy_identity=policy.identity, steps=self.steps,
+                                   out=ctx.out / self.ARTIFACT, protocol=self.protocol_config(), seed=self.seed,
+                                   num_envs=self.num_envs, progress=False)
+        return {"dataset": self.ARTIFACT, "episodes": manifest["counts"]["episodes"],
+                "mean_return": manifest["returns"]["mean"]}

@@ -1,0 +1,42 @@
+"""The control kind: a trained policy scored in its real game, raw and normalised by the anchors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from scaleworld.study.kinds.anchor import AnchorStage
+from scaleworld.study.kinds.base import RunContext, Stage, at_least
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlStage(Stage):
+    """A policy's score in its real game, raw and normalised by the game's anchors."""
+
+    KIND = "control"
+    ARTIFACT = "control.json"
+    GPU = True
+    episodes: int
+    num_envs: int
+    seed: int
+    greedy: bool
+    protocol: dict[str, Any]
+
+    def check(self) -> None:
+        super().check()
+        at_least(1, episodes=self.episodes, num_envs=self.num_envs)
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        from scaleworld.evaluation.control import evaluate_control
+
+        (policy,) = ctx.inputs("policy")
+        (dynamics,) = ctx.inputs("dynamics")
+        (tokenizer,) = ctx.inputs("tokenizer")
+        (anchors,) = ctx.artifacts(AnchorStage)
+        record = evaluate_control(policy_dir=policy, dynamics_dir=dynamics, tokenizer_dir=tokenizer,
+                                  anchors=json.loads(anchors.read_text()), episodes=self.episodes,
+                                  protocol=self.protocol_config(), seed=self.seed, num_envs=self.num_envs,
+                                  greedy=self.greedy, out=ctx.out / self.ARTIFACT)
+        return {"control": self.ARTIFACT, "game": record["game"], "score": record["mean"],
+                "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}

@@ -1,0 +1,51 @@
+"""The expert kind: a PPO expert trained on its game, then scored (the upper anchor)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scaleworld.study.kinds.base import RunContext, Stage, at_least
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpertStage(Stage):
+    """A PPO expert trained on the game for `agent_steps` (x frame skip = frames), then scored: the
+    upper anchor. `episodic_life`, `fire_reset`: PPOConfig's learning-only signals."""
+
+    KIND = "expert"
+    ARTIFACT = "expert"
+    GPU = True
+    game: str
+    protocol: dict[str, Any]
+    agent_steps: int
+    num_envs: int
+    seed: int
+    episodes: int
+    episodic_life: bool
+    fire_reset: bool
+
+    def ppo_config(self) -> Any:
+        from scaleworld.experts.ppo_config import PPOConfig
+
+        return PPOConfig(agent_steps=self.agent_steps, seed=self.seed, num_envs=self.num_envs,
+                         episodic_life=self.episodic_life, fire_reset=self.fire_reset)
+
+    def check(self) -> None:
+        super().check()
+        self.ppo_config()
+        at_least(1, episodes=self.episodes)
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Train (resuming from its checkpoint), then measure its score."""
+        from scaleworld.experts.anchor import score_expert
+        from scaleworld.experts.ppo import train_ppo
+        from scaleworld.experts.tasks import AtariTask
+        from scaleworld.training.trainer import resolve_device
+
+        protocol = self.protocol_config()
+        result = train_ppo(AtariTask(game=self.game, protocol=protocol), self.ppo_config(), ctx.out / self.ARTIFACT,
+                           device=resolve_device(), progress=False)
+        record = score_expert(ctx.out / self.ARTIFACT, episodes=self.episodes, protocol=protocol, seed=self.seed)
+        return {"expert": "expert", "updates": result.updates_done, "frames": result.frames_done,
+                "score": record["mean"]}

@@ -1,0 +1,62 @@
+"""The policy kind: an actor-critic trained purely inside one world model, for one game."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scaleworld.errors import ScaleworldError
+from scaleworld.study.kinds.base import RunContext, Stage
+from scaleworld.study.kinds.tokens import TokensStage
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyStage(Stage):
+    """An actor-critic trained purely inside one world model, for one game."""
+
+    KIND = "policy"
+    ARTIFACT = "policy.pt"
+    GPU = True
+    policy: dict[str, Any]
+    train: dict[str, Any]
+    starts: str | None = None
+    """Which episodes of the model's split imagination starts from (`START_SPLITS`); None: held_out
+    (what every policy job did before the choice existed, so those jobs keep their identities)."""
+
+    def policy_config(self) -> Any:
+        from scaleworld.imagination.config import PolicyConfig
+
+        return PolicyConfig(**self.policy)
+
+    def start_split(self) -> str:
+        """The split imagination starts from (unset: held_out)."""
+        from scaleworld.imagination.config import START_SPLITS
+
+        return self.starts or START_SPLITS[0]
+
+    def train_config(self) -> Any:
+        from scaleworld.training.config import TrainConfig
+
+        return TrainConfig(**self.train)
+
+    def check(self) -> None:
+        super().check()
+        self.policy_config()
+        self.train_config()
+        from scaleworld.imagination.config import START_SPLITS
+
+        if self.starts is not None and self.starts not in START_SPLITS[1:]:
+            raise ScaleworldError(f"starts={self.starts!r}: use one of {', '.join(START_SPLITS[1:])} (or leave it "
+                                  "unset for held_out)")
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Train a policy purely inside the world model (resuming from its checkpoint)."""
+        from scaleworld.imagination.train import train_policy
+        from scaleworld.training.trainer import resolve_device
+
+        (dynamics,) = ctx.inputs("dynamics")
+        (tokens,) = ctx.artifacts(TokensStage)
+        info = train_policy(dynamics_dir=dynamics, token_dir=tokens, out=ctx.out, config=self.policy_config(),
+                            train=self.train_config(), starts=self.start_split(), device=resolve_device(),
+                            progress=False)
+        return {"policy": self.ARTIFACT, "game": info["game"], "final": info["final"]}
