@@ -30,7 +30,7 @@ from tensordict import TensorDict  # noqa: E402
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
 from scaleworld.models.ladders import get_ladder, get_size  # noqa: E402
 from scaleworld.objectives.world_model import DynamicsLoss  # noqa: E402
-from scaleworld.study.calibration import peak_matmul_flops  # noqa: E402
+from scaleworld.study.meter import peak_matmul_flops  # noqa: E402
 from scaleworld.training.config import TrainConfig  # noqa: E402
 from scaleworld.training.packed import PackedTrainer  # noqa: E402
 from scaleworld.training.runs import DynamicsRun  # noqa: E402

@@ -262,7 +262,7 @@ def dynamics_step_does_not_sync() -> str:
     from scaleworld.models.dynamics import DynamicsModel
     from scaleworld.models.ladders import get_size
     from scaleworld.objectives.world_model import DynamicsLoss
-    from scaleworld.study.calibration import synthetic_token_windows
+    from scaleworld.study.meter import synthetic_token_windows
     from scaleworld.training.config import TrainConfig
     from scaleworld.training.packed import PackedTrainer
     from scaleworld.training.runs import DynamicsRun

@@ -5,21 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from scaleworld.study.graph import KINDS, Graph
+from scaleworld.study.kinds import stage_of
 from scaleworld.study.store import RunStore
 
 # The stated throughput assumption of the estimate: an H100's dense bf16 peak at 40% utilisation.
 ASSUMED_PEAK_FLOPS = 989e12
 ASSUMED_MFU = 0.40
-
-
-def dynamics_flops(job_config: dict[str, Any]) -> float:
-    """Training FLOPs of one dynamics job: 6 x parameters x tokens (one token per time step)."""
-    from scaleworld.models.dynamics_config import DynamicsConfig, parameter_counts
-
-    model = DynamicsConfig.from_dict(job_config["model"])
-    train = job_config["train"]
-    tokens = train["steps"] * train["batch_size"] * model.context
-    return 6.0 * parameter_counts(model)["total"] * tokens
 
 
 def summarize(store: RunStore, graph: Graph) -> list[dict[str, Any]]:
@@ -33,8 +24,8 @@ def summarize(store: RunStore, graph: Graph) -> list[dict[str, Any]]:
         states = [state[j.id] for j in jobs]
         row = {"kind": kind, "jobs": len(jobs),
                **{s: states.count(s) for s in ("done", "running", "failed", "pending")}}
-        if kind == "dynamics":
-            flops = sum(dynamics_flops(j.config) for j in jobs)
+        flops = sum(stage_of(j).training_flops() for j in jobs)
+        if flops:  # the kinds that count their training FLOPs (dynamics)
             row["gpu_hours"] = flops / (ASSUMED_PEAK_FLOPS * ASSUMED_MFU) / 3600
         rows.append(row)
     return rows

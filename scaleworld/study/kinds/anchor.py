@@ -10,6 +10,7 @@ from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.kinds.base import RunContext, Stage, at_least
 from scaleworld.study.kinds.expert import ExpertStage
+from scaleworld.study.meter import WorkContext, env_rate, episode_steps
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,3 +57,10 @@ class AnchorStage(Stage):
         return {"anchor": self.ARTIFACT, "random": record["random"]["score"], "upper": record["upper"]["score"],
                 "upper_kind": record["upper"]["kind"],
                 **({"expert_margin_se": record["expert"]["margin_se"]} if "expert" in record else {})}
+
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """Agent steps of the random policy's episodes (their length measured when the game's data is
+        collected, else the protocol's cap: an upper bound)."""
+        rate = env_rate(ctx.meter, self.game, self.protocol, self.num_envs)
+        length, measured = episode_steps(ctx.store, ctx.graph, ctx.job)
+        return self.episodes * length / rate, f"{rate:,.0f} agent steps/s", not measured

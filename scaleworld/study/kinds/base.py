@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.graph import Graph, Job
+from scaleworld.study.meter import WorkContext
 
 
 def at_least(minimum: int, **values: Any) -> None:
@@ -98,6 +99,15 @@ class Stage:
     def run(self, ctx: RunContext) -> dict[str, Any]:
         """Run the job from its inputs' folders into `ctx.out`; returns done.json's ``outputs``."""
         raise NotImplementedError
+
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """`plan --calibrate`: (seconds of this job on the calibrating machine, the rate it used, is the
+        figure an upper bound). A kind that does not override it is not measured (seconds of numpy)."""
+        return 0.0, "not measured (seconds)", False
+
+    def training_flops(self) -> float:
+        """FLOPs of the job's training, for the MFU `plan --calibrate` reports (0: none counted)."""
+        return 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 from scaleworld.study.kinds.base import RunContext, Stage, at_least
 from scaleworld.study.kinds.expert import ExpertStage
+from scaleworld.study.meter import WorkContext, env_rate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,3 +44,8 @@ class CollectStage(Stage):
                                    num_envs=self.num_envs, progress=False)
         return {"dataset": self.ARTIFACT, "episodes": manifest["counts"]["episodes"],
                 "mean_return": manifest["returns"]["mean"]}
+
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """Agent steps, at the rate of VectorAtari with the random policy and the job's emulators."""
+        rate = env_rate(ctx.meter, self.game, self.protocol, self.num_envs)
+        return self.steps / rate, f"{rate:,.0f} agent steps/s", False

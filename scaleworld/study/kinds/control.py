@@ -8,6 +8,7 @@ from typing import Any
 
 from scaleworld.study.kinds.anchor import AnchorStage
 from scaleworld.study.kinds.base import RunContext, Stage, at_least
+from scaleworld.study.meter import WorkContext, dynamics_shape, episode_steps, of_kind, shape_key, world_model_agent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,3 +41,14 @@ class ControlStage(Stage):
                                   greedy=self.greedy, out=ctx.out / self.ARTIFACT)
         return {"control": self.ARTIFACT, "game": record["game"], "score": record["mean"],
                 "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}
+
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """Agent steps of the policy's episodes, at the rate of VectorAtari with a WorldModelAgent of
+        the job's model sizes (episode lengths as the anchor kind's)."""
+        meter, shape, c = ctx.meter, dynamics_shape(ctx), ctx.job.config
+        tokenizer = of_kind(ctx.graph, ctx.job, "tokenizer")[0].config["model"]
+        game = ctx.job.labels["game"]
+        rate = meter.rate(shape_key(self.KIND, shape.model, tokenizer, game, self.num_envs), lambda: meter.env_steps(
+            game, self.protocol, self.num_envs, lambda: world_model_agent(shape.net(meter.device), tokenizer, game, c)))
+        length, measured = episode_steps(ctx.store, ctx.graph, ctx.job)
+        return self.episodes * length / rate, f"{rate:,.0f} agent steps/s", not measured

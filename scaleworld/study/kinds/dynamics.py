@@ -9,6 +9,7 @@ from typing import Any
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.kinds.base import RunContext, TrainingStage
 from scaleworld.study.kinds.tokens import TokensStage
+from scaleworld.study.meter import WorkContext, dynamics_shape, shape_key, synthetic_token_windows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,26 @@ class DynamicsStage(TrainingStage):
         from scaleworld.training.trainer import resolve_device
 
         return self.outputs(train_dynamics(**self.arguments(ctx), progress=False, device=resolve_device()))
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """Tokens trained (steps x batch x context) at the Trainer's rate on DynamicsLoss (compiled on
+        CUDA, as runs are), and held-out batches at the forward rate."""
+        from scaleworld.objectives.world_model import DynamicsLoss
+
+        meter, shape = ctx.meter, dynamics_shape(ctx)
+        train, tokens = shape.train, shape.tokens
+        rate = meter.rate(shape_key(self.KIND, shape.model, train["batch_size"]), lambda: meter.training(
+            DynamicsLoss(shape.net(meter.device)), synthetic_token_windows(shape.model, meter.device), train, tokens,
+            compile_on_cuda=True))
+        evaluation = (train["steps"] // train["eval_every"] + 1) * train["eval_batches"] * tokens
+        return train["steps"] * tokens / rate + evaluation / shape.forward, f"{rate:,.0f} tokens/s", False
+
+    def training_flops(self) -> float:
+        """Training FLOPs: 6 x parameters x tokens (one token per time step)."""
+        from scaleworld.models.dynamics_config import parameter_counts
+
+        model = self.model_config()
+        return 6.0 * parameter_counts(model)["total"] * self.train["steps"] * self.train["batch_size"] * model.context
+
 
 
 def run_pack(stages: list[DynamicsStage], contexts: list[RunContext]) -> list[dict[str, Any]]:

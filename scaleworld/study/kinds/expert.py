@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from scaleworld.study.kinds.base import RunContext, Stage, at_least
+from scaleworld.study.meter import WorkContext, shape_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,3 +52,21 @@ class ExpertStage(Stage):
         record = score_expert(ctx.out / self.ARTIFACT, episodes=self.episodes, protocol=protocol, seed=self.seed)
         return {"expert": "expert", "updates": result.updates_done, "frames": result.frames_done,
                 "score": record["mean"]}
+
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """Agent steps, at the rate of train_ppo for 3 updates on the study's first game."""
+        from scaleworld.experts.ppo import train_ppo
+        from scaleworld.experts.tasks import AtariTask
+
+        meter, ppo = ctx.meter, self.ppo_config()
+        per_update = ppo.num_envs * ppo.rollout_steps
+
+        def measure() -> float:
+            start = time.perf_counter()
+            game = ctx.graph.by_kind(self.KIND)[0].config["game"]
+            train_ppo(AtariTask(game=game, protocol=self.protocol_config()), ppo,
+                      Path(meter.tmp.name) / f"ppo{time.time_ns()}", device=meter.device, progress=False, stop_after=3)
+            return 3 * per_update / (time.perf_counter() - start)
+
+        rate = meter.rate(shape_key(self.KIND, ctx.job.config.get("ppo")), measure)
+        return self.agent_steps / rate, f"{rate:,.0f} agent steps/s", False

@@ -8,6 +8,7 @@ from typing import Any
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.kinds.base import RunContext, Stage, at_least
 from scaleworld.study.kinds.tokens import TokensStage
+from scaleworld.study.meter import WorkContext, dynamics_shape, of_kind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,3 +47,10 @@ class FidelityStage(Stage):
         nll = lambda games: {g: r["nll_nats_per_frame"] for g, r in games.items()}
         return {"fidelity": self.ARTIFACT, "nll": nll(record["games"]),
                 **({"best": {"step": best["step"], "nll": nll(best["games"])}} if best else {})}
+
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """Tokens scored (the game's collected steps) at the model's forward rate."""
+        shape = dynamics_shape(ctx)
+        games = of_kind(ctx.graph, ctx.job, "dynamics")[0].labels["games"]
+        frames = sum(j.config["steps"] for j in ctx.graph.by_kind("collect") if j.config["game"] in games)
+        return frames / shape.forward, f"{shape.forward:,.0f} tokens/s forward", False

@@ -8,6 +8,7 @@ from typing import Any
 from scaleworld.errors import ScaleworldError
 from scaleworld.study.kinds.base import RunContext, Stage
 from scaleworld.study.kinds.tokens import TokensStage
+from scaleworld.study.meter import WorkContext, dynamics_shape, policy_rate, shape_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,3 +61,9 @@ class PolicyStage(Stage):
                             train=self.train_config(), starts=self.start_split(), device=resolve_device(),
                             progress=False)
         return {"policy": self.ARTIFACT, "game": info["game"], "final": info["final"]}
+
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """Actor-critic updates at train_in_imagination's rate, the job's model, policy and batch."""
+        meter, shape, c = ctx.meter, dynamics_shape(ctx), ctx.job.config
+        rate = meter.rate(shape_key(self.KIND, shape.model, c), lambda: policy_rate(meter, shape.net(meter.device), c))
+        return self.train["steps"] / rate, f"{rate:,.2f} updates/s", False

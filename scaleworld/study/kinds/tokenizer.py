@@ -7,6 +7,7 @@ from typing import Any
 
 from scaleworld.study.kinds.base import RunContext, TrainingStage
 from scaleworld.study.kinds.collect import CollectStage
+from scaleworld.study.meter import WorkContext, shape_key, synthetic_windows, tokenizer_loss
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,3 +30,23 @@ class TokenizerStage(TrainingStage):
                                train=self.train_config(), val_fraction=self.val_fraction,
                                split_seed=self.split_seed, progress=False, device=resolve_device())
         return {"tokenizer": self.ARTIFACT, "final": info["final"], "quality": info["quality"]}
+
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """Gradient steps (and held-out batches), at the Trainer's rate on TokenizerLoss."""
+        import torch
+
+        from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
+
+        meter, model, train = ctx.meter, self.model, self.train
+
+        def measure() -> float:
+            net = Tokenizer(TokenizerConfig.from_dict(model)).to(meter.device)
+            size = model["frame_size"]
+            games = len(ctx.job.labels.get("games") or [None])
+            windows = synthetic_windows({"pixels": ((size, size, 3), torch.uint8, 256)}, games=games, seq_len=1,
+                                        frame_size=size, device=None)  # frames stay on the host, as a run's do
+            return meter.training(tokenizer_loss(net, meter.device, games), windows, train, 1.0)
+
+        rate = meter.rate(shape_key(self.KIND, model, train["batch_size"]), measure)
+        steps = train["steps"] + (train["steps"] // train["eval_every"] + 1) * train["eval_batches"] / 3
+        return steps / rate, f"{rate:,.1f} steps/s", False

@@ -7,6 +7,7 @@ from typing import Any
 
 from scaleworld.study.kinds.base import RunContext, Stage
 from scaleworld.study.kinds.collect import CollectStage
+from scaleworld.study.meter import WorkContext, of_kind, rate_of, shape_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,3 +29,29 @@ class TokensStage(Stage):
         manifest = encode_dataset(tokenizer_dir=tokenizer, data_dir=dataset, out=ctx.out / self.ARTIFACT,
                                   max_residual=gate, progress=False)
         return {"tokens": self.ARTIFACT, "quality": manifest["tokenizer"]["quality"], "max_residual": gate}
+
+    def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
+        """Frames encoded (the collect job's steps), at Tokenizer.encode's rate on batches of 256."""
+        import torch
+
+        from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
+
+        meter = ctx.meter
+        (tokenizer,) = of_kind(ctx.graph, ctx.job, "tokenizer")[:1] or [None]
+        collects = [ctx.graph.jobs[i] for i in ctx.job.inputs if ctx.graph.jobs[i].kind == CollectStage.KIND]
+        model = tokenizer.config["model"]
+
+        def measure() -> float:
+            net = Tokenizer(TokenizerConfig.from_dict(model)).to(meter.device).eval()
+            frames = torch.randint(0, 256, (256, model["frame_size"], model["frame_size"], 3), dtype=torch.uint8,
+                                   device=meter.device)
+
+            def step() -> float:
+                with torch.no_grad():
+                    net.encode(frames)
+                return 256.0
+
+            return rate_of(step, seconds=meter.seconds, sync=meter.sync)
+
+        rate = meter.rate(shape_key(self.KIND, model), measure)
+        return sum(j.config["steps"] for j in collects) / rate, f"{rate:,.0f} frames/s", False
