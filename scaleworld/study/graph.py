@@ -1,13 +1,7 @@
 """The graph of a study's jobs; a job's identity is a hash of what decides its output. A spec
 expands into it in `scaleworld.study.expand`.
 
-Kinds, in dependency order: expert (game; PPO) -> collect (game) -> tokenizer (shared, or one per game) -> tokens (game)
--> dynamics (mode x size x seed [x game]) -> fidelity (one per dynamics run, on the game's usual held-out
-episodes whatever the run trained on); anchor (game: the random and
-upper scores) ; policy (dynamics run x game x trial, trained in imagination) -> control (one per policy: real-game
-score) -> analysis (study: regimes of fidelity, aggregates of control scores). The data-matched control
-(modes.matched.rule: data) adds a second collect and tokens job per game: G x data.steps transitions
-from the same policy, under a seed of their own (`more_data_seed`).
+`KINDS` lists the kinds in dependency order (what each is and needs: `scaleworld.study.expand`).
 
 `Job.id` = SHA-256 (first 16 hex digits) of the canonical JSON of {kind, config, input ids}: the
 resolved settings that change the job's output, and nothing else (no names, paths or labels). So
