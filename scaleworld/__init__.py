@@ -69,7 +69,7 @@ _PUBLIC = {
     "score_policy": "scaleworld.evaluation.scores",
     "WorldModelAgent": "scaleworld.evaluation.control",
     # studies
-    "load_spec": "scaleworld.study.spec",
+    "load_spec": "scaleworld.study.spec_load",
     "build_graph": "scaleworld.study.expand",
 }
 

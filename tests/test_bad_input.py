@@ -106,7 +106,7 @@ def test_every_count_and_seed_of_the_spec_refuses_a_negative_value(capsys):
     job meets a value it would refuse later."""
     from omegaconf import OmegaConf
 
-    from scaleworld.study.spec import load_spec
+    from scaleworld.study.spec_load import load_spec
 
     def leaves(node, path=""):
         for key, value in node.items():
@@ -133,7 +133,7 @@ def test_malformed_specs_fuzzed_for_a_bounded_time_get_one_line_and_write_nothin
     base["run_root"] = str(tmp_path / "root")
     from omegaconf import OmegaConf
 
-    from scaleworld.study.spec import load_spec
+    from scaleworld.study.spec_load import load_spec
 
     full = OmegaConf.to_container(load_spec(SMOKE))
     full.pop("run_root")
@@ -414,7 +414,7 @@ def test_a_world_model_loss_takes_a_tensordict_module_and_reads_its_keys():
 
 
 def test_run_root_stays_where_the_user_put_it():
-    from scaleworld.study.spec import load_spec
+    from scaleworld.study.spec_load import load_spec
 
     assert load_spec(SMOKE, ["run_root=~/somewhere"]).run_root == str(Path.home() / "somewhere")
     assert load_spec(SMOKE, ["run_root=rel/dir"]).run_root == "rel/dir"  # relative to where `run` is started

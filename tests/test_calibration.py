@@ -8,7 +8,7 @@ import sys
 from scaleworld.study.calibration import CALIBRATION_FORMAT
 from scaleworld.study.expand import build_graph
 from scaleworld.study.graph import KINDS
-from scaleworld.study.spec import load_spec
+from scaleworld.study.spec_load import load_spec
 
 from .conftest import MICRO
 

@@ -13,7 +13,7 @@ import torch
 from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.sampling import split_episodes
 from scaleworld.study.expand import build_graph, more_data_seed
-from scaleworld.study.spec import load_spec
+from scaleworld.study.spec_load import load_spec
 from scaleworld.study.store import RunStore
 from scaleworld.training.config import JOINT_SHORT, MATCH_RULES
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scaleworld.study.expand import build_graph
-from scaleworld.study.spec import load_spec
+from scaleworld.study.spec_load import load_spec
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 PINS = {  # study -> (jobs, SHA-256 prefix of the sorted "kind:id:inputs" lines)

@@ -151,7 +151,8 @@ def test_the_windows_setting_enters_identities_only_when_chosen():
     from pathlib import Path
 
     from scaleworld.study.expand import build_graph
-    from scaleworld.study.spec import SpecError, load_spec
+    from scaleworld.study.spec import SpecError
+    from scaleworld.study.spec_load import load_spec
 
     smoke = Path(__file__).resolve().parents[1] / "studies" / "smoke.yaml"
     default = build_graph(load_spec(smoke))

@@ -17,8 +17,10 @@ from scaleworld.study.expand import build_graph
 from scaleworld.study.graph import Graph
 from scaleworld.study.jobs import EXIT_LOCKED, run_job
 from scaleworld.study.local import run_local
-from scaleworld.study.spec import SpecError, expand_variants, load_spec
+from scaleworld.study.spec import SpecError
+from scaleworld.study.spec_load import load_spec
 from scaleworld.study.store import JobLock, RunStore
+from scaleworld.study.variants import expand_variants
 
 from .conftest import MICRO
 

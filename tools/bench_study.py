@@ -69,7 +69,7 @@ def _run_root(folder: Path) -> Path:
 
     from scaleworld.data.files import write_json_atomic
     from scaleworld.study.expand import build_graph
-    from scaleworld.study.spec import load_spec
+    from scaleworld.study.spec_load import load_spec
     from scaleworld.study.store import RunStore
 
     spec = load_spec(ROOT / STUDY, [f"run_root={folder}"])

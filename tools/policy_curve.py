@@ -32,7 +32,7 @@ from scaleworld.imagination.config import policy_train_config  # noqa: E402
 from scaleworld.imagination.train import train_policy  # noqa: E402
 from scaleworld.study.expand import build_graph  # noqa: E402
 from scaleworld.study.kinds import TokensStage, stage_of  # noqa: E402
-from scaleworld.study.spec import load_spec  # noqa: E402
+from scaleworld.study.spec_load import load_spec  # noqa: E402
 from scaleworld.study.store import RunStore  # noqa: E402
 
 

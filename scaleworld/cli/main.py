@@ -256,7 +256,7 @@ def _add_train_args(p: argparse.ArgumentParser, *, steps: int | None, lr: float,
 
 
 def _load(args: argparse.Namespace):
-    from scaleworld.study.spec import load_spec
+    from scaleworld.study.spec_load import load_spec
 
     return load_spec(args.spec, args.overrides)
 

@@ -66,7 +66,13 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
             slow_critic.step()
             loss.target_behind = False
 
-    trainer = Trainer(loss=loss, sample_train=lambda batch: rollout(policy, config.horizon),
+    def imagined(batch: int) -> Any:
+        """The Trainer's batch of train.batch_size rollouts: the imagination's batch, fixed when it was made."""
+        if batch != imagination.batch:
+            raise ScaleworldError(f"asked for {batch} imagined rollouts, the imagination makes {imagination.batch}")
+        return rollout(policy, config.horizon)
+
+    trainer = Trainer(loss=loss, sample_train=imagined,
                       sample_val=None, config=train, run_dir=out, device=device, progress=progress,
                       generators={"imagination": imagine_gen, "policy": policy_gen}, describe=describe,
                       identity={"policy": asdict(config), **(identity or {})}, after_step=slow_critic.step,

@@ -37,7 +37,8 @@ from scaleworld.study.kinds import (
     TokenizerStage,
     TokensStage,
 )
-from scaleworld.study.spec import SpecError, expand_variants, expert_steps, policy_config, study_sizes, tokenizer_steps
+from scaleworld.study.spec import SpecError, expert_steps, policy_config, study_sizes, tokenizer_steps
+from scaleworld.study.variants import expand_variants
 from scaleworld.training.config import TrainConfig, matched_steps
 
 

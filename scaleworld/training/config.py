@@ -15,6 +15,8 @@ class TrainConfig:
     steps: int = 1000
     """Gradient steps (the budget; `tokens_to_steps` converts a token budget)."""
     batch_size: int = 16
+    """Items per step, what the trainer's sampler draws: sequences (dynamics), frames (tokenizer),
+    imagined rollouts (policy)."""
     lr: float = 3e-4
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
