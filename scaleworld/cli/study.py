@@ -1,0 +1,169 @@
+"""`scaleworld run | validate | plan | status | report`: a study spec from planning to its report.
+
+Handlers import the heavy libraries themselves, so `scaleworld --help` is fast; a `ScaleworldError`
+is one line and exit 2 (cli/main.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from scaleworld.cli.args import add_no_progress, check_outputs, declare_outputs
+
+
+def _load(args: argparse.Namespace):
+    from scaleworld.study.spec_load import load_spec
+
+    return load_spec(args.spec, args.overrides)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from scaleworld.study.expand import build_graph
+
+    spec = _load(args)
+    graph = build_graph(spec)
+    counts = ", ".join(f"{n} {k}" for k, n in graph.counts().items())
+    print(f"ok: {args.spec} is valid ({len(spec.games)} games; jobs: {counts}; run_root {spec.run_root})")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from scaleworld.study.expand import build_graph
+    from scaleworld.study.planning import print_summary
+    from scaleworld.study.store import RunStore
+
+    spec = _load(args)
+    graph = build_graph(spec)
+    store = RunStore(Path(spec.run_root))
+    calibrated = args.calibrate or args.calibration is not None
+    if calibrated:
+        from scaleworld.errors import ScaleworldError
+        from scaleworld.study.calibration import (
+            calibrate,
+            estimate,
+            load_calibration,
+            machine_name,
+            save_calibration,
+        )
+
+        if args.calibrate and args.seconds <= 0:
+            raise ScaleworldError(f"--seconds={args.seconds} must be positive")
+        record = None
+        if args.calibration is not None and (args.calibration.exists() or not args.calibrate):
+            record = load_calibration(args.calibration)
+        if args.calibrate and (record is None or record["machine"] != machine_name()):
+            record = calibrate(seconds=args.seconds)  # another machine's rates are not this one's
+        rows = estimate(graph, record, store=store if store.root.is_dir() else None, measure=args.calibrate,
+                        progress=not args.no_progress)
+        if args.calibrate and args.calibration is not None:
+            save_calibration(record, args.calibration)
+    print_summary(store, graph, title=f"plan for {spec.name} ({spec.run_root})", estimate=True,
+                  calibrated=calibrated)
+    if calibrated:
+        from scaleworld.study.planning import print_calibrated
+
+        print_calibrated(rows, record)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from scaleworld.study.expand import build_graph
+    from scaleworld.study.planning import print_summary
+    from scaleworld.study.store import RunStore
+
+    spec = _load(args)
+    graph = build_graph(spec)
+    store = RunStore(Path(spec.run_root))
+    if spec.launcher.kind == "slurm":
+        from scaleworld.study.slurm import require_cluster
+
+        require_cluster()  # before anything is written
+    check_outputs(argparse.Namespace(run_root=store.root, outputs={"run_root": "run_folder"}))
+    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    if spec.launcher.kind == "slurm":
+        from scaleworld.study.slurm import run_slurm
+
+        counts = run_slurm(store, graph, spec.launcher, detach=args.detach)
+    else:
+        from scaleworld.study.local import default_workers, run_local, visible_gpus
+
+        workers = spec.launcher.workers or default_workers(visible_gpus())
+        counts = run_local(store, graph, workers=workers, pack=spec.launcher.pack, progress=not args.no_progress)
+    print_summary(store, graph, title=f"{spec.name}: {store.root}", estimate=False)
+    return 1 if counts.get("failed") or counts.get("blocked") else 0
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from scaleworld.study.planning import print_summary
+    from scaleworld.study.store import RunStore
+
+    store = RunStore(Path(args.run_root))
+    print_summary(store, store.read_plan(), title=f"status of {args.run_root}", estimate=False)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from scaleworld.data.files import write_json_atomic
+    from scaleworld.report.terminal import collect_results, render
+
+    results = collect_results(args.run_root)
+    render(results, Console(width=args.width))
+    if args.json:
+        write_json_atomic(args.json, results)
+        print(f"wrote {args.json}")
+    if args.csv:
+        from scaleworld.report.export import write_csv
+
+        for path in write_csv(results, args.csv):
+            print(f"wrote {path}")
+    if args.figures:
+        from scaleworld.report.figures import write_figures
+
+        for path in write_figures(results, args.figures):
+            print(f"wrote {path}")
+
+
+def add_study_parsers(groups: argparse._SubParsersAction) -> None:
+    """The commands on a study spec and its run root: run, validate, plan, status, report."""
+    def spec_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("spec", type=Path, help="a study spec (YAML), e.g. studies/smoke.yaml")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="override spec keys, e.g. train.steps=100 run_root=/scratch/x")
+
+    p = groups.add_parser("run", help="run a study spec end to end (skips finished jobs, resumes the rest)")
+    spec_args(p)
+    p.add_argument("--detach", action="store_true", help="slurm: submit the ready stage and exit")
+    add_no_progress(p, "no progress display")
+    p.set_defaults(func=cmd_run)
+    p = groups.add_parser("validate", help="check a study spec without running anything")
+    spec_args(p)
+    p.set_defaults(func=cmd_validate)
+    p = groups.add_parser("plan", help="job counts per kind, what is done, and a compute estimate")
+    spec_args(p)
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure every job kind's throughput on this machine (a few seconds per distinct shape) and "
+                        "print GPU- and CPU-hours per kind")
+    p.add_argument("--calibration", type=Path, metavar="FILE",
+                   help="a saved calibration: read it (and, with --calibrate, measure what it lacks and save it)")
+    p.add_argument("--seconds", type=float, default=2.0, help="with --calibrate: seconds per measured shape")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while calibrating")
+    p.set_defaults(func=cmd_plan)
+    p = groups.add_parser("status", help="done / running / failed / pending jobs of a run root")
+    p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
+    p.set_defaults(func=cmd_status)
+
+    p = groups.add_parser("report", help="what a study found so far: tokenizer quality against its gate, regimes, "
+                                         "scaling curves and fits, open-loop PSNR, single vs joint vs matched, "
+                                         "normalised control scores with intervals")
+    p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
+    p.add_argument("--json", type=Path, help="also write every number shown as JSON")
+    p.add_argument("--csv", type=Path, help="also write every NLL (mode, game, size, seed) as CSV, and every "
+                                            "control run's raw and normalised score into F_control.csv")
+    p.add_argument("--figures", type=Path, metavar="DIR",
+                   help="also write PNG figures into DIR (curves, scores, and per game real, reconstructed and "
+                        "imagined frames)")
+    p.add_argument("--width", type=int, help="console width (default: the terminal's)")
+    declare_outputs(p, json="file", csv="file", figures="folder")
+    p.set_defaults(func=cmd_report)
