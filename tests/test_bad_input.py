@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from scaleworld.cli.main import main
-from scaleworld.data.dataset import DatasetError, OfflineDataset, verify_dataset
+from scaleworld.data.dataset import OfflineDataset, verify_dataset
 from scaleworld.data.files import sha256_file
+from scaleworld.data.layout import DatasetError
 
 SMOKE = Path(__file__).resolve().parents[1] / "studies" / "smoke.yaml"
 

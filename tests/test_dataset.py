@@ -17,7 +17,8 @@ from tensordict import MemoryMappedTensor
 import scaleworld
 from scaleworld.atari.protocol import Protocol
 from scaleworld.data.collect import collect_dataset
-from scaleworld.data.dataset import FORMAT, DatasetError, OfflineDataset, verify_dataset
+from scaleworld.data.dataset import OfflineDataset, verify_dataset
+from scaleworld.data.layout import FORMAT, DatasetError
 from scaleworld.data.random_policy import RandomPolicy
 from scaleworld.errors import ScaleworldError
 

@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from scaleworld.data.dataset import DatasetError, OfflineDataset, verify_dataset
+from scaleworld.data.dataset import OfflineDataset, verify_dataset
+from scaleworld.data.layout import DatasetError
 from scaleworld.data.sampling import split_episodes
 from scaleworld.errors import ScaleworldError
 from scaleworld.evaluation.fidelity import evaluate_fidelity

@@ -27,7 +27,8 @@ os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
 import torch  # noqa: E402
 
 from scaleworld.data.collect import collect_dataset  # noqa: E402
-from scaleworld.data.dataset import STAMP, OfflineDataset, verify_dataset  # noqa: E402
+from scaleworld.data.dataset import OfflineDataset, verify_dataset  # noqa: E402
+from scaleworld.data.layout import STAMP  # noqa: E402
 from scaleworld.data.random_policy import RandomPolicy  # noqa: E402
 
 

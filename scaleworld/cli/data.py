@@ -58,7 +58,7 @@ def cmd_data_info(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from scaleworld.data.dataset import UPGRADES, read_manifest
+    from scaleworld.data.layout import UPGRADES, read_manifest
 
     m = read_manifest(Path(args.dir))
     table = Table(title=f"dataset {args.dir}", show_header=False)

@@ -15,8 +15,8 @@ from tensordict import TensorDict, TensorDictBase
 from scaleworld.atari.envs import VectorAtari, VectorStep
 from scaleworld.atari.games import Game, get_game
 from scaleworld.atari.protocol import Protocol
-from scaleworld.data.dataset import FORMAT, MANIFEST, STORAGE
 from scaleworld.data.files import file_table, staging_dir, write_json_atomic
+from scaleworld.data.layout import FORMAT, MANIFEST, STORAGE
 from scaleworld.errors import ScaleworldError
 from scaleworld.progress import progress_bar
 from scaleworld.version import __version__

@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 
-from scaleworld.data.dataset import MANIFEST, STEP_FIELDS, STORAGE, TOKEN_FORMAT, OfflineDataset
+from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.files import file_table, sha256_file, staging_dir, write_json_atomic
+from scaleworld.data.layout import MANIFEST, STEP_FIELDS, STORAGE, TOKEN_FORMAT
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.tokenizer_quality import MAX_RESIDUAL_FRACTION, check_quality, game_quality
 from scaleworld.progress import progress_bar

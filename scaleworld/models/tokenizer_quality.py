@@ -136,8 +136,8 @@ def game_quality(tokenizer: Any, dataset: Any, episodes: torch.Tensor, *, frames
 
 
 def dataset_identity(dataset: Any) -> dict[str, str]:
-    from scaleworld.data.dataset import MANIFEST
     from scaleworld.data.files import sha256_file
+    from scaleworld.data.layout import MANIFEST
 
     return {"path": str(dataset.path.resolve()), "manifest_sha256": sha256_file(dataset.path / MANIFEST)}
 
