@@ -45,9 +45,9 @@ _PUBLIC = {
     "ActorCritic": "scaleworld.models.agent",
     "AgentConfig": "scaleworld.models.agent",
     "ActorPolicy": "scaleworld.models.agent",
-    "load_tokenizer": "scaleworld.models.store",
-    "load_dynamics": "scaleworld.models.store",
-    "load_policy": "scaleworld.models.store",
+    "load_tokenizer": "scaleworld.models.model_files",
+    "load_dynamics": "scaleworld.models.model_files",
+    "load_policy": "scaleworld.models.model_files",
     # objectives (TorchRL LossModules)
     "TokenizerLoss": "scaleworld.objectives.world_model",
     "DynamicsLoss": "scaleworld.objectives.world_model",

@@ -58,7 +58,7 @@ def frozen_tokenizer(tmp_path_factory):
     of real frames (training it is tested separately; here it only has to be frozen)."""
     import torch
 
-    from scaleworld.models.store import TOKENIZER_FILE, save_model
+    from scaleworld.models.model_files import TOKENIZER_FILE, save_model
     from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 
     torch.manual_seed(0)

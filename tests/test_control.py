@@ -15,7 +15,7 @@ from scaleworld.imagination.config import PolicyConfig, policy_train_config
 from scaleworld.imagination.core import StartContexts
 from scaleworld.imagination.train import train_in_imagination, train_policy
 from scaleworld.models.dynamics_config import DynamicsConfig
-from scaleworld.models.store import load_dynamics, load_policy, load_tokenizer
+from scaleworld.models.model_files import load_dynamics, load_policy, load_tokenizer
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.runs import train_dynamics
 from tests.conftest import SHORT
@@ -92,7 +92,7 @@ def test_imagination_starts_from_the_split_it_is_told(world, breakout_tokens, tm
     """held_out starts at every frame of the model's held-out episodes, train at every frame of its
     training episodes, all at both; the run record says which; an unknown split is refused."""
     from scaleworld.data.sampling import split_episodes
-    from scaleworld.models.store import load_dynamics
+    from scaleworld.models.model_files import load_dynamics
 
     _, identity = load_dynamics(world / "dynamics")
     ds = OfflineDataset.open(breakout_tokens)
@@ -178,7 +178,7 @@ def test_policy_commands_train_and_score_and_name_bad_folders(world, breakout_to
 
 
 def test_a_policy_refuses_another_tokenizer_and_a_run_folder_refuses_other_settings(world, tmp_path):
-    from scaleworld.models.store import TOKENIZER_FILE, save_model
+    from scaleworld.models.model_files import TOKENIZER_FILE, save_model
     from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 
     torch.manual_seed(1)

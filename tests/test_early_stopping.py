@@ -11,7 +11,7 @@ from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.sampling import split_episodes, split_validation
 from scaleworld.errors import ScaleworldError
 from scaleworld.evaluation.fidelity import evaluate_fidelity
-from scaleworld.models.store import load_dynamics
+from scaleworld.models.model_files import load_dynamics
 from scaleworld.training.runs import train_dynamics
 
 from .test_world_model_training import SMALL, _killed_at_sample, _train

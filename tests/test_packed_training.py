@@ -15,7 +15,7 @@ from scaleworld.data.sampling import MultiGameWindows
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import DynamicsConfig
-from scaleworld.models.store import load_dynamics
+from scaleworld.models.model_files import load_dynamics
 from scaleworld.objectives.world_model import DynamicsLoss
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.packed import PackedTrainer, pack_runs

@@ -472,7 +472,7 @@ def test_report_reads_the_run_root_and_prints_plain_ascii_off_a_terminal(finishe
 
 
 def test_the_frame_grid_shows_reconstructions_and_open_loop_rollouts_of_the_study(finished):
-    from scaleworld.models.store import load_tokenizer
+    from scaleworld.models.model_files import load_tokenizer
     from scaleworld.report.frames import frame_panels
 
     _, _, root = finished

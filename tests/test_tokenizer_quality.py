@@ -13,7 +13,7 @@ from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.sampling import episode_rows, split_episodes
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.encode import encode_dataset
-from scaleworld.models.store import TOKENIZER_FILE, load_tokenizer, save_model
+from scaleworld.models.model_files import TOKENIZER_FILE, load_tokenizer, save_model
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 from scaleworld.models.tokenizer_quality import (
     TokenizerQualityError,

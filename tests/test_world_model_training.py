@@ -13,7 +13,7 @@ from scaleworld.errors import ScaleworldError
 from scaleworld.evaluation.fidelity import evaluate_fidelity
 from scaleworld.models.dynamics_config import DynamicsConfig
 from scaleworld.models.encode import encode_dataset
-from scaleworld.models.store import load_dynamics, load_tokenizer
+from scaleworld.models.model_files import load_dynamics, load_tokenizer
 from scaleworld.training.config import TrainConfig, matched_steps, tokens_to_steps
 from scaleworld.training.runs import train_dynamics, train_tokenizer
 from scaleworld.training.trainer import TrainingDiverged, lr_factor

@@ -228,7 +228,7 @@ def tokenizer_trains_on_cuda() -> str:
     from scaleworld.atari.protocol import Protocol
     from scaleworld.data.dataset import OfflineDataset
     from scaleworld.data.sampling import split_episodes
-    from scaleworld.models.store import load_tokenizer
+    from scaleworld.models.model_files import load_tokenizer
     from scaleworld.models.tokenizer import TokenizerConfig
     from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION
     from scaleworld.models.tokenizer_quality import game_quality

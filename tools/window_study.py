@@ -51,7 +51,7 @@ from scaleworld.data.sampling import split_episodes, window_rows
 from scaleworld.data.windows import WINDOWS
 from scaleworld.evaluation.fidelity import held_out_windows, one_step_metrics
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
-from scaleworld.models.store import load_dynamics
+from scaleworld.models.model_files import load_dynamics
 from scaleworld.objectives.world_model import DynamicsLoss
 
 METRICS = ("nll", "first_nll", "last_nll", "term_f1", "term_p")

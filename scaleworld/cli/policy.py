@@ -35,7 +35,7 @@ def cmd_policy_eval(args: argparse.Namespace) -> None:
     import json
 
     from scaleworld.evaluation.control import evaluate_control, measure_anchors
-    from scaleworld.models.store import load_policy
+    from scaleworld.models.model_files import load_policy
 
     protocol = parse_protocol(args.protocol)
     _, identity = load_policy(args.policy)

@@ -22,6 +22,9 @@ from scaleworld.progress import progress_bar
 from scaleworld.version import __version__
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
+"""Every policy scaleworld runs: a TensorDict of observations in, the same with ``action`` out. In
+the real game it reads ``pixels``, ``action_mask`` and ``is_init`` (`policy_input`); in imagination
+``latent``, ``hidden`` and ``action_mask`` (`scaleworld.imagination.core.Imagination.rollout`)."""
 
 
 def policy_input(state: VectorStep, game: Game) -> TensorDict:

@@ -204,7 +204,7 @@ def evaluate_control(*, policy_dir: str | Path, dynamics_dir: str | Path, tokeni
                      anchors: dict[str, Any], episodes: int, protocol: Protocol, seed: int = 0, num_envs: int = 8,
                      greedy: bool = False, out: str | Path | None = None) -> dict[str, Any]:
     """Score the policy of `policy_dir` in its real game; raw and normalised scores, written to `out`."""
-    from scaleworld.models.store import load_dynamics, load_policy, load_tokenizer
+    from scaleworld.models.model_files import load_dynamics, load_policy, load_tokenizer
 
     agent, identity = load_policy(policy_dir)
     model, dyn_identity = load_dynamics(dynamics_dir)

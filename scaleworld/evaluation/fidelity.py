@@ -241,7 +241,7 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
     kept its best checkpoint (`DYNAMICS_BEST_FILE`) is scored at both: ``games`` holds the final
     checkpoint's figures, ``best`` = {step, validation_nll, sha256, games} the best one's, on the
     same rollouts."""
-    from scaleworld.models.store import DYNAMICS_BEST_FILE, load_dynamics, load_tokenizer
+    from scaleworld.models.model_files import DYNAMICS_BEST_FILE, load_dynamics, load_tokenizer
 
     model, identity = load_dynamics(dynamics_dir)
     tokenizer, tok_identity = load_tokenizer(tokenizer_dir)

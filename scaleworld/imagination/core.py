@@ -21,20 +21,17 @@ same trajectories for the same generator (tested).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDict
 
+from scaleworld.data.collect import Policy
 from scaleworld.data.dataset import OfflineDataset
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.categorical import sample_categorical
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.twohot import expected_value
-
-LatentPolicy = Callable[[TensorDictBase], TensorDictBase]
-"""Acts in imagination: reads latent, hidden, action_mask; writes action (data.collect.Policy acts on frames)."""
 
 
 @dataclass(frozen=True)
@@ -204,8 +201,8 @@ class Imagination:
                           batch_size=[self.batch], device=self.device)
 
     @torch.no_grad()
-    def rollout(self, policy: LatentPolicy, horizon: int) -> TensorDict:
-        """`horizon` steps from fresh starts under `policy` (reads latent, hidden, action_mask;
+    def rollout(self, policy: Policy, horizon: int) -> TensorDict:
+        """`horizon` steps from fresh starts under `policy` (in imagination it reads latent, hidden, action_mask;
         writes action) -> TensorDict [B, horizon] in TorchRL's layout (root = the state acted
         from, ``next`` = what followed); terminated rollouts restart before the next step, as
         `env.rollout(..., break_when_any_done=False)` does."""

@@ -90,7 +90,7 @@ class ImaginationEnv(ModelBasedEnvBase):
         `tokenizer_dir`, decoded ``pixels`` too."""
         from scaleworld.data.dataset import OfflineDataset
         from scaleworld.imagination.train import start_contexts
-        from scaleworld.models.store import load_dynamics, load_tokenizer
+        from scaleworld.models.model_files import load_dynamics, load_tokenizer
 
         model, identity = load_dynamics(dynamics_dir)
         tokens = OfflineDataset.open(token_dir)

@@ -55,8 +55,9 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict
 
+from scaleworld.data.collect import Policy
 from scaleworld.errors import ScaleworldError
-from scaleworld.imagination.core import Imagination, LatentPolicy
+from scaleworld.imagination.core import Imagination
 
 WARMUP_STEPS = 3
 """Eager steps on a side stream before capture, as PyTorch's recipe asks (lazy initialisation,
@@ -122,7 +123,7 @@ class GraphedRollout:
         # the captured step's inputs (the state acted from), written in place between replays
         self.latent = torch.zeros_like(imagination.latent)  # int64 [B, groups]
         self.hidden = torch.zeros_like(imagination.hidden)  # float32 [B, width]
-        self.policy: LatentPolicy | None = None  # the policy the graph was captured with
+        self.policy: Policy | None = None  # the policy the graph was captured with
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: dict = {}  # the captured step's record: TorchRL key -> static tensor [B, ...]
         # restart graphs by bucket size; they do not depend on the policy, so a recapture keeps them
@@ -153,7 +154,7 @@ class GraphedRollout:
         im.latent, im.hidden = self.latent, self.hidden
         return record
 
-    def _capture(self, policy: LatentPolicy) -> None:
+    def _capture(self, policy: Policy) -> None:
         im = self.imagination
         self.policy, self.graph, self.outputs = policy, None, {}  # drop an old graph first: frees its memory
         generators = [im.generator]
@@ -257,7 +258,7 @@ class GraphedRollout:
                 static.copy_(fresh[key])
 
     @torch.no_grad()
-    def rollout(self, policy: LatentPolicy, horizon: int) -> TensorDict:
+    def rollout(self, policy: Policy, horizon: int) -> TensorDict:
         """What `Imagination.rollout` returns (the same keys, values and layout), from graph replays."""
         im = self.imagination
         with self._device():

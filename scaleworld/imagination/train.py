@@ -29,7 +29,7 @@ from scaleworld.imagination.core import Imagination, StartContexts
 from scaleworld.imagination.graphed import GraphedRollout
 from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig
 from scaleworld.models.dynamics import DynamicsModel
-from scaleworld.models.store import POLICY_FILE, load_dynamics, save_model
+from scaleworld.models.model_files import POLICY_FILE, load_dynamics, save_model
 from scaleworld.objectives.actor_critic import ActorCriticLoss
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.trainer import Trainer

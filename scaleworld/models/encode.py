@@ -31,7 +31,7 @@ def encode_dataset(*, tokenizer_dir: str | Path, data_dir: str | Path, out: str 
     """
     from torchrl.data import LazyMemmapStorage
 
-    from scaleworld.models.store import load_tokenizer
+    from scaleworld.models.model_files import load_tokenizer
 
     out = Path(out)
     if out.exists():

@@ -37,7 +37,7 @@ def frame_panels(store: Any, graph: Any, tokens_job: Any, *, frames: int) -> lis
     from scaleworld.data.dataset import OfflineDataset
     from scaleworld.data.sampling import episode_rows, split_episodes
     from scaleworld.evaluation.fidelity import open_loop
-    from scaleworld.models.store import load_dynamics, load_tokenizer
+    from scaleworld.models.model_files import load_dynamics, load_tokenizer
     from scaleworld.models.tokenizer_quality import spread
 
     tokenizers, collects = _inputs(graph, tokens_job, "tokenizer"), _inputs(graph, tokens_job, "collect")

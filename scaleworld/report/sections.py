@@ -15,7 +15,7 @@ from typing import Any
 
 from scaleworld.analysis.interaction import HYPOTHESES
 from scaleworld.analysis.summary import MATCHED_HYPOTHESES
-from scaleworld.report.control import upper_kinds
+from scaleworld.report.control_scores import upper_kinds
 
 AGGREGATE_COLUMNS = (("median", "median"), ("iqm", "IQM"), ("mean", "mean"), ("optimality_gap", "optimality gap"))
 COMPARISONS = (("joint_vs_single", "joint vs single"), ("joint_vs_matched", "joint vs matched"),

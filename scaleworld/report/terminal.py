@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from scaleworld.report.control import collect_control
+from scaleworld.report.control_scores import collect_control
 from scaleworld.report.sections import (
     render_baselines,
     render_controls,

@@ -22,7 +22,7 @@ from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS, DynamicsConfig, parameter_counts
-from scaleworld.models.store import DYNAMICS_BEST_FILE, DYNAMICS_FILE, TOKENIZER_FILE, save_model
+from scaleworld.models.model_files import DYNAMICS_BEST_FILE, DYNAMICS_FILE, TOKENIZER_FILE, save_model
 from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 from scaleworld.models.tokenizer_quality import frame_variance, game_quality
 from scaleworld.objectives.world_model import DynamicsLoss, TokenizerLoss
@@ -162,12 +162,12 @@ def prepare_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dy
     net = DynamicsModel(model).to(device)
     gen = torch.Generator().manual_seed(train.seed)
     val_gen = torch.Generator().manual_seed(train.seed + 1)
-    seq_len = model.context
-    train_view = MultiGameWindows(datasets, seq_len=seq_len, generator=gen, episodes=train_eps, windows=windows,
+    # the sampler's sequence length is the model's context (the tokenizer's is one frame)
+    train_view = MultiGameWindows(datasets, seq_len=model.context, generator=gen, episodes=train_eps, windows=windows,
                                   resident_on=device)
     has_val = all(len(v) for v in val_eps)
-    val_view = (MultiGameWindows(datasets, seq_len=seq_len, generator=val_gen, episodes=val_eps, resident_on=device)
-                if has_val else None)
+    val_view = (MultiGameWindows(datasets, seq_len=model.context, generator=val_gen, episodes=val_eps,
+                                 resident_on=device) if has_val else None)
     identity = {"model": model.to_dict(), "datasets": content,
                 **({"validation_fraction": validation_fraction} if validation_fraction else {}),
                 **({"windows": windows} if windows != WINDOWS[0] else {}),  # defaults: no key (older runs)
@@ -179,7 +179,7 @@ def prepare_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dy
         "datasets": content, "dataset_paths": [str(ds.path) for ds in datasets],
         "tokenizer_sha256": tokenizers.pop(),
         "model": model.to_dict(), "params": parameter_counts(model),
-        "train": asdict(train), "tokens_seen": train.steps * train.batch_size * seq_len,
+        "train": asdict(train), "tokens_seen": train.steps * train.batch_size * model.context,
         "val_fraction": val_fraction, "split_seed": split_seed, "windows": windows, "termination": termination,
         "validation_fraction": validation_fraction,
     }
