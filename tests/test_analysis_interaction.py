@@ -23,6 +23,7 @@ def test_the_intersection_union_p_by_hand():
     joint = _curve([2.5, 2.4, 2.35])  # falls everywhere
     got = game_test(joint, single, sizes=SIZES, margin=0.05)
     # single rises: per pair (i < j), paired t of H0: mu_j - mu_i <= 0.05; Bonferroni over the 3 pairs
+
     def values(curve, size):
         return np.array([curve[size][s] for s in range(4)])
 

@@ -212,3 +212,19 @@ def test_one_world_model_agent_scores_twice_as_two_fresh_runs(world, frozen_toke
     first, second = (score_policy(game="Breakout", policy=player, policy_identity={}, episodes=3, protocol=noops,
                                   num_envs=2) for _ in range(2))
     assert first["returns"] == second["returns"] and first["lengths"] == second["lengths"]
+
+
+def test_off_cuda_imagination_trains_on_the_eager_rollout(tmp_path, monkeypatch):
+    """train_in_imagination wraps the imagination in a GraphedRollout on CUDA only: on a CPU it
+    must never build one (it would refuse the device)."""
+    import scaleworld.imagination.train as training
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a GraphedRollout was built off CUDA")
+
+    monkeypatch.setattr(training, "GraphedRollout", refuse)
+    train = policy_train_config(steps=1, batch_size=4, checkpoint_every=1)
+    config = PolicyConfig(horizon=2, context_steps=2, units=8, layers=1)
+    _, final = train_in_imagination(action_reward_model(), start_contexts(), config=config, train=train,
+                                    out=tmp_path / "run", progress=False)
+    assert "metric_return" in final

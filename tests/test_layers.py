@@ -66,7 +66,9 @@ def _imports() -> dict[str, set[str]]:
                     targets.add(full if full in modules else node.module)
             elif isinstance(node, ast.Import):
                 targets |= {a.name for a in node.names if a.name.startswith("scaleworld")}
-        graph[me] = targets - {me}
+        # importing pkg.mod runs pkg's __init__ first: an edge to every package above the target too
+        targets |= {".".join(t.split(".")[:i]) for t in set(targets) for i in range(2, t.count(".") + 1)}
+        graph[me] = targets - {me} - {".".join(me.split(".")[:i]) for i in range(1, me.count(".") + 1)}
     return graph
 
 

@@ -119,7 +119,7 @@ def main() -> None:
     env_imagination, env_policy, env_seed = reseeded()
     env = ImaginationEnv(env_imagination)
     graphed_imagination, graphed_policy, graphed_seed = reseeded()
-    graphed_rollouts = GraphedRollout(graphed_imagination) if device.type == "cuda" else None  # CUDA only
+    graphed_rollouts = None  # built on CUDA only, inside the try below: a failure there is reported
 
     def fast_run():
         fast_seed()
@@ -140,6 +140,7 @@ def main() -> None:
     graph_note = "not measured (CUDA only)"
     if device.type == "cuda":
         try:  # a failed capture is reported, and the other lines are still measured
+            graphed_rollouts = GraphedRollout(graphed_imagination)
             capture = time_once(graphed_run, device=device)  # the first rollout captures the graph
             graphed = time_rollouts(graphed_run, repeats=args.repeats, device=device)
         except Exception as exc:

@@ -99,6 +99,7 @@ def _episode_intervals(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             out.setdefault(mode, {})[game] = {"params": params, "size_means": [interval(ci) for ci in cis]}
     return out
 
+
 def _regimes(rows: list[dict[str, Any]], *, rule: Any, seed: Any) -> dict[str, dict[str, Any]]:
     """Scaling regime per (mode, game) of NLL rows (`scaleworld.study.results.nll_rows`). Per size
     the runs are ordered by seed; where every size of a game has the same seeds its contrasts are
@@ -132,12 +133,14 @@ def _regimes(rows: list[dict[str, Any]], *, rule: Any, seed: Any) -> dict[str, d
                                   "nll": inputs[game][1], "train_nll": train.get(game), "evidence": None}
     return result
 
+
 def _by_seed(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, dict[Any, dict[int, float]]]]:
     """NLL rows as curves[mode][game][row[key]][seed] -> held-out NLL."""
     out: dict[str, dict[str, dict[Any, dict[int, float]]]] = {}
     for row in rows:
         out.setdefault(row["mode"], {}).setdefault(row["game"], {}).setdefault(row[key], {})[row["seed"]] = row["nll"]
     return out
+
 
 def _grouped(rows: list[dict[str, Any]], keys: tuple[str, ...], value: str) -> dict[Any, Any]:
     """rows nested by `keys` (outermost first), each leaf the list of the rows' `value`, in row order:
@@ -149,6 +152,7 @@ def _grouped(rows: list[dict[str, Any]], keys: tuple[str, ...], value: str) -> d
             node = node.setdefault(row[key], {})
         node.setdefault(row[keys[-1]], []).append(row[value])
     return out
+
 
 def plain(value: Any) -> Any:
     """numpy scalars, NaN and infinities -> JSON-safe values (None for a number that is not finite)."""

@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_parser(groups)
     return parser
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -44,7 +44,7 @@ from scaleworld.experts.view import ViewSpec
 
 EXPERT_FORMAT = "scaleworld.expert/1"
 EXPERT_JSON = "expert.json"
-PROGRAM_FILE = "policy.pt2"  # the exported program (torch.export); an imagination policy is models.store.POLICY_FILE
+PROGRAM_FILE = "policy.pt2"  # the exported program (torch.export); an imagination policy: model_files.POLICY_FILE
 SCORE_JSON = "score.json"
 _REQUIRED = ("format", "game", "view", "actions", "model")
 

@@ -127,7 +127,6 @@ def _aggregate_scores(results: dict[str, Any], out: Path, plt: Any) -> Path | No
     return path
 
 
-
 def _error_bars(cis: list[dict[str, float | None]]) -> list[list[float]]:
     """Lengths below and above each point; none where the analysis wrote a null (NaN) bound."""
     return [[c["point"] - c["lo"] if c["lo"] is not None else 0.0 for c in cis],

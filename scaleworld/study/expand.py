@@ -100,6 +100,7 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     for group in groups:
         tid = graph.add(tokenizer.job([collect[g] for g in group], {"games": group, "scope": tok.scope, **tag}))
         tokenizer_of.update({g: tid for g in group})
+
     def encoded(collected: dict[str, str]) -> dict[str, str]:
         return {g: graph.add(TokensStage().job([tokenizer_of[g], collected[g]], {"game": g, **tag},
                                                checks={"max_residual": tok.max_residual})) for g in games}

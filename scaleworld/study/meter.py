@@ -272,8 +272,6 @@ def world_model_agent(model: Any, tokenizer: dict[str, Any], game: str, c: dict[
                            greedy=c.get("greedy", False))
 
 
-
-
 def env_rate(meter: Meter, game: str, protocol: dict[str, Any], num_envs: int) -> float:
     """Agent steps per second of `num_envs` emulators of `game` under the random policy."""
     from scaleworld.data.random_policy import RandomPolicy

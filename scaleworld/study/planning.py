@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from scaleworld.study.graph import KINDS, Graph
-from scaleworld.study.kinds import stage_of
+from scaleworld.study.kinds import STAGES, Stage, stage_of
 from scaleworld.study.store import RunStore
 
 # The stated throughput assumption of the estimate: an H100's dense bf16 peak at 40% utilisation.
@@ -24,8 +24,8 @@ def summarize(store: RunStore, graph: Graph) -> list[dict[str, Any]]:
         states = [state[j.id] for j in jobs]
         row = {"kind": kind, "jobs": len(jobs),
                **{s: states.count(s) for s in ("done", "running", "failed", "pending")}}
-        flops = sum(stage_of(j).training_flops() for j in jobs)
-        if flops:  # the kinds that count their training FLOPs (dynamics)
+        if STAGES[kind].training_flops is not Stage.training_flops:  # the kinds that count them (dynamics)
+            flops = sum(stage_of(j).training_flops() for j in jobs)
             row["gpu_hours"] = flops / (ASSUMED_PEAK_FLOPS * ASSUMED_MFU) / 3600
         rows.append(row)
     return rows

@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from scaleworld.errors import DamagedRunError
 from scaleworld.study.graph import Graph, Job
-from scaleworld.study.kinds.control import ControlStage
-from scaleworld.study.kinds.fidelity import FidelityStage
 
-if TYPE_CHECKING:  # for annotations only: the store imports the kinds, whose analysis reads these rows
+if TYPE_CHECKING:  # annotations only: the store imports the kinds, whose analysis reads these rows
     from scaleworld.study.store import RunStore
 
 
@@ -58,7 +56,7 @@ def nll_readings(store: RunStore, graph: Graph, jobs: Iterable[Job], *, readings
             continue
         (dynamics,) = [graph.jobs[i] for i in fjob.inputs if graph.jobs[i].kind == "dynamics"]
         done = read_finished(store, dynamics, "done.json", damaged)
-        record = read_finished(store, fjob, FidelityStage.ARTIFACT, damaged)
+        record = read_finished(store, fjob, store.artifact(fjob), damaged)
         if done is None or record is None:
             continue
         params, blocks = done["outputs"]["params"]["total"], done["outputs"]["params"]["blocks"]
@@ -105,7 +103,7 @@ def control_episodes(store: RunStore, graph: Graph, jobs: Iterable[Job], *,
     for job in jobs:
         if job.kind != "control" or not store.is_done(job):
             continue
-        record = read_finished(store, job, ControlStage.ARTIFACT, damaged)
+        record = read_finished(store, job, store.artifact(job), damaged)
         (policy,) = [graph.jobs[i] for i in job.inputs if graph.jobs[i].kind == "policy"]
         done = read_finished(store, policy, "done.json", damaged)
         if record is None or done is None:

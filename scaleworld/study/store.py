@@ -73,12 +73,17 @@ class RunStore:
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ScaleworldError(f"{path}: not a study plan (damaged or edited): {fix}") from None
 
+    @staticmethod
+    def artifact(job: Job) -> str:
+        """The name of what a job of this kind leaves in its folder for its consumers."""
+        from scaleworld.study.kinds import STAGES  # here: the kinds import the readers of this store's records
+
+        return STAGES[job.kind].ARTIFACT
+
     def _done_problem(self, job: Job, names: set[str] | None = None) -> str | None:
         """None if done.json is a finished job's record and the job's artifact is there, else why
         not. `names`: the folder's listing, if the caller has it."""
-        from scaleworld.study.kinds import STAGES
-
-        artifact = STAGES[job.kind].ARTIFACT
+        artifact = self.artifact(job)
         if not (artifact in names if names is not None else (self.job_dir(job) / artifact).exists()):
             return f"{self.job_dir(job) / artifact}: missing"
         try:

@@ -69,6 +69,7 @@ class DynamicsStage(TrainingStage):
         from scaleworld.training.trainer import resolve_device
 
         return self.outputs(train_dynamics(**self.arguments(ctx), progress=False, device=resolve_device()))
+
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
         """Tokens trained (steps x batch x context) at the Trainer's rate on DynamicsLoss (compiled on
         CUDA, as runs are), and held-out batches at the forward rate."""
@@ -88,7 +89,6 @@ class DynamicsStage(TrainingStage):
 
         model = self.model_config()
         return 6.0 * parameter_counts(model)["total"] * self.train["steps"] * self.train["batch_size"] * model.context
-
 
 
 def run_pack(stages: list[DynamicsStage], contexts: list[RunContext]) -> list[dict[str, Any]]:
