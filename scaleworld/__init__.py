@@ -63,7 +63,7 @@ _PUBLIC = {
     "Imagination": "scaleworld.imagination.core",
     "ImaginationEnv": "scaleworld.imagination.env",
     "train_policy": "scaleworld.imagination.train",
-    "PolicyConfig": "scaleworld.imagination.config",
+    "PolicyConfig": "scaleworld.models.policy_config",
     # evaluation
     "evaluate_fidelity": "scaleworld.evaluation.fidelity",
     "score_policy": "scaleworld.evaluation.scores",

@@ -98,7 +98,7 @@ def test_every_run_keeps_its_best_checkpoint_and_the_analysis_reads_both(confoun
     ((_, folder),) = _jobs(root, "analysis")
     analysis = json.loads((folder / "analysis.json").read_text())
     assert set(analysis["modes"]) == set(analysis["modes_best"]) == {"single", "joint", "matched", "joint_short"}
-    assert analysis["controls"] == {"matched": MATCH_RULES["data"], "joint_short": JOINT_SHORT}
+    assert analysis["comparison_modes"] == {"matched": MATCH_RULES["data"], "joint_short": JOINT_SHORT}
     assert set(analysis["best_steps"]["joint"]["Pong"]) == {"tiny-d1"}
     assert "joint_vs_joint_short" in analysis["fidelity"]["improvement"]
 

@@ -11,11 +11,12 @@ from scaleworld.data.dataset import OfflineDataset
 from scaleworld.errors import ScaleworldError
 from scaleworld.evaluation.control import WorldModelAgent, evaluate_control, measure_anchors, normalise
 from scaleworld.evaluation.scores import score_policy
-from scaleworld.imagination.config import PolicyConfig, policy_train_config
+from scaleworld.imagination.config import policy_train_config
 from scaleworld.imagination.core import StartContexts
 from scaleworld.imagination.train import train_in_imagination, train_policy
 from scaleworld.models.dynamics_config import DynamicsConfig
 from scaleworld.models.model_files import load_dynamics, load_policy, load_tokenizer
+from scaleworld.models.policy_config import PolicyConfig
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.runs import train_dynamics
 from tests.conftest import SHORT

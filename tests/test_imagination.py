@@ -9,13 +9,14 @@ from torchrl.envs.utils import check_env_specs
 from torchrl.objectives import SoftUpdate
 
 from scaleworld.errors import ScaleworldError
-from scaleworld.imagination.config import PolicyConfig, policy_train_config
+from scaleworld.imagination.config import policy_train_config
 from scaleworld.imagination.core import Imagination, StartContexts
 from scaleworld.imagination.env import ImaginationEnv
 from scaleworld.imagination.train import train_in_imagination
 from scaleworld.models.agent import MASKED, ActorCritic, ActorPolicy, AgentConfig
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import DynamicsConfig
+from scaleworld.models.policy_config import PolicyConfig
 from scaleworld.objectives.actor_critic import ActorCriticLoss
 from tests.handbuilt import FIRE, PAY, RIGHT, action_reward_model, start_contexts, two_step_model
 

@@ -171,7 +171,7 @@ def _analysis_json() -> dict:
             "baselines": baselines, "control": control, "control_family": family_summary(control, alpha=0.05),
             "matched_vs_joint": paired, "fidelity": {"improvement": fidelity},
             "scores": {"aggregates": aggregates, "improvement": improvement, "bootstrap": "hierarchical"},
-            "controls": {"matched": MATCH_RULES["total_steps"]},
+            "comparison_modes": {"matched": MATCH_RULES["total_steps"]},
             "interaction": {"joint_stabilises_single": {  # Breakout's single curve rises and its joint one does not
                 "games": {"Breakout": {"p": 0.012, "p_rise": 0.004, "p_no_rise": 0.012, "p_x_rise": 1.0,
                                        "rise_y": 0.131, "rise_x": 0.0, "seeds_x": 2, "seeds_y": 2,
@@ -324,6 +324,10 @@ def test_an_analysis_without_control_scores_or_fits_is_said_not_shown(tmp_path):
     assert "experts (base): not in this study (no expert was scored" in text
     assert interval_text({"point": None, "lo": None, "hi": None}) == "n/a"
     assert interval_text({"point": 0.5, "lo": None, "hi": 0.75}) == "0.500 [n/a, 0.750]"
+    # an analysis written before comparison_modes had its name holds them as "controls"
+    old = {k: v for k, v in _analysis_json().items() if k != "comparison_modes"}
+    _write(next(store.root.glob("analysis/*/analysis.json")), {**old, "controls": {"matched": "held equal"}})
+    assert "comparison mode matched (base) holds equal: held equal" in " ".join(_rendered(store).split())
 
 
 def test_json_csv_and_figures_export_the_control_scores(tmp_path):

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from scaleworld.imagination.config import PolicyConfig, policy_train_config  # noqa: E402
+from scaleworld.imagination.config import policy_train_config  # noqa: E402
 from scaleworld.imagination.core import Imagination, StartContexts  # noqa: E402
 from scaleworld.imagination.env import ImaginationEnv  # noqa: E402
 from scaleworld.imagination.graphed import GraphedRollout, PaddedRestarts  # noqa: E402
@@ -46,6 +46,7 @@ from scaleworld.imagination.train import train_in_imagination  # noqa: E402
 from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig  # noqa: E402
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
 from scaleworld.models.dynamics_config import DynamicsConfig  # noqa: E402
+from scaleworld.models.policy_config import PolicyConfig  # noqa: E402
 from tests.handbuilt import PAY, RIGHT, action_reward_model, start_contexts  # noqa: E402
 
 cuda = torch.device(os.environ.get("SCALEWORLD_CHECK_DEVICE", "cuda"))

@@ -32,12 +32,13 @@ Rows = list[dict[str, Any]]
 
 def analyse(*, rows: Rows, best_rows: Rows, control_runs: Rows, control_scores: Rows, experts: dict[str, Any],
             rule: RegimeRule, seed: int, reps: int, episode_intervals: bool,
-            controls: dict[str, str]) -> dict[str, Any]:
+            comparison_modes: dict[str, str]) -> dict[str, Any]:
     """The analysis.json record. `rows`, `best_rows`: NLL rows at the final and the best checkpoints
     (`scaleworld.study.results.nll_rows`); `control_runs`: the control runs with their episodes
     (`control_episodes`); `control_scores`: their normalised scores (`control_rows`); `experts`:
-    per game the expert quality record (`expert_quality`); `controls`: what each control mode holds
-    equal to the joint run (its report label)."""
+    per game the expert quality record (`expert_quality`); `comparison_modes`: what each mode compared
+    with the joint run (matched, joint_short) holds equal to it, its report label. (``control`` is the
+    control jobs' real-game scores against random.)"""
     result = _regimes(rows, rule=rule, seed=seed)
     # [mode][game][x][seed] -> NLL, x the total parameters, block parameters or size name
     curves, by_blocks, by_seed = (_by_seed(rows, key) for key in ("params", "blocks", "size"))
@@ -48,7 +49,7 @@ def analyse(*, rows: Rows, best_rows: Rows, control_runs: Rows, control_scores: 
     rng = np.random.default_rng([seed, 1])  # a stream of its own: the regimes' intervals stay as they were
     control = control_evidence(control_runs, alpha=rule.alpha)
     return plain({
-        "rule": rule.to_dict(), "modes": result, **best, "controls": controls,
+        "rule": rule.to_dict(), "modes": result, **best, "comparison_modes": comparison_modes,
         "bootstrap": {"reps": reps, "seed": seed},
         "fits": scaling_fits(by_blocks, total=curves, rng=rng, reps=reps),
         "matched_vs_joint": matched_vs_joint(by_seed),

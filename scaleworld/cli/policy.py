@@ -14,8 +14,9 @@ from scaleworld.cli.args import add_no_progress, declare_outputs, parse_protocol
 
 def cmd_policy_train(args: argparse.Namespace) -> None:
     quiet_torchrl()
-    from scaleworld.imagination.config import PolicyConfig, policy_train_config
+    from scaleworld.imagination.config import policy_train_config
     from scaleworld.imagination.train import train_policy
+    from scaleworld.models.policy_config import PolicyConfig
     from scaleworld.training.trainer import resolve_device
 
     config = PolicyConfig(horizon=args.horizon, context_steps=args.context_steps, gamma=args.gamma,
@@ -64,12 +65,8 @@ def cmd_policy_eval(args: argparse.Namespace) -> None:
 
 
 def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str) -> None:
-    from scaleworld.imagination.config import (  # light: no torch
-        DEFAULT_STARTS,
-        POLICY_TRAINING,
-        START_SPLITS,
-        PolicyConfig,
-    )
+    from scaleworld.imagination.config import DEFAULT_STARTS, POLICY_TRAINING, START_SPLITS  # light: no torch
+    from scaleworld.models.policy_config import PolicyConfig  # light: no torch
 
     policy = groups.add_parser("policy", help="policies in imagination: train inside a world model, eval in the game")
     cmds = policy.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -79,7 +76,7 @@ def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
                    help="the game's token dataset; rollouts start from its episodes (--starts)")
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
     declare_outputs(p, out="run_folder")
-    t, c = POLICY_TRAINING, PolicyConfig()  # every default stated once, in imagination/config.py
+    t, c = POLICY_TRAINING, PolicyConfig()  # every default stated once: imagination/config.py, models/policy_config.py
     p.add_argument("--steps", type=int, default=t.steps, help=f"actor-critic updates (default {t.steps})")
     p.add_argument("--batch-size", type=int, default=t.batch_size,
                    help=f"imagined rollouts per update (default {t.batch_size})")

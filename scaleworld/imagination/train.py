@@ -24,12 +24,13 @@ from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.files import write_json_atomic
 from scaleworld.data.sampling import split_episodes
 from scaleworld.errors import ScaleworldError
-from scaleworld.imagination.config import DEFAULT_STARTS, START_SPLITS, PolicyConfig
+from scaleworld.imagination.config import DEFAULT_STARTS, START_SPLITS
 from scaleworld.imagination.core import Imagination, StartContexts
 from scaleworld.imagination.graphed import GraphedRollout
 from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.model_files import POLICY_FILE, load_dynamics, save_model
+from scaleworld.models.policy_config import PolicyConfig
 from scaleworld.objectives.actor_critic import ActorCriticLoss
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.trainer import Trainer

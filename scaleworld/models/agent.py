@@ -21,7 +21,10 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import nn
 
+from scaleworld.atari.games import NUM_ACTIONS
 from scaleworld.models.categorical import sample_categorical
+from scaleworld.models.dynamics_config import DynamicsConfig
+from scaleworld.models.policy_config import PolicyConfig
 from scaleworld.models.twohot import expected_value
 
 MASKED = -1e9
@@ -30,13 +33,16 @@ MASKED = -1e9
 
 @dataclass(frozen=True, kw_only=True)
 class AgentConfig:
-    groups: int = 32
-    classes: int = 32
-    hidden_size: int = 512
+    """The actor-critic's shape: its inputs are a dynamics model's (`DynamicsConfig`), its hidden
+    layers the policy's (`PolicyConfig`); the defaults are theirs."""
+
+    groups: int = DynamicsConfig.groups
+    classes: int = DynamicsConfig.classes
+    hidden_size: int = DynamicsConfig.width
     """The dynamics model's width."""
-    num_actions: int = 18
-    units: int = 256
-    layers: int = 2
+    num_actions: int = NUM_ACTIONS
+    units: int = PolicyConfig.units
+    layers: int = PolicyConfig.layers
     value_bins: int = 255
     value_limit: float = 20.0
     """Critic bins span [-limit, limit] in symlog space."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from scaleworld.atari.games import NUM_ACTIONS
+
 TERMINATION_TARGETS = ("game_over", "life_loss")
 """What the termination head learns to predict: the game's end (the default), or the game's end or a
 lost life (expert data hold few game-overs; a learning signal only, the data are unchanged).
@@ -22,7 +24,7 @@ class DynamicsConfig:
     """Attention window in time steps (also the longest training sequence)."""
     groups: int = 32
     classes: int = 32
-    num_actions: int = 18
+    num_actions: int = NUM_ACTIONS
     games: tuple[str, ...] = ()
     """Joint mode when non-empty: the games whose embedding the model learns, in index order."""
     reward_bins: int = 255

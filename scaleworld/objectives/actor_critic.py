@@ -42,6 +42,7 @@ from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import TDLambdaEstimator
 
 from scaleworld.models.agent import ActorCritic
+from scaleworld.models.policy_config import PolicyConfig
 from scaleworld.models.twohot import expected_value, two_hot
 
 
@@ -68,8 +69,9 @@ class ActorCriticLoss(LossModule):
     critic_network_params: TensorDictParams
     target_critic_network_params: TensorDictParams
 
-    def __init__(self, agent: ActorCritic, *, gamma: float = 0.985, lmbda: float = 0.95, entropy_coef: float = 3e-4,
-                 return_decay: float = 0.99, percentiles: tuple[float, float] = (0.05, 0.95)):
+    def __init__(self, agent: ActorCritic, *, gamma: float = PolicyConfig.gamma, lmbda: float = PolicyConfig.lmbda,
+                 entropy_coef: float = PolicyConfig.entropy_coef, return_decay: float = PolicyConfig.return_decay,
+                 percentiles: tuple[float, float] = (0.05, 0.95)):
         super().__init__()
         self.agent = agent
         self.gamma = gamma

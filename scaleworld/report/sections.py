@@ -77,10 +77,11 @@ def _section(analysis: dict[str, Any], key: str, what: str, console: Any, *, emp
     return value
 
 
-def render_controls(variant: str, analysis: dict[str, Any], console: Any) -> None:
-    """One line per control mode: what it holds equal to the joint run (analysis.json ``controls``)."""
-    for mode, held in analysis.get("controls", {}).items():
-        console.print(f"control {mode} ({variant}) holds equal: {held}")
+def render_comparison_modes(variant: str, analysis: dict[str, Any], console: Any) -> None:
+    """One line per mode compared with the joint run: what it holds equal to it (analysis.json
+    ``comparison_modes``; an analysis written before the name holds them as ``controls``)."""
+    for mode, held in analysis.get("comparison_modes", analysis.get("controls", {})).items():
+        console.print(f"comparison mode {mode} ({variant}) holds equal: {held}")
 
 
 def render_experts(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:

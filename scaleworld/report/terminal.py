@@ -21,7 +21,7 @@ from typing import Any
 from scaleworld.report.control_scores import collect_control
 from scaleworld.report.sections import (
     render_baselines,
-    render_controls,
+    render_comparison_modes,
     render_experts,
     render_fidelity_improvement,
     render_fits,
@@ -141,7 +141,7 @@ def render(results: dict[str, Any], console: Any) -> None:
                     at_best = ("-" if b is None else b["regime"], span)
                 table.add_row(mode, game, r["regime"], *at_best, f"{r['best_params']:,.0f}", r["reason"])
         console.print(table)
-        render_controls(variant, analysis, console)
+        render_comparison_modes(variant, analysis, console)
     if not results["regimes"]:
         console.print("scaling regimes: missing (the analysis job has not finished)")
 

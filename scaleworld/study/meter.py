@@ -229,9 +229,9 @@ def policy_rate(meter: Meter, model: Any, c: dict[str, Any]) -> float:
     import torch
 
     from scaleworld.atari.games import GAMES
-    from scaleworld.imagination.config import PolicyConfig
     from scaleworld.imagination.core import StartContexts
     from scaleworld.imagination.train import train_in_imagination
+    from scaleworld.models.policy_config import PolicyConfig
     from scaleworld.training.config import TrainConfig
 
     cfg = model.config

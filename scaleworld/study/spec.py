@@ -13,13 +13,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaleworld.analysis.regimes import RULE_VERSION
+from scaleworld.analysis.regimes import RULE_VERSION, RegimeRule
 from scaleworld.atari.protocol import Protocol
+from scaleworld.data.held_out import SPLIT_SEED, VAL_FRACTION, VALIDATION_FRACTION
 from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 from scaleworld.experts.ppo_config import PPOConfig, budget_steps
-from scaleworld.imagination.config import DEFAULT_STARTS, PolicyConfig, PolicyTraining
+from scaleworld.imagination.config import DEFAULT_STARTS, PolicyTraining
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS, DynamicsConfig
+from scaleworld.models.policy_config import PolicyConfig
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig, default_steps
 from scaleworld.training.config import TrainConfig
 
@@ -65,9 +67,9 @@ class DataSpec:
     """Agent steps per game (Atari 100k: 100,000)."""
     num_envs: int = 8
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float = VAL_FRACTION
     """Share of each game's episodes held out for fidelity (the same split for every model)."""
-    split_seed: int = 0
+    split_seed: int = SPLIT_SEED
 
 
 @dataclass
@@ -120,7 +122,7 @@ class TrainSpec:
     """What the dynamics models' termination head learns: ``game_over``, or ``life_loss`` (a game
     over or a lost life: expert data hold few game-overs). A learning signal only; to be decided by
     the pilot study. Only a non-default choice enters the identities."""
-    validation_fraction: float = 0.0
+    validation_fraction: float = VALIDATION_FRACTION
     """Share of each game's training episodes held out as a validation split (never the fidelity
     split): the trainer's evaluation reads it, and every dynamics run keeps its best checkpoint
     (lowest validation next-latent NLL) beside the final one; fidelity and the analysis then read
@@ -191,17 +193,17 @@ class ControlSpec:
 class AnalysisSpec:
     rule_version: str = RULE_VERSION
     """The regime rule (scaleworld.analysis.regimes; the earlier versions stay selectable)."""
-    alpha: float = 0.05
-    delta: float = 0.02
+    alpha: float = RegimeRule.alpha
+    delta: float = RegimeRule.delta
     """regime-rule/1's margin, relative to the curve's level."""
-    margin_nats: float = 0.05
+    margin_nats: float = RegimeRule.margin_nats
     """regime-rule/2's margin in nats per frame (provisional until the pilot study measures it)."""
     episode_bootstrap: bool = False
     """Also give each size's mean NLL an interval that resamples the held-out episodes with the
     seeds (analysis.json ``size_means_episodes``); off: seeds only. Only `true` enters the identity."""
-    min_sizes: int = 4
-    min_seeds: int = 3
-    bootstrap_reps: int = 2000
+    min_sizes: int = RegimeRule.min_sizes
+    min_seeds: int = RegimeRule.min_seeds
+    bootstrap_reps: int = RegimeRule.bootstrap_reps
     seed: int = 0
     weak_expert: float = 0.5
     """The report flags an expert as weak when its margin over random is below this share of the standard

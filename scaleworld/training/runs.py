@@ -17,6 +17,7 @@ import torch
 
 from scaleworld.data.dataset import OfflineDataset
 from scaleworld.data.files import write_json_atomic
+from scaleworld.data.held_out import SPLIT_SEED, VAL_FRACTION, VALIDATION_FRACTION
 from scaleworld.data.sampling import MultiGameWindows, split_episodes, split_validation
 from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
@@ -58,8 +59,8 @@ def tokenizer_objective(model: Tokenizer, datasets: list[OfflineDataset], train_
 
 
 def train_tokenizer(*, data_dirs: list[str | Path], out: str | Path, config: TokenizerConfig = TokenizerConfig(),
-                    train: TrainConfig, val_fraction: float = 0.1, split_seed: int = 0, progress: bool = True,
-                    device: str | torch.device = "cpu") -> dict[str, Any]:
+                    train: TrainConfig, val_fraction: float = VAL_FRACTION, split_seed: int = SPLIT_SEED,
+                    progress: bool = True, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train a tokenizer on frames of one game (scope per_game) or several (scope shared), then
     measure its quality per game (`scaleworld.models.tokenizer_quality`) on the held-out episodes
     of the same split as the dynamics models' (`split_seed`), so it never trains on their held-out
@@ -132,8 +133,8 @@ class DynamicsRun:
 
 
 def prepare_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
-                     val_fraction: float = 0.1, split_seed: int = 0, windows: str = WINDOWS[0],
-                     termination: str = TERMINATION_TARGETS[0], validation_fraction: float = 0.0,
+                     val_fraction: float = VAL_FRACTION, split_seed: int = SPLIT_SEED, windows: str = WINDOWS[0],
+                     termination: str = TERMINATION_TARGETS[0], validation_fraction: float = VALIDATION_FRACTION,
                      device: str | torch.device = "cpu") -> DynamicsRun:
     """Open the data, split it, initialise the model (from ``train.seed``) and its samplers:
     everything of `train_dynamics` before training (its arguments are described there)."""
@@ -211,8 +212,8 @@ def finish_dynamics(run: DynamicsRun, *, final: dict[str, Any], best: dict[str, 
 
 
 def train_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: DynamicsConfig, train: TrainConfig,
-                   val_fraction: float = 0.1, split_seed: int = 0, windows: str = WINDOWS[0],
-                   termination: str = TERMINATION_TARGETS[0], validation_fraction: float = 0.0,
+                   val_fraction: float = VAL_FRACTION, split_seed: int = SPLIT_SEED, windows: str = WINDOWS[0],
+                   termination: str = TERMINATION_TARGETS[0], validation_fraction: float = VALIDATION_FRACTION,
                    progress: bool = True, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train a dynamics model on one game's tokens (single) or several games' (joint, balanced).
     `windows`: how training windows are drawn (`scaleworld.data.windows`); held-out

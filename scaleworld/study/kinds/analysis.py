@@ -61,7 +61,7 @@ class AnalysisStage(Stage):
         inputs = [ctx.graph.jobs[i] for i in ctx.job.inputs]
         readings = nll_readings(ctx.store, ctx.graph, inputs)
         modes = {row["mode"] for row in readings["final"]}
-        controls = {**({"matched": MATCH_RULES[ctx.job.labels.get("matched_rule", "tokens_per_game")]}
+        comparison_modes = {**({"matched": MATCH_RULES[ctx.job.labels.get("matched_rule", "tokens_per_game")]}
                        if "matched" in modes else {}),
                     **({"joint_short": JOINT_SHORT} if "joint_short" in modes else {})}
         anchors = [json.loads(path.read_text()) for path in ctx.artifacts(AnchorStage)]
@@ -70,7 +70,7 @@ class AnalysisStage(Stage):
                          control_scores=control_rows(ctx.store, inputs),
                          experts=expert_quality(anchors, weak_below=r["weak_expert"]), rule=rule, seed=r["seed"],
                          reps=r["bootstrap_reps"], episode_intervals=bool(r.get("episode_bootstrap")),
-                         controls=controls)
+                         comparison_modes=comparison_modes)
         write_json_atomic(ctx.out / self.ARTIFACT, record)
         regimes = lambda key: {mode: {g: v["regime"] for g, v in games.items()}
                                for mode, games in record[key].items()}

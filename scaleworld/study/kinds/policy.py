@@ -25,7 +25,7 @@ class PolicyStage(Stage):
     (what every policy job did before the choice existed, so those jobs keep their identities)."""
 
     def policy_config(self) -> Any:
-        from scaleworld.imagination.config import PolicyConfig
+        from scaleworld.models.policy_config import PolicyConfig
 
         return PolicyConfig(**self.policy)
 

@@ -1,0 +1,45 @@
+"""`PolicyConfig`: what an actor-critic in imagination learns from and its network's size, the one
+statement of these defaults (the actor-critic, its loss, the study spec's ``policy`` section and
+`scaleworld policy train` take theirs from here). A light module: no torch, so the spec reads it
+without importing torch or TorchRL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaleworld.errors import ScaleworldError
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyConfig:
+    """What the actor-critic learns from; optimisation settings are a `TrainConfig` (its
+    batch_size is the number of imagined rollouts per step)."""
+
+    horizon: int = 16
+    """Imagined steps per rollout."""
+    context_steps: int = 8
+    """Real steps each rollout starts from (the last one is its first observation); fewer in an
+    episode's first steps, which start with the history they have."""
+    gamma: float = 0.985
+    lmbda: float = 0.95
+    entropy_coef: float = 3e-4
+    return_decay: float = 0.99
+    """EMA decay of the return percentiles that normalise advantages."""
+    target_tau: float = 0.02
+    """EMA step of the slow target critic, per training step."""
+    units: int = 256
+    layers: int = 2
+    """Hidden layers of the actor and of the critic (0: linear heads on the features)."""
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "context_steps", "units"):
+            if getattr(self, name) < 1:
+                raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be at least 1")
+        if self.layers < 0:
+            raise ScaleworldError(f"policy.layers={self.layers} must be at least 0")
+        if self.entropy_coef < 0:
+            raise ScaleworldError(f"policy.entropy_coef={self.entropy_coef} must be at least 0 (a negative "
+                                  "bonus rewards certainty)")
+        for name in ("gamma", "lmbda", "return_decay", "target_tau"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ScaleworldError(f"policy.{name}={getattr(self, name)} must be in (0, 1]")
