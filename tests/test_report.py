@@ -219,7 +219,7 @@ def build_root(root: Path, *, controls_done: int | None = None, analysis: dict |
     graph.add(Job("analysis", {"rule": {"min_seeds": 2}}, sorted(fidelity) + sorted(control),
                   {"variant": "base", **TAG}))
     store = RunStore(root)
-    store.write_plan(graph, "name: synthetic\n")
+    store.write_plan(graph, "name: synthetic\n", keep_checkpoints=False)
 
     for job in graph.by_kind("anchor"):
         random, human = ANCHORS[job.labels["game"]]

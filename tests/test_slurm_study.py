@@ -55,16 +55,53 @@ def test_a_pack_is_one_slurm_task_and_ends_exactly_as_the_local_pack(tmp_path):
     assert packed[0] == packed[1] and sorted(packed[0]) == [f.name for f in folders]
 
 
-def test_detach_submits_the_ready_stage_and_a_later_run_finishes(tmp_path):
+def test_detach_hands_the_driver_to_the_cluster_and_the_study_finishes_without_a_login(tmp_path):
+    """`run --detach` submits the driver as a SLURM job and exits: the study finishes with nothing
+    left running on the submitting side. Also the cluster's own settings (scaleworld.study.cluster): a
+    job-name prefix, setup lines run on the node before each job (the driver's too), an sbatch option
+    passed through (--export, whose variable the setup line sees), and resources per kind (collect asks
+    for 1 GB, the rest for 2, the driver for 1 CPU and 4 GB), as SLURM recorded them. (Not CPUs: on the
+    CI's 2-CPU node the driver holds one, so a 2-CPU job would never start.)"""
     spec = _spec_file(tmp_path, MICRO)
     root = tmp_path / "root"
-    first = _run("run", spec, f"run_root={root}", *LAUNCH, "--detach", "--no-progress")
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "submitted 2 SLURM tasks" in first.stdout  # only the jobs without inputs (collect, anchor) were ready
-    assert len(list(root.glob("*/*/slurm.json"))) == 2
-    again = _run("run", spec, f"run_root={root}", *LAUNCH, "--no-progress")
-    assert again.returncode == 0, again.stdout + again.stderr
+    marker = tmp_path / "setup-ran.txt"
+    cluster = ["launcher.job_name=swtest", f"launcher.setup=['echo $SLURM_JOB_NAME $SW_PASSED >> {marker}']",
+               "launcher.sbatch={export: 'ALL,SW_PASSED=through'}", "launcher.resources.collect.mem_gb=1"]
+    first = _run("run", spec, f"run_root={root}", *LAUNCH, *cluster, "--detach", "--no-progress")
+    assert first.returncode == 0 and "submitted the driver as SLURM job" in first.stdout, first.stdout + first.stderr
+    driver = json.loads((root / "driver.json").read_text())["slurm_job_id"]
+    again = _run("run", spec, f"run_root={root}", *LAUNCH, *cluster, "--detach", "--no-progress")
+    assert again.returncode == 0 and f"the driver already runs as SLURM job {driver}" in again.stdout, again.stdout
+    states = _sacct_states(driver, timeout_s=900)  # this side only waits; the cluster runs the study
+    assert states[-1] == "COMPLETED", states
     assert len(list(root.glob("*/*/done.json"))) == 9
+    status = _run("status", root)
+    text = " ".join(status.stdout.split())
+    assert status.returncode == 0 and f"driver: SLURM job {driver} COMPLETED (log: {root}/slurm/{driver}/" in text
+    assert "slurm dynamics: arrays" in text and "slurm analysis: arrays" in text, text
+    ran = marker.read_text().split("\n")
+    assert {"swtest-driver through", "swtest-collect through", "swtest-anchor through",
+            "swtest-dynamics through"} <= set(ran), ran
+    asked = {}
+    for record in [*root.glob("*/*/slurm.json"), root / "driver.json"]:
+        slurm_id = json.loads(record.read_text())["slurm_job_id"]
+        _sacct_states(slurm_id)  # recorded
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", slurm_id, "-o", "JobName,ReqCPUS,ReqMem"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout.split()
+        asked[record.parent.parent.name if record.name == "slurm.json" else "driver"] = tuple(out[-1].split("|"))
+    assert asked["collect"] == ("swtest-collect", "1", "1G") and asked["dynamics"] == ("swtest-dynamics", "1", "2G")
+    assert asked["driver"] == ("swtest-driver", "1", "4G"), asked
+
+
+def test_a_bad_cluster_setting_is_refused_before_anything_is_submitted(tmp_path):
+    spec = _spec_file(tmp_path, MICRO)
+    root = tmp_path / "root"
+    for bad, key in (("launcher.sbatch={bogus-option: 1}", "launcher.sbatch.bogus-option"),
+                     ("launcher.sbatch={mem: 9}", "launcher.sbatch.mem"),
+                     ("launcher.resources.collect.cpus=0", "launcher.resources.collect.cpus")):
+        proc = _run("run", spec, f"run_root={root}", *LAUNCH, bad, "--no-progress")
+        assert proc.returncode == 2 and key in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not root.exists()
 
 
 def test_a_job_killed_by_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
@@ -109,13 +146,34 @@ def test_a_task_killed_before_it_could_say_why_fails_its_job_and_a_rerun_retries
     reason = json.loads((folder / "failed.json").read_text())["reason"]
     assert re.fullmatch(r"its SLURM task ended [A-Z_]+ unfinished; see its log under .*/slurm", reason), reason
     assert not list(root.glob("fidelity/*/slurm.json"))  # downstream work was never submitted
-    assert len(list(root.glob("*/*/done.json"))) == 4  # collect, tokenizer, tokens, anchor
-    # a re-run retries the failed job (from its checkpoint)
-    again = _run(*run, "--detach")
+    # collect, tokenizer, tokens, anchor, and the analysis of what finished
+    assert len(list(root.glob("*/*/done.json"))) == 5 and list(root.glob("analysis/*/slurm.json"))
+    (analysis,) = root.glob("analysis/*/analysis.json")
+    assert json.loads(analysis.read_text())["missing"]["by_kind"]["fidelity"] == {"failed": 0, "not_run": 1}
+    killed = json.loads((folder / "slurm.json").read_text())["slurm_job_id"]
+    status = _run("status", root)  # exits 1, naming the failed job's log: its SLURM task's
+    text = " ".join(status.stdout.split())
+    assert status.returncode == 1 and f"(log: {root}/slurm/{killed}/" in text and "_log.out)" in text, text
+    assert f"slurm dynamics: arrays {killed.split('_')[0]}" in text, text
+    # a re-run retries the failed job (from its checkpoint): a new task, the failure forgotten
+    rerun = subprocess.Popen([sys.executable, "-m", "scaleworld.cli", *map(str, run)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     try:
-        assert again.returncode == 0 and "submitted 1 SLURM tasks" in again.stdout, again.stdout + again.stderr
+        deadline = time.monotonic() + 120
+        while _task_of(folder) in (killed, None):
+            assert time.monotonic() < deadline and rerun.poll() is None, "the re-run did not resubmit the job"
+            time.sleep(0.2)
         assert not (folder / "failed.json").exists()
     finally:
+        rerun.kill()
+        rerun.wait()
         # SIGKILL: submitit ignores the SIGTERM of a plain scancel, so the task would hold a CPU for KillWait
-        slurm_id = json.loads((folder / "slurm.json").read_text())["slurm_job_id"]
-        subprocess.run(["scancel", "--full", "--signal=KILL", slurm_id])
+        subprocess.run(["scancel", "--full", "--signal=KILL", _task_of(folder) or killed])
+
+
+def _task_of(folder):
+    """The SLURM task recorded in a job folder (None while it is being written)."""
+    try:
+        return json.loads((folder / "slurm.json").read_text())["slurm_job_id"]
+    except (ValueError, KeyError):
+        return None

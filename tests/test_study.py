@@ -173,9 +173,10 @@ def _outputs(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """The micro study run once, uninterrupted, through the CLI."""
+    """The micro study run once, uninterrupted, through the CLI; finished jobs keep their checkpoints
+    (the tests below redo jobs from them)."""
     tmp = tmp_path_factory.mktemp("study")
-    spec = _spec_file(tmp)
+    spec = _spec_file(tmp, MICRO + "launcher: {keep_checkpoints: true}\n")
     proc = _sw("run", spec, f"run_root={tmp / 'root'}", "--no-progress")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return tmp, spec, tmp / "root"
@@ -265,7 +266,7 @@ def _planned(spec: Path, root: Path) -> tuple[RunStore, Graph]:
     s = load_spec(spec, [f"run_root={root}"])
     graph = build_graph(s)
     store = RunStore(root)
-    store.write_plan(graph, OmegaConf.to_yaml(s))
+    store.write_plan(graph, OmegaConf.to_yaml(s), keep_checkpoints=s.launcher.keep_checkpoints)
     return store, graph
 
 
@@ -318,7 +319,7 @@ def test_the_store_reads_all_states_at_once_as_it_reads_each(tmp_path):
     store = RunStore(root)
     jobs = list(graph.jobs.values())
     assert set(store.states(jobs).values()) == {"pending"}  # no run root yet
-    store.write_plan(graph, OmegaConf.to_yaml(s))
+    store.write_plan(graph, OmegaConf.to_yaml(s), keep_checkpoints=s.launcher.keep_checkpoints)
     done, failed, running, stale_lock, stale_failure = jobs[:5]
     for job in jobs[:5]:
         store.prepare(job)
@@ -349,19 +350,44 @@ def test_a_failed_job_does_not_stop_independent_jobs(tmp_path):
     graph = build_graph(spec)
     from omegaconf import OmegaConf
 
-    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    store.write_plan(graph, OmegaConf.to_yaml(spec), keep_checkpoints=spec.launcher.keep_checkpoints)
     for job in graph.by_kind("collect"):
         assert run_job(store.root, job.id) == 0
     pong = next(j for j in graph.by_kind("collect") if j.labels["game"] == "Pong")
     (store.job_dir(pong) / "dataset" / "storage" / "pixels.memmap").write_bytes(b"")  # damage Pong's data
     counts = run_local(store, graph, progress=False)
     assert counts["failed"] == 1  # Pong's tokenizer
-    assert counts["blocked"] == 6  # Pong's tokens, dynamics, fidelity, policy, control, and the study's analysis
+    assert counts["blocked"] == 5  # Pong's tokens, dynamics, fidelity, policy, control
+    # the analysis runs on what finished, and names what it went without and why
+    (analysis,) = graph.by_kind("analysis")
+    assert store.is_done(analysis)
+    missing = json.loads((store.job_dir(analysis) / "analysis.json").read_text())["missing"]
+    assert missing["games"] == ["Pong"] and missing["by_kind"] == {"fidelity": {"failed": 0, "not_run": 1},
+                                                                   "control": {"failed": 0, "not_run": 1}}
+    assert len(missing["reasons"]) == 1 and missing["reasons"][0].startswith("tokenizer games=Pong: DatasetError")
+    report = _sw("report", store.root, "--width", "300")
+    assert "analysis of what finished (base): 2 of its 6 inputs missing" in report.stdout, report.stdout
     breakout = [j for j in graph.jobs.values() if j.labels.get("game") == "Breakout"
                 or j.labels.get("games") == ["Breakout"]]
     assert breakout and all(store.is_done(j) for j in breakout)
+    # launcher.keep_checkpoints is false by default: a finished training job keeps its model file only
+    for job in breakout:
+        if job.kind in ("tokenizer", "dynamics", "policy"):
+            folder = store.job_dir(job)
+            assert (folder / store.artifact(job)).is_file() and not (folder / "checkpoint.pt").exists(), job.kind
     status = _sw("status", store.root)
+    assert status.returncode == 1  # a job failed
     assert "failed tokenizer games=Pong" in " ".join(status.stdout.split()) and "DatasetError" in status.stdout
+    tokenizer = next(j for j in graph.by_kind("tokenizer") if j.labels["games"] == ["Pong"])
+    assert f"(log: {store.job_dir(tokenizer) / 'log.txt'})" in " ".join(status.stdout.split())
+    # Pong's data collected again: the rest of Pong runs, and the analysis, stale now, runs again on everything
+    import shutil
+
+    shutil.rmtree(store.job_dir(pong))
+    assert store.is_done(analysis)  # nothing it went without has finished yet
+    counts = run_local(store, graph, progress=False)
+    assert counts == {"done": len(graph.jobs), "failed": 0, "blocked": 0}
+    assert json.loads((store.job_dir(analysis) / "analysis.json").read_text())["missing"]["inputs"] == 0
 
 
 def _signalled_job(store, job, *, as_slurm_task: bool, ready) -> int:
@@ -388,7 +414,7 @@ def test_a_requeued_job_is_not_failed_any_other_exit_is_and_so_is_a_killed_one(t
     graph = build_graph(spec)
     from omegaconf import OmegaConf
 
-    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    store.write_plan(graph, OmegaConf.to_yaml(spec), keep_checkpoints=spec.launcher.keep_checkpoints)
     for kind in ("collect", "tokenizer", "tokens"):
         assert run_job(store.root, graph.by_kind(kind)[0].id) == 0
     (dynamics,) = graph.by_kind("dynamics")
@@ -411,7 +437,8 @@ def test_a_requeued_job_is_not_failed_any_other_exit_is_and_so_is_a_killed_one(t
         time.sleep(0.1)
     os.kill(int((folder / "lock").read_text().split()[-1]), signal.SIGKILL)
     driver.join(timeout=120)
-    assert result == {"done": 4, "failed": 1, "blocked": 4}  # fidelity, policy, control, analysis wait on it
+    # fidelity, policy and control wait on it; the analysis runs on what finished (the anchor)
+    assert result == {"done": 5, "failed": 1, "blocked": 3}
     assert store.failure(dynamics).startswith("its process exited with status -9 unfinished; see ")
     assert store.is_done(graph.by_kind("anchor")[0])  # independent work still ran
 
@@ -428,7 +455,7 @@ def test_a_ppo_expert_stage_trains_scores_and_feeds_collection(tmp_path):
     store = RunStore(Path(spec.run_root))
     from omegaconf import OmegaConf
 
-    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    store.write_plan(graph, OmegaConf.to_yaml(spec), keep_checkpoints=spec.launcher.keep_checkpoints)
     assert run_job(store.root, expert.id) == 0, (store.job_dir(expert) / "failed.json").read_text()
     assert run_job(store.root, collect.id) == 0, (store.job_dir(collect) / "failed.json").read_text()
     score = json.loads((store.job_dir(expert) / "expert" / "score.json").read_text())
@@ -505,6 +532,9 @@ def test_a_tokenizer_below_the_gate_fails_its_tokens_job_and_nothing_reads_its_t
     assert store.is_done(graph.by_kind("tokenizer")[0])  # the tokenizer is kept: a higher gate needs no retraining
     text = " ".join(_sw("report", root, "--width", "200").stdout.split())
     assert "| shared | Pong |" in text and "| <= 0.5 | FAIL |" in text
+    # the analysis ran on what finished (nothing but the anchor) and says what it went without
+    assert store.is_done(graph.by_kind("analysis")[0])
+    assert "analysis of what finished (base): 2 of its 3 inputs missing" in text, text
 
 
 def test_report_on_a_partial_run_root_says_what_is_missing(tmp_path):
@@ -518,7 +548,7 @@ def test_report_on_a_partial_run_root_says_what_is_missing(tmp_path):
     spec = load_spec(_spec_file(tmp_path), [f"run_root={tmp_path / 'root'}"])
     store = RunStore(Path(spec.run_root))
     graph = build_graph(spec)
-    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    store.write_plan(graph, OmegaConf.to_yaml(spec), keep_checkpoints=spec.launcher.keep_checkpoints)
     out = StringIO()
     render(collect_results(store.root), Console(file=out, width=100, force_terminal=True, color_system=None))
     text = " ".join(out.getvalue().split())
@@ -591,9 +621,12 @@ RUN_ROOT_DAMAGE = [
 def test_status_and_report_name_what_is_damaged_and_go_on(finished, tmp_path, what, how, line, in_status):
     root = _copy_of(finished, tmp_path)
     how(root)
+    store = RunStore(root)
+    damaged_to_failed = "failed" in store.states(store.read_plan().jobs.values()).values()
     for command in (["status", root], ["report", root, "--width", "200", "--json", tmp_path / "r.json"]):
         proc = _sw(*command)
-        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        failed = command[0] == "status" and damaged_to_failed  # status exits 1 when a job failed
+        assert proc.returncode == (1 if failed else 0) and "Traceback" not in proc.stderr, proc.stderr
         text = " ".join(proc.stdout.split())
         assert line is None or (line in text) == (in_status or command[0] == "report"), text
     assert "| tokenizer |" in text and "| shared | Pong |" in text  # the rest is shown
@@ -695,3 +728,23 @@ def test_a_done_json_rewritten_in_place_is_read_again(finished, tmp_path):
     assert store.is_done(fidelity)  # read and remembered
     (store.job_dir(fidelity) / "done.json").write_text("{")  # damaged after it was read
     assert not store.is_done(fidelity) and "not readable JSON" in store.failure(fidelity)
+
+
+def test_the_plans_disk_estimate_holds_for_every_finished_job(finished):
+    """`plan`'s disk per kind (each stage's disk_bytes) against the job folders of a finished study
+    (its checkpoints kept): no job takes more than its estimate, and where files dominate (datasets,
+    model files) the estimate is within 25% of what the job wrote."""
+    from scaleworld.study.kinds import stage_of
+    from scaleworld.study.kinds.base import RECORD_BYTES
+
+    _, _, root = finished
+    store = RunStore(root)
+    graph = store.read_plan()
+    for job in graph.jobs.values():
+        folder = store.job_dir(job)
+        actual = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        estimate = stage_of(job).disk_bytes([graph.jobs[i] for i in job.inputs], keep=True)
+        assert actual <= estimate * 1.05, (job.kind, actual, estimate)
+        if job.kind in ("collect", "tokenizer", "dynamics", "policy"):
+            files = estimate - RECORD_BYTES
+            assert abs(actual - files) <= 0.25 * files + RECORD_BYTES, (job.kind, actual, estimate)

@@ -22,8 +22,8 @@ os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scaleworld.study.calibration import calibrate, job_seconds  # noqa: E402
+from scaleworld.study.graph import describe  # noqa: E402
 from scaleworld.study.kinds import RunContext, stage_of  # noqa: E402
-from scaleworld.study.local import describe  # noqa: E402
 from scaleworld.study.packing import pack_key  # noqa: E402
 from scaleworld.study.store import RunStore  # noqa: E402
 

@@ -75,7 +75,7 @@ def _run_root(folder: Path) -> Path:
     spec = load_spec(ROOT / STUDY, [f"run_root={folder}"])
     graph = build_graph(spec)
     store = RunStore(folder)
-    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    store.write_plan(graph, OmegaConf.to_yaml(spec), keep_checkpoints=spec.launcher.keep_checkpoints)
     for job in [j for j in graph.jobs.values() if j.kind in ("expert", "collect", "anchor")]:
         write_json_atomic(store.prepare(job) / "done.json", {"kind": job.kind, "id": job.id, "outputs": {}})
     return folder

@@ -29,7 +29,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     from scaleworld.study.expand import build_graph
-    from scaleworld.study.planning import print_summary
+    from scaleworld.study.planning import print_disk, print_launcher, print_summary
     from scaleworld.study.store import RunStore
 
     spec = _load(args)
@@ -59,6 +59,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
             save_calibration(record, args.calibration)
     print_summary(store, graph, title=f"plan for {spec.name} ({spec.run_root})", estimate=True,
                   calibrated=calibrated)
+    print_disk(graph, keep=spec.launcher.keep_checkpoints)
+    print_launcher(spec.launcher, [kind for kind in graph.counts()])
     if calibrated:
         from scaleworld.study.planning import print_calibrated
 
@@ -80,26 +82,45 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         require_cluster()  # before anything is written
     check_outputs(argparse.Namespace(run_root=store.root, outputs={"run_root": "run_folder"}))
-    store.write_plan(graph, OmegaConf.to_yaml(spec))
+    store.write_plan(graph, OmegaConf.to_yaml(spec), keep_checkpoints=spec.launcher.keep_checkpoints)
+    if spec.launcher.kind == "slurm" and args.detach:
+        from scaleworld.study.slurm import submit_driver
+
+        slurm_id, new = submit_driver(store, spec.launcher)
+        print(f"{'submitted the driver as' if new else 'the driver already runs as'} SLURM job {slurm_id}: it runs "
+              f"the study to the end on the cluster (`scaleworld status {store.root}` follows it)")
+        return 0
     if spec.launcher.kind == "slurm":
         from scaleworld.study.slurm import run_slurm
 
-        counts = run_slurm(store, graph, spec.launcher, detach=args.detach)
+        counts = run_slurm(store, graph, spec.launcher)
     else:
+        from scaleworld.study.cluster import uses_gpu
+        from scaleworld.study.graph import KINDS
         from scaleworld.study.local import default_workers, run_local, visible_gpus
 
         workers = spec.launcher.workers or default_workers(visible_gpus())
-        counts = run_local(store, graph, workers=workers, pack=spec.launcher.pack, progress=not args.no_progress)
+        gpu_kinds = frozenset(kind for kind in KINDS if uses_gpu(spec.launcher, kind))
+        counts = run_local(store, graph, workers=workers, pack=spec.launcher.pack, gpu_kinds=gpu_kinds,
+                           progress=not args.no_progress)
     print_summary(store, graph, title=f"{spec.name}: {store.root}", estimate=False)
     return 1 if counts.get("failed") or counts.get("blocked") else 0
 
 
-def cmd_status(args: argparse.Namespace) -> None:
-    from scaleworld.study.planning import print_summary
+def cmd_status(args: argparse.Namespace) -> int:
+    """Exit 1 when a job failed (each named with its reason and log file), else 0."""
+    from scaleworld.study.planning import failures, print_summary
     from scaleworld.study.store import RunStore
 
     store = RunStore(Path(args.run_root))
-    print_summary(store, store.read_plan(), title=f"status of {args.run_root}", estimate=False)
+    graph = store.read_plan()
+    print_summary(store, graph, title=f"status of {args.run_root}", estimate=False)
+    if (store.root / "slurm").is_dir():  # it ran on SLURM: the driver and the arrays, where sacct answers
+        from scaleworld.study.slurm import slurm_answers, slurm_lines
+
+        for line in slurm_lines(store, graph) if slurm_answers() else ["slurm: no cluster answers here"]:
+            print(line)
+    return 1 if failures(store, graph) else 0
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -134,7 +155,9 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
 
     p = groups.add_parser("run", help="run a study spec end to end (skips finished jobs, resumes the rest)")
     spec_args(p)
-    p.add_argument("--detach", action="store_true", help="slurm: submit the ready stage and exit")
+    p.add_argument("--detach", action="store_true",
+                   help="slurm: hand the driver to the cluster (a CPU job that runs the study to the end, "
+                        "requeued at its time limit) and exit")
     add_no_progress(p, "no progress display")
     p.set_defaults(func=cmd_run)
     p = groups.add_parser("validate", help="check a study spec without running anything")
@@ -150,7 +173,8 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=2.0, help="with --calibrate: seconds per measured shape")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while calibrating")
     p.set_defaults(func=cmd_plan)
-    p = groups.add_parser("status", help="done / running / failed / pending jobs of a run root")
+    p = groups.add_parser("status", help="done / running / failed / pending jobs of a run root; each failed job "
+                                         "with its reason and log file (exit 1 when a job failed)")
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
     p.set_defaults(func=cmd_status)
 

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from scaleworld.errors import ScaleworldError
+
 _CHUNK = 1 << 22
 
 
@@ -82,3 +84,21 @@ def staging_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.rename(tmp, final)
+
+
+def load_tensors(path: str | Path, *, fix: str, map_location: Any = None) -> Any:
+    """``torch.load`` restricted to tensors and plain values (``weights_only``): the one way scaleworld
+    reads its model files, checkpoints and sampler states. A file that holds anything else (a pickle
+    whose loading would run code, e.g. a crafted model file) is refused before any of it runs, with one
+    line naming it and `fix`; so is a file that cannot be read at all."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True, map_location=map_location)
+    except pickle.UnpicklingError:
+        raise ScaleworldError(f"{path}: holds objects other than tensors and plain values (reading it could run "
+                              f"code; scaleworld never writes such files): refused; {fix}") from None
+    except Exception as exc:  # a truncated or foreign file: torch raises many types
+        raise ScaleworldError(f"{path}: cannot be read ({type(exc).__name__}); {fix}") from None

@@ -24,6 +24,7 @@ from tensordict import TensorDict
 from torchrl.data.replay_buffers.samplers import Sampler
 from torchrl.envs import Transform
 
+from scaleworld.data.files import load_tensors
 from scaleworld.data.windows import WINDOWS
 from scaleworld.errors import ScaleworldError
 
@@ -148,7 +149,7 @@ class EpisodeWindowSampler(Sampler):
         torch.save(self.state_dict(), f"{path}/sampler.pt")
 
     def loads(self, path: Any) -> None:
-        self.load_state_dict(torch.load(f"{path}/sampler.pt"))
+        self.load_state_dict(load_tensors(f"{path}/sampler.pt", fix="delete it to start the sampler over"))
 
 
 def window_rows(first: torch.Tensor, remaining: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:

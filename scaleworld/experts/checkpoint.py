@@ -165,6 +165,7 @@ def load_expert(
             f"{program_path} does not match the sha256 in {path / EXPERT_JSON} (corrupt or replaced): "
             "restore the file or re-export the expert"
         )
+    refuse_code_in_program(program_path)
     try:
         program = torch.export.load(program_path).module()
     except Exception as exc:  # torch raises many types for a bad archive; report one line
@@ -225,3 +226,49 @@ def _score_summary(path: Path, digest: str) -> dict[str, Any] | None:
         "seed": record["seed"], "protocol": record["protocol"],
         "sampling": policy.get("sampling"), "epsilon": policy.get("epsilon"),
     }
+
+
+def refuse_code_in_program(path: Path) -> None:
+    """Refuse a ``torch.export`` archive whose loading could run code, before torch reads it.
+
+    `torch.export.load` unpickles, without torch's weights-only guard, weights or constants marked
+    ``use_pickle``, custom and opaque objects, legacy pickled weight or constant files, and example
+    inputs that the guarded load refuses. An archive holding none of these (what `torch.export.save`
+    writes for a plain network: raw tensor bytes, a JSON graph, weights-only example inputs) is let
+    through: loading it then unpickles nothing that can run code, and running the program calls only
+    the operators its JSON graph names (torch's, or custom ones already registered in this process).
+    """
+    import io
+    import zipfile
+
+    import torch
+
+    def refuse(why: str) -> ScaleworldError:
+        return ScaleworldError(f"{path}: {why}, which could run code when loaded: refused (export the expert as a "
+                               "plain network: tensors only)")
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ScaleworldError(f"cannot load {path} ({type(exc).__name__}): it must be a torch.export program "
+                              "saved with torch.export.save") from None
+    with archive:
+        for name in archive.namelist():
+            folder, _, leaf = name.rpartition("/")
+            if folder.endswith(("data/weights", "data/constants")) and leaf.endswith(".pt"):
+                raise refuse(f"it holds a pickled {leaf}")
+            if leaf in ("model_weights_config.json", "model_constants_config.json") or (
+                    folder.endswith(("data/weights", "data/constants")) and leaf.endswith("_config.json")):
+                try:
+                    entries = json.loads(archive.read(name))["config"].values()
+                except (ValueError, KeyError, AttributeError):
+                    raise refuse(f"its {leaf} cannot be read") from None
+                for entry in entries:
+                    if not isinstance(entry, dict) or entry.get("use_pickle") or not str(
+                            entry.get("path_name", "")).startswith(("weight_", "tensor_")):
+                        raise refuse(f"{leaf} lists a pickled object ({str(entry)[:60]})")
+            if folder.endswith("data/sample_inputs"):
+                try:
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                except Exception:
+                    raise refuse(f"its example inputs {leaf} are not plain tensors") from None

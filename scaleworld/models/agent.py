@@ -12,47 +12,18 @@ target copy too (``target_critic.*``): they load, the copy dropped.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import nn
 
-from scaleworld.atari.games import NUM_ACTIONS
 from scaleworld.models.categorical import sample_categorical
-from scaleworld.models.dynamics_config import DynamicsConfig
-from scaleworld.models.policy_config import PolicyConfig
+from scaleworld.models.policy_config import AgentConfig
 from scaleworld.models.twohot import expected_value
 
 MASKED = -1e9
 """Logit of an illegal action: softmax gives it exactly 0 (a finite value keeps 0 * logit = 0)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class AgentConfig:
-    """The actor-critic's shape: its inputs are a dynamics model's (`DynamicsConfig`), its hidden
-    layers the policy's (`PolicyConfig`); the defaults are theirs."""
-
-    groups: int = DynamicsConfig.groups
-    classes: int = DynamicsConfig.classes
-    hidden_size: int = DynamicsConfig.width
-    """The dynamics model's width."""
-    num_actions: int = NUM_ACTIONS
-    units: int = PolicyConfig.units
-    layers: int = PolicyConfig.layers
-    value_bins: int = 255
-    value_limit: float = 20.0
-    """Critic bins span [-limit, limit] in symlog space."""
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> AgentConfig:
-        return cls(**values)
 
 
 def _mlp(inputs: int, units: int, layers: int, outputs: int) -> nn.Sequential:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from scaleworld.data.files import atomic_file, sha256_file
+from scaleworld.data.files import atomic_file, load_tensors, sha256_file
 from scaleworld.errors import ScaleworldError
 from scaleworld.models.dynamics import DynamicsModel
 from scaleworld.models.dynamics_config import DynamicsConfig
@@ -36,12 +36,10 @@ def _load(run_dir: str | Path, filename: str, kind: str) -> tuple[dict, Path]:
     path = Path(run_dir) / filename
     if not path.is_file():
         raise ScaleworldError(f"{path}: no trained {kind} here (train it first, or check the folder)")
-    try:
-        payload = torch.load(path, weights_only=False, map_location="cpu")
-    except Exception as exc:
-        raise ScaleworldError(f"{path}: cannot be read ({type(exc).__name__}): train the {kind} again") from exc
-    if payload.get("kind") != kind:
-        raise ScaleworldError(f"{path}: holds a {payload.get('kind')!r}, not a {kind}")
+    payload = load_tensors(path, fix=f"train the {kind} again", map_location="cpu")
+    if not isinstance(payload, dict) or payload.get("kind") != kind:
+        what = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
+        raise ScaleworldError(f"{path}: holds a {what!r}, not a {kind}")
     return payload, path
 
 

@@ -67,3 +67,17 @@ Breakout, Freeway and Boxing leaves 0.26-0.70 at the same 32,000 frames a game a
 def default_steps(*, games: int, batch_size: int) -> int:
     """Tokenizer steps that show it `FRAMES_PER_GAME` frames of each of `games` games."""
     return max(1, math.ceil(FRAMES_PER_GAME * games / batch_size))
+
+
+def tokenizer_parameters(config: TokenizerConfig) -> int:
+    """Parameters of `Tokenizer(config)` by formula (a test checks it against the module's count):
+    per stage a 4x4 stride-2 conv and a BatchNorm down, the linear maps to and from the latent at
+    the bottom, per stage a BatchNorm and a 4x4 transposed conv up, and a 3x3 conv to RGB."""
+    widths = list(config.channels)
+    down = sum(16 * cin * cout + cout + 2 * cout for cin, cout in zip([3] + widths, widths))
+    flat = widths[-1] * (config.frame_size // 2 ** len(widths)) ** 2
+    codes = config.groups * config.classes
+    latent = (flat * codes + codes) + (codes * flat + flat)
+    rev = widths[::-1]
+    up = sum(2 * cin + 16 * cin * cout + cout for cin, cout in zip(rev, rev[1:] + [rev[-1]]))
+    return down + latent + up + 9 * rev[-1] * 3 + 3

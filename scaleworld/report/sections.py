@@ -77,6 +77,21 @@ def _section(analysis: dict[str, Any], key: str, what: str, console: Any, *, emp
     return value
 
 
+def render_missing(variant: str, analysis: dict[str, Any], console: Any) -> None:
+    """What the analysis went without (analysis.json ``missing``): inputs that failed or never ran
+    because a failure upstream blocked them; it runs again when they finish."""
+    missing = analysis.get("missing") or {}
+    if not missing.get("inputs"):
+        return
+    kinds = "; ".join(f"{kind} {c['failed']} failed, {c['not_run']} never ran"
+                      for kind, c in missing["by_kind"].items())
+    console.print(f"analysis of what finished ({variant}): {missing['inputs']} of its {missing['of']} inputs missing "
+                  f"({kinds}); games with missing results: {', '.join(missing['games']) or 'none'}; it is redone "
+                  "when they finish")
+    for reason in missing.get("reasons", []):
+        console.print(f"  failed: {reason}")
+
+
 def render_comparison_modes(variant: str, analysis: dict[str, Any], console: Any) -> None:
     """One line per mode compared with the joint run: what it holds equal to it (analysis.json
     ``comparison_modes``; an analysis written before the name holds them as ``controls``)."""

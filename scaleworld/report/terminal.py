@@ -26,6 +26,7 @@ from scaleworld.report.sections import (
     render_fidelity_improvement,
     render_fits,
     render_interaction,
+    render_missing,
     render_paired,
     render_scores,
     render_settings,
@@ -117,6 +118,7 @@ def render(results: dict[str, Any], console: Any) -> None:
     order = size_key(results["size_params"])
     for variant, analysis in results["regimes"].items():
         render_settings(variant, analysis, console)
+        render_missing(variant, analysis, console)
         rule = analysis["rule"]
         within = ("; size effect and trend within seeds (Friedman) where paired" if rule["version"] == "regime-rule/3"
                   else "")

@@ -79,3 +79,17 @@ class Graph:
                       checks=j.get("checks", {}))
             graph.jobs[job.id] = job
         return graph
+
+
+def describe(job: Job) -> str:
+    """A job in a few words: its kind and the labels that tell it from its siblings."""
+    labels = job.labels
+    parts = [job.kind]
+    for key in ("game", "size", "seed", "trial"):
+        if key in labels:
+            parts.append(f"{key}={labels[key]}")
+    if "games" in labels and "game" not in labels:
+        parts.append("games=" + "+".join(labels["games"]))
+    if "modes" in labels:
+        parts.append("mode=" + "/".join(labels["modes"]))
+    return " ".join(parts)

@@ -61,20 +61,26 @@ def run_jobs(root: str | Path, job_ids: list[str], *, requeued: Callable[[], boo
     start = time.time()
     outs = [out for _, out, _ in mine]
     try:
+        missing = {}
         for job, _, _ in mine:
             pending = [i for i in job.inputs if not store.is_done(graph.jobs[i])]
-            if pending:
+            if pending and not stage_of(job).RUNS_ON_WHAT_FINISHED:
                 raise RuntimeError(f"inputs not finished: {', '.join(pending)}")
+            missing[job.id] = [f"{graph.jobs[i].kind}/{i}" for i in pending]
         contexts = [RunContext(store=store, graph=graph, job=job, out=out) for job, out, _ in mine]
         stages = [stage_of(job) for job, _, _ in mine]
         outputs = [stages[0].run(contexts[0])] if len(mine) == 1 else run_pack(stages, contexts)
-        for (job, out, _), record in zip(mine, outputs):
+        keep = store.keeps_checkpoints()
+        for (job, out, _), record, stage in zip(mine, outputs, stages):
             (out / "failed.json").unlink(missing_ok=True)
             write_json_atomic(out / "done.json", {
                 "kind": job.kind, "id": job.id, "outputs": record, "seconds": round(time.time() - start, 2),
                 "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU its executor pinned it to
+                **({"missing_inputs": missing[job.id]} if missing[job.id] else {}),  # ran on what had finished
             })
+            for name in () if keep else stage.RESUME_STATE:  # done: only a resumed run would read these
+                (out / name).unlink(missing_ok=True)
         return 0 if all(store.is_done(j) for j in jobs) else EXIT_LOCKED
     except KeyboardInterrupt:  # interrupted, not failed: the next run resumes from the job's checkpoint
         raise

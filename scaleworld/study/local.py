@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaleworld.data.files import write_json_atomic
-from scaleworld.study.graph import Graph, Job
+from scaleworld.study.graph import Graph, Job, describe
 from scaleworld.study.jobs import EXIT_LOCKED
-from scaleworld.study.kinds import GPU_KINDS
+from scaleworld.study.kinds import GPU_KINDS, PARTIAL_KINDS
 from scaleworld.study.packing import packs
 from scaleworld.study.store import RunStore
 
@@ -43,19 +43,6 @@ def default_workers(gpus: list[str]) -> int:
     return len(gpus) + 1 if gpus else 1
 
 
-def describe(job: Job) -> str:
-    labels = job.labels
-    parts = [job.kind]
-    for key in ("game", "size", "seed", "trial"):
-        if key in labels:
-            parts.append(f"{key}={labels[key]}")
-    if "games" in labels and "game" not in labels:
-        parts.append("games=" + "+".join(labels["games"]))
-    if "modes" in labels:
-        parts.append("mode=" + "/".join(labels["modes"]))
-    return " ".join(parts)
-
-
 @dataclass
 class _Running:
     job: Job
@@ -63,10 +50,11 @@ class _Running:
     gpu: str | None
     started: float
     pack: tuple[str, ...] = ()  # the ids trained in the same process (launcher.pack), this job's among them
+    gpu_job: bool = True  # False: a CPU job, kept off the GPUs
 
 
 def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str] | None = None,
-              progress: bool = True, pack: int = 1,
+              progress: bool = True, pack: int = 1, gpu_kinds: frozenset[str] = GPU_KINDS,
               on_job: Callable[[Job, str], None] | None = None) -> dict[str, int]:
     """Run every unfinished job, up to `workers` at once; returns counts of done / failed / blocked jobs.
 
@@ -74,10 +62,13 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
     one GPU), in the packs `scaleworld.study.packing.packs` fixes from the graph.
 
     `gpus`: the GPU ids to pin GPU-kind jobs to (default: `visible_gpus()`); none means every job
-    runs on the CPU. Each job keeps torch's thread count whatever `workers` is: a CPU run's floats
-    depend on its thread count (measured: a fidelity NLL of 105.667 with 1 thread, 105.666 with 2),
-    and a study's numbers must not depend on how many jobs ran at once. To give jobs fewer threads,
-    set OMP_NUM_THREADS for the driver: every job inherits it.
+    runs on the CPU. `gpu_kinds`: the kinds whose jobs are GPU jobs (default: their stages' say;
+    `scaleworld.study.cluster.uses_gpu` with the spec's launcher.resources).
+
+    Each job keeps torch's thread count whatever `workers` is: a CPU run's floats depend on its
+    thread count (measured: a fidelity NLL of 105.667 with 1 thread, 105.666 with 2), and a study's
+    numbers must not depend on how many jobs ran at once. To give jobs fewer threads, set
+    OMP_NUM_THREADS for the driver: every job inherits it.
     """
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1")
@@ -87,6 +78,11 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
     counts = {"done": len(done), "failed": 0, "blocked": 0}
     waiting = [job for job in graph.jobs.values() if job.id not in done]  # in dependency order
     pack_of = packs(graph, pack, skip=done)
+    stale_by: dict[str, list[Job]] = {}  # an input -> the partial jobs (the analysis) that may have run without it
+    for job in graph.jobs.values():
+        if job.kind in PARTIAL_KINDS:
+            for i in job.inputs:
+                stale_by.setdefault(i, []).append(job)
     bad: set[str] = set()
     running: list[_Running] = []
     bar = _Progress(progress, total=len(graph.jobs), done_before=len(done))
@@ -96,25 +92,27 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
                 for job in list(waiting):
                     if len({r.pack for r in running}) >= workers:
                         break
-                    if any(i in bad for i in job.inputs):  # inputs come first, so this reaches all downstream
+                    partial = job.kind in PARTIAL_KINDS  # runs on what finished (e.g. the analysis)
+                    if not partial and any(i in bad for i in job.inputs):  # inputs come first: reaches all downstream
                         waiting.remove(job)
                         bad.add(job.id)
                         counts["blocked"] += 1
                         bar.finished(describe(job), "skipped: an input failed")
                         continue
                     members = [graph.jobs[i] for i in pack_of[job.id] if i not in bad and i not in done]
-                    if any(m not in waiting for m in members) or any(i not in done for m in members
-                                                                    for i in m.inputs):
-                        continue  # a pack starts when every member can
+                    if any(m not in waiting for m in members) or any(i not in done and not (partial and i in bad)
+                                                                    for m in members for i in m.inputs):
+                        continue  # a pack starts when every member can; a partial job once its inputs ended
                     free = [g for g in gpus if g not in {r.gpu for r in running}]
-                    if job.kind in GPU_KINDS and gpus and not free:
+                    gpu_job = job.kind in gpu_kinds
+                    if gpu_job and gpus and not free:
                         continue  # every GPU is busy: a CPU job may still start
-                    gpu = free[0] if job.kind in GPU_KINDS and gpus else None
-                    process = _start(store, members, gpu=gpu)
+                    gpu = free[0] if gpu_job and gpus else None
+                    process = _start(store, members, gpu=gpu, gpu_job=gpu_job)
                     ids = tuple(m.id for m in members)
                     for member in members:
                         waiting.remove(member)
-                        running.append(_Running(member, process, gpu, time.monotonic(), ids))
+                        running.append(_Running(member, process, gpu, time.monotonic(), ids, gpu_job))
                         bar.started(describe(member))
                 if not running:
                     break
@@ -127,6 +125,11 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
                     if status == 0:
                         done.add(run.job.id)
                         counts["done"] += 1
+                        for later in stale_by.get(run.job.id, ()):  # it ran without this job: it runs again
+                            if later.id in done and not store.is_done(later):
+                                done.discard(later.id)
+                                counts["done"] -= 1
+                                waiting.append(later)
                     else:
                         bad.add(run.job.id)
                         counts["failed"] += 1
@@ -143,7 +146,7 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
     return counts
 
 
-def _start(store: RunStore, jobs: list[Job], *, gpu: str | None) -> subprocess.Popen:
+def _start(store: RunStore, jobs: list[Job], *, gpu: str | None, gpu_job: bool) -> subprocess.Popen:
     """One process for `jobs` (one job, or a pack); its output goes to the first one's log.txt."""
     folders = [store.prepare(job) for job in jobs]
     for folder in folders:
@@ -151,7 +154,7 @@ def _start(store: RunStore, jobs: list[Job], *, gpu: str | None) -> subprocess.P
     env = {**os.environ, "RL_LOGGING_LEVEL": "WARNING"}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
-    elif jobs[0].kind not in GPU_KINDS:
+    elif not gpu_job:
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job leaves the GPUs to the GPU jobs
     for folder in folders[1:]:
         with open(folder / "log.txt", "a") as log:
@@ -169,7 +172,7 @@ def _poll(store: RunStore, run: _Running) -> int | None:
             return None
         if store.is_done(job):
             return 0
-        run.process = _start(store, [job], gpu=run.gpu)
+        run.process = _start(store, [job], gpu=run.gpu, gpu_job=run.gpu_job)
         return None
     status = run.process.poll()
     if status is None:

@@ -86,6 +86,11 @@ class Meter:
         self.measuring = measuring
         self.tmp = tempfile.TemporaryDirectory()
 
+    def fresh_folder(self) -> Path:
+        """A new empty folder for one measured run: never one an earlier shape wrote its checkpoint in
+        (a policy of another seed would refuse it as a run of other settings)."""
+        return Path(tempfile.mkdtemp(dir=self.tmp.name))
+
     def rate(self, key: str, measure: Callable[[], float]) -> float:
         if key not in self.rates:
             if not self.measuring:
@@ -101,7 +106,7 @@ class Meter:
 
         config = TrainConfig(**{**train, "steps": 10**9})
         trainer = Trainer(loss=loss.to(self.device), sample_train=windows.sample, sample_val=None, config=config,
-                          run_dir=Path(self.tmp.name) / "t", generators={}, device=self.device, progress=False,
+                          run_dir=self.fresh_folder(), generators={}, device=self.device, progress=False,
                           compile_on_cuda=compile_on_cuda)
 
         def step() -> float:
@@ -247,7 +252,7 @@ def policy_rate(meter: Meter, model: Any, c: dict[str, Any]) -> float:
     def run(n: int) -> float:
         start = time.perf_counter()
         train_in_imagination(model, starts, config=PolicyConfig(**c["policy"]),
-                             train=TrainConfig(**{**c["train"], "steps": n}), out=Path(meter.tmp.name) / f"p{n}",
+                             train=TrainConfig(**{**c["train"], "steps": n}), out=meter.fresh_folder(),
                              device=meter.device, progress=False)
         meter.sync()
         return time.perf_counter() - start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from scaleworld.study.graph import KINDS, Graph
@@ -86,12 +87,30 @@ def expert_budgets(graph: Graph) -> list[str]:
             for (steps, frames), games in budgets.items()]
 
 
-def failures(store: RunStore, graph: Graph) -> list[tuple[str, str, str]]:
-    from scaleworld.study.local import describe
+def failures(store: RunStore, graph: Graph) -> list[tuple[str, str, str, str]]:
+    """(kind, job, reason, log file) of every failed job."""
+    from scaleworld.study.graph import describe
 
     state = store.states(graph.jobs.values())
-    return [(job.kind, describe(job), store.failure(job) or "")
+    return [(job.kind, describe(job), store.failure(job) or "", str(log_file(store, job)))
             for job in graph.jobs.values() if state[job.id] == "failed"]
+
+
+def log_file(store: RunStore, job: Any) -> Path:
+    """Where a job's output went: its SLURM task's log (submitit's, under <root>/slurm/<task id>/) when
+    it ran on SLURM, else its folder's log.txt (the local executor's)."""
+    from scaleworld.study.store import DamagedRunError, read_record
+
+    record = store.job_dir(job) / "slurm.json"
+    if record.is_file():
+        try:
+            task = str(read_record(record)["slurm_job_id"])
+        except (DamagedRunError, KeyError):
+            task = None
+        logs = sorted((store.root / "slurm" / task).glob("*_log.out")) if task else []
+        if logs:
+            return logs[-1]
+    return store.job_dir(job) / "log.txt"
 
 
 def _hours(hours: float) -> str:
@@ -123,6 +142,73 @@ def print_calibrated(rows: list[dict[str, Any]], record: dict[str, Any]) -> None
                   "each on random inputs of the jobs' shapes (scaleworld/study/calibration.py says how)")
 
 
+def disk_per_kind(graph: Graph, *, keep: bool) -> list[dict[str, Any]]:
+    """One row per kind: its jobs and the disk they leave once finished (each stage's `disk_bytes`:
+    formulas from its settings and measured per-row and per-file sizes), smallest and largest job."""
+    rows = []
+    for kind in KINDS:
+        jobs = graph.by_kind(kind)
+        if jobs:
+            sizes = [stage_of(job).disk_bytes([graph.jobs[i] for i in job.inputs], keep=keep) for job in jobs]
+            rows.append({"kind": kind, "jobs": len(jobs), "smallest": min(sizes), "largest": max(sizes),
+                         "total": sum(sizes)})
+    return rows
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def print_disk(graph: Graph, *, keep: bool) -> None:
+    """The disk a finished study takes, per kind and in total (`disk_per_kind`), and what keeping
+    the checkpoints would add (or saves)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows, other = disk_per_kind(graph, keep=keep), disk_per_kind(graph, keep=not keep)
+    table = Table(title="disk once finished, estimated (launcher.keep_checkpoints="
+                        f"{str(keep).lower()})")
+    for c in ("kind", "jobs", "a job", "total"):
+        table.add_column(c, justify="left" if c == "kind" else "right")
+    for r in rows:
+        each = _bytes(r["smallest"]) + ("" if r["largest"] <= r["smallest"] * 1.05 else f" - {_bytes(r['largest'])}")
+        table.add_row(r["kind"], f"{r['jobs']:,}", each, _bytes(r["total"]))
+    total, total_other = sum(r["total"] for r in rows), sum(r["total"] for r in other)
+    table.add_row("total", f"{sum(r['jobs'] for r in rows):,}", "", _bytes(total))
+    console = Console()
+    console.print(table)
+    console.print(f"disk: model files at 4 bytes a parameter (by formula from each model's settings), datasets at "
+                  f"their frames and rows, records at most 100 kB a job (sizes measured on the smoke study: "
+                  f"scaleworld/study/kinds); with launcher.keep_checkpoints={str(not keep).lower()}: "
+                  f"{_bytes(total_other)}")
+
+
+def print_launcher(launcher: Any, kinds: list[str]) -> None:
+    """What each kind's jobs ask for (scaleworld.study.cluster) and, on SLURM, the cluster settings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from scaleworld.study.cluster import DRIVER, cluster_lines, resource_table, uses_gpu
+
+    console = Console()
+    if launcher.kind != "slurm":
+        on_gpu = [kind for kind in kinds if uses_gpu(launcher, kind)]
+        console.print(f"local: {', '.join(on_gpu) or 'no'} jobs take a GPU of their own when one is visible; "
+                      f"{', '.join(k for k in kinds if k not in on_gpu) or 'no'} jobs run beside them on the CPU")
+        return
+    table = Table(title="resources per SLURM job (launcher.resources.<kind> overrides)")
+    for c in ("kind", "GPUs", "CPUs", "memory GB", "time limit min"):
+        table.add_column(c, justify="left" if c == "kind" else "right")
+    for r in resource_table(launcher, [*kinds, DRIVER]):  # and the driver of `run --detach`
+        table.add_row(r["kind"], str(r["gpus"]), str(r["cpus"]), f"{r['mem_gb']:g}", str(r["time_min"]))
+    console.print(table)
+    for line in cluster_lines(launcher):
+        console.print(f"slurm {line}")
+
+
 def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool, calibrated: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -133,10 +219,12 @@ def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool, 
     for c in cols:
         table.add_column(c, justify="left" if c == "kind" else "right")
     for r in rows:
-        cells = [r["kind"]] + [str(r[c]) for c in cols[1:6]]
+        cells = [r["kind"]] + [f"{r[c]:,}" for c in cols[1:6]]
         if estimate:
-            cells.append(f"{r['gpu_hours']:.2f}" if "gpu_hours" in r else "")
+            cells.append(f"{r['gpu_hours']:,.2f}" if "gpu_hours" in r else "not estimated")
         table.add_row(*cells)
+    table.add_row("total", *[f"{sum(r[c] for r in rows):,}" for c in cols[1:6]],
+                  *([f"{sum(r.get('gpu_hours', 0.0) for r in rows):,.2f} + the rest"] if estimate else []))
     console = Console()
     console.print(table)
     if estimate:
@@ -158,5 +246,5 @@ def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool, 
                       "train.validation_fraction); the splits are by episode, so about)")
         for line in expert_budgets(graph):
             console.print(line)
-    for _, what, reason in failures(store, graph):
-        console.print(f"[red]failed[/red] {what}: {reason}")
+    for _, what, reason, log in failures(store, graph):
+        console.print(f"[red]failed[/red] {what}: {reason} (log: {log})", soft_wrap=True)  # a path to copy whole

@@ -219,14 +219,36 @@ class LauncherSpec:
     is pinned to a GPU of its own."""
     partition: str | None = None
     gpus: int = 0
+    """GPUs of a job of a GPU kind (scaleworld.study.cluster: a CPU kind asks for none)."""
     cpus: int = 1
     mem_gb: float = 4.0
     time_min: int = 60
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per kind, any of gpus / cpus / mem_gb / time_min for its jobs instead of the four above, e.g.
+    ``{control: {gpus: 0, cpus: 8}}`` (local: a kind given 0 GPUs runs as a CPU job); ``driver``: the
+    detached driver's job (default 1 CPU, 4 GB, time_min)."""
+    account: str | None = None
+    """slurm: the account to charge (null: the user's default)."""
+    qos: str | None = None
+    constraint: str | None = None
+    """slurm: node features a GPU job needs, e.g. a GPU type (``a100|h100``); CPU jobs go anywhere."""
+    job_name: str = "scaleworld"
+    """slurm: job names are ``<job_name>-<kind>``."""
+    setup: list[str] = field(default_factory=list)
+    """slurm: shell lines run on the node before every job (module loads, activating an environment)."""
+    sbatch: dict[str, Any] = field(default_factory=dict)
+    """slurm: any other sbatch option by its long name, e.g. ``{mail-user: me@lab.org, exclude: node7}``
+    (the ones with a key above are refused here; scaleworld.study.cluster lists what passes)."""
     array_parallelism: int = 64
     max_array_size: int | None = None
     """Chunk arrays below this; null = ask the cluster (MaxArraySize)."""
     requeues: int = 3
     """Times a job may be requeued after a timeout or preemption."""
+    keep_checkpoints: bool = False
+    """Keep a finished training job's resume state (checkpoint.pt: weights, AdamW moments and RNG
+    states, about 3x its model file) beside the model files its consumers read; false: dropped when
+    the job is done (a dynamics folder shrinks about 4x; `plan` prints the disk per kind). An
+    interrupted job keeps it and resumes either way."""
     pack: int = 1
     """Dynamics jobs of one shape (settings but the seed) trained together in one process as one
     batched model, up to this many (scaleworld.study.packing; local and slurm); 1: each alone. A packed

@@ -12,6 +12,7 @@ from scaleworld.errors import ScaleworldError
 from scaleworld.imagination.config import START_SPLITS
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig
+from scaleworld.study.cluster import check_cluster_settings
 from scaleworld.study.spec import MODES, SEED_KEYS, SpecError, expert_steps, policy_config, study_sizes
 from scaleworld.training.config import MATCH_RULES
 
@@ -130,8 +131,9 @@ def check_spec(spec: Any, *, where: str = "") -> None:
                                  else launch.max_array_size, 1)):
         if value < minimum:
             fail(key, f"{value} is impossible: it must be at least {minimum}")
-    if not launch.mem_gb > 0:
-        fail("launcher.mem_gb", f"{launch.mem_gb} must be positive")
+    if not 0 < launch.mem_gb < float("inf"):
+        fail("launcher.mem_gb", f"{launch.mem_gb} must be a positive, finite number of GB")
+    check_cluster_settings(launch, fail)
     positive = {"data.steps": spec.data.steps, "data.num_envs": spec.data.num_envs,
                 "tokenizer.steps": 1 if spec.tokenizer.steps is None else spec.tokenizer.steps,
                 "tokenizer.batch_size": spec.tokenizer.batch_size,

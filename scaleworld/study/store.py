@@ -24,6 +24,7 @@ from scaleworld.errors import DamagedRunError, ScaleworldError
 from scaleworld.study.graph import Graph, Job
 
 PLAN = "plan.json"
+STORAGE = "storage.json"
 SPEC = "spec.yaml"
 
 
@@ -43,12 +44,23 @@ class RunStore:
     def job_dir(self, job: Job) -> Path:
         return self.root / job.kind / job.id
 
-    def write_plan(self, graph: Graph, spec_yaml: str) -> None:
-        """The study's spec and graph; job folders are made when a job is first run or submitted
-        (`prepare`), so a run of joint26 starts without writing 23,514 folders first."""
+    def write_plan(self, graph: Graph, spec_yaml: str, *, keep_checkpoints: bool) -> None:
+        """The study's spec and graph, and whether finished jobs keep their resume state
+        (``launcher.keep_checkpoints``, read by each job as it finishes: `keeps_checkpoints`); job
+        folders are made when a job is first run or submitted (`prepare`), so a run of joint26 starts
+        without writing 23,514 folders first."""
         self.root.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.root / SPEC, spec_yaml)
+        write_json_atomic(self.root / STORAGE, {"keep_checkpoints": bool(keep_checkpoints)})
         write_json_atomic(self.root / PLAN, graph.to_dict(), compact=True)
+
+    def keeps_checkpoints(self) -> bool:
+        """Whether a finished job keeps its resume state; yes when the run root does not say (written
+        before the choice, or storage.json damaged): nothing is deleted on a guess."""
+        try:
+            return read_record(self.root / STORAGE)["keep_checkpoints"] is not False
+        except (DamagedRunError, KeyError, TypeError):
+            return True
 
     def prepare(self, job: Job) -> Path:
         """The job's folder, made with its job.json (kind, config, inputs, labels) if new."""
@@ -94,16 +106,29 @@ class RunStore:
         seen = self._done_records.get(job.id)
         if seen is not None and seen[0] == key:
             return seen[1]
+        missing: list[str] = []
         try:
             record = self.read_json(job, "done.json")
             problem = None if isinstance(record.get("outputs"), dict) else "done.json holds no outputs (damaged)"
+            missing = [m for m in record.get("missing_inputs", []) if isinstance(m, str) and m.count("/") == 1]
         except DamagedRunError as exc:
             problem = str(exc)
-        self._done_records[job.id] = (key, problem)
+        self._done_records[job.id] = (key, problem, missing)
         return problem
 
+    def _stale(self, job: Job) -> bool:
+        """A job that ran on what had finished (its done.json names the inputs it went without, which
+        `_done_problem` has read) is stale once one of those has finished since: it runs again."""
+        seen = self._done_records.get(job.id)
+        for name in seen[2] if seen is not None else ():
+            kind, job_id = name.split("/")
+            if self._done_problem(_Ref(kind, job_id)) is None:
+                return True
+        return False
+
     def is_done(self, job: Job) -> bool:
-        return (self.job_dir(job) / "done.json").is_file() and self._done_problem(job) is None
+        return ((self.job_dir(job) / "done.json").is_file() and self._done_problem(job) is None
+                and not self._stale(job))
 
     def failure(self, job: Job) -> str | None:
         if (self.job_dir(job) / "done.json").is_file():
@@ -158,7 +183,7 @@ class RunStore:
             except NotADirectoryError:
                 names = set()
             if "done.json" in names and self._done_problem(job, names) is None:
-                found[job.id] = "done"
+                found[job.id] = "pending" if self._stale(job) else "done"
             elif "done.json" in names:
                 found[job.id] = "failed"
             elif "lock" in names and self.is_running(job):
@@ -182,6 +207,14 @@ def read_record(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise DamagedRunError(f"{path}: damaged, a {type(value).__name__} where a JSON object belongs")
     return value
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """A job by its kind and id: what the folder layout needs (`RunStore.job_dir`)."""
+
+    kind: str
+    id: str
 
 
 class JobLock:

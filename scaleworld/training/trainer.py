@@ -27,7 +27,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from scaleworld.data.files import atomic_file, write_json_atomic
+from scaleworld.data.files import atomic_file, load_tensors, write_json_atomic
 from scaleworld.errors import ScaleworldError
 from scaleworld.progress import progress_bar
 from scaleworld.training.config import TrainConfig
@@ -95,10 +95,7 @@ def read_checkpoint(path: Path, *, config: TrainConfig, identity: dict[str, Any]
     written by a run of other settings (the first differing setting named)."""
     if not path.is_file():
         return None
-    try:
-        state = torch.load(path, weights_only=False)
-    except Exception as exc:
-        raise ScaleworldError(f"{path}: cannot be read ({type(exc).__name__}); delete it to start over") from exc
+    state = load_tensors(path, fix="delete it to start over")
     written = {"train": state["config"], **(state.get("identity") or {})}
     wanted = {"train": asdict(config), **(identity or {})}
     if "identity" not in state:

@@ -20,6 +20,7 @@ class AnalysisStage(Stage):
 
     KIND = "analysis"
     ARTIFACT = "analysis.json"
+    RUNS_ON_WHAT_FINISHED = True  # a study of thousands of jobs is analysed although some failed
     rule: dict[str, Any]
     statistics: str = "statistics/4"
     """Which definitions of the aggregates and intervals the job computes, so a change of them
@@ -71,8 +72,36 @@ class AnalysisStage(Stage):
                          experts=expert_quality(anchors, weak_below=r["weak_expert"]), rule=rule, seed=r["seed"],
                          reps=r["bootstrap_reps"], episode_intervals=bool(r.get("episode_bootstrap")),
                          comparison_modes=comparison_modes)
+        record["missing"] = missing_inputs(ctx.store, ctx.graph, inputs)
         write_json_atomic(ctx.out / self.ARTIFACT, record)
         regimes = lambda key: {mode: {g: v["regime"] for g, v in games.items()}
                                for mode, games in record[key].items()}
         return {"analysis": self.ARTIFACT, "regimes": regimes("modes"),
                 **({"regimes_best": regimes("modes_best")} if "modes_best" in record else {})}
+
+
+def missing_inputs(store: Any, graph: Any, inputs: list[Any]) -> dict[str, Any]:
+    """analysis.json ``missing``: the inputs the analysis went without (the study's jobs that failed,
+    or never ran because a failure upstream blocked them), per kind, with the games they would have
+    added and the first distinct failures that caused it (the job and its reason); the analysis runs
+    again once any of them finishes."""
+    from scaleworld.study.graph import describe
+
+    missing = [job for job in inputs if not store.is_done(job)]
+    by_kind: dict[str, dict[str, int]] = {}
+    reasons: list[str] = []
+    for job in missing:
+        counts = by_kind.setdefault(job.kind, {"failed": 0, "not_run": 0})
+        counts["failed" if store.failure(job) else "not_run"] += 1
+        todo, seen = [job], set()
+        while todo and len(reasons) < 3:  # the failures upstream (or its own) that kept it from finishing
+            upstream = todo.pop()
+            reason = store.failure(upstream)
+            line = f"{describe(upstream)}: {reason}"
+            if reason and line not in reasons:
+                reasons.append(line)
+            elif not reason:
+                todo += [graph.jobs[i] for i in upstream.inputs if i not in seen and not store.is_done(graph.jobs[i])]
+                seen.update(upstream.inputs)
+    games = sorted({g for job in missing for g in job.labels.get("games", [job.labels.get("game")]) if g})
+    return {"inputs": len(missing), "of": len(inputs), "by_kind": by_kind, "games": games, "reasons": reasons}

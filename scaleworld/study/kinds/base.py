@@ -25,6 +25,14 @@ from scaleworld.errors import ScaleworldError
 from scaleworld.study.graph import Graph, Job
 from scaleworld.study.meter import WorkContext
 
+RECORD_BYTES = 100_000
+"""Disk of a job's records (job.json, done.json, logs, metrics): at most this, measured on the smoke
+study (its largest, the analysis job's, is 48 kB)."""
+BYTES_PER_PARAMETER = 4
+"""Model files hold float32 weights (measured on the smoke study: dynamics.pt 4.0 bytes a parameter)."""
+CHECKPOINT_SIZE = 3.0
+"""A trainer's checkpoint.pt over its model file: weights and AdamW's two moments (measured on the smoke
+study: tokenizer 3.0x, dynamics 3.0x)."""
 
 def at_least(minimum: int, **values: Any) -> None:
     for name, value in values.items():
@@ -69,6 +77,13 @@ class Stage:
     """Does a job of this kind use a GPU when one is given? (Executors pin such jobs to a GPU of their own.)"""
     PACKS: ClassVar[bool] = False
     """May jobs of this kind train together as one pack (``launcher.pack``: scaleworld.study.packing)?"""
+    RUNS_ON_WHAT_FINISHED: ClassVar[bool] = False
+    """Does a job of this kind run once every input has ended, finished or not (failed, or never run
+    because a failure upstream blocked it), on the inputs that finished? Its done.json then names the
+    inputs it went without; once one of them finishes it is stale and runs again (RunStore)."""
+    RESUME_STATE: ClassVar[tuple[str, ...]] = ()
+    """Files in the job's folder that only a resumed run reads (weights, optimiser moments, RNG states):
+    dropped once the job is done unless ``launcher.keep_checkpoints`` (no consumer reads them)."""
 
     def config(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -109,12 +124,19 @@ class Stage:
         """FLOPs of the job's training, for the MFU `plan --calibrate` reports (0: none counted)."""
         return 0.0
 
+    def disk_bytes(self, inputs: list[Job], *, keep: bool) -> float:
+        """What a finished job of this kind leaves on disk, estimated before it runs from its settings
+        and its input jobs' (`inputs`): the files its consumers read, plus its resume state when
+        `keep` (``launcher.keep_checkpoints``). A kind that does not override it writes records only."""
+        return RECORD_BYTES
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingStage(Stage):
     """A model trained on its inputs' datasets, their episodes split by `split_seed`."""
 
     GPU = True
+    RESUME_STATE = ("checkpoint.pt",)  # scaleworld.training.trainer.CHECKPOINT
     model: dict[str, Any]
     train: dict[str, Any]
     val_fraction: float
@@ -127,6 +149,18 @@ class TrainingStage(Stage):
 
     def model_config(self) -> Any:
         raise NotImplementedError
+
+    def parameters(self) -> int:
+        """The trained model's parameter count, by formula (for `disk_bytes`)."""
+        raise NotImplementedError
+
+    def model_files(self) -> int:
+        """Model files a finished job keeps (the final weights; dynamics: and the best)."""
+        return 1
+
+    def disk_bytes(self, inputs: list[Job], *, keep: bool) -> float:
+        weights = BYTES_PER_PARAMETER * self.parameters()
+        return weights * (self.model_files() + (CHECKPOINT_SIZE if keep else 0)) + RECORD_BYTES
 
     def check(self) -> None:
         super().check()

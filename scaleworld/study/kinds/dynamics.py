@@ -49,6 +49,14 @@ class DynamicsStage(TrainingStage):
 
         return DynamicsConfig.from_dict(self.model)
 
+    def parameters(self) -> int:
+        from scaleworld.models.dynamics_config import parameter_counts
+
+        return parameter_counts(self.model_config())["total"]
+
+    def model_files(self) -> int:
+        return 2 if self.validation else 1  # dynamics.pt, and dynamics_best.pt with a validation split
+
     def arguments(self, ctx: RunContext) -> dict[str, Any]:
         """`train_dynamics`'s keyword arguments for this job (but progress and device)."""
         from scaleworld.data.windows import WINDOWS

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from scaleworld.study.kinds.base import RunContext, Stage, at_least
+from scaleworld.study.graph import Job
+from scaleworld.study.kinds.base import RECORD_BYTES, RunContext, Stage, at_least
 from scaleworld.study.meter import WorkContext, shape_key
 
+EXPERT_BYTES = 2_600_000
+"""An expert's exported network (policy.pt2) and logs: 2.5 MB, measured on the smoke study."""
+EXPERT_STATE_BYTES = 7_400_000
+"""Its resumable PPO state (training/state.pt: weights, Adam moments): 7.3 MB, measured likewise."""
 
 @dataclass(frozen=True, kw_only=True)
 class ExpertStage(Stage):
@@ -18,6 +22,7 @@ class ExpertStage(Stage):
 
     KIND = "expert"
     ARTIFACT = "expert"
+    RESUME_STATE = ("expert/training/state.pt",)  # scaleworld.experts.ppo_state.STATE_FILE
     GPU = True
     game: str
     protocol: dict[str, Any]
@@ -27,6 +32,11 @@ class ExpertStage(Stage):
     episodes: int
     episodic_life: bool
     fire_reset: bool
+
+    def disk_bytes(self, inputs: list[Job], *, keep: bool) -> float:
+        """The exported PPO network and its logs, and its training state when kept: the network is the
+        same for every study (EXPERT_BYTES, measured)."""
+        return EXPERT_BYTES + (EXPERT_STATE_BYTES if keep else 0) + RECORD_BYTES
 
     def ppo_config(self) -> Any:
         from scaleworld.experts.ppo_config import PPOConfig
@@ -65,7 +75,7 @@ class ExpertStage(Stage):
             start = time.perf_counter()
             game = ctx.graph.by_kind(self.KIND)[0].config["game"]
             train_ppo(AtariTask(game=game, protocol=self.protocol_config()), ppo,
-                      Path(meter.tmp.name) / f"ppo{time.time_ns()}", device=meter.device, progress=False, stop_after=3)
+                      meter.fresh_folder(), device=meter.device, progress=False, stop_after=3)
             return 3 * per_update / (time.perf_counter() - start)
 
         rate = meter.rate(shape_key(self.KIND, ctx.job.config.get("ppo")), measure)

@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaleworld.errors import ScaleworldError
-from scaleworld.study.kinds.base import RunContext, Stage
+from scaleworld.study.graph import Job
+from scaleworld.study.kinds.base import BYTES_PER_PARAMETER, RECORD_BYTES, RunContext, Stage
 from scaleworld.study.kinds.tokens import TokensStage
 from scaleworld.study.meter import WorkContext, dynamics_shape, policy_rate, shape_key
 
+POLICY_CHECKPOINT_SIZE = 3.6
+"""A policy's checkpoint.pt over its policy.pt (weights, target critic, AdamW's moments): 3.58x,
+measured on the smoke study."""
 
 @dataclass(frozen=True, kw_only=True)
 class PolicyStage(Stage):
@@ -17,6 +21,7 @@ class PolicyStage(Stage):
 
     KIND = "policy"
     ARTIFACT = "policy.pt"
+    RESUME_STATE = ("checkpoint.pt",)  # scaleworld.training.trainer.CHECKPOINT
     GPU = True
     policy: dict[str, Any]
     train: dict[str, Any]
@@ -49,6 +54,18 @@ class PolicyStage(Stage):
         if self.starts is not None and self.starts not in START_SPLITS[1:]:
             raise ScaleworldError(f"starts={self.starts!r}: use one of {', '.join(START_SPLITS[1:])} (or leave it "
                                   "unset for held_out)")
+
+    def disk_bytes(self, inputs: list[Job], *, keep: bool) -> float:
+        """policy.pt (the actor-critic on its world model's latent and width), and its checkpoint when
+        kept: weights, the target critic and AdamW's moments, POLICY_CHECKPOINT_SIZE times the file."""
+        from scaleworld.models.policy_config import AgentConfig, agent_parameters
+
+        model = next(job.config["model"] for job in inputs if job.kind == "dynamics")
+        policy = self.policy_config()
+        agent = AgentConfig(groups=model["groups"], classes=model["classes"], hidden_size=model["width"],
+                            units=policy.units, layers=policy.layers)
+        weights = BYTES_PER_PARAMETER * agent_parameters(agent)
+        return weights * (1 + (POLICY_CHECKPOINT_SIZE if keep else 0)) + RECORD_BYTES
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         """Train a policy purely inside the world model (resuming from its checkpoint)."""

@@ -22,6 +22,11 @@ class TokenizerStage(TrainingStage):
 
         return TokenizerConfig.from_dict(self.model)
 
+    def parameters(self) -> int:
+        from scaleworld.models.tokenizer_config import tokenizer_parameters
+
+        return tokenizer_parameters(self.model_config())
+
     def run(self, ctx: RunContext) -> dict[str, Any]:
         from scaleworld.training.runs import train_tokenizer
         from scaleworld.training.trainer import resolve_device  # the GPU the job was given, if any

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scaleworld.study.kinds.base import RunContext, Stage
-from scaleworld.study.kinds.collect import CollectStage
+from scaleworld.study.graph import Job
+from scaleworld.study.kinds.base import RECORD_BYTES, RunContext, Stage
+from scaleworld.study.kinds.collect import ROW_BYTES, CollectStage
 from scaleworld.study.meter import WorkContext, of_kind, rate_of, shape_key
 
 
@@ -17,6 +18,12 @@ class TokensStage(Stage):
     KIND = "tokens"
     ARTIFACT = "tokens"
     GPU = True
+
+    def disk_bytes(self, inputs: list[Job], *, keep: bool) -> float:
+        """A byte per latent variable a step, and the rows' other columns (`collect.ROW_BYTES`)."""
+        steps = next(job.config["steps"] for job in inputs if job.kind == "collect")
+        groups = next(job.config["model"]["groups"] for job in inputs if job.kind == "tokenizer")
+        return steps * (groups + ROW_BYTES) + RECORD_BYTES
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         from scaleworld.models.encode import encode_dataset
