@@ -57,7 +57,17 @@ SPECS = [  # (overrides on studies/smoke.yaml, the line's expected text)
     (["launcher.time_min=0"], "launcher.time_min: 0 is impossible"),
     (["launcher.cpus=0"], "launcher.cpus: 0 is impossible"),
     (["launcher.mem_gb=0"], "launcher.mem_gb: 0.0 must be a positive, finite number of GB"),
-    (["launcher.mem_gb=.inf"], "launcher.mem_gb: inf must be a positive, finite number of GB"),
+    (["launcher.mem_gb=.inf"], "launcher.mem_gb: inf is not a number a spec can use: give a finite one"),
+    (["train.lr=.inf"], "train.lr: inf is not a number a spec can use: give a finite one"),
+    (["data.steps=100000000000000000000"], "data.steps: 100000000000000000000 is beyond any budget or size"),
+    (["train.joint_steps=100000000000000000000"], "train.joint_steps: 100000000000000000000 is beyond any budget"),
+    (["tokenizer.channels=[0,8]"], "tokenizer.channels: tokenizer channels [0, 8]: every width must be at least 1"),
+    (["sweep.grid.run_root=[a,b]"], "sweep.grid.run_root: run_root is the study's folder"),
+    (["sweep.zip.name=[a,b]"], "sweep.zip.name: name is the study's name"),
+    (["ablations={x: {launcher.pack: 2}}"], "ablations.x.launcher.pack: launcher is where jobs run"),
+    (["ablations={base: {train.steps: 3}}"], "ablations.base: 'base' names the spec without ablations"),
+    (["ablations={x: {sweep.grid.seeds: [[1]]}}"], "ablations.x.sweep.grid.seeds: sweep is the sweep itself"),
+    (["ablations={x: {ablations.y.train.steps: 3}}"], "ablations.x.ablations.y.train.steps: ablations is the"),
     (["launcher.max_array_size=0"], "launcher.max_array_size: 0 is impossible"),
     (["launcher.requeues=-1"], "launcher.requeues: -1 is impossible"),
     (["name=../../etc"], "name: '../../etc': use letters, digits"),
@@ -97,6 +107,8 @@ def test_a_bad_spec_value_gets_one_line_naming_the_key(capsys, tmp_path, overrid
     (b"name: x\ngames:\n  - [Pong]\n", "games[0]: give a single value, not a list"),
     (b"name: x\ngames: {Pong: 1}\n", "games: give a list, not a mapping"),
     (b"name: x\ngames: [Pong]\nlauncher: local\n", "launcher: give a mapping of keys"),
+    (b"name: x\ngames: [Pong]\ntrain: {steps: 5}\ntrain: {lr: 0.1}\n", "'train' is written twice in one mapping"),
+    (b"name: x\ngames: [Pong]\ntrain: {steps: 5, steps: 6}\n", "'steps' is written twice in one mapping"),
 ])
 def test_a_bad_spec_file_gets_one_line(capsys, tmp_path, content, message):
     (tmp_path / "spec.yaml").write_bytes(content)

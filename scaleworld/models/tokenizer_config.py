@@ -38,6 +38,8 @@ class TokenizerConfig:
             raise ScaleworldError(f"tokenizer channels {list(self.channels)}: give 1 to "
                                   f"{self.frame_size.bit_length() - 1} widths (each halves the {self.frame_size}px "
                                   "frame)")
+        if any(width < 1 for width in self.channels):
+            raise ScaleworldError(f"tokenizer channels {list(self.channels)}: every width must be at least 1")
         if not 2 <= self.classes <= 256:
             raise ScaleworldError(f"tokenizer classes={self.classes}: tokens are bytes, use 2..256")
 

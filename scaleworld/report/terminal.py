@@ -37,6 +37,7 @@ from scaleworld.report.tokenizers import collect_open_loop, collect_tokenizers, 
 from scaleworld.study.graph import KINDS
 from scaleworld.study.kinds import AnalysisStage
 from scaleworld.study.results import nll_rows, read_finished
+from scaleworld.study.spec import BASE_VARIANT
 from scaleworld.study.store import RunStore
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -59,7 +60,7 @@ def collect_results(root: str | Path) -> dict[str, Any]:
         if store.is_done(ajob):
             analysis = read_finished(store, ajob, AnalysisStage.ARTIFACT, damaged)
             if analysis is not None:
-                regimes[ajob.labels.get("variant", "base")] = analysis
+                regimes[ajob.labels.get("variant", BASE_VARIANT)] = analysis
     states = {kind: {} for kind in KINDS}
     problems = []
     job_states = store.states(graph.jobs.values())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from scaleworld.errors import DamagedRunError
 from scaleworld.study.graph import Graph, Job
+from scaleworld.study.spec import BASE_VARIANT
 
 if TYPE_CHECKING:  # annotations only: the store imports the kinds, whose analysis reads these rows
     from scaleworld.study.store import RunStore
@@ -86,7 +87,7 @@ def control_rows(store: RunStore, jobs: Iterable[Job], *, damaged: list[str] | N
         if done is None:
             continue
         out = done["outputs"]
-        rows.append({"id": job.id, "variants": job.labels.get("variants", ["base"]), "modes": job.labels["modes"],
+        rows.append({"id": job.id, "variants": job.labels.get("variants", [BASE_VARIANT]), "modes": job.labels["modes"],
                      "game": out["game"], "size": job.labels["size"], "seed": job.labels["seed"],
                      "trial": job.labels["trial"], "score": out["score"], "normalised": out["normalised"],
                      "upper_kind": out["upper_kind"]})

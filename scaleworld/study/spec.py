@@ -37,6 +37,9 @@ ProtocolSpec = dataclasses.make_dataclass(
 )
 
 
+BASE_VARIANT = "base"
+"""The name of the spec's own variant (no sweep point, no ablation): the report labels its results so."""
+
 @dataclass
 class ExpertSpec:
     source: str = "ppo"

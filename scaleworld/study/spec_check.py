@@ -13,7 +13,7 @@ from scaleworld.imagination.config import START_SPLITS
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig
 from scaleworld.study.cluster import check_cluster_settings
-from scaleworld.study.spec import MODES, SEED_KEYS, SpecError, expert_steps, policy_config, study_sizes
+from scaleworld.study.spec import BASE_VARIANT, MODES, SEED_KEYS, SpecError, expert_steps, policy_config, study_sizes
 from scaleworld.training.config import MATCH_RULES
 
 
@@ -35,6 +35,7 @@ def check_spec(spec: Any, *, where: str = "") -> None:
     def fail(key: str, msg: str) -> None:
         raise SpecError(f"{where}{key}: {msg}")
 
+    _check_numbers(spec, fail)
     import re
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(spec.name)):
@@ -168,6 +169,13 @@ def check_spec(spec: Any, *, where: str = "") -> None:
                 fail(f"sweep.{section}.{key}", "give a list of values")
             if len(values) == 0:
                 fail(f"sweep.{section}.{key}", "give at least one value (an empty list would drop the sweep)")
+            _check_axis(f"sweep.{section}.{key}", str(key), fail)
+    for name, overrides in spec.ablations.items():
+        if str(name) == BASE_VARIANT:
+            fail(f"ablations.{name}", f"{BASE_VARIANT!r} names the spec without ablations: give the ablation "
+                                      "another name")
+        for key in overrides or {}:
+            _check_axis(f"ablations.{name}.{key}", str(key), fail)
     from scaleworld.analysis.regimes import RegimeRule
 
     a = spec.analysis
@@ -182,6 +190,45 @@ def check_spec(spec: Any, *, where: str = "") -> None:
     lengths = {len(v) for v in spec.sweep.zip.values()}
     if len(lengths) > 1:
         fail("sweep.zip", f"all lists must have the same length (got {sorted(lengths)})")
+
+
+MAX_COUNT = 2**53
+"""The largest whole number a spec may hold (steps, sizes, seeds): beyond it a float no longer holds
+every integer, and no budget or size is that large (a typo, or a value meant to overflow int64)."""
+
+
+def _check_numbers(spec: Any, fail: Any) -> None:
+    """Every number in the spec finite, and every whole number at most MAX_COUNT (the schema's types
+    let inf, nan and 1e20 through)."""
+    import math
+
+    from omegaconf import OmegaConf
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{key}[{i}]")
+        elif isinstance(value, float) and not math.isfinite(value):
+            fail(key, f"{value} is not a number a spec can use: give a finite one")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_COUNT:
+            fail(key, f"{value} is beyond any budget or size (at most {MAX_COUNT:,}): a typo?")
+
+    walk(OmegaConf.to_container(spec, resolve=True), "")
+
+
+NOT_AN_AXIS = {"name": "the study's name", "run_root": "the study's folder", "sweep": "the sweep itself",
+               "ablations": "the ablations themselves", "launcher": "where jobs run, not what they compute"}
+"""Keys a sweep or an ablation may not vary: one study has one name and run root, a variant cannot add
+variants, and launcher settings change no job (its variants would be the base's jobs again)."""
+
+
+def _check_axis(where: str, key: str, fail: Any) -> None:
+    top = key.split(".")[0]
+    if top in NOT_AN_AXIS:
+        fail(where, f"{top} is {NOT_AN_AXIS[top]}: a sweep or ablation cannot vary it; set it once in the spec")
 
 
 def _check_policy(spec: Any, fail: Any) -> None:

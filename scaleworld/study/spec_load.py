@@ -27,7 +27,7 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> Any:
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeys) or {}  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}): fix the syntax") from None
     except (UnicodeDecodeError, OSError) as exc:
@@ -62,6 +62,22 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> Any:
         check_spec(variant.spec, where=f"variant {variant.name}: ")
     OmegaConf.set_readonly(spec, True)
     return spec
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last one
+    silently: a section written twice would lose the first's settings without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is written twice in one mapping (line {key_node.start_mark.line + 1}): "
+                                "keep one, merged", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _check_shapes(value: Any, schema: Any, path: str) -> None:

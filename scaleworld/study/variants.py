@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
-from scaleworld.study.spec import SpecError, StudySpec
+from scaleworld.study.spec import BASE_VARIANT, SpecError, StudySpec
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def expand_variants(spec: Any) -> list[Variant]:
     for g in grid_points:
         for z in zip_points:
             overrides = dict(zip(grid_keys, g)) | dict(zip(zip_keys, z))
-            name = "base" if not overrides else ",".join(f"{k}={v}" for k, v in overrides.items())
+            name = BASE_VARIANT if not overrides else ",".join(f"{k}={v}" for k, v in overrides.items())
             variants.append(Variant(name, _apply(base, overrides, f"sweep {name}")))
     for name, overrides in spec.ablations.items():
         variants.append(Variant(str(name), _apply(base, dict(overrides), f"ablations.{name}")))
