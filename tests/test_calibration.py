@@ -31,9 +31,9 @@ def _rows(stdout: str) -> dict[str, list[str]]:
 
 def test_plan_calibrate_measures_every_kind_saves_and_reads_it_back(tmp_path):
     spec = tmp_path / "micro.yaml"
-    # two seeds: policy shapes that differ in their seed once shared a scratch folder, and the second
+    # two trials: policy shapes that differ in their seed once shared a scratch folder, and the second
     # refused the first's checkpoint as a run of other settings
-    spec.write_text(MICRO.replace("seeds: [0]", "seeds: [0, 1]"))
+    spec.write_text(MICRO.replace("policy: {steps: 2,", "policy: {trials: 2, steps: 2,"))
     calibration = tmp_path / "calibration.json"
     measured = _plan(spec, f"run_root={tmp_path / 'root'}", "--calibrate", "--seconds", "0.05", "--calibration",
                      calibration, "--no-progress")
