@@ -60,7 +60,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print_summary(store, graph, title=f"plan for {spec.name} ({spec.run_root})", estimate=True,
                   calibrated=calibrated)
     print_disk(graph, keep=spec.launcher.keep_checkpoints)
-    print_launcher(spec.launcher, [kind for kind in graph.counts()])
+    print_launcher(spec.launcher, list(graph.counts()))
     if calibrated:
         from scaleworld.study.planning import print_calibrated
 
@@ -109,18 +109,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Exit 1 when a job failed (each named with its reason and log file), else 0."""
-    from scaleworld.study.planning import failures, print_summary
+    from scaleworld.study.planning import print_summary
     from scaleworld.study.store import RunStore
 
     store = RunStore(Path(args.run_root))
     graph = store.read_plan()
-    print_summary(store, graph, title=f"status of {args.run_root}", estimate=False)
+    failed = print_summary(store, graph, title=f"status of {args.run_root}", estimate=False)
     if (store.root / "slurm").is_dir():  # it ran on SLURM: the driver and the arrays, where sacct answers
         from scaleworld.study.slurm import slurm_answers, slurm_lines
 
         for line in slurm_lines(store, graph) if slurm_answers() else ["slurm: no cluster answers here"]:
             print(line)
-    return 1 if failures(store, graph) else 0
+    return 1 if failed else 0
 
 
 def cmd_report(args: argparse.Namespace) -> None:

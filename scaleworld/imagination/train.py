@@ -50,8 +50,7 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
         model = model.to(torch.bfloat16)
     torch.manual_seed(train.seed)
     c = model.config
-    agent = ActorCritic(AgentConfig(groups=c.groups, classes=c.classes, hidden_size=c.width,
-                                    num_actions=c.num_actions, units=config.units, layers=config.layers)).to(device)
+    agent = ActorCritic(AgentConfig.for_model(c, config)).to(device)
     imagine_gen = torch.Generator(device=device).manual_seed(train.seed)
     policy_gen = torch.Generator(device=device).manual_seed(train.seed + 1)
     imagination = Imagination(model, starts.to(device), batch=train.batch_size, generator=imagine_gen)

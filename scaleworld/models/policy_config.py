@@ -65,6 +65,14 @@ class AgentConfig:
     value_limit: float = 20.0
     """Critic bins span [-limit, limit] in symlog space."""
 
+    @classmethod
+    def for_model(cls, model: DynamicsConfig, policy: PolicyConfig | None = None) -> AgentConfig:
+        """The actor-critic on `model`'s latents and hidden state, with `policy`'s hidden layers
+        (default: PolicyConfig's)."""
+        policy = policy or PolicyConfig()
+        return cls(groups=model.groups, classes=model.classes, hidden_size=model.width,
+                   num_actions=model.num_actions, units=policy.units, layers=policy.layers)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -61,14 +61,14 @@ def run_jobs(root: str | Path, job_ids: list[str], *, requeued: Callable[[], boo
     start = time.time()
     outs = [out for _, out, _ in mine]
     try:
+        stages = [stage_of(job) for job, _, _ in mine]
         missing = {}
-        for job, _, _ in mine:
+        for (job, _, _), stage in zip(mine, stages):
             pending = [i for i in job.inputs if not store.is_done(graph.jobs[i])]
-            if pending and not stage_of(job).RUNS_ON_WHAT_FINISHED:
+            if pending and not stage.RUNS_ON_WHAT_FINISHED:
                 raise RuntimeError(f"inputs not finished: {', '.join(pending)}")
             missing[job.id] = [f"{graph.jobs[i].kind}/{i}" for i in pending]
         contexts = [RunContext(store=store, graph=graph, job=job, out=out) for job, out, _ in mine]
-        stages = [stage_of(job) for job, _, _ in mine]
         outputs = [stages[0].run(contexts[0])] if len(mine) == 1 else run_pack(stages, contexts)
         keep = store.keeps_checkpoints()
         for (job, out, _), record, stage in zip(mine, outputs, stages):

@@ -270,8 +270,7 @@ def world_model_agent(model: Any, tokenizer: dict[str, Any], game: str, c: dict[
     from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
 
     cfg = model.config
-    agent = ActorCritic(AgentConfig(groups=cfg.groups, classes=cfg.classes, hidden_size=cfg.width,
-                                    num_actions=cfg.num_actions))
+    agent = ActorCritic(AgentConfig.for_model(cfg))
     return WorldModelAgent(tokenizer=Tokenizer(TokenizerConfig.from_dict(tokenizer)), model=model.cpu(), agent=agent,
                            game=cfg.games[0] if cfg.games else game, generator=torch.Generator().manual_seed(0),
                            greedy=c.get("greedy", False))

@@ -209,7 +209,9 @@ def print_launcher(launcher: Any, kinds: list[str]) -> None:
         console.print(f"slurm {line}")
 
 
-def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool, calibrated: bool = False) -> None:
+def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool, calibrated: bool = False) -> int:
+    """The jobs per kind and state (and the plan's estimates), then every failed job; returns how many
+    failed."""
     from rich.console import Console
     from rich.table import Table
 
@@ -246,5 +248,7 @@ def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool, 
                       "train.validation_fraction); the splits are by episode, so about)")
         for line in expert_budgets(graph):
             console.print(line)
-    for _, what, reason, log in failures(store, graph):
+    failed = failures(store, graph)
+    for _, what, reason, log in failed:
         console.print(f"[red]failed[/red] {what}: {reason} (log: {log})", soft_wrap=True)  # a path to copy whole
+    return len(failed)

@@ -210,7 +210,7 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, poll_s: float = 3
             (store.job_dir(job) / "failed.json").unlink(missing_ok=True)
     mine: dict[str, float] = {}  # the jobs this driver submitted -> when (monotonic seconds)
     silent: dict[str, str] = {}  # job id -> state, of tasks of `mine` that ended unfinished, last poll
-    wait, finished = poll_s, -1
+    wait, waiting_before = poll_s, -1
     while True:
         states = task_states(store, [j for j in graph.jobs.values() if not store.is_done(j)])
         now = time.monotonic()
@@ -236,8 +236,8 @@ def run_slurm(store: RunStore, graph: Graph, launcher: Any, *, poll_s: float = 3
         waiting = [j for j in graph.jobs.values() if not store.is_done(j) and j.id not in blocked]
         if not waiting:
             break
-        wait = poll_s if tasks or len(waiting) != finished else min(2 * wait, max_poll_s)
-        finished = len(waiting)
+        wait = poll_s if tasks or len(waiting) != waiting_before else min(2 * wait, max_poll_s)
+        waiting_before = len(waiting)
         if not tasks and not silent and not active and not any(store.is_running(j) for j in waiting):
             # nothing queued and nothing submittable: only blocked work is left. `active` is this poll's
             # snapshot, so a task that finished since (no longer in `waiting`) still counts: the next

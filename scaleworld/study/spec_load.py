@@ -27,7 +27,7 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> Any:
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeys) or {}  # noqa: S506 - a SafeLoader
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeys) or {}  # _UniqueKeys is a SafeLoader
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}): fix the syntax") from None
     except (UnicodeDecodeError, OSError) as exc:

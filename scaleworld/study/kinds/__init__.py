@@ -28,8 +28,9 @@ STAGES: dict[str, type[Stage]] = {s.KIND: s for s in (ExpertStage, CollectStage,
 assert tuple(STAGES) == KINDS, "one stage per kind, in dependency order"
 
 GPU_KINDS = frozenset(kind for kind, stage in STAGES.items() if stage.GPU)
-PARTIAL_KINDS = frozenset(kind for kind, stage in STAGES.items() if stage.RUNS_ON_WHAT_FINISHED)
 """Kinds whose jobs use a GPU when one is given (the local executor pins each to a GPU of its own)."""
+PARTIAL_KINDS = frozenset(kind for kind, stage in STAGES.items() if stage.RUNS_ON_WHAT_FINISHED)
+"""Kinds whose jobs run on what finished of their inputs (`Stage.RUNS_ON_WHAT_FINISHED`)."""
 
 
 def stage_of(job: Job) -> Any:

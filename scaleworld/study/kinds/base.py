@@ -34,6 +34,7 @@ CHECKPOINT_SIZE = 3.0
 """A trainer's checkpoint.pt over its model file: weights and AdamW's two moments (measured on the smoke
 study: tokenizer 3.0x, dynamics 3.0x)."""
 
+
 def at_least(minimum: int, **values: Any) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < minimum:

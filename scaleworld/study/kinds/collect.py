@@ -14,6 +14,7 @@ ROW_BYTES = 43
 """Disk of a dataset row's columns besides its frame (action, reward, flags, episode and step ids),
 measured on the smoke study's datasets (42.3 bytes a row)."""
 
+
 @dataclass(frozen=True, kw_only=True)
 class CollectStage(Stage):
     """The fixed offline dataset of a game. `policy`: {source: random | ppo | a folder, sha256 of an

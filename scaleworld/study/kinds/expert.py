@@ -15,6 +15,7 @@ EXPERT_BYTES = 2_600_000
 EXPERT_STATE_BYTES = 7_400_000
 """Its resumable PPO state (training/state.pt: weights, Adam moments): 7.3 MB, measured likewise."""
 
+
 @dataclass(frozen=True, kw_only=True)
 class ExpertStage(Stage):
     """A PPO expert trained on the game for `agent_steps` (x frame skip = frames), then scored: the

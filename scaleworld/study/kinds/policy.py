@@ -15,6 +15,7 @@ POLICY_CHECKPOINT_SIZE = 3.6
 """A policy's checkpoint.pt over its policy.pt (weights, target critic, AdamW's moments): 3.58x,
 measured on the smoke study."""
 
+
 @dataclass(frozen=True, kw_only=True)
 class PolicyStage(Stage):
     """An actor-critic trained purely inside one world model, for one game."""
@@ -58,13 +59,11 @@ class PolicyStage(Stage):
     def disk_bytes(self, inputs: list[Job], *, keep: bool) -> float:
         """policy.pt (the actor-critic on its world model's latent and width), and its checkpoint when
         kept: weights, the target critic and AdamW's moments, POLICY_CHECKPOINT_SIZE times the file."""
+        from scaleworld.models.dynamics_config import DynamicsConfig
         from scaleworld.models.policy_config import AgentConfig, agent_parameters
 
-        model = next(job.config["model"] for job in inputs if job.kind == "dynamics")
-        policy = self.policy_config()
-        agent = AgentConfig(groups=model["groups"], classes=model["classes"], hidden_size=model["width"],
-                            units=policy.units, layers=policy.layers)
-        weights = BYTES_PER_PARAMETER * agent_parameters(agent)
+        model = DynamicsConfig.from_dict(next(job.config["model"] for job in inputs if job.kind == "dynamics"))
+        weights = BYTES_PER_PARAMETER * agent_parameters(AgentConfig.for_model(model, self.policy_config()))
         return weights * (1 + (POLICY_CHECKPOINT_SIZE if keep else 0)) + RECORD_BYTES
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
