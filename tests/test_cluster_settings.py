@@ -62,7 +62,7 @@ def test_plan_shows_each_kinds_resources_and_the_cluster_settings():
                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
     assert proc.returncode == 0, proc.stderr
     table = proc.stdout.split("resources per SLURM job")[1]
-    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines() if line.startswith("│")]
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith("|")]
     rows = {c[0]: c[1:] for c in cells if c and c[0] in KINDS}
     assert rows["collect"][0] == "0" and rows["control"][0] == "0" and rows["dynamics"][0] == "1"
     assert rows["analysis"][1:3] == ["2", "16"]
@@ -105,10 +105,62 @@ def test_the_parameter_formulas_behind_the_disk_estimate_count_the_modules_param
         assert agent_parameters(config) == sum(p.numel() for p in ActorCritic(config).parameters())
 
 
+def test_the_tokenizers_multiply_accumulates_by_formula_are_its_convolutions_and_linear_maps():
+    """Counted from the layers' definitions on a real forward pass: a convolution's output pixels x
+    cin x kernel area per output channel, a transposed convolution's input pixels x cout x kernel area
+    per input channel, a linear map's weights."""
+    import torch
+
+    from scaleworld.models.tokenizer import Tokenizer
+    from scaleworld.models.tokenizer_config import TokenizerConfig, tokenizer_macs
+
+    for config in (TokenizerConfig(), TokenizerConfig(channels=(4, 8), groups=4, classes=8)):
+        net, counted = Tokenizer(config), {"encode": 0, "decode": 0}
+
+        def count(part, counted=counted):
+            def hook(module, inputs, output):
+                kernel = module.weight.shape[2] * module.weight.shape[3] if module.weight.dim() == 4 else 1
+                if isinstance(module, torch.nn.ConvTranspose2d):
+                    counted[part] += inputs[0][0].numel() * module.out_channels * kernel
+                elif isinstance(module, torch.nn.Conv2d):
+                    counted[part] += output[0].numel() * module.in_channels * kernel
+                else:
+                    counted[part] += module.in_features * module.out_features
+            return hook
+
+        for part, modules in (("encode", [*net.encoder, net.to_logits]), ("decode", [net.from_latent, *net.decoder])):
+            for m in modules:
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                    m.register_forward_hook(count(part))
+        net.eval()
+        with torch.no_grad():
+            net.decode(net.encode(torch.zeros(1, config.frame_size, config.frame_size, 3, dtype=torch.uint8)))
+        assert tokenizer_macs(config) == counted
+
+
+def test_plan_estimates_every_kinds_hours_on_the_device_it_holds_and_states_the_assumptions():
+    proc = subprocess.run([sys.executable, "-m", "scaleworld.cli", "plan", JOINT26], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "160"})
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout[:proc.stdout.index("estimate, assumed")]
+    rows = {cells[0]: cells[6:8] for line in table.splitlines()
+            if len(cells := [c.strip() for c in line.split("|")[1:-1]]) == 8 and cells[0] in (*KINDS, "total")}
+    assert set(rows) == {"expert", "collect", "tokenizer", "tokens", "dynamics", "fidelity", "anchor", "policy",
+                         "control", "analysis", "total"}
+    for kind in ("collect", "anchor", "analysis"):  # joint26's CPU kinds: no GPU-hours
+        assert rows[kind][0] == "-" and float(rows[kind][1]) > 0, rows[kind]
+    for kind in ("expert", "tokenizer", "tokens", "dynamics", "fidelity", "policy", "control"):
+        assert float(rows[kind][0].replace(",", "")) > 0 and rows[kind][1] == "-", rows[kind]
+    assert rows["dynamics"][0] == "1,246.03"  # 6 x parameters x tokens at 40% of an H100, as before
+    total = sum(float(rows[k][0].replace(",", "")) for k in rows if k != "total" and rows[k][0] != "-")
+    assert float(rows["total"][0].replace(",", "")) == pytest.approx(total, rel=1e-3)
+    assert "estimate, assumed: model work at 40% of 989 TFLOP/s" in " ".join(proc.stdout.split())
+
+
 def test_plan_prints_the_disk_per_kind_with_and_without_checkpoints():
     proc = subprocess.run([sys.executable, "-m", "scaleworld.cli", "plan", JOINT26], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "120"})
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())
     assert "disk once finished, estimated (launcher.keep_checkpoints=false)" in text
-    assert "with launcher.keep_checkpoints=true:" in text and "│ total │ 23,514 │" in text
+    assert "with launcher.keep_checkpoints=true:" in text and "| total | 23,514 |" in text

@@ -122,10 +122,10 @@ def test_the_report_and_plan_say_what_each_control_holds_equal(confound_study):
     assert "breaks the Atari 100k budget on purpose" in flat
     assert "joint vs joint_short" in flat
     plan = _sw("plan", spec, f"run_root={root}").stdout
-    rows = {line.split("│")[1].strip(): line for line in plan.splitlines() if line.count("│") > 4}
+    rows = {line.split("|")[1].strip(): line for line in plan.splitlines() if line.count("|") > 4}
     # the matched control trains as long as a single run on twice the frames: half the passes
-    single = float(rows["dynamics single"].split("│")[-2])
-    matched = float(rows["dynamics matched"].split("│")[-2])
+    single = float(rows["dynamics single"].split("|")[-2])
+    matched = float(rows["dynamics matched"].split("|")[-2])
     assert math.isclose(matched, single / 2, abs_tol=0.11), (single, matched)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "scaleworld"
 LAYERS = [  # bottom first; packages on one line are peers and must not import each other
-    {"errors", "progress", "version"},
+    {"errors", "progress", "console", "version"},
     {"analysis", "atari"},
     {"data"},
     {"models"},

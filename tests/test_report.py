@@ -330,6 +330,35 @@ def test_an_analysis_without_control_scores_or_fits_is_said_not_shown(tmp_path):
     assert "comparison mode matched (base) holds equal: held equal" in " ".join(_rendered(store).split())
 
 
+def test_the_report_opens_with_its_findings_and_shows_only_the_sections_asked_for(tmp_path):
+    store = build_root(tmp_path / "root", analysis=_analysis_json())
+
+    def report(*args):
+        return subprocess.run([sys.executable, "-m", "scaleworld.cli", "report", store.root, "--width", "80", *args],
+                              capture_output=True, text=True)
+
+    piped = report().stdout
+    assert "…" not in piped  # off a terminal a cell too long for its column folds onto the next line
+    games = subprocess.run([sys.executable, "-m", "scaleworld.cli", "games"], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "80"})
+    assert games.returncode == 0 and "Alien" in games.stdout and "…" not in games.stdout
+    lines = piped.splitlines()
+    first_table = next(i for i, line in enumerate(lines) if line.strip() == "jobs")
+    assert any(line.startswith("findings") for line in lines[:3]) and first_table <= 25  # the block fits the first screen at 80 columns
+    block = " ".join(" ".join(lines[:first_table]).split())
+    for answer in ("regimes, single: double_descent 1 (Breakout); monotonic 1 (Pong)",
+                   "joint stabilises single's scaling: p = 0.024 over 2 games; stabilised in 1 (Breakout)",
+                   "joint beats single 0.96 [0.86, 1.00]", "normalised score at paper-d12, median / IQM",
+                   "CHECK weak experts, 1 of 2", "CHECK models not beating the unigram and copy-last-frame"):
+        assert answer in block, block
+    only = " ".join(report("--section", "scores", "--section", "regimes").stdout.split())
+    assert "scaling regimes (base" in only and "normalised control scores (base)" in only and "findings" in only
+    assert "scaling curves" not in only and "| kind | done |" not in only
+    assert only.index("normalised control scores (base)") < only.index("scaling regimes (base")  # the order asked
+    bad = report("--section", "everything")
+    assert bad.returncode == 2 and "invalid choice: 'everything'" in bad.stderr
+
+
 def test_json_csv_and_figures_export_the_control_scores(tmp_path):
     store = build_root(tmp_path / "root", analysis=_analysis_json())
     proc = subprocess.run([sys.executable, "-m", "scaleworld.cli", "report", store.root, "--width", "120",

@@ -204,6 +204,71 @@ def test_rerunning_skips_finished_jobs(finished):
     assert stamps == {p: p.stat().st_mtime_ns for p in root.glob("*/*/done.json")}
 
 
+def test_jobs_forked_from_the_job_server_give_what_a_new_interpreter_per_job_gives(tmp_path, finished):
+    """The CLI's run forks every job from one process that imported torch and the rest once; the same
+    study with a new interpreter per job ends with identical outputs."""
+    _, spec, reference = finished
+    store, graph = _planned(spec, tmp_path / "root")
+    assert run_local(store, graph, progress=False, start="fresh") == {"done": 9, "failed": 0, "blocked": 0}
+    assert _outputs(tmp_path / "root") == _outputs(reference)
+    with pytest.raises(ValueError, match="start='spawned' is not one of"):
+        run_local(store, graph, progress=False, start="spawned")
+
+
+def test_status_lists_the_folder_of_a_models_settings_and_imagination_loads_the_model_from_it(finished):
+    from scaleworld.imagination.env import ImaginationEnv
+
+    _, _, root = finished
+    proc = _sw("status", root, "--list", "dynamics", "game=Pong", "size=tiny-d1", "seed=0", "mode=single")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    folder, state, what = line.split("\t")
+    assert state == "done" and what == "dynamics size=tiny-d1 seed=0 games=Pong mode=single"
+    (tokens,) = _sw("status", root, "--list", "tokens", "game=Pong").stdout.splitlines()
+    env = ImaginationEnv.from_run(folder, Path(tokens.split("\t")[0]) / "tokens", batch=2, context_steps=2)
+    assert env.rollout(3, break_when_any_done=False).batch_size == torch.Size([2, 3])  # that model, imagining
+    none = _sw("status", root, "--list", "dynamics", "game=Breakout")
+    assert none.returncode == 1 and none.stdout == "" and "no dynamics job matches game=Breakout" in none.stderr
+    for args, message in ((["dynamics", "colour=red"], "jobs are selected by game, size, seed, mode"),
+                          (["dynamo"], "--list dynamo: no such job kind"),
+                          (["dynamics", "Pong"], "write each selection as key=value")):
+        bad = _sw("status", root, "--list", *args)
+        assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.splitlines()) == 1, bad.stderr
+
+
+def test_ctrl_c_stops_the_driver_and_leaves_its_forked_job_resumable_not_failed(tmp_path):
+    overrides = [f"run_root={tmp_path / 'root'}", "train.steps=100000", "train.checkpoint_every=20",
+                 "train.eval_every=100000"]
+    spec = _spec_file(tmp_path)
+    store, graph = RunStore(tmp_path / "root"), build_graph(load_spec(spec, overrides))
+    (dynamics,) = graph.by_kind("dynamics")
+    proc = subprocess.Popen([sys.executable, "-m", "scaleworld.cli", "run", str(spec), *overrides, "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (store.job_dir(dynamics) / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole process group
+    assert proc.wait(timeout=120) != 0
+    assert store.state(dynamics) == "pending" and store.failure(dynamics) is None
+    assert (store.job_dir(dynamics) / "checkpoint.pt").is_file()  # the next run resumes from it
+
+
+def test_the_job_server_outlives_a_failed_job_and_logs_each_job_apart(tmp_path, finished):
+    from scaleworld.study.forked import JobServer
+
+    _, _, reference = finished
+    store = RunStore(reference)
+    (collect,) = store.read_plan().by_kind("collect")
+    env = {**os.environ, "RL_LOGGING_LEVEL": "WARNING"}
+    with JobServer(env=env, log=tmp_path / "server.log") as server:
+        bad = server.start(root=reference, ids=["no-such-job"], env=env, log=tmp_path / "bad.txt")
+        assert bad.wait() == 1 and "KeyError: 'no-such-job'" in (tmp_path / "bad.txt").read_text()
+        done = server.start(root=reference, ids=[collect.id], env=env, log=tmp_path / "done.txt")
+        assert done.wait() == 0 and bad.pid != done.pid  # finished already: nothing to do, status 0
+        assert "Traceback" not in (tmp_path / "done.txt").read_text()
+
+
 @pytest.mark.parametrize("kill_after_done, workers", [(1, 1), (3, 1), (3, 2)])
 def test_killing_the_driver_loses_nothing_and_the_rerun_ends_identical(tmp_path, finished, kill_after_done, workers):
     _, spec, reference = finished
@@ -365,8 +430,13 @@ def test_a_failed_job_does_not_stop_independent_jobs(tmp_path):
     assert missing["games"] == ["Pong"] and missing["by_kind"] == {"fidelity": {"failed": 0, "not_run": 1},
                                                                    "control": {"failed": 0, "not_run": 1}}
     assert len(missing["reasons"]) == 1 and missing["reasons"][0].startswith("tokenizer games=Pong: DatasetError")
+    # what Pong could change: each regime count, and the aggregates of one game of two (unbounded)
+    assert [(r["mode"], r["missing"]) for r in missing["could_change"]["regimes"]] == [("single", ["Pong"])]
+    assert {(r["low"], r["high"]) for r in missing["could_change"]["scores"]} == {(None, None)}
     report = _sw("report", store.root, "--width", "300")
     assert "analysis of what finished (base): 2 of its 6 inputs missing" in report.stdout, report.stdout
+    assert "regimes of single: inconclusive 1 of 1 games; each count could gain up to 1 (Pong)" in report.stdout
+    assert "with Pong at any value: -unbounded to +unbounded" in report.stdout
     breakout = [j for j in graph.jobs.values() if j.labels.get("game") == "Breakout"
                 or j.labels.get("games") == ["Breakout"]]
     assert breakout and all(store.is_done(j) for j in breakout)

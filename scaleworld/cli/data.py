@@ -15,10 +15,10 @@ from scaleworld.cli.args import add_no_progress, declare_outputs, parse_protocol
 
 
 def cmd_games(args: argparse.Namespace) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from scaleworld.atari.games import ACTION_NAMES, GAMES
+    from scaleworld.console import console
 
     table = Table(title="Atari 100k games (reference random / human scores; PPO after 10M agent steps)")
     for col in ("game", "ALE id", "legal actions", "random", "human", "PPO", "waits for FIRE"):
@@ -27,7 +27,7 @@ def cmd_games(args: argparse.Namespace) -> None:
         legal = "all 18" if len(g.legal_actions) == 18 else ", ".join(ACTION_NAMES[a] for a in g.legal_actions)
         table.add_row(g.name, g.ale_id, legal, f"{g.random_score:g}", f"{g.human_score:g}", f"{g.ppo_score:g}",
                       "yes" if g.needs_fire else "")
-    Console().print(table)
+    console().print(table)
     print("PPO: CleanRL's benchmark at 40M frames (another protocol: a yardstick for experts, not a target)")
 
 
@@ -55,9 +55,9 @@ def cmd_data_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_data_info(args: argparse.Namespace) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from scaleworld.console import console
     from scaleworld.data.layout import UPGRADES, read_manifest
 
     m = read_manifest(Path(args.dir))
@@ -83,7 +83,7 @@ def cmd_data_info(args: argparse.Namespace) -> None:
     }
     for key, value in rows.items():
         table.add_row(key, str(value))
-    Console().print(table)
+    console().print(table)
 
 
 def cmd_data_verify(args: argparse.Namespace) -> None:
@@ -108,9 +108,9 @@ def cmd_tokens_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_model_ladder(args: argparse.Namespace) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from scaleworld.console import console
     from scaleworld.models.ladders import ladder_table
 
     rows = ladder_table(args.name)
@@ -121,7 +121,7 @@ def cmd_model_ladder(args: argparse.Namespace) -> None:
     for r in rows:
         table.add_row(r["name"], str(r["depth"]), str(r["width"]), str(r["heads"]),
                       f"{r['block_params']:,}", f"{r['total_params']:,}")
-    Console().print(table)
+    console().print(table)
 
 
 def add_games_parser(groups: argparse._SubParsersAction) -> None:

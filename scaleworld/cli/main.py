@@ -5,6 +5,7 @@ imported inside the handlers so --help is fast."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from scaleworld.cli.args import check_outputs
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except ScaleworldError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (`| head`): nothing is wrong, and nothing more can be said
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush is silent too
+        return 0
     except OSError as exc:  # the file system refused mid-way (disk full, a folder removed): one line
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc} ({type(exc).__name__}): free space or fix the path, "

@@ -7,9 +7,13 @@ is one line and exit 2 (cli/main.py).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 from scaleworld.cli.args import add_no_progress, check_outputs, declare_outputs
+from scaleworld.report import SECTION_NAMES as REPORT_SECTIONS
+from scaleworld.study.graph import LABEL_KEYS
 
 
 def _load(args: argparse.Namespace):
@@ -57,8 +61,11 @@ def cmd_plan(args: argparse.Namespace) -> None:
                         progress=not args.no_progress)
         if args.calibrate and args.calibration is not None:
             save_calibration(record, args.calibration)
+    from scaleworld.study.cluster import uses_gpu
+    from scaleworld.study.graph import KINDS
+
     print_summary(store, graph, title=f"plan for {spec.name} ({spec.run_root})", estimate=True,
-                  calibrated=calibrated)
+                  calibrated=calibrated, gpu_kinds=frozenset(kind for kind in KINDS if uses_gpu(spec.launcher, kind)))
     print_disk(graph, keep=spec.launcher.keep_checkpoints)
     print_launcher(spec.launcher, list(graph.counts()))
     if calibrated:
@@ -107,6 +114,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if counts.get("failed") or counts.get("blocked") else 0
 
 
+def _list_jobs(store: Any, graph: Any, words: list[str]) -> int:
+    """`status RUN --list KIND [KEY=VALUE ...]`: a line per matching job, "folder<TAB>state<TAB>what"
+    (whole paths, for scripts and the TorchRL snippets); exit 1 when nothing matches."""
+    from scaleworld.errors import ScaleworldError
+    from scaleworld.study.graph import KINDS, describe
+    from scaleworld.study.planning import find_jobs
+
+    kind, *pairs = words
+    if kind not in KINDS:
+        raise ScaleworldError(f"--list {kind}: no such job kind; use one of {', '.join(KINDS)}")
+    if any("=" not in pair for pair in pairs):
+        raise ScaleworldError(f"--list {kind} {' '.join(pairs)}: write each selection as key=value, e.g. game=Pong")
+    jobs = find_jobs(graph, kind, dict(pair.split("=", 1) for pair in pairs))
+    states = store.states(jobs)
+    for job in jobs:
+        print(f"{store.job_dir(job)}\t{states[job.id]}\t{describe(job)}")
+    if not jobs:
+        print(f"no {kind} job matches {' '.join(pairs) or 'anything'}", file=sys.stderr)
+    return 0 if jobs else 1
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Exit 1 when a job failed (each named with its reason and log file), else 0."""
     from scaleworld.study.planning import print_summary
@@ -114,6 +142,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     store = RunStore(Path(args.run_root))
     graph = store.read_plan()
+    if args.list:
+        return _list_jobs(store, graph, args.list)
     failed = print_summary(store, graph, title=f"status of {args.run_root}", estimate=False)
     if (store.root / "slurm").is_dir():  # it ran on SLURM: the driver and the arrays, where sacct answers
         from scaleworld.study.slurm import slurm_answers, slurm_lines
@@ -124,13 +154,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from rich.console import Console
-
+    from scaleworld.console import console
     from scaleworld.data.files import write_json_atomic
     from scaleworld.report.terminal import collect_results, render
 
     results = collect_results(args.run_root)
-    render(results, Console(width=args.width))
+    render(results, console(width=args.width), sections=args.section)
     if args.json:
         write_json_atomic(args.json, results)
         print(f"wrote {args.json}")
@@ -176,6 +205,9 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
     p = groups.add_parser("status", help="done / running / failed / pending jobs of a run root; each failed job "
                                          "with its reason and log file (exit 1 when a job failed)")
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
+    p.add_argument("--list", nargs="+", metavar="KIND [KEY=VALUE]",
+                   help="instead: the folder, state and settings of each job of KIND whose labels match, e.g. "
+                        f"--list dynamics game=Pong size=tiny-d2 seed=0 mode=single (keys: {', '.join(LABEL_KEYS)})")
     p.set_defaults(func=cmd_status)
 
     p = groups.add_parser("report", help="what a study found so far: tokenizer quality against its gate, regimes, "
@@ -189,5 +221,8 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
                    help="also write PNG figures into DIR (curves, scores, and per game real, reconstructed and "
                         "imagined frames)")
     p.add_argument("--width", type=int, help="console width (default: the terminal's)")
+    p.add_argument("--section", action="append", choices=REPORT_SECTIONS, metavar="NAME",
+                   help="after the findings, show only this section (repeat for several; default: all of "
+                        f"{', '.join(REPORT_SECTIONS)})")
     declare_outputs(p, json="file", csv="file", figures="folder")
     p.set_defaults(func=cmd_report)

@@ -83,3 +83,19 @@ def tokenizer_parameters(config: TokenizerConfig) -> int:
     rev = widths[::-1]
     up = sum(2 * cin + 16 * cin * cout + cout for cin, cout in zip(rev, rev[1:] + [rev[-1]]))
     return down + latent + up + 9 * rev[-1] * 3 + 3
+
+
+def tokenizer_macs(config: TokenizerConfig) -> dict[str, int]:
+    """Multiply-accumulates per frame of `Tokenizer(config)` by formula, {"encode", "decode"}: a 4x4
+    stride-2 conv costs 16 x cin x cout per output pixel (frame / 2^(i+1) on a side after stage i), a
+    4x4 stride-2 transposed conv 16 x cin x cout per input pixel, the 3x3 conv to RGB 9 x width x 3 per
+    pixel, each linear map its weights. BatchNorm and activations are left out (a few per pixel)."""
+    widths, size = list(config.channels), config.frame_size
+    encode = sum(16 * cin * cout * (size // 2 ** (i + 1)) ** 2
+                 for i, (cin, cout) in enumerate(zip([3] + widths, widths)))
+    flat = widths[-1] * (size // 2 ** len(widths)) ** 2
+    codes = config.groups * config.classes
+    rev = widths[::-1]
+    up = sum(16 * cin * cout * (size // 2 ** (len(rev) - i)) ** 2
+             for i, (cin, cout) in enumerate(zip(rev, rev[1:] + [rev[-1]])))
+    return {"encode": encode + flat * codes, "decode": codes * flat + up + 9 * rev[-1] * 3 * size**2}

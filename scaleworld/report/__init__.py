@@ -1,1 +1,6 @@
-"""Reports of a study's run root (terminal now; figures and aggregate scores arrive with policies)."""
+"""The report: `scaleworld report` (terminal.py), its figures, exports and sections."""
+
+SECTION_NAMES = ("jobs", "tokenizers", "experts", "regimes", "curves", "baselines", "open-loop", "single-vs-joint",
+                 "fits", "matched", "stabilises", "improvement", "scores", "versus-random", "failures")
+"""The report's sections after the findings, in order (`--section NAME`; terminal.SECTIONS renders each).
+Named here, light, so that the CLI lists them without importing the report."""

@@ -90,6 +90,29 @@ def render_missing(variant: str, analysis: dict[str, Any], console: Any) -> None
                   "when they finish")
     for reason in missing.get("reasons", []):
         console.print(f"  failed: {reason}")
+    render_could_change(missing.get("could_change"), console)
+
+
+def render_could_change(could: dict[str, Any] | None, console: Any) -> None:
+    """Which conclusions the missing games could change (analysis.json ``missing.could_change``,
+    `scaleworld.analysis.missing_games`): each aggregate's bounds over every value they could take,
+    the orders between modes they could reverse, and the regime counts they could add to."""
+    if not could:
+        return
+    bound = lambda v, sign: f"{v:.3f}" if v is not None else f"{sign}unbounded"  # noqa: E731
+    for r in could["scores"]:
+        console.print(f"  {r['statistic']} of game means, {r['mode']} {r['size']}: {r['observed']:.3f} on "
+                      f"{r['games_present']} games; with {', '.join(r['missing'])} at any value: "
+                      f"{bound(r['low'], '-')} to {bound(r['high'], '+')}")
+    for c in could["order"]:
+        console.print(f"  could change: {c['higher']} above {c['lower']} in {c['statistic']} at {c['size']} "
+                      f"({c['observed'][0]:.3f} vs {c['observed'][1]:.3f})")
+    for r in could["regimes"]:
+        counts = ", ".join(f"{regime} {n}" for regime, n in r["counts"].items())
+        console.print(f"  regimes of {r['mode']}: {counts} of {r['games_present']} games; each count could "
+                      f"gain up to {len(r['missing'])} ({', '.join(r['missing'])})")
+    if not could["order"] and could["scores"]:
+        console.print("  no order between modes in these aggregates could change, whatever the missing games show")
 
 
 def render_comparison_modes(variant: str, analysis: dict[str, Any], console: Any) -> None:

@@ -18,6 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from scaleworld.report import SECTION_NAMES
 from scaleworld.report.control_scores import collect_control
 from scaleworld.report.sections import (
     render_baselines,
@@ -91,35 +92,57 @@ def _sparkline(values: list[float], bars: str) -> str:
     return "".join(bars[round((v - lo) / (hi - lo) * (len(bars) - 1))] for v in values)
 
 
-def render(results: dict[str, Any], console: Any) -> None:
+def render(results: dict[str, Any], console: Any, *, sections: list[str] | None = None) -> None:
+    """The findings block, then each of `sections` (default: all of `SECTIONS`, in that order)."""
     from rich import box
-    from rich.table import Table
+
+    from scaleworld.report.findings import render_findings
 
     plain = not console.is_terminal
-    style = box.ASCII if plain else box.SIMPLE_HEAVY
-    bars = ASCII_BARS if plain else BARS
+    view = _View(results, console, box.ASCII if plain else box.SIMPLE_HEAVY, ASCII_BARS if plain else BARS,
+                 size_key(results["size_params"]))
     console.print(f"scaleworld report: {results['root']}")
+    render_findings(results, console, view.order)
+    for name in sections or SECTIONS:
+        SECTIONS[name](view)
 
-    jobs = Table(title="jobs", box=style)
+
+class _View:
+    """What every section reads: the results, the console, the table style, bar characters, size order."""
+
+    def __init__(self, results: dict[str, Any], console: Any, style: Any, bars: str, order: Any):
+        self.results, self.console, self.style, self.bars, self.order = results, console, style, bars, order
+        self.variants = results["regimes"]
+
+
+def _jobs(v: _View) -> None:
+    from rich.table import Table
+
+    jobs = Table(title="jobs", box=v.style)
     for col in ("kind", "done", "running", "failed", "pending"):
         jobs.add_column(col)
-    for kind, counts in results["jobs"].items():
+    for kind, counts in v.results["jobs"].items():
         jobs.add_row(kind, *(str(counts.get(s, 0)) for s in ("done", "running", "failed", "pending")))
-    console.print(jobs)
-    missing = sum(c.get("pending", 0) + c.get("running", 0) for c in results["jobs"].values())
+    v.console.print(jobs)
+    missing = sum(c.get("pending", 0) + c.get("running", 0) for c in v.results["jobs"].values())
     if missing:
-        console.print(f"partial results: {missing} jobs not finished; the numbers below use what is done")
-    render_tokenizers(results["tokenizers"], console, style)
+        v.console.print(f"partial results: {missing} jobs not finished; the numbers below use what is done")
+
+
+def _experts(v: _View) -> None:
     shown: list[Any] = []
-    for variant, analysis in results["regimes"].items():  # variants that share their experts show them once
+    for variant, analysis in v.variants.items():  # variants that share their experts show them once
         if analysis.get("experts") not in shown:
             shown.append(analysis.get("experts"))
-            render_experts(variant, analysis, console, style)
+            render_experts(variant, analysis, v.console, v.style)
 
-    order = size_key(results["size_params"])
-    for variant, analysis in results["regimes"].items():
-        render_settings(variant, analysis, console)
-        render_missing(variant, analysis, console)
+
+def _regimes(v: _View) -> None:
+    from rich.table import Table
+
+    for variant, analysis in v.variants.items():
+        render_settings(variant, analysis, v.console)
+        render_missing(variant, analysis, v.console)
         rule = analysis["rule"]
         within = ("; size effect and trend within seeds (Friedman) where paired" if rule["version"] == "regime-rule/3"
                   else "")
@@ -127,7 +150,7 @@ def render(results: dict[str, Any], console: Any) -> None:
                   "only where bigger models fit their training split better" if rule["version"] != "regime-rule/1"
                   else f"delta={rule['delta']} of the level")
         table = Table(title=f"scaling regimes ({variant}; rule {rule['version']}: alpha={rule['alpha']}, {margin}, "
-                            f"min sizes {rule['min_sizes']}, min seeds {rule['min_seeds']})", box=style)
+                            f"min sizes {rule['min_sizes']}, min seeds {rule['min_seeds']})", box=v.style)
         best = analysis.get("modes_best")  # runs with a validation split: the regime at the best checkpoints too
         for col in ("mode", "game", "regime", *(("regime (best ckpt)", "best step") if best else ()),
                     "best size (params)", "evidence"):
@@ -143,54 +166,92 @@ def render(results: dict[str, Any], console: Any) -> None:
                                                   else f"{min(steps):,}-{max(steps):,}")
                     at_best = ("-" if b is None else b["regime"], span)
                 table.add_row(mode, game, r["regime"], *at_best, f"{r['best_params']:,.0f}", r["reason"])
-        console.print(table)
-        render_comparison_modes(variant, analysis, console)
-    if not results["regimes"]:
-        console.print("scaling regimes: missing (the analysis job has not finished)")
+        v.console.print(table)
+        render_comparison_modes(variant, analysis, v.console)
+    if not v.variants:
+        v.console.print("scaling regimes: missing (the analysis job has not finished)")
+
+
+def _curves(v: _View) -> None:
+    from rich.table import Table
 
     curves = Table(title="scaling curves: mean held-out NLL (nats/frame) from the smallest to the largest size",
-                   box=style)
+                   box=v.style)
     for col in ("mode", "game", "curve", "NLL per size", "seeds"):
         curves.add_column(col)
-    for mode, games in sorted(results["curves"].items()):
+    for mode, games in sorted(v.results["curves"].items()):
         for game, sizes in sorted(games.items()):
             ordered = sorted(sizes.values(), key=lambda s: s["params"])
             means = [statistics.fmean(s["nll"]) for s in ordered]
-            curves.add_row(mode, game, _sparkline(means, bars), " ".join(f"{m:.3f}" for m in means),
+            curves.add_row(mode, game, _sparkline(means, v.bars), " ".join(f"{m:.3f}" for m in means),
                            "/".join(str(len(s["nll"])) for s in ordered))
-    console.print(curves)
-    for variant, analysis in results["regimes"].items():
-        render_baselines(variant, analysis, console, style, order)
-    render_open_loop(results["open_loop"], console, style)
+    v.console.print(curves)
 
-    single, joint = results["curves"].get("single", {}), results["curves"].get("joint", {})
+
+def _baselines(v: _View) -> None:
+    for variant, analysis in v.variants.items():
+        render_baselines(variant, analysis, v.console, v.style, v.order)
+
+
+def _single_vs_joint(v: _View) -> None:
+    from rich.table import Table
+
+    single, joint = v.results["curves"].get("single", {}), v.results["curves"].get("joint", {})
     if single and joint:
-        table = Table(title="single vs joint: mean held-out NLL per size (lower is better)", box=style)
+        table = Table(title="single vs joint: mean held-out NLL per size (lower is better)", box=v.style)
         for col in ("game", "size", "single", "joint", "joint - single"):
             table.add_column(col)
         for game in sorted(set(single) & set(joint)):
             for size in sorted(set(single[game]) & set(joint[game]), key=lambda n: single[game][n]["params"]):
                 s, j = statistics.fmean(single[game][size]["nll"]), statistics.fmean(joint[game][size]["nll"])
                 table.add_row(game, size, f"{s:.3f}", f"{j:.3f}", f"{j - s:+.3f}")
-        console.print(table)
+        v.console.print(table)
 
-    for variant, analysis in results["regimes"].items():
-        render_fits(variant, analysis, console, style)
-        render_paired(variant, analysis, console, style, order)
-        render_interaction(variant, analysis, console, style)
-        render_fidelity_improvement(variant, analysis, console, style, order)
-        render_scores(variant, analysis, results["control"], console, style, order)
-        render_versus_random(variant, analysis, console, style, order)
-    if not results["regimes"]:
+
+def _per_variant(render_one: Any) -> Any:
+    def section(v: _View) -> None:
+        for variant, analysis in v.variants.items():
+            render_one(variant, analysis, v.console, v.style, v.order)
+    return section
+
+
+def _scores(v: _View) -> None:
+    for variant, analysis in v.variants.items():
+        render_scores(variant, analysis, v.results["control"], v.console, v.style, v.order)
+    if not v.variants:
         for what in ("scaling-law fits", "matched vs joint"):
-            console.print(f"{what}: missing (the analysis job has not finished)")
-        _render_control_progress(results["control"], console)
+            v.console.print(f"{what}: missing (the analysis job has not finished)")
+        _render_control_progress(v.results["control"], v.console)
 
-    for problem in results["failed"]:
-        what = " ".join(f"{k}={v}" for k, v in problem["labels"].items() if k != "variants")
-        console.print(f"failed {problem['kind']} {what}: {problem['reason']}")
-    for problem in results.get("damaged", []):
-        console.print(f"damaged {problem}: that job's results are left out (delete its done.json to redo it)")
+
+def _failures(v: _View) -> None:
+    for problem in v.results["failed"]:
+        what = " ".join(f"{k}={val}" for k, val in problem["labels"].items() if k != "variants")
+        v.console.print(f"failed {problem['kind']} {what}: {problem['reason']}")
+    for problem in v.results.get("damaged", []):
+        v.console.print(f"damaged {problem}: that job's results are left out (delete its done.json to redo it)")
+
+
+SECTIONS: dict[str, Any] = {
+    "jobs": _jobs,
+    "tokenizers": lambda v: render_tokenizers(v.results["tokenizers"], v.console, v.style),
+    "experts": _experts,
+    "regimes": _regimes,
+    "curves": _curves,
+    "baselines": _baselines,
+    "open-loop": lambda v: render_open_loop(v.results["open_loop"], v.console, v.style),
+    "single-vs-joint": _single_vs_joint,
+    "fits": _per_variant(lambda variant, a, console, style, order: render_fits(variant, a, console, style)),
+    "matched": _per_variant(render_paired),
+    "stabilises": _per_variant(lambda variant, a, console, style, order: render_interaction(variant, a, console,
+                                                                                           style)),
+    "improvement": _per_variant(render_fidelity_improvement),
+    "scores": _scores,
+    "versus-random": _per_variant(render_versus_random),
+    "failures": _failures,
+}
+"""The report's sections after the findings, in order (`scaleworld report --section NAME`)."""
+assert tuple(SECTIONS) == SECTION_NAMES, "scaleworld.report.SECTION_NAMES names each section, in this order"
 
 
 def _render_control_progress(control: dict[str, Any], console: Any) -> None:

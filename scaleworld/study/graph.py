@@ -81,6 +81,11 @@ class Graph:
         return graph
 
 
+LABEL_KEYS = ("game", "size", "seed", "mode", "trial", "variant", "scope")
+"""The labels a user selects jobs by (`scaleworld status --list`); a joint job's ``games``, a shared
+job's ``modes`` and ``variants`` match each of theirs."""
+
+
 def describe(job: Job) -> str:
     """A job in a few words: its kind and the labels that tell it from its siblings."""
     labels = job.labels

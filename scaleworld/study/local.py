@@ -1,11 +1,13 @@
-"""The local executor: runs a study's jobs on this machine, up to `workers` at once, one subprocess each.
+"""The local executor: runs a study's jobs on this machine, up to `workers` at once, one process each.
 
 A job starts once its inputs are done, in the graph's order. With GPUs visible, a job of a GPU
 kind is pinned to a GPU of its own (CUDA_VISIBLE_DEVICES), so at most one per GPU runs; the
 env-bound kinds (collect, anchor) and the analysis run alongside on the CPU. A job's crash is
 contained in its subprocess (recorded in its failed.json); jobs that depend on a failed job are
 skipped, independent ones still run. A job locked by another driver is waited for. Each job's
-done.json is its own atomic write, so killing the driver loses nothing finished.
+done.json is its own atomic write, so killing the driver loses nothing finished. A job's process is
+forked from a server that imported torch and the rest once (`scaleworld.study.forked`), or with
+start="fresh" a new interpreter (`python -m scaleworld.study.jobs`): the same job either way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaleworld.data.files import write_json_atomic
+from scaleworld.study.forked import ForkedJob, JobServer
 from scaleworld.study.graph import Graph, Job, describe
 from scaleworld.study.jobs import EXIT_LOCKED
 from scaleworld.study.kinds import GPU_KINDS, PARTIAL_KINDS
@@ -26,6 +29,7 @@ from scaleworld.study.packing import packs
 from scaleworld.study.store import RunStore
 
 POLL_S = 0.2
+STARTS = ("forked", "fresh")  # how a job's process starts: forked from the JobServer, or a new interpreter
 
 
 def visible_gpus() -> list[str]:
@@ -46,16 +50,17 @@ def default_workers(gpus: list[str]) -> int:
 @dataclass
 class _Running:
     job: Job
-    process: subprocess.Popen | None  # None: another driver holds the job; we wait for it
+    process: subprocess.Popen | ForkedJob | None  # None: another driver holds the job; we wait for it
     gpu: str | None
     started: float
     pack: tuple[str, ...] = ()  # the ids trained in the same process (launcher.pack), this job's among them
     gpu_job: bool = True  # False: a CPU job, kept off the GPUs
+    server: JobServer | None = None  # what starts its process again (None: a fresh interpreter)
 
 
 def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str] | None = None,
               progress: bool = True, pack: int = 1, gpu_kinds: frozenset[str] = GPU_KINDS,
-              on_job: Callable[[Job, str], None] | None = None) -> dict[str, int]:
+              start: str = STARTS[0], on_job: Callable[[Job, str], None] | None = None) -> dict[str, int]:
     """Run every unfinished job, up to `workers` at once; returns counts of done / failed / blocked jobs.
 
     `pack` > 1: dynamics jobs of one shape train up to `pack` at a time in one process (one worker,
@@ -69,9 +74,14 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
     thread count (measured: a fidelity NLL of 105.667 with 1 thread, 105.666 with 2), and a study's
     numbers must not depend on how many jobs ran at once. To give jobs fewer threads, set
     OMP_NUM_THREADS for the driver: every job inherits it.
+
+    `start`: "forked" (each job forked from one process that imported torch and the rest once:
+    `scaleworld.study.forked`) or "fresh" (a new interpreter per job, paying those imports each time).
     """
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1")
+    if start not in STARTS:
+        raise ValueError(f"start={start!r} is not one of {STARTS}")
     gpus = visible_gpus() if gpus is None else gpus
     states = store.states(graph.jobs.values())
     done = {job_id for job_id, state in states.items() if state == "done"}
@@ -86,6 +96,8 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
     bad: set[str] = set()
     running: list[_Running] = []
     bar = _Progress(progress, total=len(graph.jobs), done_before=len(done))
+    server = (JobServer(env=_job_env(), log=store.root / "job_server.log")
+              if start == "forked" and waiting else None)
     try:
         with bar:
             while waiting or running:
@@ -108,11 +120,11 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
                     if gpu_job and gpus and not free:
                         continue  # every GPU is busy: a CPU job may still start
                     gpu = free[0] if gpu_job and gpus else None
-                    process = _start(store, members, gpu=gpu, gpu_job=gpu_job)
+                    process = _start(store, members, gpu=gpu, gpu_job=gpu_job, server=server)
                     ids = tuple(m.id for m in members)
                     for member in members:
                         waiting.remove(member)
-                        running.append(_Running(member, process, gpu, time.monotonic(), ids, gpu_job))
+                        running.append(_Running(member, process, gpu, time.monotonic(), ids, gpu_job, server))
                         bar.started(describe(member))
                 if not running:
                     break
@@ -142,16 +154,24 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
             if run.process is not None and run.process.poll() is None:
                 run.process.wait()
         raise
+    finally:
+        if server is not None:
+            server.close()
     counts["blocked"] += len(waiting)  # never startable (their inputs never finished)
     return counts
 
 
-def _start(store: RunStore, jobs: list[Job], *, gpu: str | None, gpu_job: bool) -> subprocess.Popen:
+def _job_env() -> dict[str, str]:
+    return {**os.environ, "RL_LOGGING_LEVEL": "WARNING"}
+
+
+def _start(store: RunStore, jobs: list[Job], *, gpu: str | None, gpu_job: bool,
+           server: JobServer | None) -> subprocess.Popen | ForkedJob:
     """One process for `jobs` (one job, or a pack); its output goes to the first one's log.txt."""
     folders = [store.prepare(job) for job in jobs]
     for folder in folders:
         (folder / "failed.json").unlink(missing_ok=True)  # a reason from an earlier attempt
-    env = {**os.environ, "RL_LOGGING_LEVEL": "WARNING"}
+    env = _job_env()
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     elif not gpu_job:
@@ -159,6 +179,8 @@ def _start(store: RunStore, jobs: list[Job], *, gpu: str | None, gpu_job: bool) 
     for folder in folders[1:]:
         with open(folder / "log.txt", "a") as log:
             log.write(f"trained in a pack with {', '.join(j.id for j in jobs)}: its log is {folders[0] / 'log.txt'}\n")
+    if server is not None:
+        return server.start(root=store.root, ids=[j.id for j in jobs], env=env, log=folders[0] / "log.txt")
     with open(folders[0] / "log.txt", "a") as log:
         return subprocess.Popen([sys.executable, "-m", "scaleworld.study.jobs", str(store.root), *(j.id for j in jobs)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -172,7 +194,7 @@ def _poll(store: RunStore, run: _Running) -> int | None:
             return None
         if store.is_done(job):
             return 0
-        run.process = _start(store, [job], gpu=run.gpu, gpu_job=run.gpu_job)
+        run.process = _start(store, [job], gpu=run.gpu, gpu_job=run.gpu_job, server=run.server)
         return None
     status = run.process.poll()
     if status is None:

@@ -183,10 +183,28 @@ def synthetic_token_windows(model: dict[str, Any], device: Any) -> Any:
 
 def dynamics_model(job_model: dict[str, Any], graph: Graph, job: Job) -> dict[str, Any]:
     """The model a dynamics job trains, with the tokenizer's code shape (known from the tokenizer job)."""
-    tokenizer = next((graph.jobs[i] for i in upstream(graph, job) if graph.jobs[i].kind == "tokenizer"), None)
+    tokenizer = nearest(graph, job, "tokenizer")
     code = tokenizer.config["model"] if tokenizer is not None else {}
     return {**job_model, "groups": code.get("groups", job_model["groups"]),
             "classes": code.get("classes", job_model["classes"])}
+
+
+def nearest(graph: Graph, job: Job, kind: str) -> Job | None:
+    """`job` if of `kind`, else its nearest upstream job of `kind`, or None (breadth first: a policy's
+    or a control job's own dynamics job, a level or two up, without walking all of joint26's graph)."""
+    todo = [job]
+    while todo and todo[0].kind != kind:
+        todo = todo[1:] + [graph.jobs[i] for i in todo[0].inputs]
+    return todo[0] if todo else None
+
+
+def dynamics_parameters(graph: Graph, job: Job) -> int:
+    """Parameters, by formula, of the dynamics model `job` trains (a dynamics job) or reads (`nearest`)."""
+    from scaleworld.models.dynamics_config import DynamicsConfig, parameter_counts
+
+    dynamics = nearest(graph, job, "dynamics")
+    model = dynamics_model(dynamics.config["model"], graph, dynamics)
+    return parameter_counts(DynamicsConfig.from_dict(model))["total"]
 
 
 def upstream(graph: Graph, job: Job) -> list[str]:
@@ -217,7 +235,15 @@ def episode_steps(store: Any, graph: Graph, job: Job) -> tuple[float, bool]:
         except (OSError, KeyError, TypeError, ValueError):
             pass
     protocol = job.config.get("protocol") or (collects[0].config["protocol"] if collects else {})
-    return protocol.get("max_episode_frames", 108000) / protocol.get("frame_skip", 4), False
+    return episode_cap(protocol), False
+
+
+def episode_cap(protocol: dict[str, Any]) -> float:
+    """The protocol's longest episode in agent steps (max_episode_frames / frame_skip)."""
+    from scaleworld.atari.protocol import Protocol
+
+    p = Protocol(**protocol)
+    return p.max_episode_frames / p.frame_skip
 
 
 def tokenizer_loss(net: Any, device: Any, games: int) -> Any:

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from scaleworld.study.assumptions import ASSUMPTIONS
 from scaleworld.study.graph import KINDS, Graph
-from scaleworld.study.kinds import STAGES, Stage, stage_of
+from scaleworld.study.kinds import GPU_KINDS, stage_of
 from scaleworld.study.store import RunStore
 
-# The stated throughput assumption of the estimate: an H100's dense bf16 peak at 40% utilisation.
-ASSUMED_PEAK_FLOPS = 989e12
-ASSUMED_MFU = 0.40
 
-
-def summarize(store: RunStore, graph: Graph) -> list[dict[str, Any]]:
-    """One row per kind: jobs, done, running, failed, pending, estimated GPU-hours (dynamics)."""
+def summarize(store: RunStore, graph: Graph, *, gpu_kinds: frozenset[str] = GPU_KINDS) -> list[dict[str, Any]]:
+    """One row per kind: jobs, done, running, failed, pending, and its jobs' hours under the stated
+    assumptions (each stage's `assumed_seconds`) as gpu_hours for the kinds in `gpu_kinds` (those that
+    hold a GPU), else cpu_hours."""
     rows = []
     state = store.states(graph.jobs.values())
     for kind in KINDS:
@@ -25,9 +24,8 @@ def summarize(store: RunStore, graph: Graph) -> list[dict[str, Any]]:
         states = [state[j.id] for j in jobs]
         row = {"kind": kind, "jobs": len(jobs),
                **{s: states.count(s) for s in ("done", "running", "failed", "pending")}}
-        if STAGES[kind].training_flops is not Stage.training_flops:  # the kinds that count them (dynamics)
-            flops = sum(stage_of(j).training_flops() for j in jobs)
-            row["gpu_hours"] = flops / (ASSUMED_PEAK_FLOPS * ASSUMED_MFU) / 3600
+        hours = sum(stage_of(j).assumed_seconds(graph, j) for j in jobs) / 3600
+        row["gpu_hours" if kind in gpu_kinds else "cpu_hours"] = hours
         rows.append(row)
     return rows
 
@@ -87,6 +85,29 @@ def expert_budgets(graph: Graph) -> list[str]:
             for (steps, frames), games in budgets.items()]
 
 
+def find_jobs(graph: Graph, kind: str, selection: dict[str, str]) -> list[Any]:
+    """The jobs of `kind` whose labels match every key=value of `selection` (values compared as text;
+    `mode` and `variant` match any of a shared job's, `game` any of a joint job's). An unknown key is
+    one line naming the keys there are."""
+    from scaleworld.errors import ScaleworldError
+    from scaleworld.study.graph import LABEL_KEYS
+
+    unknown = sorted(set(selection) - set(LABEL_KEYS))
+    if unknown:
+        raise ScaleworldError(f"--list {kind} {unknown[0]}=...: jobs are selected by {', '.join(LABEL_KEYS)}")
+    plural = {"game": "games", "mode": "modes", "variant": "variants"}
+
+    def values(job: Any, key: str) -> list[str]:
+        labels = job.labels
+        found = labels.get(plural.get(key, key), labels.get(key))
+        found = [] if found is None else found if isinstance(found, list) else [found]
+        if key == "game" and "game" in labels:
+            found = [labels["game"]]
+        return [str(v) for v in found]
+
+    return [job for job in graph.by_kind(kind) if all(v in values(job, k) for k, v in selection.items())]
+
+
 def failures(store: RunStore, graph: Graph) -> list[tuple[str, str, str, str]]:
     """(kind, job, reason, log file) of every failed job."""
     from scaleworld.study.graph import describe
@@ -119,8 +140,9 @@ def _hours(hours: float) -> str:
 
 def print_calibrated(rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
     """The study's cost on the calibrated machine, per kind (scaleworld.study.calibration)."""
-    from rich.console import Console
     from rich.table import Table
+
+    from scaleworld.console import console as plain_safe_console
 
     table = Table(title=f"cost on {record['machine']} ({record['device']}, {record['threads']} threads), measured")
     for c in ("kind", "jobs", "GPU-hours", "CPU-hours", "measured rate", "note"):
@@ -134,7 +156,7 @@ def print_calibrated(rows: list[dict[str, Any]], record: dict[str, Any]) -> None
         rates = (r["rates"][0] if r["rates"] else "") + (f" (+{len(r['rates']) - 1} shapes)" if len(r["rates"]) > 1
                                                           else "")
         table.add_row(r["kind"], str(r["jobs"]), _hours(r["gpu_hours"]), _hours(r["cpu_hours"]), rates, note)
-    console = Console()
+    console = plain_safe_console()
     console.print(table)
     gpu, cpu = sum(r["gpu_hours"] for r in rows), sum(r["cpu_hours"] for r in rows)
     console.print(f"total: {_hours(gpu)} GPU-hours, {_hours(cpu)} CPU-hours, one job at a time, measured peak matmul "
@@ -165,8 +187,9 @@ def _bytes(n: float) -> str:
 def print_disk(graph: Graph, *, keep: bool) -> None:
     """The disk a finished study takes, per kind and in total (`disk_per_kind`), and what keeping
     the checkpoints would add (or saves)."""
-    from rich.console import Console
     from rich.table import Table
+
+    from scaleworld.console import console as plain_safe_console
 
     rows, other = disk_per_kind(graph, keep=keep), disk_per_kind(graph, keep=not keep)
     table = Table(title="disk once finished, estimated (launcher.keep_checkpoints="
@@ -178,7 +201,7 @@ def print_disk(graph: Graph, *, keep: bool) -> None:
         table.add_row(r["kind"], f"{r['jobs']:,}", each, _bytes(r["total"]))
     total, total_other = sum(r["total"] for r in rows), sum(r["total"] for r in other)
     table.add_row("total", f"{sum(r['jobs'] for r in rows):,}", "", _bytes(total))
-    console = Console()
+    console = plain_safe_console()
     console.print(table)
     console.print(f"disk: model files at 4 bytes a parameter (by formula from each model's settings), datasets at "
                   f"their frames and rows, records at most 100 kB a job (sizes measured on the smoke study: "
@@ -188,12 +211,12 @@ def print_disk(graph: Graph, *, keep: bool) -> None:
 
 def print_launcher(launcher: Any, kinds: list[str]) -> None:
     """What each kind's jobs ask for (scaleworld.study.cluster) and, on SLURM, the cluster settings."""
-    from rich.console import Console
     from rich.table import Table
 
+    from scaleworld.console import console as plain_safe_console
     from scaleworld.study.cluster import DRIVER, cluster_lines, resource_table, uses_gpu
 
-    console = Console()
+    console = plain_safe_console()
     if launcher.kind != "slurm":
         on_gpu = [kind for kind in kinds if uses_gpu(launcher, kind)]
         console.print(f"local: {', '.join(on_gpu) or 'no'} jobs take a GPU of their own when one is visible; "
@@ -209,31 +232,34 @@ def print_launcher(launcher: Any, kinds: list[str]) -> None:
         console.print(f"slurm {line}")
 
 
-def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool, calibrated: bool = False) -> int:
-    """The jobs per kind and state (and the plan's estimates), then every failed job; returns how many
-    failed."""
-    from rich.console import Console
+def print_summary(store: RunStore, graph: Graph, *, title: str, estimate: bool, calibrated: bool = False,
+                  gpu_kinds: frozenset[str] = GPU_KINDS) -> int:
+    """The jobs per kind and state (and the plan's estimates: GPU-hours of the kinds in `gpu_kinds`,
+    CPU job-hours of the others), then every failed job; returns how many failed."""
     from rich.table import Table
 
-    rows = summarize(store, graph)
+    from scaleworld.console import console as plain_safe_console
+
+    rows = summarize(store, graph, gpu_kinds=gpu_kinds)
     table = Table(title=title)
-    cols = ["kind", "jobs", "done", "running", "failed", "pending"] + (["est. GPU-hours"] if estimate else [])
+    cols = ["kind", "jobs", "done", "running", "failed", "pending"] + (["est. GPU-hours", "est. CPU-hours"]
+                                                                       if estimate else [])
     for c in cols:
         table.add_column(c, justify="left" if c == "kind" else "right")
     for r in rows:
         cells = [r["kind"]] + [f"{r[c]:,}" for c in cols[1:6]]
         if estimate:
-            cells.append(f"{r['gpu_hours']:,.2f}" if "gpu_hours" in r else "not estimated")
+            cells += [_hours(r["gpu_hours"]) if "gpu_hours" in r else "-",
+                      _hours(r["cpu_hours"]) if "cpu_hours" in r else "-"]
         table.add_row(*cells)
     table.add_row("total", *[f"{sum(r[c] for r in rows):,}" for c in cols[1:6]],
-                  *([f"{sum(r.get('gpu_hours', 0.0) for r in rows):,.2f} + the rest"] if estimate else []))
-    console = Console()
+                  *([_hours(sum(r.get(k, 0.0) for r in rows)) for k in ("gpu_hours", "cpu_hours")] if estimate else []))
+    console = plain_safe_console()
     console.print(table)
     if estimate:
-        console.print(f"estimate: dynamics training only, 6 x params x tokens FLOPs at an assumed {ASSUMED_MFU:.0%} "
-                      f"MFU of {ASSUMED_PEAK_FLOPS / 1e12:.0f} TFLOP/s (an H100's dense bf16 peak)"
-                      + ("" if calibrated else "; the other kinds are not estimated: --calibrate measures every "
-                                               "kind on this machine"))
+        console.print(f"estimate, assumed: {ASSUMPTIONS}; a GPU kind's hours are its jobs' GPU-hours, a CPU "
+                      "kind's the hours its jobs run (launcher.resources decides which)"
+                      + ("" if calibrated else "; --calibrate measures every kind's rate on this machine instead"))
         passes = Table(title="passes over each game's training data (per run, every size alike)")
         for c in ("run", "games", "steps", "frames per game", "passes"):
             passes.add_column(c, justify="left" if c == "run" else "right")

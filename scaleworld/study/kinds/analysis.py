@@ -9,6 +9,8 @@ from typing import Any
 
 from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
+from scaleworld.study.assumptions import ASSUMED_ANALYSIS_S_PER_INPUT_REP
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.anchor import AnchorStage
 from scaleworld.study.kinds.base import RunContext, Stage, at_least
 
@@ -50,6 +52,10 @@ class AnalysisStage(Stage):
             raise ScaleworldError(f"statistics={self.statistics!r}: this scaleworld computes "
                                   f"{AnalysisStage.statistics!r}; run the study with the scaleworld that planned it")
 
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """In proportion to its inputs and bootstrap replicates (measured on the smoke study)."""
+        return ASSUMED_ANALYSIS_S_PER_INPUT_REP * len(job.inputs) * self.rule["bootstrap_reps"]
+
     def run(self, ctx: RunContext) -> dict[str, Any]:
         """Scaling regimes of held-out NLL per (mode, game), under the spec's rule, at the final
         checkpoints (``modes``) and, for runs that kept one, at the best (``modes_best``), with
@@ -73,6 +79,10 @@ class AnalysisStage(Stage):
                          reps=r["bootstrap_reps"], episode_intervals=bool(r.get("episode_bootstrap")),
                          comparison_modes=comparison_modes)
         record["missing"] = missing_inputs(ctx.store, ctx.graph, inputs)
+        if record["missing"]["inputs"]:
+            from scaleworld.analysis.missing_games import what_missing_games_could_change
+
+            record["missing"]["could_change"] = what_missing_games_could_change(record, _games(inputs))
         write_json_atomic(ctx.out / self.ARTIFACT, record)
         regimes = lambda key: {mode: {g: v["regime"] for g, v in games.items()}
                                for mode, games in record[key].items()}
@@ -103,5 +113,9 @@ def missing_inputs(store: Any, graph: Any, inputs: list[Any]) -> dict[str, Any]:
             elif not reason:
                 todo += [graph.jobs[i] for i in upstream.inputs if i not in seen and not store.is_done(graph.jobs[i])]
                 seen.update(upstream.inputs)
-    games = sorted({g for job in missing for g in job.labels.get("games", [job.labels.get("game")]) if g})
-    return {"inputs": len(missing), "of": len(inputs), "by_kind": by_kind, "games": games, "reasons": reasons}
+    return {"inputs": len(missing), "of": len(inputs), "by_kind": by_kind, "games": _games(missing), "reasons": reasons}
+
+
+def _games(jobs: list[Any]) -> list[str]:
+    """The games these jobs read (a joint job's every game)."""
+    return sorted({g for job in jobs for g in job.labels.get("games", [job.labels.get("game")]) if g})

@@ -8,9 +8,11 @@ from typing import Any
 
 from scaleworld.data.files import write_json_atomic
 from scaleworld.errors import ScaleworldError
+from scaleworld.study.assumptions import env_seconds
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.base import RunContext, Stage, at_least
 from scaleworld.study.kinds.expert import ExpertStage
-from scaleworld.study.meter import WorkContext, env_rate, episode_steps
+from scaleworld.study.meter import WorkContext, env_rate, episode_cap, episode_steps
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +59,10 @@ class AnchorStage(Stage):
         return {"anchor": self.ARTIFACT, "random": record["random"]["score"], "upper": record["upper"]["score"],
                 "upper_kind": record["upper"]["kind"],
                 **({"expert_margin_se": record["expert"]["margin_se"]} if "expert" in record else {})}
+
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """Its episodes at the protocol's cap (an upper bound), at the emulators' rate."""
+        return env_seconds(self.episodes * episode_cap(self.protocol))
 
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
         """Agent steps of the random policy's episodes (their length measured when the game's data is

@@ -121,6 +121,11 @@ class Stage:
         figure an upper bound). A kind that does not override it is not measured (seconds of numpy)."""
         return 0.0, "not measured (seconds)", False
 
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """`plan`'s estimate of this job's seconds under the stated assumptions
+        (`scaleworld.study.assumptions`); every kind states its own."""
+        raise NotImplementedError(f"the {self.KIND} kind states no assumed cost")
+
     def training_flops(self) -> float:
         """FLOPs of the job's training, for the MFU `plan --calibrate` reports (0: none counted)."""
         return 0.0

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scaleworld.study.graph import Job
+from scaleworld.study.assumptions import env_seconds
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.base import RECORD_BYTES, RunContext, Stage, at_least
 from scaleworld.study.kinds.expert import ExpertStage
 from scaleworld.study.meter import WorkContext, env_rate
@@ -53,6 +54,10 @@ class CollectStage(Stage):
                                    num_envs=self.num_envs, progress=False)
         return {"dataset": self.ARTIFACT, "episodes": manifest["counts"]["episodes"],
                 "mean_return": manifest["returns"]["mean"]}
+
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """Its agent steps at the emulators' rate."""
+        return env_seconds(self.steps)
 
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
         """Agent steps, at the rate of VectorAtari with the random policy and the job's emulators."""

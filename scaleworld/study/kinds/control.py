@@ -6,9 +6,20 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from scaleworld.study.assumptions import env_seconds, flops_seconds
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.anchor import AnchorStage
 from scaleworld.study.kinds.base import RunContext, Stage, at_least
-from scaleworld.study.meter import WorkContext, dynamics_shape, episode_steps, of_kind, shape_key, world_model_agent
+from scaleworld.study.meter import (
+    WorkContext,
+    dynamics_parameters,
+    dynamics_shape,
+    episode_cap,
+    episode_steps,
+    of_kind,
+    shape_key,
+    world_model_agent,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +52,12 @@ class ControlStage(Stage):
                                   greedy=self.greedy, out=ctx.out / self.ARTIFACT)
         return {"control": self.ARTIFACT, "game": record["game"], "score": record["mean"],
                 "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}
+
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """Its episodes at the protocol's cap (an upper bound): the emulators' time, and the world model's
+        FLOPs a step (2 x parameters; latency, which one frame at a time is bound by, not counted)."""
+        steps = self.episodes * episode_cap(self.protocol)
+        return env_seconds(steps) + flops_seconds(2.0 * dynamics_parameters(graph, job) * steps)
 
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
         """Agent steps of the policy's episodes, at the rate of VectorAtari with a WorldModelAgent of

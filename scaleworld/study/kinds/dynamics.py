@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaleworld.errors import ScaleworldError
+from scaleworld.study.assumptions import flops_seconds
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.base import RunContext, TrainingStage
 from scaleworld.study.kinds.tokens import TokensStage
 from scaleworld.study.meter import WorkContext, dynamics_shape, shape_key, synthetic_token_windows
@@ -90,6 +92,10 @@ class DynamicsStage(TrainingStage):
             compile_on_cuda=True))
         evaluation = (train["steps"] // train["eval_every"] + 1) * train["eval_batches"] * tokens
         return train["steps"] * tokens / rate + evaluation / shape.forward, f"{rate:,.0f} tokens/s", False
+
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """Its training FLOPs (`training_flops`); held-out batches left out (a few percent)."""
+        return flops_seconds(self.training_flops())
 
     def training_flops(self) -> float:
         """Training FLOPs: 6 x parameters x tokens (one token per time step)."""

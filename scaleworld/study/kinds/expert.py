@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from scaleworld.study.graph import Job
+from scaleworld.study.assumptions import env_seconds
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.base import RECORD_BYTES, RunContext, Stage, at_least
 from scaleworld.study.meter import WorkContext, shape_key
 
@@ -63,6 +64,10 @@ class ExpertStage(Stage):
         record = score_expert(ctx.out / self.ARTIFACT, episodes=self.episodes, protocol=protocol, seed=self.seed)
         return {"expert": "expert", "updates": result.updates_done, "frames": result.frames_done,
                 "score": record["mean"]}
+
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """Its agent steps at the emulators' rate: a lower bound (the network's updates not counted)."""
+        return env_seconds(self.agent_steps)
 
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
         """Agent steps, at the rate of train_ppo for 3 updates on the study's first game."""

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaleworld.errors import ScaleworldError
+from scaleworld.study.assumptions import flops_seconds
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.base import RunContext, Stage, at_least
 from scaleworld.study.kinds.tokens import TokensStage
-from scaleworld.study.meter import WorkContext, dynamics_shape, of_kind
+from scaleworld.study.meter import WorkContext, dynamics_parameters, dynamics_shape, nearest, of_kind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +49,14 @@ class FidelityStage(Stage):
         nll = lambda games: {g: r["nll_nats_per_frame"] for g, r in games.items()}
         return {"fidelity": self.ARTIFACT, "nll": nll(record["games"]),
                 **({"best": {"step": best["step"], "nll": nll(best["games"])}} if best else {})}
+
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """Inference FLOPs: 2 x the model's parameters a token, one token a step, x its games' collected steps
+        (as `work` counts them)."""
+        tokens = [graph.jobs[i] for i in nearest(graph, job, "dynamics").inputs]  # a tokens job per game
+        frames = sum(graph.jobs[i].config["steps"] for t in tokens for i in t.inputs
+                     if graph.jobs[i].kind == "collect")
+        return flops_seconds(2.0 * dynamics_parameters(graph, job) * frames)
 
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
         """Tokens scored (the game's collected steps) at the model's forward rate."""

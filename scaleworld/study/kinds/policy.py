@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaleworld.errors import ScaleworldError
-from scaleworld.study.graph import Job
+from scaleworld.study.assumptions import flops_seconds
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.base import BYTES_PER_PARAMETER, RECORD_BYTES, RunContext, Stage
 from scaleworld.study.kinds.tokens import TokensStage
-from scaleworld.study.meter import WorkContext, dynamics_shape, policy_rate, shape_key
+from scaleworld.study.meter import WorkContext, dynamics_parameters, dynamics_shape, policy_rate, shape_key
 
 POLICY_CHECKPOINT_SIZE = 3.6
 """A policy's checkpoint.pt over its policy.pt (weights, target critic, AdamW's moments): 3.58x,
@@ -77,6 +78,12 @@ class PolicyStage(Stage):
                             train=self.train_config(), starts=self.start_split(), device=resolve_device(),
                             progress=False)
         return {"policy": self.ARTIFACT, "game": info["game"], "final": info["final"]}
+
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """The world model's FLOPs in imagination: 2 x its parameters a step, updates x batch x horizon steps
+        (the actor-critic's own, far smaller, left out)."""
+        steps = self.train["steps"] * self.train["batch_size"] * self.policy["horizon"]
+        return flops_seconds(2.0 * dynamics_parameters(graph, job) * steps)
 
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
         """Actor-critic updates at train_in_imagination's rate, the job's model, policy and batch."""

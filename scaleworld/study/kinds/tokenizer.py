@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from scaleworld.study.assumptions import flops_seconds
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.base import RunContext, TrainingStage
 from scaleworld.study.kinds.collect import CollectStage
 from scaleworld.study.meter import WorkContext, shape_key, synthetic_windows, tokenizer_loss
@@ -35,6 +37,13 @@ class TokenizerStage(TrainingStage):
                                train=self.train_config(), val_fraction=self.val_fraction,
                                split_seed=self.split_seed, progress=False, device=resolve_device())
         return {"tokenizer": self.ARTIFACT, "final": info["final"], "quality": info["quality"]}
+
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """Training FLOPs: 3 x 2 x its multiply-accumulates a frame (encode and decode), x the frames it trains on."""
+        from scaleworld.models.tokenizer_config import tokenizer_macs
+
+        macs = tokenizer_macs(self.model_config())
+        return flops_seconds(6.0 * (macs["encode"] + macs["decode"]) * self.train["steps"] * self.train["batch_size"])
 
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
         """Gradient steps (and held-out batches), at the Trainer's rate on TokenizerLoss."""

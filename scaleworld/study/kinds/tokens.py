@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scaleworld.study.graph import Job
+from scaleworld.study.assumptions import flops_seconds
+from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.base import RECORD_BYTES, RunContext, Stage
 from scaleworld.study.kinds.collect import ROW_BYTES, CollectStage
-from scaleworld.study.meter import WorkContext, of_kind, rate_of, shape_key
+from scaleworld.study.meter import WorkContext, nearest, of_kind, rate_of, shape_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +37,14 @@ class TokensStage(Stage):
         manifest = encode_dataset(tokenizer_dir=tokenizer, data_dir=dataset, out=ctx.out / self.ARTIFACT,
                                   max_residual=gate, progress=False)
         return {"tokens": self.ARTIFACT, "quality": manifest["tokenizer"]["quality"], "max_residual": gate}
+
+    def assumed_seconds(self, graph: Graph, job: Job) -> float:
+        """Encoding FLOPs: 2 x the encoder's multiply-accumulates a frame, x the collect job's steps."""
+        from scaleworld.models.tokenizer_config import TokenizerConfig, tokenizer_macs
+
+        macs = tokenizer_macs(TokenizerConfig.from_dict(nearest(graph, job, "tokenizer").config["model"]))
+        steps = sum(graph.jobs[i].config["steps"] for i in job.inputs if graph.jobs[i].kind == CollectStage.KIND)
+        return flops_seconds(2.0 * macs["encode"] * steps)
 
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
         """Frames encoded (the collect job's steps), at Tokenizer.encode's rate on batches of 256."""
