@@ -344,17 +344,23 @@ def test_the_report_opens_with_its_findings_and_shows_only_the_sections_asked_fo
     assert games.returncode == 0 and "Alien" in games.stdout and "…" not in games.stdout
     lines = piped.splitlines()
     first_table = next(i for i, line in enumerate(lines) if line.strip() == "jobs")
-    assert any(line.startswith("findings") for line in lines[:3]) and first_table <= 25  # the block fits the first screen at 80 columns
+    # the block fits the first screen at 80 columns
+    assert any(line.startswith("findings") for line in lines[:3]) and first_table <= 25
     block = " ".join(" ".join(lines[:first_table]).split())
     for answer in ("regimes, single: double_descent 1 (Breakout); monotonic 1 (Pong)",
                    "joint stabilises single's scaling: p = 0.024 over 2 games; stabilised in 1 (Breakout)",
-                   "joint beats single 0.96 [0.86, 1.00]", "normalised score at paper-d12, median / IQM",
+                   "joint beats single 0.960 [0.860, 1.000]", "normalised score at paper-d12, median / IQM",
                    "CHECK weak experts, 1 of 2", "CHECK models not beating the unigram and copy-last-frame"):
         assert answer in block, block
     only = " ".join(report("--section", "scores", "--section", "regimes").stdout.split())
     assert "scaling regimes (base" in only and "normalised control scores (base)" in only and "findings" in only
     assert "scaling curves" not in only and "| kind | done |" not in only
     assert only.index("normalised control scores (base)") < only.index("scaling regimes (base")  # the order asked
+    from scaleworld.analysis.regimes import REGIMES
+    from scaleworld.report.glossary import GLOSSARY
+
+    assert set(REGIMES) <= set(GLOSSARY)  # every class the report can print is defined in its glossary
+    assert "glossary (each word has one meaning in this report)" in piped and "  flat: every size within" in piped
     bad = report("--section", "everything")
     assert bad.returncode == 2 and "invalid choice: 'everything'" in bad.stderr
 

@@ -545,7 +545,8 @@ def test_report_reads_the_run_root_and_prints_plain_ascii_off_a_terminal(finishe
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "figures" / "scaling_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = (tmp_path / "nll.csv").read_text().splitlines()
-    assert rows[0].startswith("mode,game,size") and rows[1].startswith("single,Pong,tiny-d1,") and len(rows) == 2
+    assert rows[0].startswith("variant,mode,game,size") and rows[1].startswith("base,single,Pong,tiny-d1,")
+    assert len(rows) == 2
     assert proc.stdout.isascii()
     text = " ".join(proc.stdout.split())
     assert "scaling regimes" in text and "| single | Pong | inconclusive |" in text
@@ -560,6 +561,16 @@ def test_report_reads_the_run_root_and_prints_plain_ascii_off_a_terminal(finishe
     assert data["regimes"]["base"]["scores"]["aggregates"]["single"]["tiny-d1"]["games"] == {"Pong": control}
     (row,) = (tmp_path / "nll_control.csv").read_text().splitlines()[1:]
     assert row.startswith("base,single,Pong,tiny-d1,0,0,")
+    # the two exports join on the keys they share, and name the folders their numbers came from
+    import csv
+
+    key = lambda r: (r["variant"], r["mode"], r["game"], r["size"], r["seed"])  # noqa: E731
+    nll_rows = list(csv.DictReader((tmp_path / "nll.csv").open()))
+    joined = [(n, c) for n in nll_rows for c in csv.DictReader((tmp_path / "nll_control.csv").open())
+              if key(n) == key(c)]
+    assert len(joined) == 1 and joined[0][0]["reading"] == "final"
+    assert (root / "dynamics" / joined[0][0]["dynamics_job"] / "dynamics.pt").is_file()
+    assert (root / "fidelity" / joined[0][0]["job"] / "fidelity.json").is_file()
     # The tokens every number rests on: the tokenizer's figures for Pong against the gate, and pictures.
     (tok,) = data["tokenizers"]
     assert tok["game"] == "Pong" and tok["max_residual"] == 1e6 and tok["passed"] is True

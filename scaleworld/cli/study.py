@@ -13,6 +13,8 @@ from typing import Any
 
 from scaleworld.cli.args import add_no_progress, check_outputs, declare_outputs
 from scaleworld.report import SECTION_NAMES as REPORT_SECTIONS
+from scaleworld.report.figures import DPI as FIGURE_DPI
+from scaleworld.report.figures import FORMATS as FIGURE_FORMATS
 from scaleworld.study.graph import LABEL_KEYS
 
 
@@ -171,7 +173,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     if args.figures:
         from scaleworld.report.figures import write_figures
 
-        for path in write_figures(results, args.figures):
+        for path in write_figures(results, args.figures, fmt=args.format, dpi=args.dpi):
             print(f"wrote {path}")
 
 
@@ -218,8 +220,11 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", type=Path, help="also write every NLL (mode, game, size, seed) as CSV, and every "
                                             "control run's raw and normalised score into F_control.csv")
     p.add_argument("--figures", type=Path, metavar="DIR",
-                   help="also write PNG figures into DIR (curves, scores, and per game real, reconstructed and "
+                   help="also write figures into DIR (curves, scores, and per game real, reconstructed and "
                         "imagined frames)")
+    p.add_argument("--format", choices=FIGURE_FORMATS, default=FIGURE_FORMATS[0],
+                   help="with --figures: the file format")
+    p.add_argument("--dpi", type=int, default=FIGURE_DPI, help="with --figures: dots per inch of raster figures")
     p.add_argument("--width", type=int, help="console width (default: the terminal's)")
     p.add_argument("--section", action="append", choices=REPORT_SECTIONS, metavar="NAME",
                    help="after the findings, show only this section (repeat for several; default: all of "

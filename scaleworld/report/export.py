@@ -6,6 +6,11 @@ import csv
 from pathlib import Path
 from typing import Any
 
+NLL_COLUMNS = ("variant", "mode", "game", "size", "params", "seed", "reading", "step", "nll_nats_per_frame", "job",
+               "dynamics_job")
+"""One row per (variant, mode, game, size, seed, reading): reading final (the last checkpoint) or best
+(the validation split's best, at its step); job: the fidelity job, dynamics_job: the model's folder name
+under dynamics/. It joins the control rows on (variant, mode, game, size, seed)."""
 CONTROL_COLUMNS = ("variant", "mode", "game", "size", "seed", "trial", "score", "normalised", "upper_kind", "job")
 
 
@@ -16,18 +21,15 @@ def control_csv_path(out: str | Path) -> Path:
 
 
 def write_csv(results: dict[str, Any], out: str | Path) -> list[Path]:
-    """Every (mode, game, size, seed index, NLL) into `out`, and, once control jobs have finished,
+    """Every held-out NLL reading (`NLL_COLUMNS`) into `out`, and, once control jobs have finished,
     every control run's raw and normalised score into `control_csv_path(out)`; returns the files written."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["mode", "game", "size", "params", "seed_index", "nll_nats_per_frame"])
-        for mode, games in sorted(results["curves"].items()):
-            for game, sizes in sorted(games.items()):
-                for size, entry in sorted(sizes.items(), key=lambda kv: kv[1]["params"]):
-                    for i, nll in enumerate(entry["nll"]):
-                        writer.writerow([mode, game, size, entry["params"], i, nll])
+        writer = csv.DictWriter(f, NLL_COLUMNS)
+        writer.writeheader()
+        writer.writerows(sorted(results["nll"], key=lambda r: (r["variant"], r["mode"], r["game"], r["params"],
+                                                                r["size"], r["seed"], r["reading"])))
     written = [out]
     runs = results["control"]["runs"]
     if runs:

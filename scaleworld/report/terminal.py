@@ -20,6 +20,7 @@ from typing import Any
 
 from scaleworld.report import SECTION_NAMES
 from scaleworld.report.control_scores import collect_control
+from scaleworld.report.glossary import render_glossary
 from scaleworld.report.sections import (
     render_baselines,
     render_comparison_modes,
@@ -37,7 +38,7 @@ from scaleworld.report.sections import (
 from scaleworld.report.tokenizers import collect_open_loop, collect_tokenizers, render_open_loop, render_tokenizers
 from scaleworld.study.graph import KINDS
 from scaleworld.study.kinds import AnalysisStage
-from scaleworld.study.results import nll_rows, read_finished
+from scaleworld.study.results import nll_readings, read_finished
 from scaleworld.study.spec import BASE_VARIANT
 from scaleworld.study.store import RunStore
 
@@ -53,9 +54,15 @@ def collect_results(root: str | Path) -> dict[str, Any]:
     graph = store.read_plan()
     damaged: list[str] = []  # files of finished jobs that cannot be read: those jobs are left out
     curves: dict[str, dict[str, dict[str, Any]]] = {}  # mode -> game -> size -> {params, nll per seed}
-    for row in nll_rows(store, graph, graph.by_kind("fidelity"), damaged=damaged):
+    readings = nll_readings(store, graph, graph.by_kind("fidelity"), damaged=damaged)
+    for row in readings["final"]:
         per_size = curves.setdefault(row["mode"], {}).setdefault(row["game"], {})
         per_size.setdefault(row["size"], {"params": row["params"], "nll": []})["nll"].append(row["nll"])
+    # One tidy row per (variant, mode, game, size, seed, reading): the keys the control rows share.
+    nll = [{"variant": variant, "mode": r["mode"], "game": r["game"], "size": r["size"], "params": r["params"],
+            "seed": r["seed"], "reading": reading, "step": r.get("step"), "nll_nats_per_frame": r["nll"],
+            "job": r["job"], "dynamics_job": r["dynamics_job"]}
+           for reading, rows in readings.items() for r in rows for variant in r["variants"]]
     regimes = {}
     for ajob in graph.by_kind("analysis"):
         if store.is_done(ajob):
@@ -80,7 +87,7 @@ def collect_results(root: str | Path) -> dict[str, Any]:
     control = collect_control(store, graph, damaged=damaged)
     tokenizers = collect_tokenizers(store, graph, damaged=damaged)
     open_loop = collect_open_loop(store, graph, size_params, damaged=damaged)
-    return {"root": str(store.root), "curves": curves, "regimes": regimes, "control": control,
+    return {"root": str(store.root), "curves": curves, "nll": nll, "regimes": regimes, "control": control,
             "size_params": size_params, "jobs": {k: v for k, v in states.items() if v}, "failed": problems,
             "damaged": sorted(set(damaged)), "spec": spec, "tokenizers": tokenizers, "open_loop": open_loop}
 
@@ -249,6 +256,7 @@ SECTIONS: dict[str, Any] = {
     "scores": _scores,
     "versus-random": _per_variant(render_versus_random),
     "failures": _failures,
+    "glossary": lambda v: render_glossary(v.console),
 }
 """The report's sections after the findings, in order (`scaleworld report --section NAME`)."""
 assert tuple(SECTIONS) == SECTION_NAMES, "scaleworld.report.SECTION_NAMES names each section, in this order"

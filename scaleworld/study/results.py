@@ -38,8 +38,9 @@ READINGS = ("final", "best")
 def nll_rows(store: RunStore, graph: Graph, jobs: Iterable[Job], *, reading: str = READINGS[0],
              damaged: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per (finished fidelity job, mode label, game): {mode, game, size, seed, params, blocks, nll,
-    train_nll, episodes} (train_nll: the training-split NLL; episodes: per held-out episode its
-    summed nats and frames; None where fidelity did not measure them).
+    train_nll, episodes, baselines, job, dynamics_job, variants} (job: the fidelity job's id;
+    dynamics_job: the model's; variants: those the job counts in; train_nll: the training-split NLL;
+    episodes: per held-out episode its summed nats and frames; None where fidelity did not measure them).
 
     `nll` is the held-out negative log-likelihood in nats per frame (fidelity.json); `params` the
     dynamics model's total parameter count, `blocks` its transformer blocks' (its done.json).
@@ -72,7 +73,8 @@ def nll_readings(store: RunStore, graph: Graph, jobs: Iterable[Job], *, readings
                         "mode": mode, "game": game, "size": fjob.labels["size"], "seed": fjob.labels["seed"],
                         "params": params, "blocks": blocks, "nll": g["nll_nats_per_frame"],
                         "train_nll": g.get("train_nll_nats_per_frame"), "episodes": g.get("episode_nll"),
-                        "baselines": g.get("baseline_nll"), **extra})
+                        "baselines": g.get("baseline_nll"), "job": fjob.id, "dynamics_job": dynamics.id,
+                        "variants": fjob.labels.get("variants", [BASE_VARIANT]), **extra})
     return rows
 
 
