@@ -395,6 +395,47 @@ def test_an_unwritable_output_path_is_refused_before_anything_is_written(capsys,
     assert _files_under(tmp_path) == before
 
 
+# -- command-line numbers ------------------------------------------------------------------------
+NUMBERS = [  # (argv with {tmp}, the line's expected text): every number checked where it enters
+    (["train", "dynamics", "--tokens-data", "{tmp}", "--out", "{tmp}/r", "--warmup", "-5"],
+     "argument --warmup: -5 is impossible: give a whole number from 0"),
+    (["train", "dynamics", "--tokens-data", "{tmp}", "--out", "{tmp}/r", "--seed", "-1"], "argument --seed: -1"),
+    (["train", "dynamics", "--tokens-data", "{tmp}", "--out", "{tmp}/r", "--tokens", "0"], "argument --tokens: 0"),
+    (["train", "dynamics", "--tokens-data", "{tmp}", "--out", "{tmp}/r", "--lr", "nan"],
+     "argument --lr: nan is impossible: give a finite number in (0, inf)"),
+    (["train", "dynamics", "--tokens-data", "{tmp}", "--out", "{tmp}/r", "--steps", str(2**64)],
+     f"argument --steps: {2**64} is impossible"),
+    (["train", "dynamics", "--tokens-data", "{tmp}", "--out", "{tmp}/r", "--joint-games", "0"],
+     "argument --joint-games: 0"),
+    (["train", "dynamics", "--tokens-data", "{tmp}", "--out", "{tmp}/r", "--val-fraction", "1"],
+     "argument --val-fraction: 1 is impossible: give a finite number in [0, 1)"),
+    (["train", "tokenizer", "--data", "{tmp}", "--out", "{tmp}/r", "--channels", "16", "-16"],
+     "argument --channels: -16"),
+    (["data", "collect", "--game", "Pong", "--steps", "10", "--out", "{tmp}/d", "--envs", "0"], "argument --envs: 0"),
+    (["data", "collect", "--game", "Pong", "--steps", "ten", "--out", "{tmp}/d"], "'ten' is not a whole number"),
+    (["eval", "fidelity", "--dynamics", "{tmp}", "--tokens", "{tmp}", "--rollouts", "0"], "argument --rollouts: 0"),
+    (["eval", "fidelity", "--dynamics", "{tmp}", "--tokens", "{tmp}", "--context-steps", "-1"],
+     "argument --context-steps: -1"),
+    (["expert", "train", "--game", "Pong", "--frames", "100", "--out", "{tmp}/e", "--stop-after", "0"],
+     "argument --stop-after: 0"),
+    (["expert", "train", "--game", "Pong", "--frames", "100", "--out", "{tmp}/e", "--stop-after", "-1"],
+     "argument --stop-after: -1"),
+    (["policy", "train", "--dynamics", "{tmp}", "--tokens", "{tmp}", "--out", "{tmp}/p", "--gamma", "1.5"],
+     "argument --gamma: 1.5 is impossible: give a finite number in (0, 1]"),
+    (["report", "{tmp}", "--width", "-5"], "argument --width: -5 is impossible"),
+    (["report", "{tmp}", "--figures", "{tmp}/f", "--dpi", "0"], "argument --dpi: 0"),
+    (["plan", str(SMOKE), "--calibrate", "--seconds", "nan"], "argument --seconds: nan is impossible"),
+]
+
+
+@pytest.mark.parametrize("argv, message", NUMBERS, ids=[" ".join(a[:2] + a[-2:]) for a, _ in NUMBERS])
+def test_a_number_out_of_range_on_the_command_line_is_one_line_naming_the_option(capsys, tmp_path, argv, message):
+    before = _files_under(tmp_path)
+    line = _one_line_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert message in line and line.endswith("--help`"), line
+    assert _files_under(tmp_path) == before
+
+
 def test_run_on_slurm_without_a_cluster_writes_nothing(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sinfo to answer
     line = _one_line_error(capsys, ["run", SMOKE, "launcher.kind=slurm", f"run_root={tmp_path / 'root'}"])

@@ -69,8 +69,10 @@ def test_a_bad_calibration_file_or_setting_is_one_line_and_exit_2(tmp_path):
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     damaged.write_text('{"format": "calibration/1", "rates": {"x": -1}, "peak_flops": 1}')
     assert "not a calibration/1 file" in _plan(spec, "--calibration", damaged).stderr
-    proc = _plan(spec, "--calibrate", "--seconds", "0")
-    assert proc.returncode == 2 and "--seconds=0.0 must be positive" in proc.stderr
+    for seconds in ("0", "nan", "-1", "inf"):  # nan once hung: nothing is measured in less than no time
+        proc = _plan(spec, "--calibrate", "--seconds", seconds)
+        assert proc.returncode == 2 and f"argument --seconds: {seconds} is impossible" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_plan_calibrate_takes_episode_lengths_from_the_collected_data(confound_study):

@@ -215,6 +215,21 @@ def test_jobs_forked_from_the_job_server_give_what_a_new_interpreter_per_job_giv
         run_local(store, graph, progress=False, start="spawned")
 
 
+def test_spec_prints_every_key_under_the_schemas_comment_and_reads_back_as_the_same_study(tmp_path):
+    from omegaconf import OmegaConf
+
+    smoke = Path(__file__).resolve().parent.parent / "studies" / "smoke.yaml"
+    proc = _sw("spec", smoke, "train.steps=7")
+    assert proc.returncode == 0, proc.stderr
+    assert "  # Gradient steps of each single-game run.\n  steps: 7\n" in proc.stdout
+    assert "  # Actions are ids in ALE's full 18-action space" in proc.stdout  # the protocol's own words
+    (tmp_path / "resolved.yaml").write_text(proc.stdout)
+    again, original = load_spec(tmp_path / "resolved.yaml"), load_spec(smoke, ["train.steps=7"])
+    assert OmegaConf.to_container(again) == OmegaConf.to_container(original)
+    defaults = _sw("spec")
+    assert defaults.returncode == 0 and 'name: "???"' in defaults.stdout and "  steps: 2000\n" in defaults.stdout
+
+
 def test_status_lists_the_folder_of_a_models_settings_and_imagination_loads_the_model_from_it(finished):
     from scaleworld.imagination.env import ImaginationEnv
 

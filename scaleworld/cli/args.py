@@ -4,16 +4,58 @@ flag. Imports nothing heavy: `scaleworld --help` must stay fast."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from scaleworld.errors import ScaleworldError
+from scaleworld.errors import MAX_COUNT, ScaleworldError
 
 OUTPUT_KINDS = ("new_folder", "run_folder", "folder", "file")
 """What a command writes at an output path: a folder it creates (must not exist), a run folder it
 resumes, a folder it writes files into, or a file it replaces."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, as every other bad input's: ``error: <command>:
+    <what is wrong>; see <command> --help``, exit 2 (argparse's usage block would bury the line)."""
+
+    def error(self, message: str) -> Any:  # argparse's hook: must not return
+        import sys
+
+        print(f"error: {self.prog}: {message}; see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def count(minimum: int) -> Any:
+    """An option's type: a whole number of at least `minimum` (and at most MAX_COUNT)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not minimum <= value <= MAX_COUNT:
+            raise argparse.ArgumentTypeError(f"{value} is impossible: give a whole number from {minimum} to "
+                                             f"{MAX_COUNT:,}")
+        return value
+    return parse
+
+
+def real(low: float, high: float = float("inf"), *, low_open: bool = False, high_open: bool = True) -> Any:
+    """An option's type: a finite number in [low, high] (an end `*_open` excluded)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (math.isfinite(value) and above and below):
+            span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"{text} is impossible: give a finite number in {span}")
+        return value
+    return parse
 
 
 def parse_protocol(pairs: list[str]) -> Any:

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from scaleworld.cli.args import add_no_progress, declare_outputs, parse_protocol, quiet_torchrl
+from scaleworld.cli.args import add_no_progress, count, declare_outputs, parse_protocol, quiet_torchrl, real
 
 
 def cmd_games(args: argparse.Namespace) -> None:
@@ -138,11 +138,11 @@ def add_data_parser(groups: argparse._SubParsersAction, *, protocol_help: str) -
     p = data_cmds.add_parser("collect", help="play a policy in a game and write an offline dataset")
     p.add_argument("--game", required=True, help="an Atari 100k game, e.g. Pong (see `scaleworld games`)")
     p.add_argument("--policy", default="random", help="the policy that acts (default: random)")
-    p.add_argument("--steps", type=int, required=True, help="agent steps to record (Atari 100k: 100000)")
+    p.add_argument("--steps", type=count(1), required=True, help="agent steps to record (Atari 100k: 100000)")
     p.add_argument("--out", required=True, type=Path, help="dataset folder to create (must not exist)")
     declare_outputs(p, out="new_folder")
-    p.add_argument("--seed", type=int, default=spec.seed, help="seeds the emulators, no-op starts and policy")
-    p.add_argument("--envs", type=int, default=spec.num_envs,
+    p.add_argument("--seed", type=count(0), default=spec.seed, help="seeds the emulators, no-op starts and policy")
+    p.add_argument("--envs", type=count(1), default=spec.num_envs,
                    help=f"emulators stepped in parallel (default {spec.num_envs})")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE", help=protocol_help)
     add_no_progress(p)
@@ -165,7 +165,7 @@ def add_tokens_parser(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="pixel dataset")
     p.add_argument("--out", required=True, type=Path, help="token dataset folder to create")
     declare_outputs(p, out="new_folder")
-    p.add_argument("--max-residual", type=float, default=MAX_RESIDUAL_FRACTION,
+    p.add_argument("--max-residual", type=real(0, low_open=True), default=MAX_RESIDUAL_FRACTION,
                    help="refuse a tokenizer whose residual fraction for the game (share of the frames' variance "
                         f"its codes leave unexplained) is above this (default {MAX_RESIDUAL_FRACTION})")
     add_no_progress(p)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaleworld.cli.args import add_no_progress, declare_outputs, parse_protocol, quiet_torchrl
+from scaleworld.cli.args import add_no_progress, count, declare_outputs, parse_protocol, quiet_torchrl, real
 
 
 def _prepare(threads: int | None) -> None:
@@ -78,19 +78,20 @@ def add_expert_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
     p = cmds.add_parser("train", help="train a PPO expert on a game (resumes if --out holds a checkpoint)")
     p.add_argument("--game", required=True, help="an Atari 100k game, e.g. Pong (see `scaleworld games`)")
     budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--agent-steps", type=int, metavar="STEPS",
+    budget.add_argument("--agent-steps", type=count(1), metavar="STEPS",
                         help="budget in agent steps (the standard Atari PPO run: 10000000 = 40M frames)")
-    budget.add_argument("--frames", type=int, help="budget in emulator frames (agent steps x frame skip 4)")
+    budget.add_argument("--frames", type=count(1), help="budget in emulator frames (agent steps x frame skip 4)")
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, logs, then the expert")
     declare_outputs(p, out="run_folder")
-    p.add_argument("--seed", type=int, default=0, help="seeds the network, sampling and emulators (default 0)")
-    p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
-    p.add_argument("--rollout-steps", type=int, default=128, help="steps per emulator per update (default 128)")
-    p.add_argument("--lr", type=float, default=2.5e-4, help="Adam learning rate, annealed to 0 (default 2.5e-4)")
-    p.add_argument("--checkpoint-every", type=int, default=25, help="updates between checkpoints (default 25)")
-    p.add_argument("--stop-after", type=int, metavar="UPDATES",
+    p.add_argument("--seed", type=count(0), default=0, help="seeds the network, sampling and emulators (default 0)")
+    p.add_argument("--envs", type=count(1), default=8, help="emulators stepped in parallel (default 8)")
+    p.add_argument("--rollout-steps", type=count(1), default=128, help="steps per emulator per update (default 128)")
+    p.add_argument("--lr", type=real(0, low_open=True), default=2.5e-4,
+                   help="Adam learning rate, annealed to 0 (default 2.5e-4)")
+    p.add_argument("--checkpoint-every", type=count(1), default=25, help="updates between checkpoints (default 25)")
+    p.add_argument("--stop-after", type=count(1), metavar="UPDATES",
                    help="stop with a checkpoint after this many updates (for time-limited jobs)")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=count(1),
                    help="torch CPU threads (default: torch's choice; 1 is often fastest on small shared machines)")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",
                    help=protocol_help)
@@ -105,11 +106,12 @@ def add_expert_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
 
     p = cmds.add_parser("eval", help="score an expert checkpoint over full episodes (writes DIR/score.json)")
     p.add_argument("dir", help="expert checkpoint folder (holding expert.json)")
-    p.add_argument("--episodes", type=int, default=10, help="full episodes to play (default 10)")
+    p.add_argument("--episodes", type=count(1), default=10, help="full episodes to play (default 10)")
     p.add_argument("--out", type=Path, help="write the score record here instead of DIR/score.json")
     declare_outputs(p, out="file")
-    p.add_argument("--seed", type=int, default=0, help="seeds the emulators, no-op starts and sampling")
-    p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
-    p.add_argument("--epsilon", type=float, default=0.0, help="probability of a uniform legal action")
+    p.add_argument("--seed", type=count(0), default=0, help="seeds the emulators, no-op starts and sampling")
+    p.add_argument("--envs", type=count(1), default=8, help="emulators stepped in parallel (default 8)")
+    p.add_argument("--epsilon", type=real(0, 1, high_open=False), default=0.0,
+                   help="probability of a uniform legal action")
     p.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
     p.set_defaults(func=cmd_expert_eval)

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from scaleworld.cli.args import check_outputs
+from scaleworld.cli.args import OneLineParser, check_outputs
 from scaleworld.cli.data import add_data_parser, add_games_parser, add_model_parser, add_tokens_parser
 from scaleworld.cli.experts import add_expert_parser
 from scaleworld.cli.policy import add_policy_parser
@@ -20,7 +20,7 @@ PROTOCOL_HELP = ("override a protocol setting, e.g. noop_max=0 or sticky_action_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="scaleworld",
         description="Scaling studies of transformer world models on Atari 100k.",
     )
@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a bad option: its one line is printed (OneLineParser)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.version:
         from scaleworld.version import __version__
 

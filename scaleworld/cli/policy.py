@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaleworld.cli.args import add_no_progress, declare_outputs, parse_protocol, quiet_torchrl
+from scaleworld.cli.args import add_no_progress, count, declare_outputs, parse_protocol, quiet_torchrl, real
 
 
 def cmd_policy_train(args: argparse.Namespace) -> None:
@@ -77,26 +77,31 @@ def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
     declare_outputs(p, out="run_folder")
     t, c = POLICY_TRAINING, PolicyConfig()  # every default stated once: imagination/config.py, models/policy_config.py
-    p.add_argument("--steps", type=int, default=t.steps, help=f"actor-critic updates (default {t.steps})")
-    p.add_argument("--batch-size", type=int, default=t.batch_size,
+    p.add_argument("--steps", type=count(1), default=t.steps, help=f"actor-critic updates (default {t.steps})")
+    p.add_argument("--batch-size", type=count(1), default=t.batch_size,
                    help=f"imagined rollouts per update (default {t.batch_size})")
-    p.add_argument("--horizon", type=int, default=c.horizon, help=f"imagined steps per rollout (default {c.horizon})")
-    p.add_argument("--context-steps", type=int, default=c.context_steps,
+    p.add_argument("--horizon", type=count(1), default=c.horizon,
+                   help=f"imagined steps per rollout (default {c.horizon})")
+    p.add_argument("--context-steps", type=count(1), default=c.context_steps,
                    help=f"real steps each rollout starts from, fewer at an episode's start (default {c.context_steps})")
-    p.add_argument("--lr", type=float, default=t.lr, help=f"learning rate of actor and critic (default {t.lr:g})")
+    p.add_argument("--lr", type=real(0, low_open=True), default=t.lr,
+                   help=f"learning rate of actor and critic (default {t.lr:g})")
     p.add_argument("--starts", default=DEFAULT_STARTS, choices=START_SPLITS,
                    help="episodes of the model's split imagined rollouts start from: held-out (the fidelity "
                         f"episodes), train or all (default {DEFAULT_STARTS})")
-    p.add_argument("--gamma", type=float, default=c.gamma, help=f"discount (default {c.gamma})")
-    p.add_argument("--lmbda", type=float, default=c.lmbda, help=f"lambda of the lambda-returns (default {c.lmbda})")
-    p.add_argument("--entropy", type=float, default=c.entropy_coef,
+    p.add_argument("--gamma", type=real(0, 1, low_open=True, high_open=False), default=c.gamma,
+                   help=f"discount (default {c.gamma})")
+    p.add_argument("--lmbda", type=real(0, 1, high_open=False), default=c.lmbda,
+                   help=f"lambda of the lambda-returns (default {c.lmbda})")
+    p.add_argument("--entropy", type=real(0), default=c.entropy_coef,
                    help=f"entropy bonus coefficient (default {c.entropy_coef:g})")
-    p.add_argument("--units", type=int, default=c.units, help=f"hidden units of actor and critic (default {c.units})")
-    p.add_argument("--layers", type=int, default=c.layers,
+    p.add_argument("--units", type=count(1), default=c.units,
+                   help=f"hidden units of actor and critic (default {c.units})")
+    p.add_argument("--layers", type=count(0), default=c.layers,
                    help=f"hidden layers of actor and critic (default {c.layers})")
-    p.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every,
+    p.add_argument("--checkpoint-every", type=count(1), default=t.checkpoint_every,
                    help=f"atomic checkpoint every N updates (default {t.checkpoint_every})")
-    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, rollout starts and sampling")
+    p.add_argument("--seed", type=count(0), default=0, help="seeds initialisation, rollout starts and sampling")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if visible")
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"],
                    help="TorchRL logger (default csv, in OUT/logs)")
@@ -107,14 +112,15 @@ def add_policy_parser(groups: argparse._SubParsersAction, *, protocol_help: str)
     p.add_argument("--policy", required=True, type=Path, help="policy run folder (policy.pt)")
     p.add_argument("--dynamics", required=True, type=Path, help="the dynamics run it was trained in")
     p.add_argument("--tokenizer", required=True, type=Path, help="the tokenizer run of the model's tokens")
-    p.add_argument("--episodes", type=int, default=8, help="full episodes to play (default 8)")
+    p.add_argument("--episodes", type=count(1), default=8, help="full episodes to play (default 8)")
     p.add_argument("--upper", default="human", choices=["human", "expert"],
                    help="upper anchor: the reference human score (default) or --expert's measured score")
     p.add_argument("--expert", type=Path, help="expert checkpoint folder (with --upper expert)")
-    p.add_argument("--anchor-episodes", type=int, default=16, help="episodes measuring the random (and expert) anchor")
+    p.add_argument("--anchor-episodes", type=count(1), default=16,
+                   help="episodes measuring the random (and expert) anchor")
     p.add_argument("--greedy", action="store_true", help="act greedily instead of sampling")
-    p.add_argument("--seed", type=int, default=0, help="seeds the emulators and the policy's sampling")
-    p.add_argument("--envs", type=int, default=8, help="emulators stepped in parallel (default 8)")
+    p.add_argument("--seed", type=count(0), default=0, help="seeds the emulators and the policy's sampling")
+    p.add_argument("--envs", type=count(1), default=8, help="emulators stepped in parallel (default 8)")
     p.add_argument("--out", type=Path, help="write the control record (JSON) here")
     declare_outputs(p, out="file")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE", help=protocol_help)

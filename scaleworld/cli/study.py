@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scaleworld.cli.args import add_no_progress, check_outputs, declare_outputs
+from scaleworld.cli.args import add_no_progress, check_outputs, count, declare_outputs, real
 from scaleworld.report import SECTION_NAMES as REPORT_SECTIONS
 from scaleworld.report.figures import DPI as FIGURE_DPI
 from scaleworld.report.figures import FORMATS as FIGURE_FORMATS
@@ -43,7 +43,6 @@ def cmd_plan(args: argparse.Namespace) -> None:
     store = RunStore(Path(spec.run_root))
     calibrated = args.calibrate or args.calibration is not None
     if calibrated:
-        from scaleworld.errors import ScaleworldError
         from scaleworld.study.calibration import (
             calibrate,
             estimate,
@@ -52,8 +51,6 @@ def cmd_plan(args: argparse.Namespace) -> None:
             save_calibration,
         )
 
-        if args.calibrate and args.seconds <= 0:
-            raise ScaleworldError(f"--seconds={args.seconds} must be positive")
         record = None
         if args.calibration is not None and (args.calibration.exists() or not args.calibrate):
             record = load_calibration(args.calibration)
@@ -137,6 +134,12 @@ def _list_jobs(store: Any, graph: Any, words: list[str]) -> int:
     return 0 if jobs else 1
 
 
+def cmd_spec(args: argparse.Namespace) -> None:
+    from scaleworld.study.spec_doc import spec_text
+
+    print(spec_text(_load(args) if args.spec is not None else None), end="")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Exit 1 when a job failed (each named with its reason and log file), else 0."""
     from scaleworld.study.planning import print_summary
@@ -191,6 +194,11 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
                         "requeued at its time limit) and exit")
     add_no_progress(p, "no progress display")
     p.set_defaults(func=cmd_run)
+    p = groups.add_parser("spec", help="a spec with every key: its value (the file's, an override's or the "
+                                       "default) under the schema's comment; no SPEC: the defaults")
+    p.add_argument("spec", type=Path, nargs="?", help="a study spec (YAML), e.g. studies/smoke.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override spec keys, e.g. train.steps=100")
+    p.set_defaults(func=cmd_spec)
     p = groups.add_parser("validate", help="check a study spec without running anything")
     spec_args(p)
     p.set_defaults(func=cmd_validate)
@@ -201,7 +209,8 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
                         "print GPU- and CPU-hours per kind")
     p.add_argument("--calibration", type=Path, metavar="FILE",
                    help="a saved calibration: read it (and, with --calibrate, measure what it lacks and save it)")
-    p.add_argument("--seconds", type=float, default=2.0, help="with --calibrate: seconds per measured shape")
+    p.add_argument("--seconds", type=real(0, low_open=True), default=2.0,
+                   help="with --calibrate: seconds per measured shape")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while calibrating")
     p.set_defaults(func=cmd_plan)
     p = groups.add_parser("status", help="done / running / failed / pending jobs of a run root; each failed job "
@@ -224,8 +233,8 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
                         "imagined frames)")
     p.add_argument("--format", choices=FIGURE_FORMATS, default=FIGURE_FORMATS[0],
                    help="with --figures: the file format")
-    p.add_argument("--dpi", type=int, default=FIGURE_DPI, help="with --figures: dots per inch of raster figures")
-    p.add_argument("--width", type=int, help="console width (default: the terminal's)")
+    p.add_argument("--dpi", type=count(1), default=FIGURE_DPI, help="with --figures: dots per inch of raster figures")
+    p.add_argument("--width", type=count(20), help="console width (default: the terminal's)")
     p.add_argument("--section", action="append", choices=REPORT_SECTIONS, metavar="NAME",
                    help="after the findings, show only this section (repeat for several; default: all of "
                         f"{', '.join(REPORT_SECTIONS)})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaleworld.cli.args import add_no_progress, declare_outputs, parse_protocol, quiet_torchrl
+from scaleworld.cli.args import add_no_progress, count, declare_outputs, parse_protocol, quiet_torchrl, real
 
 
 def cmd_eval_score(args: argparse.Namespace) -> None:
@@ -126,20 +126,21 @@ def _add_train_args(p: argparse.ArgumentParser, *, steps: int | None, lr: float,
     d = TrainConfig()
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
     declare_outputs(p, out="run_folder")
-    p.add_argument("--steps", type=int, default=steps, help=f"gradient steps (default {steps_help or steps})")
-    p.add_argument("--tokens", type=int, help="budget in tokens instead of --steps (batch x window per step)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
+    p.add_argument("--steps", type=count(1), default=steps, help=f"gradient steps (default {steps_help or steps})")
+    p.add_argument("--tokens", type=count(1), help="budget in tokens instead of --steps (batch x window per step)")
+    p.add_argument("--batch-size", type=count(1), default=d.batch_size,
                    help=f"sequences (dynamics) or frames (tokenizer) per step (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
-    p.add_argument("--warmup", type=int, default=d.warmup_steps, help=f"linear warmup steps (default {d.warmup_steps})")
-    p.add_argument("--eval-every", type=int, default=d.eval_every,
+    p.add_argument("--lr", type=real(0, low_open=True), default=lr, help=f"peak learning rate (default {lr:g})")
+    p.add_argument("--warmup", type=count(0), default=d.warmup_steps,
+                   help=f"linear warmup steps (default {d.warmup_steps})")
+    p.add_argument("--eval-every", type=count(1), default=d.eval_every,
                    help=f"held-out evaluation every N steps (default {d.eval_every})")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+    p.add_argument("--checkpoint-every", type=count(1), default=d.checkpoint_every,
                    help=f"atomic checkpoint every N steps (default {d.checkpoint_every})")
     data = DataSpec()
-    p.add_argument("--val-fraction", type=float, default=data.val_fraction,
+    p.add_argument("--val-fraction", type=real(0, 1), default=data.val_fraction,
                    help=f"share of episodes held out (default {data.val_fraction})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds initialisation and sampling")
+    p.add_argument("--seed", type=count(0), default=d.seed, help="seeds initialisation and sampling")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if visible")
     p.add_argument("--logger", default=d.logger, choices=["csv", "tensorboard", "wandb"],
@@ -156,12 +157,12 @@ def add_eval_parser(groups: argparse._SubParsersAction, *, protocol_help: str) -
     p = ev_cmds.add_parser("score", help="score a policy over full episodes (e.g. the random anchor)")
     p.add_argument("--game", required=True, help="an Atari 100k game, e.g. Pong")
     p.add_argument("--policy", default="random", help="the policy to score (default: random)")
-    p.add_argument("--episodes", type=int, default=score.episodes,
+    p.add_argument("--episodes", type=count(1), default=score.episodes,
                    help=f"full episodes to play (default {score.episodes})")
     p.add_argument("--out", type=Path, help="write the score record (JSON) here")
     declare_outputs(p, out="file")
-    p.add_argument("--seed", type=int, default=score.seed, help="seeds the emulators, no-op starts and policy")
-    p.add_argument("--envs", type=int, default=score.num_envs,
+    p.add_argument("--seed", type=count(0), default=score.seed, help="seeds the emulators, no-op starts and policy")
+    p.add_argument("--envs", type=count(1), default=score.num_envs,
                    help=f"emulators stepped in parallel (default {score.num_envs})")
     p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE", help=protocol_help)
     p.set_defaults(func=cmd_eval_score)
@@ -174,13 +175,14 @@ def add_eval_parser(groups: argparse._SubParsersAction, *, protocol_help: str) -
     from scaleworld.study.spec import FidelitySpec  # light: the defaults are the spec's fidelity section's
 
     f = FidelitySpec()
-    p.add_argument("--context-steps", type=int, default=f.context_steps,
+    p.add_argument("--context-steps", type=count(1), default=f.context_steps,
                    help=f"real steps before imagining (default {f.context_steps})")
-    p.add_argument("--horizon", type=int, default=f.horizon,
+    p.add_argument("--horizon", type=count(1), default=f.horizon,
                    help=f"imagined steps scored per rollout (default {f.horizon})")
-    p.add_argument("--rollouts", type=int, default=f.rollouts,
+    p.add_argument("--rollouts", type=count(1), default=f.rollouts,
                    help=f"open-loop rollouts per game (default {f.rollouts})")
-    p.add_argument("--seed", type=int, default=f.seed, help=f"seeds the choice of rollout starts (default {f.seed})")
+    p.add_argument("--seed", type=count(0), default=f.seed,
+                   help=f"seeds the choice of rollout starts (default {f.seed})")
     p.add_argument("--out", type=Path, help="write the fidelity record (JSON) here")
     declare_outputs(p, out="file")
     p.set_defaults(func=cmd_eval_fidelity)
@@ -199,9 +201,9 @@ def add_train_parser(groups: argparse._SubParsersAction) -> None:
     from scaleworld.training.config import TrainConfig
 
     widths = list(TokenizerConfig.channels)
-    p.add_argument("--channels", type=int, nargs="+", default=widths,
+    p.add_argument("--channels", type=count(1), nargs="+", default=widths,
                    help=f"conv widths, each stage halving the frame (default {' '.join(map(str, widths))})")
-    p.add_argument("--split-seed", type=int, default=DataSpec().split_seed,
+    p.add_argument("--split-seed", type=count(0), default=DataSpec().split_seed,
                    help="seeds the train/held-out episode split (use the dynamics runs' split)")
     _add_train_args(p, steps=None, lr=TokenizerSpec().lr, steps_help=f"{FRAMES_PER_GAME:,} frames of every game")
     p.set_defaults(func=cmd_train_tokenizer)
@@ -211,23 +213,23 @@ def add_train_parser(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="tiny-d1", help="a ladder size, e.g. paper-d12 (see `scaleworld model ladder`)")
     from scaleworld.models.dynamics_config import DynamicsConfig  # light: no torch
 
-    p.add_argument("--context", type=int, default=DynamicsConfig.context,
+    p.add_argument("--context", type=count(1), default=DynamicsConfig.context,
                    help=f"attention window = training sequence length (default {DynamicsConfig.context})")
-    p.add_argument("--split-seed", type=int, default=DataSpec().split_seed,
+    p.add_argument("--split-seed", type=count(0), default=DataSpec().split_seed,
                    help="seeds the train/held-out episode split")
     from scaleworld.training.config import MATCH_RULES
 
     p.add_argument("--match", choices=list(MATCH_RULES),
                    help="matched-budget single run: derive steps from a joint run's --steps and --joint-games "
                         "(data: as tokens_per_game, on a dataset of --joint-games x the usual steps you collected)")
-    p.add_argument("--joint-games", type=int, default=len(GAMES), help="games of the joint run being matched")
+    p.add_argument("--joint-games", type=count(1), default=len(GAMES), help="games of the joint run being matched")
     from scaleworld.data.windows import WINDOWS
     from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 
     p.add_argument("--termination", choices=TERMINATION_TARGETS, default=TERMINATION_TARGETS[0],
                    help=f"what the termination head learns: game_over, or life_loss (a game over or a lost life) "
                         f"(default {TERMINATION_TARGETS[0]})")
-    p.add_argument("--validation-fraction", type=float, default=TrainSpec().validation_fraction,
+    p.add_argument("--validation-fraction", type=real(0, 1), default=TrainSpec().validation_fraction,
                    help="share of the training episodes held out to pick the best checkpoint, saved beside the "
                         "final one as dynamics_best.pt (default 0: none)")
     p.add_argument("--windows", choices=WINDOWS, default=WINDOWS[0],

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scaleworld.data.windows import WINDOWS
-from scaleworld.errors import ScaleworldError
+from scaleworld.errors import MAX_COUNT, ScaleworldError
 from scaleworld.imagination.config import START_SPLITS
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig
@@ -190,11 +190,6 @@ def check_spec(spec: Any, *, where: str = "") -> None:
     lengths = {len(v) for v in spec.sweep.zip.values()}
     if len(lengths) > 1:
         fail("sweep.zip", f"all lists must have the same length (got {sorted(lengths)})")
-
-
-MAX_COUNT = 2**53
-"""The largest whole number a spec may hold (steps, sizes, seeds): beyond it a float no longer holds
-every integer, and no budget or size is that large (a typo, or a value meant to overflow int64)."""
 
 
 def _check_numbers(spec: Any, fail: Any) -> None:
