@@ -386,6 +386,13 @@ def test_json_csv_and_figures_export_the_control_scores(tmp_path):
     assert len((tmp_path / "nll.csv").read_text().splitlines()) == 1 + 4 * 2 * (2 + 2 + 2)  # sizes x seeds x NLLs
     for name in ("scaling_curves.png", "single_vs_joint.png", "aggregate_scores.png"):
         assert (tmp_path / "f" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pdf = subprocess.run([sys.executable, "-m", "scaleworld.cli", "report", store.root, "--section", "jobs",
+                          "--figures", tmp_path / "pdf", "--format", "pdf", "--dpi", "72"],
+                         capture_output=True, text=True)
+    assert pdf.returncode == 0, pdf.stderr
+    for name in ("scaling_curves.pdf", "single_vs_joint.pdf", "aggregate_scores.pdf"):
+        assert (tmp_path / "pdf" / name).read_bytes()[:5] == b"%PDF-"
+        assert f"wrote {tmp_path / 'pdf' / name}" in pdf.stdout
 
 
 def test_a_study_too_small_for_a_test_says_why_in_the_report(tmp_path):

@@ -605,8 +605,8 @@ def test_the_frame_grid_shows_reconstructions_and_open_loop_rollouts_of_the_stud
     panels = frame_panels(store, graph, tokens, frames=8)
     labels = [label for label, _ in panels]
     assert labels[:2] == ["held-out frames", "decode(encode(x))"]
-    assert labels[2:] == ["rollout 1: real", "imagined (tiny-d1 single seed 0)", "tokenizer alone"] + [
-        "rollout 2: real", "imagined (tiny-d1 single seed 0)", "tokenizer alone"]
+    assert labels[2:] == ["rollout 1: real", "imagined: single tiny-d1 seed 0", "tokenizer alone"] + [
+        "rollout 2: real", "imagined: single tiny-d1 seed 0", "tokenizer alone"]
     tokenizer, _ = load_tokenizer(store.job_dir(graph.by_kind("tokenizer")[0]))
     real, recon = panels[0][1], panels[1][1]
     assert real.shape[1:] == (64, 64, 3) and torch.equal(recon, tokenizer.decode(tokenizer.encode(real)))

@@ -222,7 +222,26 @@ def test_joint_training_adds_game_embeddings_and_scores_each_game(tmp_path, brea
     assert model.config.games == ("Breakout", "Pong") and model.game_embed.num_embeddings == 2
     record = evaluate_fidelity(dynamics_dir=tmp_path / "joint", tokenizer_dir=frozen_tokenizer,
                                token_dirs=[breakout_tokens, pong_tokens], context_steps=2, horizon=2, rollouts=2)
-    assert set(record["games"]) == {"Breakout", "Pong"}
+    assert set(record["games"]) == {"Breakout", "Pong"} and "unmeasured" not in record
+    # A game whose held-out split holds no transition (at toy scale: one 1-step episode) is named, and
+    # the joint model's other games are still measured; a model with none measured fails.
+    import scaleworld.evaluation.fidelity as fidelity
+
+    measure = fidelity.one_step_metrics
+
+    def no_pong(model, ds, *args, **kwargs):
+        if ds.game == "Pong":
+            raise fidelity.NoHeldOutTransitions("the held-out episodes have no transitions: collect more data")
+        return measure(model, ds, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fidelity, "one_step_metrics", no_pong)
+        record = evaluate_fidelity(dynamics_dir=tmp_path / "joint", tokenizer_dir=frozen_tokenizer,
+                                   token_dirs=[breakout_tokens, pong_tokens], context_steps=2, horizon=2, rollouts=2)
+        assert set(record["games"]) == {"Breakout"} and record["unmeasured"]["Pong"].startswith("the held-out")
+        with pytest.raises(ScaleworldError, match="no transitions"):
+            evaluate_fidelity(dynamics_dir=tmp_path / "joint", tokenizer_dir=frozen_tokenizer,
+                              token_dirs=[pong_tokens], context_steps=2, horizon=2, rollouts=2)
     single = train_dynamics(token_dirs=[pong_tokens], out=tmp_path / "single", model=SMALL, train=_train(5),
                             progress=False)
     assert single["mode"] == "single"

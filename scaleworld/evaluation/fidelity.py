@@ -42,6 +42,10 @@ from scaleworld.version import __version__
 FIDELITY_FORMAT = "scaleworld.fidelity/1"
 
 
+class NoHeldOutTransitions(ScaleworldError):
+    """A game's held-out episodes hold no transition to score (too little data for the split)."""
+
+
 def held_out_windows(ds: OfflineDataset, episodes: torch.Tensor, length: int):
     """(start, length, i): consecutive non-overlapping windows [start, start+length) covering each
     held-out episode, i its position in `episodes`."""
@@ -93,7 +97,7 @@ def one_step_metrics(model: DynamicsModel, ds: OfflineDataset, episodes: torch.T
         steps += int(mask.sum())
     nll_sum, frames = per_episode.sum(0).tolist()
     if frames == 0:
-        raise ScaleworldError("the held-out episodes have no transitions: collect more data or raise val_fraction")
+        raise NoHeldOutTransitions("the held-out episodes have no transitions: collect more data or raise val_fraction")
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None  # None: no terminations to score
     record = {"nll_nats_per_frame": nll_sum / frames, "reward_mae": abs_err / steps, "termination_f1": f1,
               "transitions": int(frames), "episode_nll": per_episode.tolist()}
@@ -190,10 +194,12 @@ def _training_sample(ds: OfflineDataset, identity: dict[str, Any], count: int, s
 
 def _game_records(model: DynamicsModel, identity: dict[str, Any], tokenizer, datasets: list[OfflineDataset], *,
                   context_steps: int, horizon: int, rollouts: int, seed: int,
-                  fitted: dict[str, NextLatentBaselines]) -> dict[str, Any]:
+                  fitted: dict[str, NextLatentBaselines], unmeasured: dict[str, str]) -> dict[str, Any]:
     """{game: metrics} of one model on each game's held-out episodes (the model's own split), with
     ``train_nll_nats_per_frame``: the same NLL on as many of the episodes it trained on (None when
-    its training data were not given)."""
+    its training data were not given). A joint model's game whose held-out episodes hold no
+    transition (a split of one 1-step episode, at toy scale) goes into `unmeasured` with the reason,
+    and the other games are measured; a model with no game measured fails."""
     from scaleworld.models.encode import open_source
 
     games = list(model.config.games)
@@ -213,8 +219,15 @@ def _game_records(model: DynamicsModel, identity: dict[str, Any], tokenizer, dat
         if ds.game not in fitted:  # the final and the best checkpoint share the split: fit once per game
             fitted[ds.game] = game_baselines(ds, identity, classes=model.config.classes)
         baselines = fitted[ds.game]
+        try:
+            one_step = one_step_metrics(model, ds, val, game, termination=target, baselines=baselines)
+        except NoHeldOutTransitions as exc:
+            if len(datasets) == 1:
+                raise
+            unmeasured[ds.game] = str(exc)
+            continue
         records[ds.game] = {
-            **one_step_metrics(model, ds, val, game, termination=target, baselines=baselines),
+            **one_step,
             "baselines_fitted_on": {"frames": baselines.frames, "transitions": baselines.transitions},
             "open_loop": open_loop(model, tokenizer, ds, pixels, val, game, context_steps=context_steps,
                                    horizon=horizon, rollouts=rollouts, generator=generator),
@@ -226,6 +239,9 @@ def _game_records(model: DynamicsModel, identity: dict[str, Any], tokenizer, dat
             records[ds.game]["train_nll_nats_per_frame"] = one_step_metrics(
                 model, roles["train"], train, game, termination=target)["nll_nats_per_frame"]
             records[ds.game]["train_episodes"] = len(train)
+    if not records:
+        raise ScaleworldError(f"no game's held-out episodes have a transition ({', '.join(sorted(unmeasured))}): "
+                              "collect more data or raise val_fraction")
     return records
 
 
@@ -251,19 +267,23 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
             raise ScaleworldError(f"{token_dir} was encoded by another tokenizer than {tokenizer_dir}")
     settings = {"context_steps": context_steps, "horizon": horizon, "rollouts": rollouts, "seed": seed}
     fitted: dict[str, NextLatentBaselines] = {}  # game -> its baselines, for both checkpoints
+    unmeasured: dict[str, str] = {}  # game -> why a joint model's game was not measured (both checkpoints)
     record = {
         "format": FIDELITY_FORMAT, "scaleworld_version": __version__,
         "dynamics": {k: identity[k] for k in ("path", "sha256", "games", "mode")},
         "tokenizer_sha256": tok_identity["sha256"],
         "termination_target": identity.get("termination", TERMINATION_TARGETS[0]),  # what termination_f1 scores
         "settings": settings,
-        "games": _game_records(model, identity, tokenizer, datasets, **settings, fitted=fitted),
+        "games": _game_records(model, identity, tokenizer, datasets, **settings, fitted=fitted,
+                               unmeasured=unmeasured),
     }
     if (Path(dynamics_dir) / DYNAMICS_BEST_FILE).is_file():
         best, best_identity = load_dynamics(dynamics_dir, best=True)
         record["best"] = {**best_identity["best"], "sha256": best_identity["sha256"],
                           "games": _game_records(best, best_identity, tokenizer, datasets, **settings,
-                                                 fitted=fitted)}
+                                                 fitted=fitted, unmeasured=unmeasured)}
+    if unmeasured:
+        record["unmeasured"] = unmeasured
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out), record)

@@ -129,6 +129,13 @@ def _check_lines(analysis: dict[str, Any], tag: str) -> list[tuple[str, bool]]:
     if family.get("cells") and not family.get("any_games"):
         lines.append((f"CHECK{tag} no policy beats random in any game ({family['cells']} cells tested, BH at "
                       f"{family['alpha']:g})", True))
+    missing = analysis.get("missing") or {}
+    if missing.get("inputs") or missing.get("unmeasured"):
+        parts = [f"{missing['inputs']} of {missing['of']} inputs missing"] if missing.get("inputs") else []
+        parts += [f"{len(missing['unmeasured'])} game readings a joint model could not take"] \
+            if missing.get("unmeasured") else []
+        lines.append((f"CHECK{tag} analysed without some results ({'; '.join(parts)}), games: "
+                      f"{_games(missing['games'])}; what they could change: `--section regimes`", True))
     experts = analysis.get("experts") or {}
     weak = [g for g, e in experts.items() if e.get("weak")]
     if weak:

@@ -81,7 +81,10 @@ def render_missing(variant: str, analysis: dict[str, Any], console: Any) -> None
     """What the analysis went without (analysis.json ``missing``): inputs that failed or never ran
     because a failure upstream blocked them; it runs again when they finish."""
     missing = analysis.get("missing") or {}
+    for u in missing.get("unmeasured", []):
+        console.print(f"not measured ({variant}): {u['game']} by {u['job']}: {u['reason']}")
     if not missing.get("inputs"):
+        render_could_change(missing.get("could_change"), console)
         return
     kinds = "; ".join(f"{kind} {c['failed']} failed, {c['not_run']} never ran"
                       for kind, c in missing["by_kind"].items())

@@ -79,7 +79,7 @@ class AnalysisStage(Stage):
                          reps=r["bootstrap_reps"], episode_intervals=bool(r.get("episode_bootstrap")),
                          comparison_modes=comparison_modes)
         record["missing"] = missing_inputs(ctx.store, ctx.graph, inputs)
-        if record["missing"]["inputs"]:
+        if record["missing"]["inputs"] or record["missing"].get("unmeasured"):
             from scaleworld.analysis.missing_games import what_missing_games_could_change
 
             record["missing"]["could_change"] = what_missing_games_could_change(record, _games(inputs))
@@ -94,7 +94,8 @@ def missing_inputs(store: Any, graph: Any, inputs: list[Any]) -> dict[str, Any]:
     """analysis.json ``missing``: the inputs the analysis went without (the study's jobs that failed,
     or never ran because a failure upstream blocked them), per kind, with the games they would have
     added and the first distinct failures that caused it (the job and its reason); the analysis runs
-    again once any of them finishes."""
+    again once any of them finishes. ``unmeasured``: the games a finished joint fidelity job could
+    not measure, each with its job and reason."""
     from scaleworld.study.graph import describe
 
     missing = [job for job in inputs if not store.is_done(job)]
@@ -113,7 +114,15 @@ def missing_inputs(store: Any, graph: Any, inputs: list[Any]) -> dict[str, Any]:
             elif not reason:
                 todo += [graph.jobs[i] for i in upstream.inputs if i not in seen and not store.is_done(graph.jobs[i])]
                 seen.update(upstream.inputs)
-    return {"inputs": len(missing), "of": len(inputs), "by_kind": by_kind, "games": _games(missing), "reasons": reasons}
+    # A finished joint fidelity job that could not measure a game (no held-out transition) names it.
+    unmeasured = []
+    for job in inputs:
+        if job.kind == "fidelity" and store.is_done(job):
+            for game, why in sorted(store.read_json(job, store.artifact(job)).get("unmeasured", {}).items()):
+                unmeasured.append({"job": describe(job), "game": game, "reason": why})
+    games = sorted(set(_games(missing)) | {u["game"] for u in unmeasured})
+    return {"inputs": len(missing), "of": len(inputs), "by_kind": by_kind, "games": games, "reasons": reasons,
+            **({"unmeasured": unmeasured} if unmeasured else {})}
 
 
 def _games(jobs: list[Any]) -> list[str]:
