@@ -15,10 +15,10 @@ ASSUMED_PEAK_FLOPS = 989e12
 ASSUMED_MFU = 0.40
 """The share of the peak a job's model work reaches."""
 ASSUMED_AGENT_STEPS_PER_S = 1000.0
-"""Agent steps a second of one job's emulators (ALE, frame skip 4): measured on this project's 2-core
-machine as VectorAtari with the random policy (`plan --calibrate`'s env rate): 1,160-1,460 a second
-with 4 to 16 emulators over the 26 games' first 5 (collection in the joint26_cpu run: 500-600 a second
-a job, dataset checks and writing included)."""
+"""Agent steps a second of one job's emulators (ALE, frame skip 4, the random policy), measured on this
+project's 2-core machine with `plan --calibrate`'s env rate: 681-984 with 4 emulators and 878-1,381
+with 16 (Alien, Breakout, Pong, Seaquest, RoadRunner); joint26_cpu's collect jobs, dataset writing and
+checks included, 316-690 with 4. A cluster job's own cores do at least as well."""
 ASSUMED_ANALYSIS_S_PER_INPUT_REP = 2e-4
 """The analysis job's seconds per input job per bootstrap replicate (measured: the smoke study's
 analysis, 22 inputs x 200 replicates in 0.8 s, 1.8e-4)."""
