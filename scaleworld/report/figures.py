@@ -27,7 +27,8 @@ def _count(n: float) -> str:
     """A parameter count in a tick's few characters: 52k, 1.2M, 3.1B."""
     for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
-            return f"{n / size:.2g}{unit}"
+            value = n / size
+            return f"{value:.0f}{unit}" if value >= 10 else f"{value:.1f}{unit}"
     return f"{n:.0f}"
 
 
@@ -86,8 +87,11 @@ def write_figures(results: dict[str, Any], out: str | Path, *, fmt: str = FORMAT
             ax.tick_params(labelsize=7)
             ax.set_title(game, fontsize=10)
             if labels:  # the regime of each mode, inside the panel: a title this long would run into the next
-                ax.text(0.02, 0.03, "\n".join(labels), transform=ax.transAxes, fontsize=6.5, va="bottom",
-                        color="0.25")
+                regimes_shown = {label.split(": ", 1)[1] for label in labels}
+                text = (f"{regimes_shown.pop()} (every mode)" if len(regimes_shown) == 1 and len(labels) > 1
+                        else "\n".join(labels))
+                ax.text(0.02, 0.03, text, transform=ax.transAxes, fontsize=6.5, va="bottom", color="0.2",
+                        bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5})
         for ax in axes[:, 0]:
             ax.set_ylabel("held-out NLL (nats/frame)", fontsize=8)
         for ax in axes[-1, :]:

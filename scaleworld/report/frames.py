@@ -108,8 +108,8 @@ def write_frame_grids(root: str | Path, out: str | Path, *, fmt: str, dpi: int, 
             continue
         seen.add(game)
         cols = max(len(p) for _, p in panels)
-        fig, axes = plt.subplots(len(panels), cols, figsize=(1.3 * cols + 1.6, 1.4 * len(panels) + 0.4),
-                                 squeeze=False)
+        height = 1.4 * len(panels) + 0.4
+        fig, axes = plt.subplots(len(panels), cols, figsize=(1.3 * cols + 1.6, height), squeeze=False)
         for i, (row, (label, images)) in enumerate(zip(axes, panels)):
             for j, ax in enumerate(row):
                 ax.set_xticks([])
@@ -122,7 +122,7 @@ def write_frame_grids(root: str | Path, out: str | Path, *, fmt: str, dpi: int, 
                     ax.axis("off")
             row[0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
         fig.suptitle(f"{game}: what the tokens keep and what each model imagines", fontsize=10)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))  # the title's own band, above the column times
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"frames_{game}.{fmt}"
         fig.savefig(path, dpi=dpi)
