@@ -257,8 +257,10 @@ def test_ctrl_c_stops_the_driver_and_leaves_its_forked_job_resumable_not_failed(
     spec = _spec_file(tmp_path)
     store, graph = RunStore(tmp_path / "root"), build_graph(load_spec(spec, overrides))
     (dynamics,) = graph.by_kind("dynamics")
+    # As from a terminal: SIGINT handled (a shell's background job, CI's among them, would ignore it)
     proc = subprocess.Popen([sys.executable, "-m", "scaleworld.cli", "run", str(spec), *overrides, "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (store.job_dir(dynamics) / "checkpoint.pt").exists():
         assert proc.poll() is None and time.monotonic() < deadline
