@@ -374,6 +374,23 @@ def test_json_csv_and_figures_export_the_control_scores(tmp_path):
     data = json.loads((tmp_path / "r.json").read_text())
     aggregates = data["regimes"]["base"]["scores"]["aggregates"]
     assert aggregates == _analysis_json()["scores"]["aggregates"]
+    # The flat tables: every row has its table's keys and no nested value; they join on the shared keys.
+    from scaleworld.report.tidy import TABLES
+
+    tables = data["tables"]
+    assert set(tables) == set(TABLES)
+    for name, rows in tables.items():
+        assert rows and all(set(r) == set(TABLES[name]) for r in rows), name
+        assert not any(isinstance(v, (dict, list)) for r in rows for v in r.values()), name
+    regime = {(r["variant"], r["mode"], r["game"]): r["regime"] for r in tables["regimes"]}
+    assert {regime[(r["variant"], r["mode"], r["game"])] for r in tables["nll"] if r["game"] == "Breakout"} == {
+        "classical", "flat", "double_descent"}
+    cells = {(r["variant"], r["mode"], r["size"], r["game"]): r for r in tables["versus_random"]}
+    assert all((r["variant"], r["mode"], r["size"], r["game"]) in cells for r in tables["control"])
+    assert len(tables["control"]) == 24 and len(tables["regimes"]) == 6
+    median = next(r for r in tables["scores"] if (r["mode"], r["size"], r["statistic"]) == ("joint", "paper-d12",
+                                                                                            "median"))
+    assert median["value"] == aggregates["joint"]["paper-d12"]["median"]["point"]
     breakout = data["control"]["games"]["base"]["joint"]["paper-d12"]["Breakout"]
     expected = [_normalised("joint", "Breakout", 3, s) for s in SEEDS]
     assert breakout["runs"] == 2 and breakout["upper_kind"] == "human"
@@ -416,3 +433,64 @@ def test_a_study_too_small_for_a_test_says_why_in_the_report(tmp_path):
     assert "joint stabilises single (base): untested (no game has enough sizes and seeds)" in text
     assert "| paper-d2 | 2 | 1 | - | untested: needs >= 2 seeds that every |" in text
     assert "| (no interval: |" in text and " p=1" not in text
+
+
+def _printed(style_full: bool, print_one) -> str:
+    from rich import box
+    from rich.console import Console
+
+    from scaleworld.report.collapse import TableStyle
+
+    out = StringIO()
+    print_one(Console(file=out, width=200, force_terminal=False, color_system=None),
+              TableStyle(box.ASCII, full=style_full))
+    return " ".join(out.getvalue().split())
+
+
+def test_a_table_of_many_games_shows_what_differs_and_full_shows_every_row():
+    from scaleworld.report import COLLAPSE_ABOVE
+    from scaleworld.report.collapse import print_table
+
+    games = [f"Game{i:02d}" for i in range(COLLAPSE_ABOVE + 4)]  # 12 games: collapsed
+    rows = [("single", g, "inconclusive", "200" if i < 3 else "300", "only 2 sizes") for i, g in enumerate(games)]
+    rows.append(("joint", "Game00", "monotonic", "300", "only 2 sizes"))
+    columns = ("mode", "game", "regime", "best", "evidence")
+    text = _printed(False, lambda c, s: print_table(c, s, "regimes", columns, rows))
+    assert "| single | group 1 (3 games) | inconclusive | 200 |" in text
+    assert "| single | group 2 (9 games) | inconclusive | 300 |" in text
+    assert "| joint | Game00 | monotonic | 300 |" in text  # a game apart from its group keeps its name
+    assert "group 1 (3 games): Game00, Game01, Game02" in text
+    assert "every row: evidence = only 2 sizes" in text and "| evidence |" not in text
+    assert "Game11" in text  # every game is still named
+    full = _printed(True, lambda c, s: print_table(c, s, "regimes", columns, rows))
+    assert all(f"| single | {g} | inconclusive |" in full for g in games) and "group" not in full
+
+    # Every game alike: one line, the dashes (nothing to say) left out.
+    alike = [(g, "-", "untested: needs 3 sizes") for g in games]
+    text = _printed(False, lambda c, s: print_table(c, s, "stabilises", ("game", "rise", "stabilised"), alike))
+    assert text == "stabilises: all 12 games: stabilised = untested: needs 3 sizes"
+    # At COLLAPSE_ABOVE games or fewer every row is shown, even alike ones.
+    few = alike[:COLLAPSE_ABOVE]
+    text = _printed(False, lambda c, s: print_table(c, s, "stabilises", ("game", "rise", "stabilised"), few))
+    assert f"| {games[COLLAPSE_ABOVE - 1]} | - | untested: needs 3 sizes |" in text
+
+
+def test_the_control_table_of_many_games_keeps_the_cells_that_beat_random():
+    from scaleworld.report.sections import render_versus_random
+
+    games = [f"Game{i:02d}" for i in range(12)]
+    random_returns = [1.0, 2.0, 1.0, 3.0, 2.0, 1.0]
+    # Game03's policies win clearly; the others score as random does.
+    episodes = [{"modes": ["single"], "size": "d2", "game": g, "seed": seed, "trial": 0,
+                 "returns": [r + (50.0 + seed if g == "Game03" else 0.0) for r in random_returns[:4]],
+                 "lengths": [100] * 4, "random_returns": random_returns, "imagined_reward": 0.01}
+                for g in games for seed in (0, 1)]
+    control = control_evidence(episodes, alpha=0.05)
+    analysis = {"control": control, "control_family": family_summary(control, alpha=0.05)}
+    text = _printed(False, lambda c, s: render_versus_random("base", analysis, c, s, str))
+    assert "| Game03 |" in text and "| yes |" in text
+    assert "| the other 11 games |" in text and "Game04" not in text
+    assert "every row: size = d2" in text and "every row: mode = single" in text
+    assert "--full: every cell" in text
+    full = _printed(True, lambda c, s: render_versus_random("base", analysis, c, s, str))
+    assert all(f"| {g} |" in full for g in games) and "the other" not in full

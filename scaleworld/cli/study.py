@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scaleworld.cli.args import add_no_progress, check_outputs, count, declare_outputs, real
+from scaleworld.report import COLLAPSE_ABOVE
 from scaleworld.report import SECTION_NAMES as REPORT_SECTIONS
 from scaleworld.report.figures import DPI as FIGURE_DPI
 from scaleworld.report.figures import FORMATS as FIGURE_FORMATS
@@ -164,9 +165,11 @@ def cmd_report(args: argparse.Namespace) -> None:
     from scaleworld.report.terminal import collect_results, render
 
     results = collect_results(args.run_root)
-    render(results, console(width=args.width), sections=args.section)
+    render(results, console(width=args.width), sections=args.section, full=args.full)
     if args.json:
-        write_json_atomic(args.json, results)
+        from scaleworld.report.tidy import tidy_tables
+
+        write_json_atomic(args.json, {"tables": tidy_tables(results), **results})
         print(f"wrote {args.json}")
     if args.csv:
         from scaleworld.report.export import write_csv
@@ -225,7 +228,8 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
                                          "scaling curves and fits, open-loop PSNR, single vs joint vs matched, "
                                          "normalised control scores with intervals")
     p.add_argument("run_root", type=Path, help="a study's run root, e.g. runs/smoke")
-    p.add_argument("--json", type=Path, help="also write every number shown as JSON")
+    p.add_argument("--json", type=Path, help="also write every number shown as JSON: `tables` holds flat rows that "
+                                             "join on variant, mode, game, size, seed (scaleworld.report.tidy)")
     p.add_argument("--csv", type=Path, help="also write every NLL (mode, game, size, seed) as CSV, and every "
                                             "control run's raw and normalised score into F_control.csv")
     p.add_argument("--figures", type=Path, metavar="DIR",
@@ -235,6 +239,9 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
                    help="with --figures: the file format")
     p.add_argument("--dpi", type=count(1), default=FIGURE_DPI, help="with --figures: dots per inch of raster figures")
     p.add_argument("--width", type=count(20), help="console width (default: the terminal's)")
+    p.add_argument("--full", action="store_true",
+                   help=f"every row of every per-game table (default: a table of more than {COLLAPSE_ABOVE} games "
+                        "merges the games whose rows agree and states a column's one value once)")
     p.add_argument("--section", action="append", choices=REPORT_SECTIONS, metavar="NAME",
                    help="after the findings, show only this section (repeat for several; default: all of "
                         f"{', '.join(REPORT_SECTIONS)})")

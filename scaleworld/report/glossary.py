@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaleworld.report import COLLAPSE_ABOVE
+
 GLOSSARY: dict[str, str] = {
     # the scaling regimes (scaleworld/analysis/regimes.py: the rule, its tests and its order)
     "monotonic": "held-out NLL improves with size by more than the margin and bigger is never worse by the margin",
@@ -37,7 +39,11 @@ GLOSSARY: dict[str, str] = {
     "IQM": "the interquartile mean over every run of every game: the lowest and highest quarter of the runs "
            "dropped (rliable's); 'of game means' where a table says so",
     "[95% CI]": "a bootstrap interval over world-model seeds (each with its policy trials), expanded for few seeds",
-    "seeds a/b": "in the curves table: the seeds measured at each size, smallest size first",
+    "seeds per size": "in the curves table: the seeds measured at each size, smallest size first (2/2/2)",
+    "group n (k games)": f"at more than {COLLAPSE_ABOVE} games, the games whose rows agree in every other column "
+                         "share a row, listed under the table (--full: a row per game)",
+    "every row: c = v": f"at more than {COLLAPSE_ABOVE} games, a column with one value in every row, said once "
+                        "under its table",
     "p (BH)": "a p-value after the Benjamini-Hochberg adjustment over the games (or cells) of its table",
     "CHECK": "a failed check: a game the tokenizer gate refused, a model not beating the unigram and "
              "copy-last-frame baselines, policies beating random nowhere, a weak expert",

@@ -15,6 +15,8 @@ from typing import Any
 
 from scaleworld.analysis.interaction import HYPOTHESES
 from scaleworld.analysis.summary import MATCHED_HYPOTHESES
+from scaleworld.report import COLLAPSE_ABOVE
+from scaleworld.report.collapse import print_table
 from scaleworld.report.control_scores import upper_kinds
 
 AGGREGATE_COLUMNS = (("median", "median"), ("iqm", "IQM"), ("mean", "mean"), ("optimality_gap", "optimality gap"))
@@ -134,7 +136,7 @@ def render_experts(variant: str, analysis: dict[str, Any], console: Any, style: 
     if experts is None:
         return
     table = Table(title=f"experts ({variant}): raw scores under the protocol, +- SEM, against the references",
-                  box=style)
+                  box=style.box)
     for col in ("game", "expert", "random", "margin (SE)", "human", "PPO ref", "share of PPO", ""):
         table.add_column(col)
     for game, e in sorted(experts.items()):
@@ -159,7 +161,7 @@ def render_baselines(variant: str, analysis: dict[str, Any], console: Any, style
     if baselines is None:
         return
     table = Table(title=f"held-out NLL (nats/frame) against trivial predictors ({variant}): a model must beat both",
-                  box=style)
+                  box=style.box)
     for col in ("game", "unigram", "copy last", "mode", "mean NLL per size (seeds not beating both)"):
         table.add_column(col)
     for game, b in sorted(baselines.items()):
@@ -176,30 +178,26 @@ def render_baselines(variant: str, analysis: dict[str, Any], console: Any, style
 
 
 def render_fits(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:
-    from rich.table import Table
-
     fits = _section(analysis, "fits", f"scaling-law fits ({variant})", console)
     if fits is None:
         return
     blocks = any(f.get("params") == "blocks" for games in fits.values() for f in games.values())
     n = "N = block (non-embedding) parameters" if blocks else "N = total parameters"
-    table = Table(title=f"scaling-law fits ({variant}): held-out NLL = E + A / N^alpha, {n}; held-out error: "
-                        "the largest size predicted from the rest; a curve that rises with size is not fitted",
-                  box=style)
+    title = (f"scaling-law fits ({variant}): held-out NLL = E + A / N^alpha, {n}; held-out error: the largest size "
+             "predicted from the rest; a curve that rises with size is not fitted")
     columns = ("mode", "game", "alpha [95% CI]", *(("alpha (total N)",) if blocks else ()), "E [95% CI]",
                "held-out error", "no fit because")
-    for col in columns:
-        table.add_column(col)
+    rows = []
     for mode, games in sorted(fits.items()):
         for game, f in sorted(games.items()):
             if f["fit"] is None:
-                table.add_row(mode, game, "-", *(("-",) if blocks else ()), "-", "-", f["reason"])
+                rows.append((mode, game, "-", *(("-",) if blocks else ()), "-", "-", f["reason"]))
                 continue
             held = f.get("held_out")
-            table.add_row(mode, game, interval_text(f["alpha_ci"]),
-                          *((_point(f.get("alpha_total_ci")),) if blocks else ()), interval_text(f["E_ci"]),
-                          "-" if held is None else f"{held['relative_error']:+.1%}", f.get("reason") or "")
-    console.print(table)
+            rows.append((mode, game, interval_text(f["alpha_ci"]),
+                         *((_point(f.get("alpha_total_ci")),) if blocks else ()), interval_text(f["E_ci"]),
+                         "-" if held is None else f"{held['relative_error']:+.1%}", f.get("reason") or ""))
+    print_table(console, style, title, columns, rows)
 
 
 def render_paired(variant: str, analysis: dict[str, Any], console: Any, style: Any, order: Any) -> None:
@@ -214,7 +212,7 @@ def render_paired(variant: str, analysis: dict[str, Any], console: Any, style: A
                       "re-run the analysis job for the test with the seed as the unit")
         return
     table = Table(title=f"matched vs joint ({variant}): held-out NLL, matched - joint (below 0: matched better)",
-                  box=style)
+                  box=style.box)
     for col in ("size", "games", "seeds", "mean difference [95% CI]", "p", "games matched better"):
         table.add_column(col)
     for size in sorted(paired, key=order):
@@ -231,8 +229,6 @@ def render_paired(variant: str, analysis: dict[str, Any], console: Any, style: A
 
 def render_interaction(variant: str, analysis: dict[str, Any], console: Any, style: Any) -> None:
     """The paper's claim "joint training stabilises scaling" (scaleworld.analysis.interaction)."""
-    from rich.table import Table
-
     tests = _section(analysis, "interaction", f"joint stabilises scaling ({variant})", console,
                      empty="it needs joint and single or matched")
     if tests is None:
@@ -244,17 +240,13 @@ def render_interaction(variant: str, analysis: dict[str, Any], console: Any, sty
     for name, test in tests.items():
         x, y = name.split("_stabilises_")
         overall, margin = test["overall"], test["margin"]
-        table = Table(title=f"{x} stabilises {y} ({variant}): per game, the largest rise of mean held-out NLL with "
-                            f"size (nats/frame; margin {margin:g})", box=style)
-        for col in ("game", f"{y} rises by", f"{x} rises by", f"p ({y} rises)", f"p ({x} below margin)", "p (BH)",
-                    "stabilised"):
-            table.add_column(col)
-        for game, g in test["games"].items():
-            table.add_row(game, f"{g['rise_y']:.3f}", f"{g['rise_x']:.3f}", f"{g['p_rise']:.2g}",
-                          f"{g['p_no_rise']:.2g}", f"{g['p_bh']:.2g}", "yes" if g["stabilised"] else "no")
-        for game, why in test.get("left_out", {}).items():
-            table.add_row(game, "-", "-", "-", "-", "-", why)
-        console.print(table)
+        rows = [(game, f"{g['rise_y']:.3f}", f"{g['rise_x']:.3f}", f"{g['p_rise']:.2g}", f"{g['p_no_rise']:.2g}",
+                 f"{g['p_bh']:.2g}", "yes" if g["stabilised"] else "no") for game, g in test["games"].items()]
+        rows += [(game, "-", "-", "-", "-", "-", why) for game, why in test.get("left_out", {}).items()]
+        print_table(console, style, f"{x} stabilises {y} ({variant}): per game, the largest rise of mean held-out "
+                    f"NLL with size (nats/frame; margin {margin:g})",
+                    ("game", f"{y} rises by", f"{x} rises by", f"p ({y} rises)", f"p ({x} below margin)", "p (BH)",
+                     "stabilised"), rows)
         console.print(HYPOTHESES.format(x=x, y=y, m=f"{margin:g}"))
         if overall is None:
             console.print(f"{x} stabilises {y} ({variant}): untested (no game has enough sizes and seeds)")
@@ -277,7 +269,7 @@ def render_scores(variant: str, analysis: dict[str, Any], control: dict[str, Any
         console.print(f"normalised control scores ({variant}): not measured (this study trains no policies)")
         return
     table = Table(title=f"normalised control scores ({variant}): aggregates over games, point and [95% CI]",
-                  box=style)
+                  box=style.box)
     for col in ("mode", "size", "games", "runs", *(label for _, label in AGGREGATE_COLUMNS)):
         table.add_column(col)
     for mode, sizes in sorted(scores["aggregates"].items()):
@@ -317,7 +309,7 @@ def render_improvement(title: str, improvement: dict[str, Any], console: Any, st
     if not improvement:
         console.print(f"{title}: no two modes measured at the same size")
         return
-    table = Table(title=f"{title}: x beats y, run against run, mean over games; 0.5 = no difference", box=style)
+    table = Table(title=f"{title}: x beats y, run against run, mean over games; 0.5 = no difference", box=style.box)
     shown = [(key, label) for key, label in COMPARISONS if key in improvement or "joint_short" not in key]
     for col in ("size", *(label for _, label in shown), "games"):
         table.add_column(col)
@@ -328,38 +320,51 @@ def render_improvement(title: str, improvement: dict[str, Any], console: Any, st
     console.print(table)
 
 
+def _versus_random_row(mode: str, size: str, game: str, cell: dict[str, Any]) -> tuple[str, ...]:
+    tested = [run for run in cell["runs"] if run["p"] is not None]
+    best, r = min(tested, key=lambda run: run["p"]) if tested else None, cell["random"]
+    imagined, real = cell["imagined_reward_per_step"], cell["real_reward_per_step"]
+    return (mode, size, game, f"{score_text(cell['score'])} ({score_text(r['score'])} +- {score_text(r['sem'])})",
+            "untested: 1 episode" if best is None else
+            f"{score_text(best['difference'], signed=True)} [{score_text(best['lo'], signed=True)}, "
+            f"{score_text(best['hi'], signed=True)}]",
+            "-" if best is None else f"{cell['p_holm']:.2g} / {cell['p_bh']:.2g}"
+            if cell.get("p_bh") is not None else f"{cell['p_holm']:.2g}",
+            f"{cell['runs_beating']}/{len(cell['runs'])}",
+            "-" if best is None else "yes" if cell["beats_random"] else "no",
+            f"{'-' if imagined is None else f'{imagined:.3g}'} / {score_text(real)}")
+
+
 def render_versus_random(variant: str, analysis: dict[str, Any], console: Any, style: Any, order: Any) -> None:
     """Per (mode, size, game): the imagination-trained policies' raw real-game score against the random
     policy's, the Holm-corrected one-sided test, and reward per step in imagination vs the real game
     (analysis.json ``control``; definitions in scaleworld/analysis/versus_random.py)."""
-    from rich.table import Table
-
     evidence = _section(analysis, "control", f"control against random ({variant})", console,
                         empty="this study trains no policies")
     if evidence is None:
         return
-    table = Table(title=f"control against random ({variant}): raw real-game score per episode; reward per agent "
-                        "step in imagination and in the real game", box=style)
-    for col in ("mode", "size", "game", "score (random)", "best run - random", "p Holm / BH", "runs won", "beats",
-                "per step: imagined / real"):
-        table.add_column(col)
+    columns = ("mode", "size", "game", "score (random)", "best run - random", "p Holm / BH", "runs won", "beats",
+               "per step: imagined / real")
+    rows, many = [], not style.full and len({g for sz in evidence.values() for gs in sz.values() for g in gs}) > \
+        COLLAPSE_ABOVE
     for mode, sizes in sorted(evidence.items()):
         for size in sorted(sizes, key=order):
-            for game, cell in sorted(sizes[size].items()):
-                tested = [run for run in cell["runs"] if run["p"] is not None]
-                best, r = min(tested, key=lambda run: run["p"]) if tested else None, cell["random"]
-                imagined, real = cell["imagined_reward_per_step"], cell["real_reward_per_step"]
-                table.add_row(mode, size, game,
-                              f"{score_text(cell['score'])} ({score_text(r['score'])} +- {score_text(r['sem'])})",
-                              "untested: 1 episode" if best is None else
-                              f"{score_text(best['difference'], signed=True)} [{score_text(best['lo'], signed=True)}, "
-                              f"{score_text(best['hi'], signed=True)}]",
-                              "-" if best is None else f"{cell['p_holm']:.2g} / {cell['p_bh']:.2g}"
-                              if cell.get("p_bh") is not None else f"{cell['p_holm']:.2g}",
-                              f"{cell['runs_beating']}/{len(cell['runs'])}",
-                              "-" if best is None else "yes" if cell["beats_random"] else "no",
-                              f"{'-' if imagined is None else f'{imagined:.3g}'} / {score_text(real)}")
-    console.print(table)
+            cells = sorted(sizes[size].items())
+            rest = [(game, cell) for game, cell in cells if many and not cell["beats_random"]]
+            rows += [_versus_random_row(mode, size, game, cell) for game, cell in cells
+                     if not many or cell["beats_random"]]
+            if rest:  # many games: the cells that beat random, then one row for the rest of this mode and size
+                tested = [c["p_holm"] for _, c in rest if c["p_holm"] is not None]
+                won, runs = sum(c["runs_beating"] for _, c in rest), sum(len(c["runs"]) for _, c in rest)
+                rows.append((mode, size, f"all {len(rest)} games" if len(rest) == len(cells) else
+                             f"the other {len(rest)} games", "-", "-",
+                             f"smallest Holm p {min(tested):.2g}" if tested else "-", f"{won}/{runs}",
+                             "no" if tested else "-", "-"))
+    print_table(console, style, f"control against random ({variant}): raw real-game score per episode; reward per "
+                "agent step in imagination and in the real game", columns, rows, merged=many)
+    if many:
+        console.print("cells that do not beat random are merged per mode and size (scaleworld report --full: every "
+                      "cell; --csv: every run)")
     alpha = next(c["alpha"] for sizes in evidence.values() for games in sizes.values() for c in games.values())
     family = analysis.get("control_family")
     correction = (f"a cell beats random when BH over the table's {family['cells']} tested cells (over "

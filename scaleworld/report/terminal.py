@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scaleworld.report import SECTION_NAMES
+from scaleworld.report.collapse import TableStyle, print_table
 from scaleworld.report.control_scores import collect_control
 from scaleworld.report.glossary import render_glossary
 from scaleworld.report.sections import (
@@ -99,15 +100,16 @@ def _sparkline(values: list[float], bars: str) -> str:
     return "".join(bars[round((v - lo) / (hi - lo) * (len(bars) - 1))] for v in values)
 
 
-def render(results: dict[str, Any], console: Any, *, sections: list[str] | None = None) -> None:
-    """The findings block, then each of `sections` (default: all of `SECTIONS`, in that order)."""
+def render(results: dict[str, Any], console: Any, *, sections: list[str] | None = None, full: bool = False) -> None:
+    """The findings block, then each of `sections` (default: all of `SECTIONS`, in that order); per-game
+    tables of many games show what differs unless `full` (scaleworld.report.collapse)."""
     from rich import box
 
     from scaleworld.report.findings import render_findings
 
     plain = not console.is_terminal
-    view = _View(results, console, box.ASCII if plain else box.SIMPLE_HEAVY, ASCII_BARS if plain else BARS,
-                 size_key(results["size_params"]))
+    style = TableStyle(box.ASCII if plain else box.SIMPLE_HEAVY, full=full)
+    view = _View(results, console, style, ASCII_BARS if plain else BARS, size_key(results["size_params"]))
     console.print(f"scaleworld report: {results['root']}")
     render_findings(results, console, view.order)
     for name in sections or SECTIONS:
@@ -117,7 +119,7 @@ def render(results: dict[str, Any], console: Any, *, sections: list[str] | None 
 class _View:
     """What every section reads: the results, the console, the table style, bar characters, size order."""
 
-    def __init__(self, results: dict[str, Any], console: Any, style: Any, bars: str, order: Any):
+    def __init__(self, results: dict[str, Any], console: Any, style: TableStyle, bars: str, order: Any):
         self.results, self.console, self.style, self.bars, self.order = results, console, style, bars, order
         self.variants = results["regimes"]
 
@@ -125,7 +127,7 @@ class _View:
 def _jobs(v: _View) -> None:
     from rich.table import Table
 
-    jobs = Table(title="jobs", box=v.style)
+    jobs = Table(title="jobs", box=v.style.box)
     for col in ("kind", "done", "running", "failed", "pending"):
         jobs.add_column(col)
     for kind, counts in v.results["jobs"].items():
@@ -145,8 +147,6 @@ def _experts(v: _View) -> None:
 
 
 def _regimes(v: _View) -> None:
-    from rich.table import Table
-
     for variant, analysis in v.variants.items():
         render_settings(variant, analysis, v.console)
         render_missing(variant, analysis, v.console)
@@ -156,12 +156,12 @@ def _regimes(v: _View) -> None:
         margin = (f"margin {rule.get('margin_nats')} nats/frame, contrasts paired by seed{within}, classical family "
                   "only where bigger models fit their training split better" if rule["version"] != "regime-rule/1"
                   else f"delta={rule['delta']} of the level")
-        table = Table(title=f"scaling regimes ({variant}; rule {rule['version']}: alpha={rule['alpha']}, {margin}, "
-                            f"min sizes {rule['min_sizes']}, min seeds {rule['min_seeds']})", box=v.style)
+        title = (f"scaling regimes ({variant}; rule {rule['version']}: alpha={rule['alpha']}, {margin}, "
+                 f"min sizes {rule['min_sizes']}, min seeds {rule['min_seeds']})")
         best = analysis.get("modes_best")  # runs with a validation split: the regime at the best checkpoints too
-        for col in ("mode", "game", "regime", *(("regime (best ckpt)", "best step") if best else ()),
-                    "best size (params)", "evidence"):
-            table.add_column(col)
+        columns = ("mode", "game", "regime", *(("regime (best ckpt)", "best step") if best else ()),
+                   "best size (params)", "evidence")
+        rows = []
         for mode, games in analysis["modes"].items():
             for game, r in games.items():
                 at_best = ()
@@ -172,27 +172,23 @@ def _regimes(v: _View) -> None:
                     span = "-" if not steps else (f"{min(steps):,}" if min(steps) == max(steps)
                                                   else f"{min(steps):,}-{max(steps):,}")
                     at_best = ("-" if b is None else b["regime"], span)
-                table.add_row(mode, game, r["regime"], *at_best, f"{r['best_params']:,.0f}", r["reason"])
-        v.console.print(table)
+                rows.append((mode, game, r["regime"], *at_best, f"{r['best_params']:,.0f}", r["reason"]))
+        print_table(v.console, v.style, title, columns, rows)
         render_comparison_modes(variant, analysis, v.console)
     if not v.variants:
         v.console.print("scaling regimes: missing (the analysis job has not finished)")
 
 
 def _curves(v: _View) -> None:
-    from rich.table import Table
-
-    curves = Table(title="scaling curves: mean held-out NLL (nats/frame) from the smallest to the largest size",
-                   box=v.style)
-    for col in ("mode", "game", "curve", "NLL per size", "seeds"):
-        curves.add_column(col)
+    rows = []
     for mode, games in sorted(v.results["curves"].items()):
         for game, sizes in sorted(games.items()):
             ordered = sorted(sizes.values(), key=lambda s: s["params"])
             means = [statistics.fmean(s["nll"]) for s in ordered]
-            curves.add_row(mode, game, _sparkline(means, v.bars), " ".join(f"{m:.3f}" for m in means),
-                           "/".join(str(len(s["nll"])) for s in ordered))
-    v.console.print(curves)
+            rows.append((mode, game, _sparkline(means, v.bars), " ".join(f"{m:.3f}" for m in means),
+                         "/".join(str(len(s["nll"])) for s in ordered)))
+    print_table(v.console, v.style, "scaling curves: mean held-out NLL (nats/frame) from the smallest to the largest "
+                "size", ("mode", "game", "curve", "NLL per size", "seeds per size"), rows)
 
 
 def _baselines(v: _View) -> None:
@@ -201,18 +197,15 @@ def _baselines(v: _View) -> None:
 
 
 def _single_vs_joint(v: _View) -> None:
-    from rich.table import Table
-
     single, joint = v.results["curves"].get("single", {}), v.results["curves"].get("joint", {})
     if single and joint:
-        table = Table(title="single vs joint: mean held-out NLL per size (lower is better)", box=v.style)
-        for col in ("game", "size", "single", "joint", "joint - single"):
-            table.add_column(col)
+        rows = []
         for game in sorted(set(single) & set(joint)):
             for size in sorted(set(single[game]) & set(joint[game]), key=lambda n: single[game][n]["params"]):
                 s, j = statistics.fmean(single[game][size]["nll"]), statistics.fmean(joint[game][size]["nll"])
-                table.add_row(game, size, f"{s:.3f}", f"{j:.3f}", f"{j - s:+.3f}")
-        v.console.print(table)
+                rows.append((game, size, f"{s:.3f}", f"{j:.3f}", f"{j - s:+.3f}"))
+        print_table(v.console, v.style, "single vs joint: mean held-out NLL per size (lower is better)",
+                    ("game", "size", "single", "joint", "joint - single"), rows)
 
 
 def _per_variant(render_one: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from scaleworld.report.collapse import TableStyle, print_table
 from scaleworld.study.kinds import FidelityStage
 from scaleworld.study.results import read_finished
 
@@ -60,49 +61,42 @@ def collect_open_loop(store: Any, graph: Any, size_params: dict[str, int], *,
     return out
 
 
-def render_tokenizers(rows: list[dict[str, Any]], console: Any, style: Any) -> None:
-    from rich.table import Table
-
-    if not rows:
+def render_tokenizers(rows_in: list[dict[str, Any]], console: Any, style: TableStyle) -> None:
+    if not rows_in:
         return
-    table = Table(title="tokenizer quality per game, on held-out frames (residual: share of the frames' variance "
-                        "the codes leave unexplained, 1 = no better than the mean frame; perplexity: median over "
-                        "variables, within the game; a game that fails the gate is not encoded)", box=style)
-    for col in ("scope", "game", "frames", "perplexity", "distinct codes", "residual (sampled)",
-                "PSNR dB (mean frame)", "gate", "verdict"):
-        table.add_column(col)
-    for r in rows:
+    rows = []
+    for r in rows_in:
         q, gate = r["quality"], r["max_residual"]
         gate_text = "-" if gate is None else f"<= {gate:g}"
         if q is None:
             why = "not finished" if not r["done"] else "not measured (a tokenizer from before quality records)"
-            table.add_row(r["scope"] or "-", r["game"], "-", "-", "-", "-", "-", gate_text, why)
+            rows.append((r["scope"] or "-", r["game"], "-", "-", "-", "-", "-", gate_text, why))
             continue
         verdict = "-" if r["passed"] is None else ("pass" if r["passed"] else "FAIL")
-        table.add_row(r["scope"] or "-", r["game"], f"{q['frames']} {q['frames_from'].replace('_', '-')}",
-                      f"{q['perplexity_median']:.1f}", str(q["distinct_codes"]),
-                      f"{q['residual_fraction']:.3f} ({q['sampled_residual_fraction']:.3f})",
-                      f"{q['psnr_db']:.1f} ({q['mean_frame_psnr_db']:.1f})", gate_text, verdict)
-    console.print(table)
+        rows.append((r["scope"] or "-", r["game"], f"{q['frames']} {q['frames_from'].replace('_', '-')}",
+                     f"{q['perplexity_median']:.1f}", str(q["distinct_codes"]),
+                     f"{q['residual_fraction']:.3f} ({q['sampled_residual_fraction']:.3f})",
+                     f"{q['psnr_db']:.1f} ({q['mean_frame_psnr_db']:.1f})", gate_text, verdict))
+    print_table(console, style, "tokenizer quality per game, on held-out frames (residual: share of the frames' "
+                "variance the codes leave unexplained, 1 = no better than the mean frame; perplexity: median over "
+                "variables, within the game; a game that fails the gate is not encoded)",
+                ("scope", "game", "frames", "perplexity", "distinct codes", "residual (sampled)",
+                 "PSNR dB (mean frame)", "gate", "verdict"), rows)
 
 
-def render_open_loop(open_loop: dict[str, dict[str, Any]], console: Any, style: Any) -> None:
-    from rich.table import Table
-
+def render_open_loop(open_loop: dict[str, dict[str, Any]], console: Any, style: TableStyle) -> None:
     if not open_loop:
         return
-    table = Table(title="open-loop PSNR (dB) of imagined frames at the first and last horizon step, mean over seeds, "
-                        "beside the tokenizer alone on the same real frames (the floor)", box=style)
-    for col in ("mode", "game", "tokenizer alone", "smallest size: first / last", "largest size: first / last"):
-        table.add_column(col)
+    def cell(item: tuple[str, dict[str, Any]]) -> str:
+        name, v = item
+        return f"{name}: {v['psnr'][0]:.1f} / {v['psnr'][1]:.1f}"
+
+    rows = []
     for mode, games in sorted(open_loop.items()):
         for game, entry in sorted(games.items()):
             sizes = list(entry["sizes"].items())
-
-            def cell(item: tuple[str, dict[str, Any]]) -> str:
-                name, v = item
-                return f"{name}: {v['psnr'][0]:.1f} / {v['psnr'][1]:.1f}"
-
-            table.add_row(mode, game, f"{entry['tokenizer']:.1f}", cell(sizes[0]),
-                          cell(sizes[-1]) if len(sizes) > 1 else "-")
-    console.print(table)
+            rows.append((mode, game, f"{entry['tokenizer']:.1f}", cell(sizes[0]),
+                         cell(sizes[-1]) if len(sizes) > 1 else "-"))
+    print_table(console, style, "open-loop PSNR (dB) of imagined frames at the first and last horizon step, mean "
+                "over seeds, beside the tokenizer alone on the same real frames (the floor)",
+                ("mode", "game", "tokenizer alone", "smallest size: first / last", "largest size: first / last"), rows)
