@@ -694,6 +694,22 @@ def _job_folder(root: Path, kind: str) -> Path:
     return folder.parent
 
 
+def _cut_in_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _edit_same_size(path: Path) -> None:
+    text = path.read_text()
+    digit = next(i for i, c in enumerate(text) if c.isdigit())
+    path.write_text(text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:])
+
+
+def _unstamp(folder: Path) -> None:
+    done = json.loads((folder / "done.json").read_text())
+    del done["artifact"]
+    (folder / "done.json").write_text(json.dumps(done))
+
+
 # A run root damaged in each way a disk, a crash or a person can: (what, how, the line `report`
 # prints about it, and `status` too where it can know without reading every artifact). Both must go
 # on with the rest and exit 0.
@@ -705,9 +721,18 @@ RUN_ROOT_DAMAGE = [
      "done.json: damaged, a list where a JSON object belongs", True),
     ("a deleted analysis.json", lambda r: (_job_folder(r, "analysis") / "analysis.json").unlink(),
      "analysis.json: missing (the next run redoes the job)", True),
+    # An artifact that differs from done.json's stamp of it (size; sha256 of a record) is damaged.
     ("a corrupt analysis.json", lambda r: (_job_folder(r, "analysis") / "analysis.json").write_bytes(b"\xff\x00"),
-     "analysis.json: damaged, not readable JSON", False),
+     "analysis.json: damaged (2 bytes where the job wrote", True),
     ("a corrupt fidelity.json", lambda r: (_job_folder(r, "fidelity") / "fidelity.json").write_text("{"),
+     "fidelity.json: damaged (1 bytes where the job wrote", True),
+    ("a model file cut in half", lambda r: _cut_in_half(_job_folder(r, "dynamics") / "dynamics.pt"),
+     "dynamics.pt: damaged (", True),
+    ("a record edited in place", lambda r: _edit_same_size(_job_folder(r, "control") / "control.json"),
+     "control.json: damaged (changed since the job wrote it: its sha256 differs)", True),
+    # A record of a done.json from before stamps: the report names it when it cannot read it.
+    ("an unstamped corrupt fidelity.json", lambda r: [_unstamp(_job_folder(r, "fidelity")),
+                                                      (_job_folder(r, "fidelity") / "fidelity.json").write_text("{")],
      "fidelity.json: damaged, not readable JSON", False),
     ("a garbage failed.json", lambda r: [(_job_folder(r, "policy") / "failed.json").write_text("garbage"),
                                          (_job_folder(r, "policy") / "done.json").unlink()],
@@ -740,10 +765,14 @@ def test_a_damaged_plan_is_one_line_naming_the_fix(finished, tmp_path):
         assert "plan.json: damaged" in lines[0] and f"scaleworld run {root}/spec.yaml run_root={root}" in lines[0]
 
 
-def test_a_corrupt_done_json_is_redone_from_the_checkpoint_and_the_study_ends_identical(finished, tmp_path):
+@pytest.mark.parametrize("damage", ["done.json", "dynamics.pt"])
+def test_a_damaged_done_json_or_model_file_is_redone_and_the_study_ends_identical(finished, tmp_path, damage):
     _, spec, reference = finished
     root = _copy_of(finished, tmp_path)
-    (_job_folder(root, "dynamics") / "done.json").write_text("{")
+    if damage == "done.json":
+        (_job_folder(root, "dynamics") / "done.json").write_text("{")
+    else:
+        _cut_in_half(_job_folder(root, "dynamics") / "dynamics.pt")
     store = RunStore(root)
     graph = store.read_plan()
     (dynamics,) = graph.by_kind("dynamics")

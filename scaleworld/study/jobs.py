@@ -24,7 +24,7 @@ from scaleworld.data.files import write_json_atomic
 from scaleworld.study.graph import Job
 from scaleworld.study.kinds import RunContext, stage_of
 from scaleworld.study.kinds.dynamics import run_pack
-from scaleworld.study.store import JobLock, RunStore
+from scaleworld.study.store import JobLock, RunStore, artifact_stamp
 
 EXIT_LOCKED = 75
 
@@ -77,6 +77,7 @@ def run_jobs(root: str | Path, job_ids: list[str], *, requeued: Callable[[], boo
                 "kind": job.kind, "id": job.id, "outputs": record, "seconds": round(time.time() - start, 2),
                 "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU its executor pinned it to
+                "artifact": artifact_stamp(out / stage.ARTIFACT),  # what readers check it against: size, sha256
                 **({"missing_inputs": missing[job.id]} if missing[job.id] else {}),  # ran on what had finished
             })
             for name in () if keep else stage.RESUME_STATE:  # done: only a resumed run would read these

@@ -6,7 +6,9 @@ outputs, ``failed.json`` after a failure (the one-line reason), and, written las
 and a later `run` all agree: done (a readable done.json), running (its lock is held), failed, or
 pending. A done.json that cannot be read (damaged, or not a record), or a missing artifact (the
 file or folder the stage's readers read), makes the job failed with that reason: the next run
-redoes it (training resumes from its checkpoint); nothing damaged is used.
+redoes it (training resumes from its checkpoint); nothing damaged is used. done.json records its
+artifact's size and, for a record of at most `HASHED_BYTES`, its sha256 (`artifact_stamp`): an
+artifact cut short, grown or (a record) edited since is damaged the same way.
 """
 
 from __future__ import annotations
@@ -19,11 +21,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaleworld.data.files import write_json_atomic, write_text_atomic
+from scaleworld.data.files import sha256_file, write_json_atomic, write_text_atomic
 from scaleworld.errors import DamagedRunError, ScaleworldError
 from scaleworld.study.graph import Graph, Job
 
 PLAN = "plan.json"
+HASHED_BYTES = 1 << 20
+"""An artifact file up to this size (the JSON records the report reads) is checked by its sha256 too;
+bigger ones (model files, which their loaders check) by size alone, so that `status` on joint26's
+23,514 jobs stays quick. Folders (datasets, tokens) carry their own manifests."""
+
+
+def artifact_stamp(path: Path) -> dict[str, Any] | None:
+    """What done.json records of a job's artifact: {bytes, sha256 (records only)}; None for a folder."""
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    return {"bytes": size, **({"sha256": sha256_file(path)} if size <= HASHED_BYTES else {})}
+
+
+def _stamp_problem(path: Path, stamp: Any) -> str | None:
+    """Why `path` is not the artifact done.json's `stamp` describes, or None."""
+    if not isinstance(stamp, dict):
+        return None  # done.json from before stamps
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return f"{path}: missing"
+    if size != stamp.get("bytes"):
+        return f"{path}: damaged ({size} bytes where the job wrote {stamp.get('bytes')})"
+    if "sha256" in stamp and sha256_file(path) != stamp["sha256"]:
+        return f"{path}: damaged (changed since the job wrote it: its sha256 differs)"
+    return None
 STORAGE = "storage.json"
 SPEC = "spec.yaml"
 
@@ -109,7 +138,8 @@ class RunStore:
         missing: list[str] = []
         try:
             record = self.read_json(job, "done.json")
-            problem = None if isinstance(record.get("outputs"), dict) else "done.json holds no outputs (damaged)"
+            problem = (None if isinstance(record.get("outputs"), dict) else "done.json holds no outputs (damaged)") or \
+                _stamp_problem(self.job_dir(job) / artifact, record.get("artifact"))
             missing = [m for m in record.get("missing_inputs", []) if isinstance(m, str) and m.count("/") == 1]
         except DamagedRunError as exc:
             problem = str(exc)
