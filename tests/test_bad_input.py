@@ -254,6 +254,13 @@ def _breakout_label(path: Path) -> None:
     _edit_manifest(game={"name": g.name, "rom": g.rom, "legal_actions": list(g.legal_actions)})(path)
 
 
+def _cut_pixels_and_resign(path: Path) -> None:
+    """Half the pixel rows gone, the manifest's size and checksum of the file rewritten to match."""
+    pixels = path / "storage" / "pixels.memmap"
+    pixels.write_bytes(pixels.read_bytes()[: pixels.stat().st_size // 2])
+    _rewrite_checksums(path)
+
+
 def _foreign_file(path: Path) -> None:
     (path / "storage" / "extra.bin").write_bytes(b"x")
 
@@ -286,6 +293,8 @@ DATASETS = [  # (what is wrong, how to do it, the line's expected text)
     ("an episode table of strings", _edit_manifest(episodes=lambda eps: ["x"] * len(eps)), "malformed"),
     ("a protocol that is not one", _edit_manifest(protocol__frame_skip=0), "protocol"),
     ("a foreign file", _foreign_file, "extra.bin: not in the manifest"),
+    ("a pixel file cut in half under a re-signed manifest", _cut_pixels_and_resign,
+     "pixels.memmap: 1843200 bytes where its shape [300, 64, 64, 3] of torch.uint8 needs 3686400"),
 ]
 
 
@@ -302,19 +311,34 @@ def damaged(pong_ds, tmp_path):
 @pytest.mark.parametrize("what, how, message", DATASETS, ids=[d[0] for d in DATASETS])
 def test_data_verify_and_every_reader_refuse_a_damaged_or_false_dataset(capsys, damaged, what, how, message):
     path = damaged(how)
+    before = _files(path)
     assert message in _one_line_error(capsys, ["data", "verify", path])
     with pytest.raises(DatasetError, match="collect|remove it"):
         OfflineDataset.open(path)  # what training, encoding, fidelity and imagination read through
+    assert _files(path) == before  # refused without a write (no padding, no stamp)
 
 
-def test_a_verified_dataset_is_stamped_and_any_later_write_voids_the_stamp(pong_ds, tmp_path):
+def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file()}
+
+
+def test_a_verified_dataset_is_stamped_outside_it_and_any_later_write_voids_the_stamp(pong_ds, tmp_path,
+                                                                                     monkeypatch):
+    from scaleworld.data.dataset import stamp_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = tmp_path / "copy"
     shutil.copytree(pong_ds, path)
-    OfflineDataset.open(path)  # verifies the copy (new inodes), then stamps it
-    stamped = (path / ".verified.json").stat().st_mtime_ns
+    before = _files(path)
+    OfflineDataset.open(path)  # verifies the copy (new inodes), then stamps it in the cache
+    assert stamp_path(path).is_relative_to(tmp_path / "cache") and stamp_path(path).is_file()
+    stamped = stamp_path(path).stat().st_mtime_ns
     OfflineDataset.open(path)  # the stamp holds: no re-verification (which would write a new stamp)
     ds = OfflineDataset.open(path)
-    assert (path / ".verified.json").stat().st_mtime_ns == stamped
+    assert stamp_path(path).stat().st_mtime_ns == stamped
+    assert main(["data", "verify", str(path)]) in (0, None)
+    assert _files(path) == before  # reading and verifying changed no byte and no mtime of the dataset
     ds.data["next", "reward"][4] = 99.0  # a write through the memory map, as a careless user might
     with pytest.raises(DatasetError, match="reward.memmap: checksum mismatch"):
         OfflineDataset.open(path)

@@ -8,9 +8,13 @@ of the same files, and the few flag columns that differ computed in memory; `upg
 Read-only, verified: `OfflineDataset.open` hands out a storage that refuses writes (a TorchRL
 ``ReplayBuffer`` on it needs ``ImmutableDatasetWriter``, as `OfflineDataset.replay_buffer` builds),
 and it verifies the dataset first (checksums, then every manifest claim against the rows) unless a
-stamp says this very set of files passed: ``.verified.json`` records each file's size, inode,
-mtime and ctime, and the kernel moves ctime on every write (no user call sets it back), so a stamp
-cannot outlive a change of the files; a copied dataset is verified once more.
+stamp says this very set of files passed: the stamp records each file's size, inode, mtime and
+ctime, and the kernel moves ctime on every write (no user call sets it back), so a stamp cannot
+outlive a change of the files; a copied dataset is verified once more. Stamps live in this user's
+cache (`stamp_path`), never in the dataset: reading or verifying a dataset changes none of its
+files (on a cluster datasets are shared, read-only or another user's). Before a memory map is
+opened, each file's size is checked against the shape and dtype its storage metadata gives: numpy
+would extend a short file with zeros (`_check_memmaps`).
 
 A token dataset (`scaleworld.models.encode`) has the same layout and rows with ``tokens`` uint8
 [N, groups] (the frozen tokenizer's encoding of ``pixels``) in place of ``pixels``.
@@ -35,7 +39,6 @@ from scaleworld.data.format1 import upgrade_rows
 from scaleworld.data.layout import (
     CHECKS,
     MANIFEST,
-    STAMP,
     STORAGE,
     TOKEN_FORMAT,
     UPGRADES,
@@ -96,6 +99,7 @@ class OfflineDataset:
     @classmethod
     def _open(cls, path: Path, manifest: dict[str, Any]) -> OfflineDataset:
         _check_sizes(path, manifest)  # mapping a short file would silently extend it with zeros
+        _check_memmaps(path / STORAGE)  # so would a short file whose manifest entry was re-signed
         size = manifest["counts"]["steps"]
         if not isinstance(size, int) or size < 1:
             raise DatasetError(f"{path}: counts.steps={size!r} is not a positive row count: collect again")
@@ -195,6 +199,40 @@ def _check_sizes(path: Path, manifest: dict[str, Any]) -> None:
             )
 
 
+def _check_memmaps(storage: Path) -> None:
+    """Every ``<key>.memmap`` is exactly as long as its folder's meta.json (TensorDict's) says: shape x
+    dtype size; else `DatasetError` (a file a memory map would pad with zeros, or one with extra bytes)."""
+    for meta_file in sorted(storage.rglob("meta.json")):
+        try:
+            meta = json.loads(meta_file.read_text())
+            fields = {k: v for k, v in meta.items() if isinstance(v, dict) and "shape" in v and "dtype" in v}
+            for key, entry in fields.items():
+                dtype = getattr(torch, str(entry["dtype"]).removeprefix("torch."))
+                if not isinstance(dtype, torch.dtype):
+                    raise TypeError(f"{entry['dtype']!r} is not a dtype")
+                want = dtype.itemsize * int(torch.Size(entry["shape"]).numel())
+                file = meta_file.parent / f"{key}.memmap"
+                if file.is_file() and file.stat().st_size != want:
+                    raise DatasetError(f"{file}: {file.stat().st_size} bytes where its shape {entry['shape']} of "
+                                       f"{entry['dtype']} needs {want} (cut short or padded, its manifest entry "
+                                       "re-signed): collect the dataset again")
+        except (ValueError, TypeError, AttributeError, KeyError, OSError) as exc:
+            raise DatasetError(f"{meta_file}: malformed ({type(exc).__name__}: {exc}): collect the dataset "
+                               "again") from None
+
+
+def stamp_path(path: str | Path) -> Path:
+    """Where the verification stamp of the dataset at `path` lives: this user's cache
+    ($XDG_CACHE_HOME, else ~/.cache)/scaleworld/verified/<sha256 of the folder's absolute path>.json.
+    Outside the dataset, so that reading one changes none of its files; a stamp that does not match
+    the files (another dataset at the same path) is ignored and the dataset verified again."""
+    import hashlib
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:32]
+    return cache / "scaleworld" / "verified" / f"{key}.json"
+
+
 def verify_dataset(path: str | Path) -> dict[str, Any]:
     """Re-check checksums, then every manifest claim against the rows; raise `DatasetError` with a
     one-line reason on failure. A dataset that passes gets its stamp (see `ensure_verified`).
@@ -236,8 +274,11 @@ def _fingerprint(path: Path, manifest: dict[str, Any]) -> dict[str, list[int]]:
 
 def _write_stamp(path: Path, manifest: dict[str, Any]) -> None:
     try:
-        write_json_atomic(path / STAMP, {"checks": CHECKS, "files": _fingerprint(path, manifest)})
-    except OSError:  # a read-only dataset (a shared copy): verified again by every reader
+        stamp = stamp_path(path)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(stamp, {"dataset": str(path.resolve()), "checks": CHECKS,
+                                  "files": _fingerprint(path, manifest)})
+    except OSError:  # no writable cache: verified again by every reader
         pass
 
 
@@ -248,8 +289,8 @@ def ensure_verified(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     manifest = read_manifest(path)
     try:
-        stamp = json.loads((path / STAMP).read_text())
-        if stamp == {"checks": CHECKS, "files": _fingerprint(path, manifest)}:
+        stamp = json.loads(stamp_path(path).read_text())
+        if stamp == {"dataset": str(path.resolve()), "checks": CHECKS, "files": _fingerprint(path, manifest)}:
             return manifest
     except (OSError, ValueError):
         pass

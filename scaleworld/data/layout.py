@@ -51,7 +51,6 @@ UPGRADES = {"scaleworld.offline-dataset/1": FORMAT, "scaleworld.token-dataset/1"
 """Older formats `OfflineDataset.open` still reads (in the newer layout: `upgrade_rows`)."""
 MANIFEST = "manifest.json"
 STORAGE = "storage"
-STAMP = ".verified.json"
 CHECKS = "scaleworld.dataset-checks/3"
 """The version of what `verify_dataset` checks: a stamp of an older version is not trusted."""
 FLAG = (1,)
