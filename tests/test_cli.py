@@ -51,3 +51,19 @@ def test_collect_info_verify_and_score_end_to_end(tmp_path):
     sw("eval", "score", "--game", "Pong", "--episodes", "2", "--envs", "2", "--protocol",
        "max_episode_frames=200", "--out", str(score))
     assert len(json.loads(score.read_text())["returns"]) == 2
+
+
+def test_ctrl_c_says_what_each_command_kept_and_how_to_go_on():
+    from scaleworld.cli import build_parser
+    from scaleworld.cli.args import interrupted_line
+
+    parse = build_parser().parse_args
+    line = interrupted_line(parse(["train", "dynamics", "--tokens-data", "t", "--out", "runs/d"]))
+    assert line == "interrupted: runs/d keeps its last checkpoint: the same command resumes from it"
+    line = interrupted_line(parse(["data", "collect", "--game", "Pong", "--steps", "10", "--out", "ds"]))
+    assert line == ("interrupted: ds was not written (nothing half-written is left as it): the same command starts "
+                    "over")
+    line = interrupted_line(parse(["report", "runs/x", "--json", "r.json"]))
+    assert line == "interrupted: r.json is as it was or complete (files are replaced whole)"
+    assert interrupted_line(parse(["games"])) == "interrupted: nothing was written"
+    assert "same `scaleworld run` resumes the rest" in interrupted_line(parse(["run", "studies/smoke.yaml"]))

@@ -210,6 +210,30 @@ def test_a_killed_collection_leaves_no_complete_looking_dataset(tmp_path):
     (partial,) = tmp_path.glob(".ds.partial-*")
     with pytest.raises(DatasetError, match="no manifest.json"):
         verify_dataset(partial)
+    # The next collection names what the killed one left, removes it and writes the dataset.
+    rerun = subprocess.run([*cmd[:cmd.index("--steps") + 1], "300", *cmd[cmd.index("--steps") + 2:]],
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"removed {partial}: left unfinished by a killed run (pid {proc.pid}); starting over" in rerun.stderr
+    assert not partial.exists() and verify_dataset(out)
+
+
+def test_a_leftover_of_another_host_or_a_live_writer_is_named_and_kept(tmp_path, capsys):
+    import os
+    import socket
+
+    from scaleworld.data.files import clear_leftovers
+
+    final = tmp_path / "ds"
+    elsewhere = tmp_path / ".ds.partial-some-other-node-12345"
+    live = tmp_path / f".ds.partial-{socket.gethostname()}-{os.getppid()}"  # pytest's parent: alive
+    for folder in (elsewhere, live):
+        folder.mkdir()
+    clear_leftovers(final)
+    err = capsys.readouterr().err
+    assert f"note: {elsewhere}: an unfinished ds of another host's run" in err
+    assert f"note: {live}: pid {os.getppid()} on this host is writing ds too" in err
+    assert elsewhere.exists() and live.exists()
 
 
 def test_random_policy_uses_only_legal_actions_uniformly():

@@ -258,15 +258,19 @@ def test_ctrl_c_stops_the_driver_and_leaves_its_forked_job_resumable_not_failed(
     store, graph = RunStore(tmp_path / "root"), build_graph(load_spec(spec, overrides))
     (dynamics,) = graph.by_kind("dynamics")
     # As from a terminal: SIGINT handled (a shell's background job, CI's among them, would ignore it)
+    err = open(tmp_path / "stderr.txt", "w")
     proc = subprocess.Popen([sys.executable, "-m", "scaleworld.cli", "run", str(spec), *overrides, "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (store.job_dir(dynamics) / "checkpoint.pt").exists():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole process group
-    assert proc.wait(timeout=120) != 0
+    assert proc.wait(timeout=120) == 130
+    err.close()
+    assert ("interrupted: finished jobs are kept (each job's done.json); the same `scaleworld run` resumes the rest, "
+            "training from its last checkpoint") in (tmp_path / "stderr.txt").read_text()
     assert store.state(dynamics) == "pending" and store.failure(dynamics) is None
     assert (store.job_dir(dynamics) / "checkpoint.pt").is_file()  # the next run resumes from it
 

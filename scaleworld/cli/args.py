@@ -82,6 +82,26 @@ def declare_outputs(p: argparse.ArgumentParser, **kinds: str) -> None:
     p.set_defaults(outputs={**(p.get_default("outputs") or {}), **kinds})
 
 
+def interrupted_line(args: argparse.Namespace) -> str:
+    """What Ctrl-C left and how to go on, from the command's declared outputs (or its own
+    ``on_interrupt`` default): one line for stderr."""
+    if getattr(args, "on_interrupt", None):
+        return f"interrupted: {args.on_interrupt(args)}"
+    kept = []
+    for dest, kind in (getattr(args, "outputs", None) or {}).items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if kind == "run_folder":
+            kept.append(f"{value} keeps its last checkpoint: the same command resumes from it")
+        elif kind == "new_folder":
+            kept.append(f"{value} was not written (nothing half-written is left as it): the same command starts "
+                        "over")
+        else:
+            kept.append(f"{value} is as it was or complete (files are replaced whole)")
+    return "interrupted: " + ("; ".join(kept) if kept else "nothing was written")
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """One `ScaleworldError` line for the first declared output that cannot be written, before
     anything is: a file where a folder belongs (or the reverse), a dataset folder that exists, or

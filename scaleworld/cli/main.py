@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from scaleworld.cli.args import OneLineParser, check_outputs
+from scaleworld.cli.args import OneLineParser, check_outputs, interrupted_line
 from scaleworld.cli.data import add_data_parser, add_games_parser, add_model_parser, add_tokens_parser
 from scaleworld.cli.experts import add_expert_parser
 from scaleworld.cli.policy import add_policy_parser
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
               "then run the command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted_line(args), file=sys.stderr)
         return 130
     return status or 0
 

@@ -196,7 +196,8 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
                    help="slurm: hand the driver to the cluster (a CPU job that runs the study to the end, "
                         "requeued at its time limit) and exit")
     add_no_progress(p, "no progress display")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, on_interrupt=lambda args: "finished jobs are kept (each job's done.json); the "
+                   "same `scaleworld run` resumes the rest, training from its last checkpoint")
     p = groups.add_parser("spec", help="a spec with every key: its value (the file's, an override's or the "
                                        "default) under the schema's comment; no SPEC: the defaults")
     p.add_argument("spec", type=Path, nargs="?", help="a study spec (YAML), e.g. studies/smoke.yaml")

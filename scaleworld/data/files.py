@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,15 +68,47 @@ def write_text_atomic(path: Path, text: str) -> None:
         f.write(text)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clear_leftovers(final: Path) -> None:
+    """Name, on stderr, each ``.NAME.partial-HOST-PID`` folder a killed writer of `final` left
+    (SIGKILL, a node lost), and remove those whose process is gone from this host: their work is
+    lost, the new run starts over. A folder of a live process, or of another host (a writer on
+    another node of a shared file system, or one lost with that node), is left and named."""
+    host, prefix = socket.gethostname(), f".{final.name}.partial-"
+    for left in sorted(final.parent.glob(f"{prefix}*")):
+        who, _, pid = left.name.removeprefix(prefix).rpartition("-")  # HOST-PID (before HOSTs: PID alone)
+        if who == host and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+            print(f"removed {left}: left unfinished by a killed run (pid {pid}); starting over", file=sys.stderr)
+        elif who == host and pid == str(os.getpid()):
+            continue  # this process's own: staging_dir starts it afresh
+        elif who == host and pid.isdigit():
+            print(f"note: {left}: pid {pid} on this host is writing {final.name} too", file=sys.stderr)
+        else:
+            print(f"note: {left}: an unfinished {final.name} of another host's run (or of one lost with that "
+                  "host); remove it when no run writes there", file=sys.stderr)
+
+
 @contextmanager
 def staging_dir(final: Path) -> Iterator[Path]:
     """A temporary folder beside `final`, renamed to `final` only if the block finishes.
 
-    An exception removes it; a killed process leaves a ``.NAME.partial-PID`` folder that no
-    reader mistakes for a finished one (it has a different name and no manifest at `final`).
+    An exception removes it; a killed process leaves a ``.NAME.partial-HOST-PID`` folder that no
+    reader mistakes for a finished one (it has a different name and no manifest at `final`), and
+    the next writer of `final` names it and removes it (`clear_leftovers`).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
+    clear_leftovers(final)
+    tmp = final.parent / f".{final.name}.partial-{socket.gethostname()}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
