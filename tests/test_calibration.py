@@ -69,7 +69,7 @@ def test_a_bad_calibration_file_or_setting_is_one_line_and_exit_2(tmp_path):
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     damaged.write_text('{"format": "calibration/1", "rates": {"x": -1}, "peak_flops": 1}')
     assert "not a calibration/1 file" in _plan(spec, "--calibration", damaged).stderr
-    for seconds in ("0", "nan", "-1", "inf"):  # nan once hung: nothing is measured in less than no time
+    for seconds in ("0", "nan", "-1", "inf", "1e-12"):  # nan once hung; 1e-12 timed one call, noise and all
         proc = _plan(spec, "--calibrate", "--seconds", seconds)
         assert proc.returncode == 2 and f"argument --seconds: {seconds} is impossible" in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1

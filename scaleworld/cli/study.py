@@ -17,6 +17,7 @@ from scaleworld.report import SECTION_NAMES as REPORT_SECTIONS
 from scaleworld.report.figures import DPI as FIGURE_DPI
 from scaleworld.report.figures import FORMATS as FIGURE_FORMATS
 from scaleworld.study.graph import LABEL_KEYS
+from scaleworld.study.meter import MIN_SECONDS
 
 
 def _load(args: argparse.Namespace):
@@ -213,8 +214,8 @@ def add_study_parsers(groups: argparse._SubParsersAction) -> None:
                         "print GPU- and CPU-hours per kind")
     p.add_argument("--calibration", type=Path, metavar="FILE",
                    help="a saved calibration: read it (and, with --calibrate, measure what it lacks and save it)")
-    p.add_argument("--seconds", type=real(0, low_open=True), default=2.0,
-                   help="with --calibrate: seconds per measured shape")
+    p.add_argument("--seconds", type=real(MIN_SECONDS), default=2.0,
+                   help=f"with --calibrate: seconds per measured shape (at least {MIN_SECONDS:g})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while calibrating")
     p.set_defaults(func=cmd_plan)
     p = groups.add_parser("status", help="done / running / failed / pending jobs of a run root; each failed job "

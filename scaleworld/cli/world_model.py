@@ -126,8 +126,9 @@ def _add_train_args(p: argparse.ArgumentParser, *, steps: int | None, lr: float,
     d = TrainConfig()
     p.add_argument("--out", required=True, type=Path, help="run folder (resumes from its checkpoint if present)")
     declare_outputs(p, out="run_folder")
-    p.add_argument("--steps", type=count(1), default=steps, help=f"gradient steps (default {steps_help or steps})")
-    p.add_argument("--tokens", type=count(1), help="budget in tokens instead of --steps (batch x window per step)")
+    budget = p.add_mutually_exclusive_group()  # one budget: both given is refused, not one silently taken
+    budget.add_argument("--steps", type=count(1), default=steps, help=f"gradient steps (default {steps_help or steps})")
+    budget.add_argument("--tokens", type=count(1), help="budget in tokens instead of --steps (batch x window per step)")
     p.add_argument("--batch-size", type=count(1), default=d.batch_size,
                    help=f"sequences (dynamics) or frames (tokenizer) per step (default {d.batch_size})")
     p.add_argument("--lr", type=real(0, low_open=True), default=lr, help=f"peak learning rate (default {lr:g})")

@@ -35,6 +35,12 @@ class NotCalibrated(Exception):
     """A rate the saved calibration does not have (a shape it never measured)."""
 
 
+MIN_SECONDS = 0.05
+"""The shortest window `plan --calibrate --seconds` takes: the tests' window, which measures every
+kind of the micro study; a window shorter than a step (the 1e-12 s once asked for) times one call
+and its noise, and its estimate (4 CPU-hours for the smoke study) was printed as measured."""
+
+
 def rate_of(step: Callable[[], float], *, seconds: float, sync: Callable[[], None]) -> float:
     """Units of work per second of `step` (which returns the units it did), after one warm-up call;
     at least `seconds`, and until some work was done (emulator steps that reset or take no-op starts
