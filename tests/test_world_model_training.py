@@ -2,6 +2,8 @@
 
 import contextlib
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -368,3 +370,15 @@ def test_the_termination_target_enters_identities_only_when_chosen():
     assert default.isdisjoint(j.id for j in chosen)
     with pytest.raises(SpecError, match="train.termination: 'lives': use game_over or life_loss"):
         load_spec(smoke, ["train.termination=lives"])
+
+
+def test_a_tokenizer_that_diverges_is_stopped_by_the_guard_not_a_traceback(tmp_path, breakout_ds):
+    """Weights blown up by an absurd learning rate give NaN logits: the code draw (a multinomial)
+    once crashed on them; now the NaN reaches the loss and the guard names it, one line, exit 2."""
+    proc = subprocess.run([sys.executable, "-m", "scaleworld.cli", "train", "tokenizer", "--data", str(breakout_ds),
+                           "--out", str(tmp_path / "tok"), "--steps", "30", "--lr", "1e30", "--no-progress"],
+                          capture_output=True, text=True)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is nan at step" in lines[0] and "lower train.lr" in lines[0]
+    assert not (tmp_path / "tok").exists()

@@ -69,7 +69,10 @@ class Tokenizer(nn.Module):
         """A one-hot class per variable drawn from the unimix probabilities [B, groups, classes], with
         their gradient (straight-through): what the decoder is trained on."""
         probs = self.probs(logits)
-        index = torch.multinomial(probs.detach().flatten(0, 1), 1, generator=generator).view(probs.shape[:-1])
+        # Diverged weights (NaN logits) must reach the loss, where the trainer's guard names the step,
+        # not crash the draw: non-finite probabilities are drawn as uniform, and stay NaN in `probs`.
+        finite = torch.where(torch.isfinite(probs), probs, 1.0).detach()
+        index = torch.multinomial(finite.flatten(0, 1), 1, generator=generator).view(probs.shape[:-1])
         onehot = F.one_hot(index, self.config.classes).to(probs.dtype)
         return onehot + probs - probs.detach()
 
