@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from scaleworld.cli.main import main
 from scaleworld.data.dataset import OfflineDataset, verify_dataset
 from scaleworld.data.files import sha256_file
 from scaleworld.data.layout import DatasetError
+from scaleworld.errors import ScaleworldError
 
 SMOKE = Path(__file__).resolve().parents[1] / "studies" / "smoke.yaml"
 
@@ -498,3 +500,58 @@ def test_run_root_stays_where_the_user_put_it():
     assert load_spec(SMOKE, ["run_root=~/somewhere"]).run_root == str(Path.home() / "somewhere")
     assert load_spec(SMOKE, ["run_root=rel/dir"]).run_root == "rel/dir"  # relative to where `run` is started
     assert load_spec(SMOKE).run_root == "runs/smoke"
+
+
+def test_an_expert_refuses_a_protocol_other_than_the_one_it_learned_with(capsys, tmp_path):
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.experts.checkpoint import save_expert
+    from scaleworld.experts.view import ViewSpec
+    from tests.test_experts_checkpoint import PONG_ACTIONS, small_expert
+
+    save_expert(tmp_path / "pong-expert", module=small_expert(ViewSpec(), 6), game="Pong", view=ViewSpec(),
+                actions=PONG_ACTIONS, protocol=Protocol())
+    before = _files_under(tmp_path)
+    for command in (["data", "collect", "--game", "Pong", "--steps", "10", "--out", tmp_path / "data"],
+                    ["eval", "score", "--game", "Pong", "--episodes", "1"]):
+        line = _one_line_error(capsys, [*command, "--policy", tmp_path / "pong-expert", "--protocol", "frame_skip=2"])
+        assert "learned under frame_skip=4, not 2 (the protocol given)" in line
+    assert _files_under(tmp_path) == before
+
+
+def test_a_world_model_refuses_tokens_or_a_tokenizer_other_than_its_own(capsys, tmp_path, frozen_tokenizer,
+                                                                        breakout_ds, breakout_tokens):
+    """Codes of another tokenizer mean other things: fidelity once scored them at 190 nats/frame."""
+    from scaleworld.imagination.env import ImaginationEnv
+    from scaleworld.imagination.train import train_policy
+    from scaleworld.models.dynamics_config import DynamicsConfig
+    from scaleworld.models.encode import encode_dataset
+    from scaleworld.models.model_files import TOKENIZER_FILE, save_model
+    from scaleworld.models.policy_config import PolicyConfig
+    from scaleworld.models.tokenizer import Tokenizer, TokenizerConfig
+    from scaleworld.training.config import TrainConfig
+    from scaleworld.training.runs import train_dynamics
+
+    torch.manual_seed(1)  # another tokenizer of the same shape
+    config = TokenizerConfig(channels=(8, 16, 32, 32))
+    other = tmp_path / "other-tokenizer"
+    other.mkdir()
+    save_model(other / TOKENIZER_FILE, kind="tokenizer", config=config.to_dict(), module=Tokenizer(config),
+               extra={"scope": "test", "games": []})
+    other_tokens = tmp_path / "other-tokens"
+    encode_dataset(tokenizer_dir=other, data_dir=breakout_ds, out=other_tokens, max_residual=float("inf"),
+                   progress=False)
+    model = tmp_path / "dynamics"
+    train_dynamics(token_dirs=[breakout_tokens], out=model, model=DynamicsConfig(width=32, depth=1, heads=2, context=8),
+                   train=TrainConfig(steps=2, batch_size=2, warmup_steps=1, eval_every=2, checkpoint_every=2),
+                   progress=False)
+    learned = "learned the tokens of tokenizer"
+    line = _one_line_error(capsys, ["eval", "fidelity", "--dynamics", model, "--tokenizer", other, "--tokens",
+                                    other_tokens])
+    assert f"the tokenizer in {other} is of tokenizer" in line and learned in line
+    with pytest.raises(ScaleworldError, match=learned):
+        train_policy(dynamics_dir=model, token_dir=other_tokens, out=tmp_path / "policy", config=PolicyConfig(),
+                     train=TrainConfig(steps=1), progress=False)
+    with pytest.raises(ScaleworldError, match=learned):
+        ImaginationEnv.from_run(model, other_tokens, batch=2)
+    assert not (tmp_path / "policy").exists()
+    ImaginationEnv.from_run(model, breakout_tokens, batch=2)  # its own tokens are fine

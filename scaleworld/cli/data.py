@@ -39,7 +39,7 @@ def cmd_data_collect(args: argparse.Namespace) -> None:
     game = get_game(args.game)  # fail on a bad name before any heavy import
     protocol = parse_protocol(args.protocol)
     quiet_torchrl()
-    policy = make_policy(args.policy, seed=args.seed)
+    policy = make_policy(args.policy, seed=args.seed, protocol=protocol)
     manifest = collect_dataset(
         game=game, policy=policy, policy_identity=policy.identity, steps=args.steps,
         out=args.out, protocol=protocol, seed=args.seed, num_envs=args.envs,

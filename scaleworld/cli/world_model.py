@@ -20,7 +20,7 @@ def cmd_eval_score(args: argparse.Namespace) -> None:
 
     game = get_game(args.game)
     protocol = parse_protocol(args.protocol)
-    policy = make_policy(args.policy, seed=args.seed)
+    policy = make_policy(args.policy, seed=args.seed, protocol=protocol)
     record = score_policy(
         game=game, policy=policy, policy_identity=policy.identity, episodes=args.episodes,
         protocol=protocol, seed=args.seed, num_envs=args.envs,

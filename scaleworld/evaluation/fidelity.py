@@ -257,10 +257,11 @@ def evaluate_fidelity(*, dynamics_dir: str | Path, tokenizer_dir: str | Path, to
     kept its best checkpoint (`DYNAMICS_BEST_FILE`) is scored at both: ``games`` holds the final
     checkpoint's figures, ``best`` = {step, validation_nll, sha256, games} the best one's, on the
     same rollouts."""
-    from scaleworld.models.model_files import DYNAMICS_BEST_FILE, load_dynamics, load_tokenizer
+    from scaleworld.models.model_files import DYNAMICS_BEST_FILE, check_same_tokenizer, load_dynamics, load_tokenizer
 
     model, identity = load_dynamics(dynamics_dir)
     tokenizer, tok_identity = load_tokenizer(tokenizer_dir)
+    check_same_tokenizer(identity, tok_identity["sha256"], what=f"the tokenizer in {tokenizer_dir}")
     datasets = [OfflineDataset.open(d) for d in token_dirs]
     for token_dir, ds in zip(token_dirs, datasets):
         if ds.manifest["tokenizer"]["sha256"] != tok_identity["sha256"]:

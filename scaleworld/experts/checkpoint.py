@@ -129,6 +129,11 @@ def read_expert_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+PERCEPTION_KEYS = ("frame_skip", "max_pool", "full_action_space")
+"""Protocol settings an expert must be run under as it learned (frame_size: its view's, checked too);
+the others (episode cap, no-op starts, sticky actions) are the evaluation's to choose."""
+
+
 def load_expert(
     path: str | Path,
     *,
@@ -156,6 +161,14 @@ def load_expert(
             f"expert {path} sees {view.frame_size}x{view.frame_size} frames but the protocol's are "
             f"{protocol.frame_size}x{protocol.frame_size}: wrong observation shape for this protocol"
         )
+    learned = meta.get("protocol") if isinstance(meta.get("protocol"), dict) else None
+    if protocol is not None and learned is not None:
+        # What the expert's actions mean and what its frames show: another value is another task.
+        changed = [f"{k}={learned[k]!r}, not {getattr(protocol, k)!r}" for k in PERCEPTION_KEYS
+                   if k in learned and learned[k] != getattr(protocol, k)]
+        if changed:
+            raise ScaleworldError(f"expert {path} learned under {'; '.join(changed)} (the protocol given): run it "
+                                  "under the protocol it learned with (drop those --protocol settings)")
     program_path = path / meta["model"]["file"]
     if not program_path.is_file():
         raise ScaleworldError(f"{program_path} is missing: the expert checkpoint {path} is incomplete")

@@ -9,11 +9,12 @@ from scaleworld.errors import ScaleworldError
 POLICIES = ("random", "an expert checkpoint folder (holding expert.json)")
 
 
-def make_policy(name: str, *, seed: int, sampling: str = "sample", epsilon: float = 0.0):
+def make_policy(name: str, *, seed: int, protocol=None, sampling: str = "sample", epsilon: float = 0.0):
     """Return a policy (TensorDict -> TensorDict with "action") with an ``identity`` dict.
 
     `name` is "random" or the path of an expert checkpoint folder (scaleworld/experts/checkpoint.py);
-    `sampling` and `epsilon` apply to experts only.
+    `protocol` (the one it will play under), `sampling` and `epsilon` apply to experts only: an expert
+    refuses a protocol other than the one it learned with (`load_expert`).
     """
     if name == "random":
         from scaleworld.data.random_policy import RandomPolicy
@@ -22,5 +23,5 @@ def make_policy(name: str, *, seed: int, sampling: str = "sample", epsilon: floa
     if Path(name).is_dir():
         from scaleworld.experts.checkpoint import load_expert
 
-        return load_expert(name, seed=seed, sampling=sampling, epsilon=epsilon)
+        return load_expert(name, seed=seed, sampling=sampling, epsilon=epsilon, protocol=protocol)
     raise ScaleworldError(f"unknown policy {name!r}: valid policies are {'; '.join(POLICIES)}")

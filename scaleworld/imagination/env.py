@@ -90,10 +90,11 @@ class ImaginationEnv(ModelBasedEnvBase):
         `tokenizer_dir`, decoded ``pixels`` too."""
         from scaleworld.data.dataset import OfflineDataset
         from scaleworld.imagination.train import start_contexts
-        from scaleworld.models.model_files import load_dynamics, load_tokenizer
+        from scaleworld.models.model_files import check_same_tokenizer, load_dynamics, load_tokenizer
 
         model, identity = load_dynamics(dynamics_dir)
         tokens = OfflineDataset.open(token_dir)
+        check_same_tokenizer(identity, tokens.manifest["tokenizer"]["sha256"], what=f"the token dataset {token_dir}")
         contexts = start_contexts(model, identity, tokens, starts=starts, steps=context_steps)
         model = model.to(device).eval().requires_grad_(False)
         imagination = Imagination(model, contexts.to(device), batch=batch,

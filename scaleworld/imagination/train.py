@@ -29,7 +29,7 @@ from scaleworld.imagination.core import Imagination, StartContexts
 from scaleworld.imagination.graphed import GraphedRollout
 from scaleworld.models.agent import ActorCritic, ActorPolicy, AgentConfig
 from scaleworld.models.dynamics import DynamicsModel
-from scaleworld.models.model_files import POLICY_FILE, load_dynamics, save_model
+from scaleworld.models.model_files import POLICY_FILE, check_same_tokenizer, load_dynamics, save_model
 from scaleworld.models.policy_config import PolicyConfig
 from scaleworld.objectives.actor_critic import ActorCriticLoss
 from scaleworld.training.config import TrainConfig
@@ -114,8 +114,9 @@ def train_policy(*, dynamics_dir: str | Path, token_dir: str | Path, out: str | 
     if ds.game not in identity["games"]:
         raise ScaleworldError(f"{token_dir}: the model in {dynamics_dir} was trained on {identity['games']}, "
                               f"not {ds.game}")
-    contexts = start_contexts(model, identity, ds, starts=starts, steps=config.context_steps)
     tokenizer_sha256 = ds.manifest["tokenizer"]["sha256"]
+    check_same_tokenizer(identity, tokenizer_sha256, what=f"the token dataset {token_dir}")
+    contexts = start_contexts(model, identity, ds, starts=starts, steps=config.context_steps)
     agent, final = train_in_imagination(model, contexts, config=config, train=train, out=out, device=device,
                                         progress=progress, describe=f"policy {ds.game}",
                                         identity={"dynamics_sha256": identity["sha256"], "game": ds.game,

@@ -61,6 +61,17 @@ def _load_model(run_dir: str | Path, filename: str, kind: str, config_cls, model
     return model, identity
 
 
+def check_same_tokenizer(identity: dict[str, Any], tokenizer_sha256: str, *, what: str) -> None:
+    """Refuse `what` (tokens, or a tokenizer) encoded by another tokenizer than the one whose tokens the
+    dynamics model of `identity` learned (recorded in dynamics.pt since scaleworld 0.1: older files
+    are not checked): its NLL would be of codes that mean other things (190 nats/frame once)."""
+    learned = identity.get("tokenizer_sha256")
+    if learned is not None and learned != tokenizer_sha256:
+        raise ScaleworldError(f"{what} is of tokenizer {tokenizer_sha256[:12]}, but the model in "
+                              f"{Path(identity['path']).parent} learned the tokens of tokenizer {learned[:12]}: "
+                              "encode with (or pass) the tokenizer its tokens came from")
+
+
 def load_tokenizer(run_dir: str | Path) -> tuple[Tokenizer, dict[str, Any]]:
     """The frozen tokenizer (eval mode, no grad) and its identity {path, sha256, config, ...}."""
     model, identity = _load_model(run_dir, TOKENIZER_FILE, "tokenizer", TokenizerConfig, Tokenizer)

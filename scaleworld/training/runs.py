@@ -185,7 +185,7 @@ def prepare_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dy
         "validation_fraction": validation_fraction,
     }
     extra = {"games": info["games"], "mode": info["mode"], "val_fraction": val_fraction, "split_seed": split_seed,
-             "datasets": info["datasets"],
+             "datasets": info["datasets"], "tokenizer_sha256": info["tokenizer_sha256"],  # its tokens' encoder
              **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {}),
              **({"validation_fraction": validation_fraction} if validation_fraction else {})}
     return DynamicsRun(

@@ -48,9 +48,10 @@ class CollectStage(Stage):
             (expert,) = ctx.artifacts(ExpertStage)
             source = str(expert)
         options = {k: self.policy[k] for k in ("sampling", "epsilon") if k in self.policy}
-        policy = make_policy(source, seed=self.seed, **options)
+        protocol = self.protocol_config()
+        policy = make_policy(source, seed=self.seed, protocol=protocol, **options)
         manifest = collect_dataset(game=self.game, policy=policy, policy_identity=policy.identity, steps=self.steps,
-                                   out=ctx.out / self.ARTIFACT, protocol=self.protocol_config(), seed=self.seed,
+                                   out=ctx.out / self.ARTIFACT, protocol=protocol, seed=self.seed,
                                    num_envs=self.num_envs, progress=False)
         return {"dataset": self.ARTIFACT, "episodes": manifest["counts"]["episodes"],
                 "mean_return": manifest["returns"]["mean"]}
