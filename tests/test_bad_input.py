@@ -555,3 +555,25 @@ def test_a_world_model_refuses_tokens_or_a_tokenizer_other_than_its_own(capsys, 
         ImaginationEnv.from_run(model, other_tokens, batch=2)
     assert not (tmp_path / "policy").exists()
     ImaginationEnv.from_run(model, breakout_tokens, batch=2)  # its own tokens are fine
+
+
+def test_no_command_writes_into_a_studys_finished_job_folder(capsys, tmp_path):
+    """A finished job's folder (job.json and done.json) holds the study's results: `expert eval`
+    once rewrote a finished expert job's score.json under another protocol."""
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.experts.checkpoint import save_expert
+    from scaleworld.experts.view import ViewSpec
+    from tests.test_experts_checkpoint import PONG_ACTIONS, small_expert
+
+    job = tmp_path / "root" / "expert" / "0123456789abcdef"
+    save_expert(job / "expert", module=small_expert(ViewSpec(), 6), game="Pong", view=ViewSpec(),
+                actions=PONG_ACTIONS, protocol=Protocol())
+    (job / "job.json").write_text('{"kind": "expert"}')
+    (job / "done.json").write_text('{"outputs": {}}')
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for argv in (["expert", "eval", job / "expert", "--episodes", "1"],
+                 ["report", tmp_path / "root", "--json", job / "r.json"],
+                 ["data", "collect", "--game", "Pong", "--steps", "10", "--out", job / "data"]):
+        line = _one_line_error(capsys, argv)
+        assert f"is inside the finished job {job} of a study's run root" in line, line
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -102,16 +102,27 @@ def interrupted_line(args: argparse.Namespace) -> str:
     return "interrupted: " + ("; ".join(kept) if kept else "nothing was written")
 
 
+def refuse_finished_job(path: Path, option: str) -> None:
+    """Refuse to write `path` inside a study's finished job folder (one holding job.json and
+    done.json): its files are the study's results, which only that job writes."""
+    for folder in (path, *path.parents):
+        if (folder / "done.json").is_file() and (folder / "job.json").is_file():
+            raise ScaleworldError(f"{option} {path} is inside the finished job {folder} of a study's run root, whose "
+                                  "results only that job writes: write elsewhere")
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """One `ScaleworldError` line for the first declared output that cannot be written, before
-    anything is: a file where a folder belongs (or the reverse), a dataset folder that exists, or
-    a place this process cannot create files in (tried with a temporary file the OS removes)."""
+    anything is: a file where a folder belongs (or the reverse), a dataset folder that exists, a
+    place inside a study's finished job (`refuse_finished_job`), or a place this process cannot
+    create files in (tried with a temporary file the OS removes)."""
     for dest, kind in (getattr(args, "outputs", None) or {}).items():
         value = getattr(args, dest, None)
         if value is None:
             continue
         path = Path(value)
         option = "--" + dest.replace("_", "-")
+        refuse_finished_job(path.absolute(), option)
         if kind == "new_folder" and path.exists():
             raise ScaleworldError(f"{path} already exists: choose another {option} or remove it")
         if kind == "file" and path.is_dir():

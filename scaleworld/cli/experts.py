@@ -9,7 +9,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaleworld.cli.args import add_no_progress, count, declare_outputs, parse_protocol, quiet_torchrl, real
+from scaleworld.cli.args import (
+    add_no_progress,
+    count,
+    declare_outputs,
+    parse_protocol,
+    quiet_torchrl,
+    real,
+    refuse_finished_job,
+)
 
 
 def _prepare(threads: int | None) -> None:
@@ -58,6 +66,8 @@ def cmd_expert_train(args: argparse.Namespace) -> None:
 
 
 def cmd_expert_eval(args: argparse.Namespace) -> None:
+    if args.out is None:  # DIR/score.json: not inside a study's finished expert job
+        refuse_finished_job((Path(args.dir) / "score.json").absolute(), "expert eval DIR:")
     _prepare(None)
     from scaleworld.experts.anchor import score_expert
 

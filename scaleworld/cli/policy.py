@@ -48,9 +48,11 @@ def cmd_policy_eval(args: argparse.Namespace) -> None:
             from scaleworld.errors import ScaleworldError
 
             raise ScaleworldError("--upper expert needs --expert DIR (an expert checkpoint), or use --upper human")
+        # The expert's score under this evaluation's protocol and episodes goes beside --out, never into
+        # the expert's own folder (its score.json is the anchor it was measured for)
         expert_record = score_expert(args.expert, episodes=args.anchor_episodes, protocol=protocol, seed=args.seed,
-                                     num_envs=args.envs, out=args.out.with_suffix(".expert.json") if args.out else
-                                     Path(args.expert) / "score.json")
+                                     num_envs=args.envs, out=args.out.with_suffix(".expert.json") if args.out else None,
+                                     write=args.out is not None)
     anchors = measure_anchors(game=identity["game"], protocol=protocol, episodes=args.anchor_episodes, seed=args.seed,
                               num_envs=args.envs, upper=args.upper, expert_record=expert_record)
     record = evaluate_control(policy_dir=args.policy, dynamics_dir=args.dynamics, tokenizer_dir=args.tokenizer,

@@ -34,8 +34,10 @@ def score_expert(
     sampling: str = "sample",
     epsilon: float = 0.0,
     out: str | Path | None = None,
+    write: bool = True,
 ) -> dict[str, Any]:
-    """Score the expert in `path` over `episodes` full episodes; write the record to `out`.
+    """Score the expert in `path` over `episodes` full episodes; write the record to `out` (unless
+    not `write`: the record is only returned).
 
     `protocol` defaults to the one the expert was trained under; `out` defaults to
     ``path/score.json`` (the anchor that `load_expert` reads back).
@@ -49,5 +51,6 @@ def score_expert(
         game=policy.game, policy=policy, policy_identity=identity, episodes=episodes, protocol=protocol,
         seed=seed, num_envs=num_envs,
     )
-    write_score(record, path / SCORE_JSON if out is None else out)
+    if write:
+        write_score(record, path / SCORE_JSON if out is None else out)
     return record
