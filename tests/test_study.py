@@ -879,3 +879,21 @@ def test_the_plans_disk_estimate_holds_for_every_finished_job(finished):
         if job.kind in ("collect", "tokenizer", "dynamics", "policy"):
             files = estimate - RECORD_BYTES
             assert abs(actual - files) <= 0.25 * files + RECORD_BYTES, (job.kind, actual, estimate)
+
+
+def test_read_only_commands_change_no_file_of_a_run_root(finished, tmp_path):
+    """status, report, plan, validate, data info and data verify read: every file's bytes and mtime,
+    and the set of files, are the same after them (a dataset's stamp lives in the user's cache)."""
+    _, spec, root = finished
+    dataset = _job_folder(root, "collect") / "dataset"
+
+    def files() -> dict[Path, tuple[bytes, int]]:
+        return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+    before = files()
+    for argv in (["status", root], ["status", root, "--list", "dynamics"], ["report", root, "--full"],
+                 ["plan", spec, f"run_root={root}"], ["validate", spec, f"run_root={root}"],
+                 ["data", "info", dataset], ["data", "verify", dataset]):
+        proc = _sw(*argv)
+        assert proc.returncode == 0, (argv, proc.stderr)
+    assert files() == before
