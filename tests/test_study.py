@@ -708,6 +708,12 @@ def _edit_same_size(path: Path) -> None:
     path.write_text(text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:])
 
 
+def _edit_json(path: Path, edit) -> None:
+    record = json.loads(path.read_text())
+    edit(record)
+    path.write_text(json.dumps(record))
+
+
 def _unstamp(folder: Path) -> None:
     done = json.loads((folder / "done.json").read_text())
     del done["artifact"]
@@ -734,10 +740,21 @@ RUN_ROOT_DAMAGE = [
      "dynamics.pt: damaged (", True),
     ("a record edited in place", lambda r: _edit_same_size(_job_folder(r, "control") / "control.json"),
      "control.json: damaged (changed since the job wrote it: its sha256 differs)", True),
-    # A record of a done.json from before stamps: the report names it when it cannot read it.
+    # A record of a done.json from before stamps: the report names it when it cannot read it, or when
+    # it does not fit its schema (scaleworld/study/records.py), and leaves that job out.
     ("an unstamped corrupt fidelity.json", lambda r: [_unstamp(_job_folder(r, "fidelity")),
                                                       (_job_folder(r, "fidelity") / "fidelity.json").write_text("{")],
      "fidelity.json: damaged, not readable JSON", False),
+    ("an unstamped empty fidelity.json", lambda r: [_unstamp(_job_folder(r, "fidelity")),
+                                                    (_job_folder(r, "fidelity") / "fidelity.json").write_text("{}")],
+     "fidelity.json: damaged, games is missing", False),
+    ("an unstamped fidelity.json with a string NLL", lambda r: [
+        _unstamp(_job_folder(r, "fidelity")), _edit_json(_job_folder(r, "fidelity") / "fidelity.json",
+                                                         lambda d: d["games"]["Pong"].update(nll_nats_per_frame="x"))],
+     "fidelity.json: damaged, games.Pong.nll_nats_per_frame is a string, not a number", False),
+    ("an unstamped analysis.json of the wrong shape", lambda r: [
+        _unstamp(_job_folder(r, "analysis")), (_job_folder(r, "analysis") / "analysis.json").write_text(
+            '{"modes": "x", "rule": 3}')], "analysis.json: damaged, modes is a string, not an object", False),
     ("a garbage failed.json", lambda r: [(_job_folder(r, "policy") / "failed.json").write_text("garbage"),
                                          (_job_folder(r, "policy") / "done.json").unlink()],
      "failed.json: damaged, the failure's reason is lost", True),
@@ -759,14 +776,18 @@ def test_status_and_report_name_what_is_damaged_and_go_on(finished, tmp_path, wh
     assert "| tokenizer |" in text and "| shared | Pong |" in text  # the rest is shown
 
 
-def test_a_damaged_plan_is_one_line_naming_the_fix(finished, tmp_path):
+@pytest.mark.parametrize("damage, line", [
+    (lambda text: text[:100], "plan.json: damaged"),
+    (lambda text: text.replace('"kind":"fidelity"', '"kind":"fidelty"', 1), "plan.json: not a study plan"),
+])
+def test_a_damaged_plan_is_one_line_naming_the_fix(finished, tmp_path, damage, line):
     root = _copy_of(finished, tmp_path)
-    (root / "plan.json").write_text((root / "plan.json").read_text()[:100])
+    (root / "plan.json").write_text(damage((root / "plan.json").read_text()))
     for command in ("status", "report"):
         proc = _sw(command, root)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-        assert "plan.json: damaged" in lines[0] and f"scaleworld run {root}/spec.yaml run_root={root}" in lines[0]
+        assert line in lines[0] and f"scaleworld run {root}/spec.yaml run_root={root}" in lines[0]
 
 
 @pytest.mark.parametrize("damage", ["done.json", "dynamics.pt"])
@@ -896,4 +917,5 @@ def test_read_only_commands_change_no_file_of_a_run_root(finished, tmp_path):
                  ["data", "info", dataset], ["data", "verify", dataset]):
         proc = _sw(*argv)
         assert proc.returncode == 0, (argv, proc.stderr)
+        assert "damaged" not in proc.stdout  # every record the study wrote fits its schema (study/records.py)
     assert files() == before

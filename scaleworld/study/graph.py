@@ -75,6 +75,8 @@ class Graph:
     def from_dict(cls, payload: dict[str, Any]) -> Graph:
         graph = cls()
         for j in payload["jobs"]:
+            if j["kind"] not in KINDS:  # an edited plan: a job no stage runs is not dropped silently
+                raise ValueError(f"a job of unknown kind {j['kind']!r}")
             job = Job(kind=j["kind"], config=j["config"], inputs=j["inputs"], labels=j["labels"],
                       checks=j.get("checks", {}))
             graph.jobs[job.id] = job

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from scaleworld.errors import DamagedRunError
 from scaleworld.study.graph import Graph, Job
+from scaleworld.study.records import SCHEMAS, problem
 from scaleworld.study.spec import BASE_VARIANT
 
 if TYPE_CHECKING:  # annotations only: the store imports the kinds, whose analysis reads these rows
@@ -21,9 +22,14 @@ if TYPE_CHECKING:  # annotations only: the store imports the kinds, whose analys
 
 
 def read_finished(store: RunStore, job: Job, name: str, damaged: list[str] | None) -> dict[str, Any] | None:
-    """`store.read_json(job, name)`, or None (noted in `damaged`) if the caller collects damage."""
+    """`store.read_json(job, name)` checked against its schema (`records.SCHEMAS`), or None (noted in
+    `damaged`) if the caller collects damage."""
     try:
-        return store.read_json(job, name)
+        record = store.read_json(job, name)
+        wrong = problem(record, SCHEMAS[(job.kind, name)]) if (job.kind, name) in SCHEMAS else None
+        if wrong:
+            raise DamagedRunError(f"{store.job_dir(job) / name}: damaged, {wrong}")
+        return record
     except DamagedRunError as exc:
         if damaged is None:
             raise
