@@ -40,6 +40,16 @@ def _files_under(root: Path) -> set[str]:
 
 # -- specs ------------------------------------------------------------------------------------
 SPECS = [  # (overrides on studies/smoke.yaml, the line's expected text)
+    (["sources.x.policy=randm"], "sources.x.policy: unknown source 'randm': use expert or random"),
+    (["sources.x.epsilon=1.5"], "sources.x.epsilon: 1.5 is impossible: a share of random actions, in [0, 1]"),
+    (["sources.x.epsilon=-0.1"], "sources.x.epsilon: -0.1 is impossible"),
+    (["sources.x.budget_fraction=0"], "sources.x.budget_fraction: 0.0 is impossible: a share of the expert's budget, "
+                                      "in (0, 1]"),
+    (["sources.x.budget_fraction=1.5"], "sources.x.budget_fraction: 1.5 is impossible"),
+    (["sources.x.epslon=0.1"], "unknown key 'sources.x.epslon': did you mean 'sources.x.epsilon'?"),
+    (["sources.base.epsilon=0.1"], "sources.base: 'base' names the spec itself: give the source another name"),
+    (["sources.x.checkpoint=/nowhere"], "sources.x.checkpoint: no expert checkpoint /nowhere/Pong/expert.json"),
+    (["sources.x.policy=random", "sources.x.epsilon=0.2"], "sources.x: a random source takes no epsilon"),
     (["fidelity.horizon=-4"], "fidelity.horizon: -4 is impossible: it must be at least 1"),
     (["fidelity.context_steps=0"], "fidelity.context_steps: 0 is impossible"),
     (["expert.num_envs=0"], "expert.num_envs: 0 is impossible"),
@@ -500,6 +510,23 @@ def test_run_root_stays_where_the_user_put_it():
     assert load_spec(SMOKE, ["run_root=~/somewhere"]).run_root == str(Path.home() / "somewhere")
     assert load_spec(SMOKE, ["run_root=rel/dir"]).run_root == "rel/dir"  # relative to where `run` is started
     assert load_spec(SMOKE).run_root == "runs/smoke"
+
+
+def test_a_source_whose_checkpoint_folder_holds_another_games_expert_is_refused(capsys, tmp_path):
+    from scaleworld.atari.protocol import Protocol
+    from scaleworld.experts.checkpoint import save_expert
+    from scaleworld.experts.view import ViewSpec
+    from tests.test_experts_checkpoint import PONG_ACTIONS, small_expert
+
+    for folder in ("Pong", "Breakout"):  # both folders hold Pong's expert
+        save_expert(tmp_path / "experts" / folder, module=small_expert(ViewSpec(), 6), game="Pong", view=ViewSpec(),
+                    actions=PONG_ACTIONS, protocol=Protocol())
+    before = _files_under(tmp_path)
+    line = _one_line_error(capsys, ["validate", SMOKE, f"sources.x.checkpoint={tmp_path / 'experts'}",
+                                    f"run_root={tmp_path / 'root'}"])
+    assert f"sources.x.checkpoint: {tmp_path / 'experts' / 'Breakout' / 'expert.json'} is an expert of Pong, not " \
+           "of Breakout" in line
+    assert _files_under(tmp_path) == before
 
 
 def test_an_expert_refuses_a_protocol_other_than_the_one_it_learned_with(capsys, tmp_path):

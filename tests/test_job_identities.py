@@ -27,6 +27,9 @@ PINS = {  # study -> (jobs, SHA-256 prefix of the sorted "kind:id:inputs" lines)
     "confound": (1115, "d81e49bec2c2d9a1"),
     "pilot_cpu": (48, "5195c7d07424fb36"),
     "pilot": (156, "33897f794076f780"),
+    "joint26_cpu": (816, "d4cce14084c47909"),
+    "premise": (6675, "4a5424976ea834c2"),  # the data-source axis (issue 35)
+    "premise_cpu": (267, "2ce3406828966245"),
 }
 
 

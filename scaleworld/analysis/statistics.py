@@ -232,7 +232,7 @@ def _welch_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return float(a.mean() - b.mean()), float(np.sqrt(va + vb)), float(dof)
 
 
-def _difference_test(x: np.ndarray, y: np.ndarray, *, paired: bool,
+def difference_test(x: np.ndarray, y: np.ndarray, *, paired: bool,
                      confidence: float) -> tuple[ConfidenceInterval, float | None, float, float]:
     """(interval of mean(x) - mean(y), t, dof, two-sided p): paired (one-sample t on x - y) or Welch."""
     from scipy import stats  # here: the spec and plan never import scipy
@@ -279,9 +279,9 @@ def seed_unit_comparison(x: SeedValues, y: SeedValues, *, confidence: float = 0.
         a, b = np.array(list(x[game].values()), float), np.array(list(y[game].values()), float)
         if len(both) >= 2:
             a, b = np.array([x[game][s] for s in both]), np.array([y[game][s] for s in both])
-            differences[game] = _difference_test(a, b, paired=True, confidence=confidence)[0]
+            differences[game] = difference_test(a, b, paired=True, confidence=confidence)[0]
         elif a.size >= 2 and b.size >= 2:
-            differences[game] = _difference_test(a, b, paired=False, confidence=confidence)[0]
+            differences[game] = difference_test(a, b, paired=False, confidence=confidence)[0]
         else:
             point = float(a.mean() - b.mean())
             differences[game] = ConfidenceInterval(point=point, lo=math.nan, hi=math.nan, reps=0,
@@ -297,7 +297,7 @@ def seed_unit_comparison(x: SeedValues, y: SeedValues, *, confidence: float = 0.
                                        f"(x has {len(x_seeds)}, y has {len(y_seeds)})")
     per_seed_x = np.array([np.mean([x[g][s] for g in games]) for s in (shared if paired else x_seeds)])
     per_seed_y = np.array([np.mean([y[g][s] for g in games]) for s in (shared if paired else y_seeds)])
-    interval, t, dof, p = _difference_test(per_seed_x, per_seed_y, paired=paired, confidence=confidence)
+    interval, t, dof, p = difference_test(per_seed_x, per_seed_y, paired=paired, confidence=confidence)
     return SeedComparison(games=games, seeds=tuple(seeds), paired=paired, differences=differences,
                           mean_difference=interval, t=t, dof=dof, p=p, games_x_better=better, untested=None)
 

@@ -46,6 +46,7 @@ def findings(results: dict[str, Any], order: Any) -> list[tuple[str, bool]]:
         lines += _comparison_lines(analysis, tag, order)
         lines += _score_lines(analysis, tag, order)
         lines += _check_lines(analysis, tag)
+    lines += _source_lines(results.get("sources"))
     if not results["regimes"]:
         lines.append(("no analysis yet: the answers come once the analysis job has run", False))
     gated = [r["game"] for r in results["tokenizers"] if r["passed"] is False]
@@ -115,6 +116,20 @@ def _score_lines(analysis: dict[str, Any], tag: str, order: Any) -> list[tuple[s
     parts = [f"{mode} {_ci(sizes[size]['median'])} / {_ci(sizes[size]['iqm'])}"
              for mode, sizes in sorted(aggregates.items()) if size in sizes]
     return [(f"normalised score at {size}{tag}, median / IQM [95% CI]: {'; '.join(parts)}", False)]
+
+
+def _source_lines(sources: dict[str, Any] | None) -> list[tuple[str, bool]]:
+    """Per data source: in how many (mode, game) cells its scaling differs from the base data's."""
+    lines = []
+    for name, modes in (sources or {}).get("changes", {}).items():
+        cells = [(mode, game, c) for mode, games in modes.items() for game, c in games.items()]
+        tested = [(m, g) for m, g, c in cells if c["p"] is not None]
+        changed = [f"{g} {m}" for m, g, c in cells if c["changed"]]
+        said = (f"changed in {len(changed)} of {len(tested)} tested (mode, game) cells"
+                + (f": {_games(changed)}" if changed else "") if tested else
+                f"untested in all {len(cells)} (mode, game) cells (too few sizes or seeds)")
+        lines.append((f"scaling under data source {name} vs the base data (premise test, BH): {said}", False))
+    return lines
 
 
 def _check_lines(analysis: dict[str, Any], tag: str) -> list[tuple[str, bool]]:

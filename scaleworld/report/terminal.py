@@ -36,6 +36,7 @@ from scaleworld.report.sections import (
     render_versus_random,
     size_key,
 )
+from scaleworld.report.sources import collect_sources, render_sources
 from scaleworld.report.tokenizers import collect_open_loop, collect_tokenizers, render_open_loop, render_tokenizers
 from scaleworld.study.graph import KINDS
 from scaleworld.study.kinds import AnalysisStage
@@ -88,9 +89,11 @@ def collect_results(root: str | Path) -> dict[str, Any]:
     control = collect_control(store, graph, damaged=damaged)
     tokenizers = collect_tokenizers(store, graph, damaged=damaged)
     open_loop = collect_open_loop(store, graph, size_params, damaged=damaged)
-    return {"root": str(store.root), "curves": curves, "nll": nll, "regimes": regimes, "control": control,
-            "size_params": size_params, "jobs": {k: v for k, v in states.items() if v}, "failed": problems,
-            "damaged": sorted(set(damaged)), "spec": spec, "tokenizers": tokenizers, "open_loop": open_loop}
+    results = {"root": str(store.root), "curves": curves, "nll": nll, "regimes": regimes, "control": control,
+               "size_params": size_params, "jobs": {k: v for k, v in states.items() if v}, "failed": problems,
+               "damaged": sorted(set(damaged)), "spec": spec, "tokenizers": tokenizers, "open_loop": open_loop}
+    results["sources"] = collect_sources(results)  # a study with a data-source axis: the premise test
+    return results
 
 
 def _sparkline(values: list[float], bars: str) -> str:
@@ -237,6 +240,7 @@ SECTIONS: dict[str, Any] = {
     "tokenizers": lambda v: render_tokenizers(v.results["tokenizers"], v.console, v.style),
     "experts": _experts,
     "regimes": _regimes,
+    "sources": lambda v: render_sources(v.results, v.console, v.style),
     "curves": _curves,
     "baselines": _baselines,
     "open-loop": lambda v: render_open_loop(v.results["open_loop"], v.console, v.style),

@@ -36,6 +36,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     # the imagination-trained policies against random per (mode, size, game)
     "versus_random": ("variant", "mode", "size", "game", "score", "random_score", "p_holm", "p_bh", "beats_random",
                       "runs_beating", "runs", "imagined_reward_per_step", "real_reward_per_step"),
+    # the premise test per (source, mode, game): the change in NLL from the smallest to the largest size
+    "source_changes": ("source", "mode", "game", "delta_base", "delta_source", "difference", "difference_lo",
+                       "difference_hi", "p", "p_bh", "changed", "untested"),
     # each tokenizer's quality per game against the gate of its tokens job
     "tokenizers": ("tokenizer", "scope", "game", "residual_fraction", "perplexity_median", "distinct_codes",
                    "psnr_db", "max_residual", "passed"),
@@ -106,6 +109,13 @@ def tidy_tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                         "beats_random": c["beats_random"], "runs_beating": c["runs_beating"], "runs": len(c["runs"]),
                         "imagined_reward_per_step": c["imagined_reward_per_step"],
                         "real_reward_per_step": c["real_reward_per_step"]})
+    for source, modes in ((results.get("sources") or {}).get("changes") or {}).items():
+        for mode, games in modes.items():
+            for game, c in games.items():
+                out["source_changes"].append({"source": source, "mode": mode, "game": game,
+                                              **{k: c[k] for k in ("delta_base", "delta_source", "p", "p_bh",
+                                                                   "changed", "untested")},
+                                              **_interval("difference", c["difference"])})
     for r in results["tokenizers"]:
         q = r["quality"] or {}
         out["tokenizers"].append({"tokenizer": r["tokenizer"], "scope": r["scope"], "game": r["game"],

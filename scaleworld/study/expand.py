@@ -56,15 +56,15 @@ def _train_config(spec: Any, *, steps: int, seed: int) -> dict[str, Any]:
                                seed=seed))
 
 
-def add_variant(graph: Graph, spec: Any, variant: str) -> None:
-    """Add one variant's jobs to `graph` (jobs it shares with other variants are merged)."""
-    tag = {"variants": [variant]}
+def _collect(graph: Graph, spec: Any, tag: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any], dict[str, str],
+                                                                      dict[str, dict[str, str]]]:
+    """Each game's `collect` job (and `expert` job): (collect id, its stage, expert id, imported expert)
+    per game."""
     protocol = asdict(spec.protocol)
-    games = list(spec.games)
     collect, collect_stage, expert_of = {}, {}, {}
     imported = {}  # game -> {source, sha256} of an imported expert
     e = spec.expert
-    for game in games:
+    for game in spec.games:
         inputs, policy = [], {"source": e.source}
         if e.source == "ppo":
             expert = ExpertStage(game=game, protocol=protocol, agent_steps=expert_steps(spec), num_envs=e.num_envs,
@@ -84,7 +84,11 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
         collect_stage[game] = CollectStage(game=game, protocol=protocol, policy=policy, steps=spec.data.steps,
                                            num_envs=spec.data.num_envs, seed=spec.data.seed)
         collect[game] = graph.add(collect_stage[game].job(inputs, {"game": game, **tag}))
+    return collect, collect_stage, expert_of, imported
 
+
+def _tokenizers(graph: Graph, spec: Any, collect: dict[str, str], tag: dict[str, Any]) -> dict[str, str]:
+    """game -> the `tokenizer` job that learns its frames (one shared, or one per game)."""
     tok = spec.tokenizer
     tok_model = asdict(TokenizerConfig(channels=tuple(tok.channels), frame_size=spec.protocol.frame_size))
     steps = tokenizer_steps(spec)
@@ -95,17 +99,35 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     # the dynamics models' split: a tokenizer never trains on their held-out frames
     tokenizer = TokenizerStage(model=tok_model, train=tok_train, val_fraction=spec.data.val_fraction,
                                split_seed=spec.data.split_seed)
-    groups = [games] if tok.scope == "shared" else [[g] for g in games]
+    groups = [spec.games] if tok.scope == "shared" else [[g] for g in spec.games]
     tokenizer_of = {}
     for group in groups:
-        tid = graph.add(tokenizer.job([collect[g] for g in group], {"games": group, "scope": tok.scope, **tag}))
+        tid = graph.add(tokenizer.job([collect[g] for g in group], {"games": list(group), "scope": tok.scope, **tag}))
         tokenizer_of.update({g: tid for g in group})
+    return tokenizer_of
+
+
+def add_variant(graph: Graph, spec: Any, variant: str, reference: Any = None) -> None:
+    """Add one variant's jobs to `graph` (jobs it shares with other variants are merged). A data
+    source's variant gives its `reference` (the base spec): its data is tokenized by the reference's
+    tokenizer, its models are scored on the reference's held-out episodes and its policies normalised
+    by the reference's anchors, so every source is measured in the same units."""
+    tag = {"variants": [variant]}
+    protocol = asdict(spec.protocol)
+    games = list(spec.games)
+    tok = spec.tokenizer
+    collect, collect_stage, expert_of, imported = _collect(graph, spec, tag)
+    ref_collect, ref_expert_of, ref_imported = collect, expert_of, imported
+    if reference is not None:
+        ref_collect, _, ref_expert_of, ref_imported = _collect(graph, reference, tag)
+    tokenizer_of = _tokenizers(graph, reference or spec, ref_collect, tag)
 
     def encoded(collected: dict[str, str]) -> dict[str, str]:
         return {g: graph.add(TokensStage().job([tokenizer_of[g], collected[g]], {"game": g, **tag},
                                                checks={"max_residual": tok.max_residual})) for g in games}
 
     tokens = encoded(collect)
+    evaluated = tokens if reference is None else encoded(ref_collect)  # the held-out episodes every model is scored on
 
     for mode in ("joint", "joint_short"):
         if tok.scope == "per_game" and getattr(spec.modes, mode):
@@ -135,7 +157,8 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
     fidelity_ids, control_ids = [], []
     windows = None if spec.train.windows == WINDOWS[0] else spec.train.windows  # defaults: unset
     termination = None if spec.train.termination == TERMINATION_TARGETS[0] else spec.train.termination
-    anchors = _add_anchors(graph, spec, tag, protocol, expert_of, imported) if spec.policy.enabled else {}
+    anchors = (_add_anchors(graph, reference or spec, tag, protocol, ref_expert_of, ref_imported)
+               if spec.policy.enabled else {})
     # Settings shared by many jobs are built once (joint26: 23,514 jobs); job configs are never mutated.
     fidelity = FidelityStage(**asdict(spec.fidelity))
     policies = _policy_configs(spec, protocol) if spec.policy.enabled else None
@@ -152,7 +175,7 @@ def add_variant(graph: Graph, spec: Any, variant: str) -> None:
                                          validation=validation)
                 labels = {"modes": [mode], "games": run_games, "size": size.name, "seed": seed, **tag}
                 did = graph.add(dynamics.job(inputs, labels))
-                held_out = [tokens[g] for g in run_games]  # every mode is scored on the same held-out episodes
+                held_out = [evaluated[g] for g in run_games]  # every mode is scored on the same held-out episodes
                 trained = [t for t in inputs if t not in held_out]  # and on its own data for the training NLL
                 fidelity_ids.append(graph.add(fidelity.job([did, tokenizer_of[run_games[0]], *held_out, *trained],
                                                            labels)))
@@ -222,5 +245,6 @@ def build_graph(spec: Any) -> Graph:
     """The jobs of a loaded spec (a DictConfig of StudySpec) and all its variants."""
     graph = Graph()
     for variant in expand_variants(spec):  # plain dataclasses: omegaconf's attribute access costs ~30 us
-        add_variant(graph, OmegaConf.to_object(variant.spec), variant.name)
+        reference = None if variant.reference is None else OmegaConf.to_object(variant.reference)
+        add_variant(graph, OmegaConf.to_object(variant.spec), variant.name, reference)
     return graph

@@ -65,6 +65,26 @@ class ExpertSpec:
 
 
 @dataclass
+class SourceSpec:
+    """One data source of the study's `sources` axis: who collects a variant's data. Every source's
+    models are tokenized by the spec's own tokenizer and scored on the spec's own held-out episodes
+    and anchors, so their NLLs and scores are in the same units (scaleworld.study.expand)."""
+
+    policy: str = "expert"
+    """``expert`` (the spec's expert, or `checkpoint`'s) or ``random`` (uniform legal actions)."""
+    epsilon: float | None = None
+    """Share of uniformly random legal actions mixed into the expert's, in [0, 1] (null: expert.epsilon)."""
+    budget_fraction: float = 1.0
+    """A weaker expert: PPO trained on this share of the expert's budget, in (0, 1] (expert.source ppo;
+    its own, shorter run with the same seed: its learning rate anneals over its own budget)."""
+    checkpoint: str | None = None
+    """A folder of expert checkpoints, one per game (DIR/<Game>/expert.json), instead of the spec's expert."""
+
+
+SOURCE_POLICIES = ("expert", "random")
+
+
+@dataclass
 class DataSpec:
     steps: int = 100_000
     """Agent steps per game (Atari 100k: 100,000)."""
@@ -286,6 +306,9 @@ class StudySpec:
     launcher: LauncherSpec = field(default_factory=LauncherSpec)
     sweep: SweepSpec = field(default_factory=SweepSpec)
     ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, SourceSpec] = field(default_factory=dict)
+    """The data-source axis: a variant per named source (SourceSpec), beside the spec's own data (the
+    base variant); not crossed with sweeps or ablations."""
 
 
 MODES = ("single", "joint", "matched", "joint_short")
@@ -300,6 +323,21 @@ def expert_steps(spec: Any) -> int:
     e = spec.expert
     return budget_steps(agent_steps=e.agent_steps, frames=e.frames, frame_skip=spec.protocol.frame_skip,
                         default=PPOConfig.agent_steps, what="the expert budget")
+
+
+def source_overrides(spec: Any, source: Any) -> dict[str, Any]:
+    """The expert settings (dotted keys) that give a source's data (`SourceSpec`)."""
+    if source.policy == "random":
+        return {"expert.source": "random"}
+    out: dict[str, Any] = {}
+    if source.checkpoint is not None:
+        out["expert.source"] = source.checkpoint
+    if source.epsilon is not None:
+        out["expert.epsilon"] = source.epsilon
+    if source.budget_fraction != 1.0:
+        out |= {"expert.agent_steps": max(1, round(expert_steps(spec) * source.budget_fraction)),
+                "expert.frames": None}
+    return out
 
 
 def policy_config(section: Any) -> PolicyConfig:

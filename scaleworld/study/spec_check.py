@@ -13,7 +13,16 @@ from scaleworld.imagination.config import START_SPLITS
 from scaleworld.models.dynamics_config import TERMINATION_TARGETS
 from scaleworld.models.tokenizer_config import MAX_RESIDUAL_FRACTION, TokenizerConfig
 from scaleworld.study.cluster import check_cluster_settings
-from scaleworld.study.spec import BASE_VARIANT, MODES, SEED_KEYS, SpecError, expert_steps, policy_config, study_sizes
+from scaleworld.study.spec import (
+    BASE_VARIANT,
+    MODES,
+    SEED_KEYS,
+    SOURCE_POLICIES,
+    SpecError,
+    expert_steps,
+    policy_config,
+    study_sizes,
+)
 from scaleworld.training.config import MATCH_RULES
 
 
@@ -26,8 +35,9 @@ def _duplicated(values: Any) -> Any:
     return None
 
 
-def check_spec(spec: Any, *, where: str = "") -> None:
-    """Checks the schema cannot express: names that must exist, budgets that must be possible."""
+def check_spec(spec: Any, *, where: str = "", shares_anchors: bool = False) -> None:
+    """Checks the schema cannot express: names that must exist, budgets that must be possible.
+    `shares_anchors`: a data source's variant, normalised by the base spec's anchors."""
     from scaleworld.atari.games import GAMES, get_game
     from scaleworld.atari.protocol import Protocol
     from scaleworld.models.ladders import LADDERS, get_size
@@ -70,10 +80,7 @@ def check_spec(spec: Any, *, where: str = "") -> None:
         if spec.models.ladder is not None and not s.name.startswith(spec.models.ladder + "-"):
             fail(f"models.sizes[{i}]", f"{size} is not in ladder {spec.models.ladder}")
     if spec.expert.source not in ("ppo", "random"):
-        for game in spec.games:
-            if not (Path(spec.expert.source) / game / "expert.json").is_file():
-                fail("expert.source", f"no expert checkpoint {Path(spec.expert.source) / game / 'expert.json'}: "
-                                      "use ppo, random, or a folder with one expert per game")
+        _check_expert_folder(spec.expert.source, spec.games, "expert.source", fail)
     if spec.expert.sampling not in ("sample", "greedy"):
         fail("expert.sampling", "use sample or greedy")
     if not 0.0 <= spec.expert.epsilon <= 1.0:
@@ -170,6 +177,7 @@ def check_spec(spec: Any, *, where: str = "") -> None:
             if len(values) == 0:
                 fail(f"sweep.{section}.{key}", "give at least one value (an empty list would drop the sweep)")
             _check_axis(f"sweep.{section}.{key}", str(key), fail)
+    _check_sources(spec, fail)
     for name, overrides in spec.ablations.items():
         if str(name) == BASE_VARIANT:
             fail(f"ablations.{name}", f"{BASE_VARIANT!r} names the spec without ablations: give the ablation "
@@ -186,7 +194,7 @@ def check_spec(spec: Any, *, where: str = "") -> None:
         fail("analysis", str(exc))
     if not a.weak_expert >= 0:
         fail("analysis.weak_expert", f"{a.weak_expert} is impossible: a share of the PPO reference's margin, >= 0")
-    _check_policy(spec, fail)
+    _check_policy(spec, fail, shares_anchors=shares_anchors)
     lengths = {len(v) for v in spec.sweep.zip.values()}
     if len(lengths) > 1:
         fail("sweep.zip", f"all lists must have the same length (got {sorted(lengths)})")
@@ -226,7 +234,47 @@ def _check_axis(where: str, key: str, fail: Any) -> None:
         fail(where, f"{top} is {NOT_AN_AXIS[top]}: a sweep or ablation cannot vary it; set it once in the spec")
 
 
-def _check_policy(spec: Any, fail: Any) -> None:
+def _check_expert_folder(folder: str, games: Any, key: str, fail: Any) -> None:
+    """A folder of one expert checkpoint per game (DIR/<Game>/expert.json), each of its own game."""
+    import json
+
+    for game in games:
+        meta = Path(folder) / game / "expert.json"
+        if not meta.is_file():
+            fail(key, f"no expert checkpoint {meta}: use ppo, random, or a folder with one expert per game")
+        try:
+            of = json.loads(meta.read_text()).get("game")
+        except (ValueError, OSError, AttributeError) as exc:
+            fail(key, f"{meta}: not an expert record ({type(exc).__name__})")
+        if of != game:
+            fail(key, f"{meta} is an expert of {of}, not of {game}: give each game its own expert")
+
+
+def _check_sources(spec: Any, fail: Any) -> None:
+    """The data-source axis (`StudySpec.sources`): each source's settings in range, names unique."""
+    for name, source in spec.sources.items():
+        key = f"sources.{name}"
+        if str(name) == BASE_VARIANT or str(name) in spec.ablations:
+            fail(key, f"{name!r} names {'the spec itself' if str(name) == BASE_VARIANT else 'an ablation'}: give "
+                      "the source another name")
+        if source.policy not in SOURCE_POLICIES:
+            fail(f"{key}.policy", f"unknown source {source.policy!r}: use {' or '.join(SOURCE_POLICIES)}")
+        if source.epsilon is not None and not 0.0 <= source.epsilon <= 1.0:
+            fail(f"{key}.epsilon", f"{source.epsilon} is impossible: a share of random actions, in [0, 1]")
+        if not 0.0 < source.budget_fraction <= 1.0:
+            fail(f"{key}.budget_fraction", f"{source.budget_fraction} is impossible: a share of the expert's "
+                                           "budget, in (0, 1]")
+        if source.budget_fraction != 1.0 and (spec.expert.source != "ppo" or source.checkpoint is not None):
+            fail(f"{key}.budget_fraction", "a weaker expert is a shorter PPO run: it needs expert.source=ppo and "
+                                           "no checkpoint")
+        if source.policy == "random" and (source.epsilon is not None or source.checkpoint is not None
+                                          or source.budget_fraction != 1.0):
+            fail(key, "a random source takes no epsilon, checkpoint or budget_fraction")
+        if source.checkpoint is not None:
+            _check_expert_folder(source.checkpoint, spec.games, f"{key}.checkpoint", fail)
+
+
+def _check_policy(spec: Any, fail: Any, *, shares_anchors: bool = False) -> None:
     p, c = spec.policy, spec.control
     if not p.enabled:
         return
@@ -257,6 +305,6 @@ def _check_policy(spec: Any, fail: Any) -> None:
         fail("control.sampling", "use sample or greedy")
     if c.upper_anchor not in ("expert", "human"):
         fail("control.upper_anchor", "use expert or human")
-    if c.upper_anchor == "expert" and spec.expert.source == "random":
+    if c.upper_anchor == "expert" and spec.expert.source == "random" and not shares_anchors:
         fail("control.upper_anchor", "expert.source=random has no expert score to normalise by: "
                                      "set control.upper_anchor=human (the reference human score)")

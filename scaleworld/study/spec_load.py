@@ -59,7 +59,7 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> Any:
         spec.run_root = str(Path(spec.run_root).expanduser())
     check_spec(spec)
     for variant in expand_variants(spec):
-        check_spec(variant.spec, where=f"variant {variant.name}: ")
+        check_spec(variant.spec, where=f"variant {variant.name}: ", shares_anchors=variant.reference is not None)
     OmegaConf.set_readonly(spec, True)
     return spec
 

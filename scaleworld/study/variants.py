@@ -6,6 +6,7 @@ jobs are shared). `merge` is omegaconf's, with its errors as one `SpecError` lin
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import json
@@ -15,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
-from scaleworld.study.spec import BASE_VARIANT, SpecError, StudySpec
+from scaleworld.study.spec import BASE_VARIANT, SourceSpec, SpecError, StudySpec, source_overrides
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Variant:
     name: str
     """``base``, ``grid[train.lr=0.001]``-style names, or an ablation's name."""
     spec: Any  # an omegaconf DictConfig of StudySpec, resolved
+    reference: Any = None
+    """A data source's variant: the base spec, whose tokenizer, held-out episodes and anchors it
+    shares (`StudySpec.sources`); None for the others."""
 
 
 def _keys_of(node: Any, prefix: str = "") -> list[str]:
@@ -42,6 +46,8 @@ def spec_error(exc: Exception, schema: Any) -> SpecError:
         parent, _, leaf = str(key).rpartition(".")
         siblings = [k.rpartition(".")[2] for k in _keys_of(schema)
                     if k.rpartition(".")[0] == parent]
+        if not siblings and parent.count(".") == 1 and parent.startswith("sources."):  # a source's own keys
+            siblings = [f.name for f in dataclasses.fields(SourceSpec)]
         close = difflib.get_close_matches(leaf, siblings, n=1)
         hint = f"did you mean {(parent + '.' if parent else '') + close[0]!r}? " if close else ""
         return SpecError(f"unknown key {key!r}: {hint}valid keys here are {', '.join(sorted(siblings))}")
@@ -70,11 +76,11 @@ def _apply(spec: Any, overrides: dict[str, Any], where: str) -> Any:
 
 
 def _yaml_value(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (list, dict, str)) else str(value)
+    return json.dumps(value) if isinstance(value, (list, dict, str)) or value is None else str(value)
 
 
 def expand_variants(spec: Any) -> list[Variant]:
-    """The base spec, one variant per sweep point (grid x zip), and one per ablation."""
+    """The base spec, one variant per sweep point (grid x zip), one per ablation, one per data source."""
     base = OmegaConf.masked_copy(spec, [k for k in spec.keys() if k not in ("sweep", "ablations")])
     grid_keys = list(spec.sweep.grid.keys())
     zip_keys = list(spec.sweep.zip.keys())
@@ -88,4 +94,9 @@ def expand_variants(spec: Any) -> list[Variant]:
             variants.append(Variant(name, _apply(base, overrides, f"sweep {name}")))
     for name, overrides in spec.ablations.items():
         variants.append(Variant(str(name), _apply(base, dict(overrides), f"ablations.{name}")))
+    plain = OmegaConf.masked_copy(base, [k for k in base.keys() if k != "sources"])
+    reference = _apply(plain, {}, "the spec") if spec.sources else None
+    for name, source in spec.sources.items():
+        variants.append(Variant(str(name), _apply(plain, source_overrides(base, source), f"sources.{name}"),
+                                reference=reference))
     return variants
