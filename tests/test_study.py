@@ -919,3 +919,22 @@ def test_read_only_commands_change_no_file_of_a_run_root(finished, tmp_path):
         assert proc.returncode == 0, (argv, proc.stderr)
         assert "damaged" not in proc.stdout  # every record the study wrote fits its schema (study/records.py)
     assert files() == before
+
+
+def test_an_error_raised_over_a_ctrl_c_is_an_interruption_not_a_failure():
+    """Ctrl-C landing inside torch.save makes its zip writer raise on close, over the KeyboardInterrupt:
+    the job was interrupted (resumable, pending), not failed (a flaky CI run recorded it failed)."""
+    from scaleworld.study.jobs import _masks_interrupt
+
+    def save_interrupted():
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+
+    with pytest.raises(RuntimeError) as caught:
+        save_interrupted()
+    assert _masks_interrupt(caught.value)
+    with pytest.raises(RuntimeError) as plain:
+        raise RuntimeError("a real failure")
+    assert not _masks_interrupt(plain.value)

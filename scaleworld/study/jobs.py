@@ -90,6 +90,8 @@ def run_jobs(root: str | Path, job_ids: list[str], *, requeued: Callable[[], boo
             raise
         return _failed(outs)
     except Exception as exc:  # recorded, then the driver decides what else to run
+        if _masks_interrupt(exc):  # Ctrl-C landed mid-checkpoint and torch's writer raised on close
+            raise KeyboardInterrupt from None
         if requeued is not None and requeued():
             # The requeue's SystemExit can be masked by the code it interrupted (torch.save's zip
             # writer raises on close when the signal lands mid-checkpoint): still a requeue.
@@ -99,6 +101,19 @@ def run_jobs(root: str | Path, job_ids: list[str], *, requeued: Callable[[], boo
     finally:
         for _, _, lock in mine:
             lock.release()
+
+
+def _masks_interrupt(exc: BaseException) -> bool:
+    """Whether `exc` was raised while a KeyboardInterrupt was being handled (it is in its context
+    chain): code the interrupt stopped mid-way (torch.save's zip writer closing on a half-written
+    file) can raise its own error over it, and the job is interrupted, not failed."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
 
 
 def _failed(outs: list[Path]) -> int:
