@@ -48,6 +48,7 @@ class Acting:
         self.policy = policy
         self.game = game
         self.state: TensorDictBase | None = None
+        self.output: TensorDictBase | None = None  # the policy's last output (what an observer reads)
 
     def __call__(self, step: VectorStep) -> np.ndarray:
         """The policy's actions int64 [N] for every emulator (ignored where not ready)."""
@@ -56,7 +57,7 @@ class Acting:
             td.update(self.state.exclude(*td.keys(True, True)))
         with torch.no_grad():
             out = self.policy(td)
-        self.state = out.get("next", None)
+        self.state, self.output = out.get("next", None), out
         return out["action"].numpy().astype(np.int64)
 
 

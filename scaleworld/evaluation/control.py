@@ -40,6 +40,7 @@ from scaleworld.models.agent import ActorCritic
 from scaleworld.models.categorical import sample_categorical
 from scaleworld.models.dynamics import DynamicsModel, KVCache
 from scaleworld.models.tokenizer import Tokenizer
+from scaleworld.models.twohot import expected_value
 
 CONTROL_FORMAT = "scaleworld.control/1"
 ANCHORS_FORMAT = "scaleworld.anchors/2"
@@ -67,10 +68,14 @@ class WorldModelAgent(TensorDictModuleBase):
     """
 
     in_keys = ["pixels", "action_mask", "is_init", "agent_history"]
-    out_keys = ["action", "logits", ("next", "agent_history")]
+    out_keys = ["action", "logits", ("next", "agent_history"), "model_reward", "next_latent_nll"]
+    """Besides acting, what the exploitation diagnostic reads (scaleworld.evaluation.exploitation):
+    ``model_reward`` float [N], the model's expected reward for the action taken; ``next_latent_nll``
+    float [N], this frame's latent NLL (nats, summed over groups, as the held-out NLL) under the
+    model's prediction one step before (NaN on a row's first frame)."""
 
     def __init__(self, *, tokenizer: Tokenizer, model: DynamicsModel, agent: ActorCritic, game: str,
-                 generator: torch.Generator | None = None, greedy: bool = False):
+                 generator: torch.Generator | None = None, greedy: bool = False, behaviour: Any = None):
         super().__init__()
         games = list(model.config.games)
         if games and game not in games:
@@ -81,7 +86,9 @@ class WorldModelAgent(TensorDictModuleBase):
         self.game_index = games.index(game) if games else None
         self.generator = generator
         self.greedy = greedy
+        self.behaviour = behaviour  # a policy that acts instead of the agent (the model still follows)
         self.cache: KVCache | None = None
+        self.pending: torch.Tensor | None = None  # the model's next-latent logits per row, float [N, G, C]
         self.hidden: torch.Tensor | None = None  # h_{t-1} per row, float [N, width]
         self.history: torch.Tensor | None = None  # int64 [N]: each row's current history number
         self._issued = 0  # history numbers given so far (0 is every row's empty start)
@@ -105,6 +112,7 @@ class WorldModelAgent(TensorDictModuleBase):
             self.cache = self.model.new_cache(n)
             self.hidden = torch.zeros(n, self.model.config.width)
             self.history = torch.zeros(n, dtype=torch.int64)
+            self.pending = None
         given = torch.zeros(n, dtype=torch.int64) if given is None else given.reshape(n)
         stale = ((given != self.history) & ~fresh).nonzero().flatten().tolist()
         if stale:
@@ -113,15 +121,26 @@ class WorldModelAgent(TensorDictModuleBase):
                 "of another env): give each step the tensordict whose ('next', 'agent_history') the agent wrote last, "
                 "or start those rows again with is_init")
         latent = self.tokenizer.encode(pixels).long()  # z_t [N, groups]
+        nll = torch.full((n,), float("nan"))  # z_t under the prediction of step t-1; none on a first frame
+        if self.pending is not None:
+            logp = self.pending.log_softmax(-1).gather(-1, latent[..., None]).squeeze(-1)  # [N, G]
+            nll = torch.where(fresh, nll, -logp.sum(-1))
         rows = fresh.nonzero().squeeze(-1)  # new episodes: empty histories
         if len(rows):
             self.model.prefill(self.cache, rows, latent[rows, :0], torch.zeros(len(rows), 0, dtype=torch.int64))
             self.hidden[rows] = 0.0
         logits = self.agent.logits(self.agent.features(latent, self.hidden), td["action_mask"].reshape(n, -1))
         action = logits.argmax(-1) if self.greedy else sample_categorical(logits, self.generator)
+        if self.behaviour is not None:
+            action = self.behaviour(td.select("pixels", "action_mask", "is_init").clone())["action"].reshape(n)
         # rows not acting (resets, no-op starts) also write a token: their next is_init discards it
         game = None if self.game_index is None else torch.full((n,), self.game_index)
-        self.hidden = self.model.step(self.cache, latent, action, game)["hidden"][:, 0].float()
+        heads = self.model.step(self.cache, latent, action, game)
+        self.hidden = heads["hidden"][:, 0].float()
+        self.pending = heads["latent_logits"][:, 0].float()
+        td["model_reward"] = expected_value(heads["reward_logits"][:, 0], self.model.config.reward_limit).float() \
+            .reshape(batch)
+        td["next_latent_nll"] = nll.reshape(batch)
         self.history = torch.arange(self._issued + 1, self._issued + 1 + n)
         self._issued += n
         td["action"] = action.reshape(batch)
@@ -217,15 +236,23 @@ def evaluate_control(*, policy_dir: str | Path, dynamics_dir: str | Path, tokeni
                               "pass the tokenizer that encoded the world model's data")
     if anchors["game"] != game or anchors["protocol"] != protocol.to_dict():
         raise ScaleworldError(f"the anchors are for {anchors['game']} under another protocol; measure them again")
+    from scaleworld.data.random_policy import RandomPolicy
+    from scaleworld.evaluation.exploitation import Tally, random_episodes
+
     player = WorldModelAgent(tokenizer=tokenizer, model=model, agent=agent, game=game, greedy=greedy,
                              generator=torch.Generator().manual_seed(seed))
+    own, rand = Tally(), Tally()  # the exploitation diagnostic on the policy's episodes and the random policy's
     record = score_policy(game=game, policy=player, episodes=episodes, protocol=protocol, seed=seed,
-                          num_envs=num_envs, policy_identity={
+                          num_envs=num_envs, observe=own.observe, policy_identity={
                               "kind": "imagination", "policy_sha256": identity["sha256"],
                               "dynamics_sha256": dyn_identity["sha256"], "tokenizer_sha256": tok_identity["sha256"],
                               "greedy": greedy})
+    follower = WorldModelAgent(tokenizer=tokenizer, model=model, agent=agent, game=game, greedy=True,
+                               behaviour=RandomPolicy(seed=seed))
+    score_policy(game=game, policy=follower, episodes=random_episodes(episodes), protocol=protocol, seed=seed,
+                 num_envs=num_envs, observe=rand.observe, policy_identity={"kind": "random"})
     record = {**record, "format": CONTROL_FORMAT, "normalised": normalise(record["returns"], anchors),
-              "anchors": anchors}
+              "anchors": anchors, "diagnostic": {"policy": own.summary(), "random": rand.summary()}}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out), record)

@@ -7,12 +7,14 @@ quota of episodes, fixed before the run, and the scores are reported in emulator
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tensordict import TensorDictBase
 
-from scaleworld.atari.envs import VectorAtari
+from scaleworld.atari.envs import VectorAtari, VectorStep
 from scaleworld.atari.games import Game, get_game
 from scaleworld.atari.protocol import Protocol
 from scaleworld.data.collect import Acting, Policy
@@ -32,8 +34,11 @@ def score_policy(
     protocol: Protocol = Protocol(),
     seed: int = 0,
     num_envs: int = 8,
+    observe: Callable[[TensorDictBase, VectorStep, VectorStep], None] | None = None,
 ) -> dict[str, Any]:
-    """Play `episodes` full episodes; return a score record (raw returns and their summary)."""
+    """Play `episodes` full episodes; return a score record (raw returns and their summary).
+    `observe(output, before, after)`, if given, sees every step: the policy's output tensordict, the
+    emulators' state it acted on and the state its actions led to."""
     game = game if isinstance(game, Game) else get_game(game)
     if episodes < 1:
         raise ScaleworldError(f"--episodes={episodes} must be at least 1")
@@ -48,7 +53,9 @@ def score_policy(
         state = env.reset(seed=seed)
         acting = Acting(policy, game)
         while any(len(r) < q for r, q in zip(returns, quota)):
-            state = env.step(acting(state))
+            before, state = state, env.step(acting(state))
+            if observe is not None:
+                observe(acting.output, before, state)
             running += state.reward
             steps += state.acted
             for i in np.flatnonzero(state.terminated | state.truncated):

@@ -2,7 +2,7 @@
 
 SECTION_NAMES = ("jobs", "tokenizers", "experts", "regimes", "sources", "curves", "baselines", "open-loop",
                  "single-vs-joint", "fits", "matched", "stabilises", "improvement", "scores", "versus-random",
-                 "failures", "glossary")
+                 "exploitation", "failures", "glossary")
 """The report's sections after the findings, in order (`--section NAME`; terminal.SECTIONS renders each).
 Named here, light, so that the CLI lists them without importing the report."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from scaleworld.report.exploitation import exploitation_line
 from scaleworld.report.sections import interval_text
 
 MAX_NAMED = 6  # games named on a line before "and N more"
@@ -47,6 +48,9 @@ def findings(results: dict[str, Any], order: Any) -> list[tuple[str, bool]]:
         lines += _score_lines(analysis, tag, order)
         lines += _check_lines(analysis, tag)
     lines += _source_lines(results.get("sources"))
+    exploited = exploitation_line(results)
+    if exploited:
+        lines.append((exploited, False))
     if not results["regimes"]:
         lines.append(("no analysis yet: the answers come once the analysis job has run", False))
     gated = [r["game"] for r in results["tokenizers"] if r["passed"] is False]

@@ -45,6 +45,10 @@ GLOSSARY: dict[str, str] = {
     "every row: c = v": f"at more than {COLLAPSE_ABOVE} games, a column with one value in every row, said once "
                         "under its table",
     "p (BH)": "a p-value after the Benjamini-Hochberg adjustment over the games (or cells) of its table",
+    "reads as": "the exploitation diagnostic's reading of a cell: 'model wrong on the policy's states' (on the "
+                "policy's own real episodes the model predicts more reward than the game pays, or its NLL there is "
+                "above the held-out NLL), 'rollouts drift' (right on those states, yet imagined reward exceeds the "
+                "real), 'consistent' (neither)",
     "CHECK": "a failed check: a game the tokenizer gate refused, a model not beating the unigram and "
              "copy-last-frame baselines, policies beating random nowhere, a weak expert",
 }

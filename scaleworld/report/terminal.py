@@ -21,6 +21,7 @@ from typing import Any
 from scaleworld.report import SECTION_NAMES
 from scaleworld.report.collapse import TableStyle, print_table
 from scaleworld.report.control_scores import collect_control
+from scaleworld.report.exploitation import render_exploitation
 from scaleworld.report.glossary import render_glossary
 from scaleworld.report.sections import (
     render_baselines,
@@ -252,6 +253,7 @@ SECTIONS: dict[str, Any] = {
     "improvement": _per_variant(render_fidelity_improvement),
     "scores": _scores,
     "versus-random": _per_variant(render_versus_random),
+    "exploitation": lambda v: render_exploitation(v.results, v.console, v.style),
     "failures": _failures,
     "glossary": lambda v: render_glossary(v.console),
 }

@@ -35,7 +35,7 @@ SCHEMAS: dict[tuple[str, str], Any] = {
                                     "rule": {"version": str, "alpha": NUMBER, "min_sizes": int, "min_seeds": int}},
     ("dynamics", "done.json"): {"outputs": {"params": {"total": int, "blocks": int}}},
     ("control", "done.json"): {"outputs": {"game": str, "score": NUMBER, "normalised": NULLABLE_NUMBER,
-                                           "upper_kind": str}},
+                                           "upper_kind": str, "diagnostic": Maybe({str: {str: NULLABLE_NUMBER}})}},
     ("policy", "done.json"): {"outputs": {"final": Maybe(dict)}},
     ("tokenizer", "done.json"): {"outputs": {"quality": Maybe({str: dict})}},
 }

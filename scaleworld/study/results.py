@@ -86,7 +86,8 @@ def nll_readings(store: RunStore, graph: Graph, jobs: Iterable[Job], *, readings
 
 def control_rows(store: RunStore, jobs: Iterable[Job], *, damaged: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per finished control job: its labels and its done.json outputs (game, score =
-    raw mean return, normalised = expert/human-random normalised mean, upper_kind)."""
+    raw mean return, normalised = expert/human-random normalised mean, upper_kind, diagnostic = the
+    exploitation diagnostic, scaleworld.evaluation.exploitation; None for a job from before it)."""
     rows = []
     for job in jobs:
         if job.kind != "control" or not store.is_done(job):
@@ -98,7 +99,7 @@ def control_rows(store: RunStore, jobs: Iterable[Job], *, damaged: list[str] | N
         rows.append({"id": job.id, "variants": job.labels.get("variants", [BASE_VARIANT]), "modes": job.labels["modes"],
                      "game": out["game"], "size": job.labels["size"], "seed": job.labels["seed"],
                      "trial": job.labels["trial"], "score": out["score"], "normalised": out["normalised"],
-                     "upper_kind": out["upper_kind"]})
+                     "upper_kind": out["upper_kind"], "diagnostic": out.get("diagnostic")})
     return rows
 
 

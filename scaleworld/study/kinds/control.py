@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from scaleworld.evaluation.exploitation import random_episodes
 from scaleworld.study.assumptions import env_seconds, flops_seconds
 from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds.anchor import AnchorStage
@@ -51,12 +52,14 @@ class ControlStage(Stage):
                                   protocol=self.protocol_config(), seed=self.seed, num_envs=self.num_envs,
                                   greedy=self.greedy, out=ctx.out / self.ARTIFACT)
         return {"control": self.ARTIFACT, "game": record["game"], "score": record["mean"],
-                "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"]}
+                "normalised": record["normalised"]["mean"], "upper_kind": record["normalised"]["upper_kind"],
+                "diagnostic": record["diagnostic"]}
 
     def assumed_seconds(self, graph: Graph, job: Job) -> float:
-        """Its episodes at the protocol's cap (an upper bound): the emulators' time, and the world model's
-        FLOPs a step (2 x parameters; latency, which one frame at a time is bound by, not counted)."""
-        steps = self.episodes * episode_cap(self.protocol)
+        """Its episodes at the protocol's cap (an upper bound), the policy's and the random policy's of the
+        exploitation diagnostic: the emulators' time, and the world model's FLOPs a step (2 x parameters;
+        latency, which one frame at a time is bound by, not counted)."""
+        steps = (self.episodes + random_episodes(self.episodes)) * episode_cap(self.protocol)
         return env_seconds(steps) + flops_seconds(2.0 * dynamics_parameters(graph, job) * steps)
 
     def work(self, ctx: WorkContext) -> tuple[float, str, bool]:
@@ -68,4 +71,5 @@ class ControlStage(Stage):
         rate = meter.rate(shape_key(self.KIND, shape.model, tokenizer, game, self.num_envs), lambda: meter.env_steps(
             game, self.protocol, self.num_envs, lambda: world_model_agent(shape.net(meter.device), tokenizer, game, c)))
         length, measured = episode_steps(ctx.store, ctx.graph, ctx.job)
-        return self.episodes * length / rate, f"{rate:,.0f} agent steps/s", not measured
+        episodes = self.episodes + random_episodes(self.episodes)  # the policy's and the diagnostic's random ones
+        return episodes * length / rate, f"{rate:,.0f} agent steps/s", not measured
