@@ -56,11 +56,15 @@ def collect_results(root: str | Path) -> dict[str, Any]:
     store = RunStore(Path(root))
     graph = store.read_plan()
     damaged: list[str] = []  # files of finished jobs that cannot be read: those jobs are left out
-    curves: dict[str, dict[str, dict[str, Any]]] = {}  # mode -> game -> size -> {params, nll per seed}
+    # mode -> game -> size -> {params, nll per seed}; models of a variant alone (another data source, an
+    # ablation that changes them) under "mode (variant)", never pooled with the base study's
+    curves: dict[str, dict[str, dict[str, Any]]] = {}
     readings = nll_readings(store, graph, graph.by_kind("fidelity"), damaged=damaged)
     for row in readings["final"]:
-        per_size = curves.setdefault(row["mode"], {}).setdefault(row["game"], {})
-        per_size.setdefault(row["size"], {"params": row["params"], "nll": []})["nll"].append(row["nll"])
+        for variant in [BASE_VARIANT] if BASE_VARIANT in row["variants"] else row["variants"]:
+            key = row["mode"] if variant == BASE_VARIANT else f"{row['mode']} ({variant})"
+            per_size = curves.setdefault(key, {}).setdefault(row["game"], {})
+            per_size.setdefault(row["size"], {"params": row["params"], "nll": []})["nll"].append(row["nll"])
     # One tidy row per (variant, mode, game, size, seed, reading): the keys the control rows share.
     nll = [{"variant": variant, "mode": r["mode"], "game": r["game"], "size": r["size"], "params": r["params"],
             "seed": r["seed"], "reading": reading, "step": r.get("step"), "nll_nats_per_frame": r["nll"],
