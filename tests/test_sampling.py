@@ -164,3 +164,22 @@ def test_the_windows_setting_enters_identities_only_when_chosen():
     assert {j.id for j in fair.by_kind("tokenizer")} == {j.id for j in default.by_kind("tokenizer")}
     with pytest.raises(SpecError, match="train.windows: 'fair': use inside or edge_fair"):
         load_spec(smoke, ["train.windows=fair"])
+
+
+def test_a_view_of_the_loss_columns_draws_the_same_windows_with_only_those_columns(breakout_tokens, pong_tokens):
+    """`keys` (the loss's in_keys) leaves the other columns out of every batch and changes nothing
+    else: the same windows, the same values, the same mask and game index."""
+    from scaleworld.models.dynamics import DynamicsModel
+    from scaleworld.models.dynamics_config import DynamicsConfig
+    from scaleworld.objectives.world_model import DynamicsLoss
+
+    datasets = [OfflineDataset.open(breakout_tokens), OfflineDataset.open(pong_tokens)]
+    model = DynamicsModel(DynamicsConfig(width=32, depth=1, heads=2, context=8, games=("Breakout", "Pong")))
+    loss = DynamicsLoss(model, termination="life_loss")
+    read = [k for k in loss.in_keys if k not in ("mask", "game")]
+    every = MultiGameWindows(datasets, seq_len=8, generator=torch.Generator().manual_seed(3))
+    some = MultiGameWindows(datasets, seq_len=8, generator=torch.Generator().manual_seed(3), keys=read)
+    for _ in range(3):
+        full, part = every.sample(10), some.sample(10)
+        assert set(part.keys(True, True)) == {*read, "mask", "game"} < set(full.keys(True, True))
+        assert (full.select(*part.keys(True, True)) == part).all()

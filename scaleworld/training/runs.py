@@ -163,12 +163,15 @@ def prepare_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dy
     net = DynamicsModel(model).to(device)
     gen = torch.Generator().manual_seed(train.seed)
     val_gen = torch.Generator().manual_seed(train.seed + 1)
-    # the sampler's sequence length is the model's context (the tokenizer's is one frame)
+    # the sampler's sequence length is the model's context (the tokenizer's is one frame); a batch holds
+    # the columns the loss reads (its in_keys less the sampler's own mask and game)
+    loss = DynamicsLoss(net, termination=termination)
+    read = [k for k in loss.in_keys if k not in ("mask", "game")]
     train_view = MultiGameWindows(datasets, seq_len=model.context, generator=gen, episodes=train_eps, windows=windows,
-                                  resident_on=device)
+                                  resident_on=device, keys=read)
     has_val = all(len(v) for v in val_eps)
     val_view = (MultiGameWindows(datasets, seq_len=model.context, generator=val_gen, episodes=val_eps,
-                                 resident_on=device) if has_val else None)
+                                 resident_on=device, keys=read) if has_val else None)
     identity = {"model": model.to_dict(), "datasets": content,
                 **({"validation_fraction": validation_fraction} if validation_fraction else {}),
                 **({"windows": windows} if windows != WINDOWS[0] else {}),  # defaults: no key (older runs)
@@ -189,7 +192,7 @@ def prepare_dynamics(*, token_dirs: list[str | Path], out: str | Path, model: Dy
              **({"termination": termination} if termination != TERMINATION_TARGETS[0] else {}),
              **({"validation_fraction": validation_fraction} if validation_fraction else {})}
     return DynamicsRun(
-        out=out, net=net, loss=DynamicsLoss(net, termination=termination), train_view=train_view,
+        out=out, net=net, loss=loss, train_view=train_view,
         val_view=val_view, generator=gen, val_generator=val_gen, identity=identity,
         describe=f"dynamics d{model.depth} w{model.width}" + (" joint" if joint else f" {datasets[0].game}"),
         info=info, extra=extra, keep_best=bool(validation_fraction))
