@@ -290,6 +290,30 @@ def test_the_job_server_outlives_a_failed_job_and_logs_each_job_apart(tmp_path, 
         assert "Traceback" not in (tmp_path / "done.txt").read_text()
 
 
+def test_a_job_after_a_source_edit_runs_in_a_new_interpreter_not_on_mixed_code(tmp_path, finished):
+    """The server imported scaleworld at its start; a fork after an edit would run the server's
+    modules beside edited ones the job imports itself (a mid-study edit once failed every later
+    dynamics job with a TypeError): after an edit the job runs in a new interpreter instead."""
+    import scaleworld.study.records as edited
+    from scaleworld.study.forked import JobServer
+
+    _, _, reference = finished
+    (collect,) = RunStore(reference).read_plan().by_kind("collect")
+    env = {**os.environ, "RL_LOGGING_LEVEL": "WARNING"}
+    path = Path(edited.__file__)
+    stamp = path.stat()
+    with JobServer(env=env, log=tmp_path / "server.log") as server:
+        before = server.start(root=reference, ids=[collect.id], env=env, log=tmp_path / "before.txt")
+        assert before.wait() == 0 and (tmp_path / "before.txt").read_text() == ""
+        try:
+            os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000_000))  # as an editor's save
+            after = server.start(root=reference, ids=[collect.id], env=env, log=tmp_path / "after.txt")
+            assert after.wait() == 0
+        finally:
+            os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert "this job runs in a new interpreter" in (tmp_path / "after.txt").read_text()
+
+
 @pytest.mark.parametrize("kill_after_done, workers", [(1, 1), (3, 1), (3, 2)])
 def test_killing_the_driver_loses_nothing_and_the_rerun_ends_identical(tmp_path, finished, kill_after_done, workers):
     _, spec, reference = finished

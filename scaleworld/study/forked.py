@@ -130,6 +130,7 @@ def serve() -> None:
             __import__(name)
         except ImportError:
             traceback.print_exc()
+    imported = source_state()  # what the children inherit: a job after an edit runs the edited code whole
     pending = b""
     while True:
         ready, _, _ = select.select([0], [], [], 0.1)
@@ -143,7 +144,7 @@ def serve() -> None:
                 pid = os.fork()
                 if pid == 0:
                     os.close(protocol)
-                    _child(json.loads(line), sigint=inherited)  # never returns
+                    _child(json.loads(line), sigint=inherited, imported=imported)  # never returns
                 os.write(protocol, f"started {pid}\n".encode())
         while True:  # reap whatever ended
             try:
@@ -155,8 +156,18 @@ def serve() -> None:
             os.write(protocol, f"ended {pid} {os.waitstatus_to_exitcode(wait_status)}\n".encode())
 
 
-def _child(request: dict, *, sigint: Any) -> None:
-    """A job's process: its environment, its log as stdout and stderr, then the job; exits, never returns."""
+def source_state() -> tuple[tuple[str, int, int], ...]:
+    """Each of scaleworld's source files with its mtime and size: a change means the modules the server
+    imported are not the files on disk any more."""
+    package = Path(__file__).resolve().parents[1]
+    return tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p in sorted(package.rglob("*.py")))
+
+
+def _child(request: dict, *, sigint: Any, imported: tuple[tuple[str, int, int], ...]) -> None:
+    """A job's process: its environment, its log as stdout and stderr, then the job; exits, never returns.
+    If scaleworld's source changed since the server imported it (`source_state`), the job runs in a new
+    interpreter instead (exec, same process): a fork would mix the server's modules with edited ones
+    that the job imports itself, which once failed a run's dynamics jobs mid-study."""
     status = 1
     try:
         signal.signal(signal.SIGINT, sigint)
@@ -168,6 +179,10 @@ def _child(request: dict, *, sigint: Any) -> None:
             os.dup2(fd, target)
         os.close(log)
         os.close(devnull)
+        if source_state() != imported:
+            print("scaleworld's source changed since this run's job server started: this job runs in a new "
+                  "interpreter, on the edited code throughout", flush=True)
+            os.execv(sys.executable, [sys.executable, "-m", "scaleworld.study.jobs", request["root"], *request["ids"]])
         from scaleworld.study.jobs import run_jobs
 
         status = run_jobs(request["root"], request["ids"])
