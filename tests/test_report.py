@@ -494,3 +494,22 @@ def test_the_control_table_of_many_games_keeps_the_cells_that_beat_random():
     assert "--full: every cell" in text
     full = _printed(True, lambda c, s: render_versus_random("base", analysis, c, s, str))
     assert all(f"| {g} |" in full for g in games) and "the other" not in full
+
+
+def test_several_variants_answer_side_by_side_one_line_per_question(tmp_path):
+    """A study with data sources (or ablations) gives each question one line: the variants that agree
+    share an answer, the others follow it."""
+    import copy
+
+    from scaleworld.report.findings import findings
+    from scaleworld.report.sections import size_key
+
+    results = collect_results(build_root(tmp_path / "root", analysis=_analysis_json()).root)
+    other = copy.deepcopy(results["regimes"]["base"])
+    other["modes"]["joint"]["Pong"]["regime"] = "degrading"
+    results["regimes"]["eps"] = other
+    lines = [" ".join(text.split()) for text, _ in findings(results, size_key(results["size_params"]))]
+    joint = [line for line in lines if line.startswith("regimes, joint:")]
+    assert len(joint) == 1 and " | eps: " in joint[0] and joint[0].count("base") == 1
+    single = [line for line in lines if line.startswith("regimes, single:")]
+    assert len(single) == 1 and single[0].endswith("(every variant)")

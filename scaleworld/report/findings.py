@@ -1,6 +1,7 @@
 """The report's first screen: the study's answers, one line each, before any table.
 
-Per analysed variant: the scaling regimes per mode (counts, and the games of every class but the
+Per analysed variant (several variants, e.g. data sources: one line per question, each variant's
+answer side by side): the scaling regimes per mode (counts, and the games of every class but the
 largest), whether joint training stabilises scaling (the intersection-union test's overall p), the
 joint model against the single and matched ones at the largest size (P(improvement) of held-out NLL,
 and the matched-vs-joint paired test), the median and IQM of normalised scores per mode at the
@@ -40,13 +41,28 @@ def findings(results: dict[str, Any], order: Any) -> list[tuple[str, bool]]:
     total = sum(sum(c.values()) for c in jobs.values())
     games = sorted({g for mode in results["curves"].values() for g in mode})
     lines.append((f"{len(games)} games with results; {done:,} of {total:,} jobs done", False))
+    answers: dict[tuple[str, bool], list[tuple[str, str]]] = {}  # (question, check) -> [(variant, answer)]
     for variant, analysis in results["regimes"].items():
-        tag = "" if len(results["regimes"]) == 1 else f" ({variant})"
-        lines += _regime_lines(analysis, tag)
-        lines += _stabilises_lines(analysis, tag)
-        lines += _comparison_lines(analysis, tag, order)
-        lines += _score_lines(analysis, tag, order)
-        lines += _check_lines(analysis, tag)
+        for text, check in (_regime_lines(analysis, "") + _stabilises_lines(analysis, "")
+                            + _comparison_lines(analysis, "", order) + _score_lines(analysis, "", order)
+                            + _check_lines(analysis, "")):
+            question, _, answer = text.partition(": ")
+            answers.setdefault((question, check), []).append((variant, answer))
+    variants = list(results["regimes"])
+    for (question, check), said in answers.items():  # variants side by side: one line per question
+        alike: dict[str, list[str]] = {}  # an answer -> the variants that give it
+        for variant, answer in said:
+            alike.setdefault(answer, []).append(variant)
+        if len(variants) == 1:
+            lines.append((f"{question}: {said[0][1]}" if said[0][1] else question, check))
+            continue
+        named = {answer: "every variant" if who == variants else ", ".join(who) for answer, who in alike.items()}
+        if len(named) == 1:  # one answer for all who give it
+            answer, who = next(iter(named.items()))
+            lines.append((f"{question}: {answer} ({who})" if answer else f"{question} ({who})", check))
+        else:
+            lines.append((f"{question}: " + " | ".join(f"{who}: {answer}" if answer else who
+                                                       for answer, who in named.items()), check))
     lines += _source_lines(results.get("sources"))
     exploited = exploitation_line(results)
     if exploited:
@@ -123,17 +139,17 @@ def _score_lines(analysis: dict[str, Any], tag: str, order: Any) -> list[tuple[s
 
 
 def _source_lines(sources: dict[str, Any] | None) -> list[tuple[str, bool]]:
-    """Per data source: in how many (mode, game) cells its scaling differs from the base data's."""
-    lines = []
+    """One line: per data source, in how many (mode, game) cells its scaling differs from the base data's."""
+    parts = []
     for name, modes in (sources or {}).get("changes", {}).items():
         cells = [(mode, game, c) for mode, games in modes.items() for game, c in games.items()]
         tested = [(m, g) for m, g, c in cells if c["p"] is not None]
         changed = [f"{g} {m}" for m, g, c in cells if c["changed"]]
-        said = (f"changed in {len(changed)} of {len(tested)} tested (mode, game) cells"
-                + (f": {_games(changed)}" if changed else "") if tested else
-                f"untested in all {len(cells)} (mode, game) cells (too few sizes or seeds)")
-        lines.append((f"scaling under data source {name} vs the base data (premise test, BH): {said}", False))
-    return lines
+        parts.append(f"{name}: changed in {len(changed)} of {len(tested)} tested (mode, game) cells"
+                     + (f" ({_games(changed)})" if changed else "") if tested else
+                     f"{name}: untested in all {len(cells)} cells (too few sizes or seeds)")
+    return [("scaling under each data source vs the base data (premise test, BH): " + " | ".join(parts), False)] \
+        if parts else []
 
 
 def _check_lines(analysis: dict[str, Any], tag: str) -> list[tuple[str, bool]]:
