@@ -278,7 +278,7 @@ def _write_stamp(path: Path, manifest: dict[str, Any]) -> None:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(stamp, {"dataset": str(path.resolve()), "checks": CHECKS,
                                   "files": _fingerprint(path, manifest)})
-    except OSError:  # no writable cache: verified again by every reader
+    except (OSError, RuntimeError):  # no writable cache (or no home at all): verified again by every reader
         pass
 
 
@@ -292,6 +292,6 @@ def ensure_verified(path: str | Path) -> dict[str, Any]:
         stamp = json.loads(stamp_path(path).read_text())
         if stamp == {"dataset": str(path.resolve()), "checks": CHECKS, "files": _fingerprint(path, manifest)}:
             return manifest
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: no home folder to hold a cache
         pass
     return verify_dataset(path)

@@ -83,9 +83,12 @@ def clear_leftovers(final: Path) -> None:
     (SIGKILL, a node lost), and remove those whose process is gone from this host: their work is
     lost, the new run starts over. A folder of a live process, or of another host (a writer on
     another node of a shared file system, or one lost with that node), is left and named."""
+    import glob
+
     host, prefix = socket.gethostname(), f".{final.name}.partial-"
-    for left in sorted(final.parent.glob(f"{prefix}*")):
-        who, _, pid = left.name.removeprefix(prefix).rpartition("-")  # HOST-PID (before HOSTs: PID alone)
+    for left in sorted(final.parent.glob(f"{glob.escape(prefix)}*")):
+        who, _, pid = left.name.removeprefix(prefix).rpartition("-")  # HOST-PID
+        who = who or host  # PID alone: written before hosts were named, by a run on this machine
         if who == host and pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(left, ignore_errors=True)
             print(f"removed {left}: left unfinished by a killed run (pid {pid}); starting over", file=sys.stderr)

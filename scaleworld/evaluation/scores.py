@@ -34,11 +34,12 @@ def score_policy(
     protocol: Protocol = Protocol(),
     seed: int = 0,
     num_envs: int = 8,
-    observe: Callable[[TensorDictBase, VectorStep, VectorStep], None] | None = None,
+    observe: Callable[[TensorDictBase, VectorStep, VectorStep, np.ndarray], None] | None = None,
 ) -> dict[str, Any]:
     """Play `episodes` full episodes; return a score record (raw returns and their summary).
-    `observe(output, before, after)`, if given, sees every step: the policy's output tensordict, the
-    emulators' state it acted on and the state its actions led to."""
+    `observe(output, before, after, counting)`, if given, sees every step: the policy's output
+    tensordict, the emulators' state it acted on, the state its actions led to, and bool [N] which
+    emulators play an episode that counts (one that met its quota plays on until the others do)."""
     game = game if isinstance(game, Game) else get_game(game)
     if episodes < 1:
         raise ScaleworldError(f"--episodes={episodes} must be at least 1")
@@ -53,9 +54,10 @@ def score_policy(
         state = env.reset(seed=seed)
         acting = Acting(policy, game)
         while any(len(r) < q for r, q in zip(returns, quota)):
+            counting = np.array([len(r) < q for r, q in zip(returns, quota)])
             before, state = state, env.step(acting(state))
             if observe is not None:
-                observe(acting.output, before, state)
+                observe(acting.output, before, state, counting)
             running += state.reward
             steps += state.acted
             for i in np.flatnonzero(state.terminated | state.truncated):

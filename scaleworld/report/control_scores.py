@@ -38,8 +38,9 @@ def collect_control(store: RunStore, graph: Graph, *, damaged: list[str] | None 
 
 
 def _mean_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    normalised = [r["normalised"] for r in rows if r["normalised"] is not None]  # null: not computable
     return {"runs": len(rows), "score": statistics.fmean(r["score"] for r in rows),
-            "normalised": statistics.fmean(r["normalised"] for r in rows),
+            "normalised": statistics.fmean(normalised) if normalised else None,
             "upper_kind": ", ".join(sorted({r["upper_kind"] for r in rows}))}
 
 

@@ -117,7 +117,10 @@ def write_figures(results: dict[str, Any], out: str | Path, *, fmt: str = FORMAT
 def _single_vs_joint(results: dict[str, Any], out: Path, plt: Any, *, fmt: str, dpi: int) -> Path | None:
     """Per game (a row each, readable at 26), joint - single held-out NLL at each size shared by both,
     mean over seeds with a 95% normal band of the difference of the two means (Welch's standard error)."""
-    single, joint = results["curves"].get("single", {}), results["curves"].get("joint", {})
+    from scaleworld.report.terminal import single_joint_pairs
+
+    pairs = single_joint_pairs(results["curves"])  # the base study's, else the first variant's
+    _, single, joint = pairs[0] if pairs else ("", {}, {})
     shared = sorted(set(single) & set(joint), reverse=True)
     if not shared:
         return None

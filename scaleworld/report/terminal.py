@@ -180,7 +180,8 @@ def _regimes(v: _View) -> None:
                     span = "-" if not steps else (f"{min(steps):,}" if min(steps) == max(steps)
                                                   else f"{min(steps):,}-{max(steps):,}")
                     at_best = ("-" if b is None else b["regime"], span)
-                rows.append((mode, game, r["regime"], *at_best, f"{r['best_params']:,.0f}", r["reason"]))
+                best_params = "-" if r["best_params"] is None else f"{r['best_params']:,.0f}"
+                rows.append((mode, game, r["regime"], *at_best, best_params, r["reason"]))
         print_table(v.console, v.style, title, columns, rows)
         render_comparison_modes(variant, analysis, v.console)
     if not v.variants:
@@ -204,15 +205,22 @@ def _baselines(v: _View) -> None:
         render_baselines(variant, analysis, v.console, v.style, v.order)
 
 
+def single_joint_pairs(curves: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(variant suffix, single curves, joint curves) of each variant with both modes: the base study's
+    ("single", "joint") first, then a variant's own ("single (v)", "joint (v)")."""
+    return [(key.removeprefix("single"), curves[key], curves["joint" + key.removeprefix("single")])
+            for key in sorted(curves, key=lambda k: (k != "single", k))
+            if key.startswith("single") and "joint" + key.removeprefix("single") in curves]
+
+
 def _single_vs_joint(v: _View) -> None:
-    single, joint = v.results["curves"].get("single", {}), v.results["curves"].get("joint", {})
-    if single and joint:
+    for suffix, single, joint in single_joint_pairs(v.results["curves"]):
         rows = []
         for game in sorted(set(single) & set(joint)):
             for size in sorted(set(single[game]) & set(joint[game]), key=lambda n: single[game][n]["params"]):
                 s, j = statistics.fmean(single[game][size]["nll"]), statistics.fmean(joint[game][size]["nll"])
                 rows.append((game, size, f"{s:.3f}", f"{j:.3f}", f"{j - s:+.3f}"))
-        print_table(v.console, v.style, "single vs joint: mean held-out NLL per size (lower is better)",
+        print_table(v.console, v.style, f"single vs joint{suffix}: mean held-out NLL per size (lower is better)",
                     ("game", "size", "single", "joint", "joint - single"), rows)
 
 

@@ -86,8 +86,8 @@ def tidy_tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                     out["improvement"].append({"variant": variant, "measure": measure, "x": x, "y": y, "size": size,
                                                **_interval("p_improvement", c), "games": len(c.get("games", []))})
         for size, p in (a.get("matched_vs_joint") or {}).items():
-            out["matched_vs_joint"].append({"variant": variant, "size": size, "games": len(p["games"]),
-                                            "seeds": len(p["seeds"]), "paired": p.get("paired"),
+            out["matched_vs_joint"].append({"variant": variant, "size": size, "games": len(p.get("games") or []),
+                                            "seeds": len(p.get("seeds") or []), "paired": p.get("paired"),
                                             **_interval("difference", p.get("mean_difference")), "p": p.get("p"),
                                             "untested": p.get("untested") or None})
         for name, test in (a.get("interaction") or {}).items():

@@ -160,7 +160,14 @@ def source_state() -> tuple[tuple[str, int, int], ...]:
     """Each of scaleworld's source files with its mtime and size: a change means the modules the server
     imported are not the files on disk any more."""
     package = Path(__file__).resolve().parents[1]
-    return tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p in sorted(package.rglob("*.py")))
+    state = []
+    for path in sorted(package.rglob("*.py")):
+        try:
+            st = os.lstat(path)  # an editor's lock file is a dangling symlink; a file may go mid-scan
+            state.append((str(path), st.st_mtime_ns, st.st_size))
+        except OSError:
+            state.append((str(path), -1, -1))
+    return tuple(state)
 
 
 def _child(request: dict, *, sigint: Any, imported: tuple[tuple[str, int, int], ...]) -> None:

@@ -55,6 +55,9 @@ def run_jobs(root: str | Path, job_ids: list[str], *, requeued: Callable[[], boo
             continue
         lock = JobLock(out / "lock")
         if lock.acquire():  # else another driver runs it: left to that driver
+            # a done.json that is damaged, stale or stamps another artifact: gone before the job runs, so a
+            # failure of the rerun reads as its own reason, and a half-rewritten artifact is not "damaged"
+            (out / "done.json").unlink(missing_ok=True)
             mine.append((job, out, lock))
     if not mine:
         return 0 if all(store.is_done(j) for j in jobs) else EXIT_LOCKED

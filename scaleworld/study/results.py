@@ -118,7 +118,7 @@ def control_episodes(store: RunStore, graph: Graph, jobs: Iterable[Job], *,
         done = read_finished(store, policy, "done.json", damaged)
         if record is None or done is None:
             continue
-        imagined = done["outputs"].get("final", {}).get("metric_reward")
+        imagined = (done["outputs"].get("final") or {}).get("metric_reward")
         rows.append({"modes": job.labels["modes"], "game": record["game"], "size": job.labels["size"],
                      "seed": job.labels["seed"], "trial": job.labels["trial"], "returns": record["returns"],
                      "lengths": record["lengths"], "random_returns": record["anchors"]["random"]["returns"],

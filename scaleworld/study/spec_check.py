@@ -238,14 +238,16 @@ def _check_expert_folder(folder: str, games: Any, key: str, fail: Any) -> None:
     """A folder of one expert checkpoint per game (DIR/<Game>/expert.json), each of its own game."""
     import json
 
+    from scaleworld.atari.games import get_game
+
     for game in games:
         meta = Path(folder) / game / "expert.json"
         if not meta.is_file():
             fail(key, f"no expert checkpoint {meta}: use ppo, random, or a folder with one expert per game")
         try:
-            of = json.loads(meta.read_text()).get("game")
-        except (ValueError, OSError, AttributeError) as exc:
-            fail(key, f"{meta}: not an expert record ({type(exc).__name__})")
+            of = get_game(str(json.loads(meta.read_text()).get("game"))).name
+        except (ValueError, OSError, AttributeError, ScaleworldError) as exc:
+            fail(key, f"{meta}: not an expert record of a known game ({type(exc).__name__})")
         if of != game:
             fail(key, f"{meta} is an expert of {of}, not of {game}: give each game its own expert")
 
