@@ -19,7 +19,7 @@ def study_sources(spec_text: str) -> dict[str, dict[str, Any]]:
 
     try:
         spec = yaml.safe_load(spec_text) or {}
-        sources = spec.get("sources") or {} if isinstance(spec, dict) else {}
+        sources = (spec.get("sources") or {}) if isinstance(spec, dict) else {}
         return {str(k): dict(v or {}) for k, v in sources.items()} if isinstance(sources, dict) else {}
     except (yaml.YAMLError, TypeError, ValueError, AttributeError):
         return {}
