@@ -70,6 +70,7 @@ SPECS = [  # (overrides on studies/smoke.yaml, the line's expected text)
     (["launcher.cpus=0"], "launcher.cpus: 0 is impossible"),
     (["launcher.mem_gb=0"], "launcher.mem_gb: 0.0 must be a positive, finite number of GB"),
     (["launcher.mem_gb=.inf"], "launcher.mem_gb: inf is not a number a spec can use: give a finite one"),
+    (["launcher.pack_memory_gb=-8"], "launcher.pack_memory_gb: -8.0 must be a positive, finite number of GB"),
     (["train.lr=.inf"], "train.lr: inf is not a number a spec can use: give a finite one"),
     (["data.steps=100000000000000000000"], "data.steps: 100000000000000000000 is beyond any budget or size"),
     (["train.joint_steps=100000000000000000000"], "train.joint_steps: 100000000000000000000 is beyond any budget"),

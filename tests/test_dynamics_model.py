@@ -219,3 +219,41 @@ def test_a_prefill_reads_its_positions_from_the_device_scalar_only():
     assert caches[1].start.tolist() == caches[0].start.tolist() == [0, 3]
     for a, b in ((caches[0].k, caches[1].k), (caches[0].v, caches[1].v), (heads[0]["hidden"], heads[1]["hidden"])):
         assert torch.equal(a, b)
+
+
+def test_the_multi_hot_embedding_equals_the_lookup_sum_forward_and_gradients():
+    """latent_embedding(by_matmul=True) (CUDA's path: no atomic adds in its backward) computes the
+    lookup's sum: forward and the table's gradient, also under vmap (packed runs)."""
+    from scaleworld.models.dynamics import latent_embedding
+
+    gen = torch.Generator().manual_seed(0)
+    groups, classes, width = 32, 32, 48
+    codes = torch.randint(0, classes, (3, 5, groups), generator=gen) + torch.arange(groups) * classes
+    weight = torch.randn(groups * classes, width, generator=gen)
+    upstream = torch.randn(3, 5, width, generator=gen)
+    results = []
+    for by_matmul in (False, True):
+        w = weight.clone().requires_grad_(True)
+        out = latent_embedding(codes, w, by_matmul=by_matmul)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), w.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-6, atol=1e-6)
+    assert results[0][1].abs().sum() > 0  # the gradient is not trivially zero
+    stacked = torch.stack([weight, 2 * weight])  # [K=2, rows, width]
+    packed = torch.vmap(lambda w, c: latent_embedding(c, w, by_matmul=True))(stacked, torch.stack([codes, codes]))
+    torch.testing.assert_close(packed[1], 2 * results[0][0], rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_embeds_the_same_through_either_path():
+    """The model's embed on the multi-hot path equals its lookup path (what CUDA and CPU runs use)."""
+    from scaleworld.models.dynamics import latent_embedding
+
+    torch.manual_seed(0)
+    model = DynamicsModel(DynamicsConfig(width=32, depth=1, heads=4, context=8))
+    latents = torch.randint(0, 32, (2, 8, 32))
+    codes = latents + model._group_offset
+    lookup = latent_embedding(codes, model.latent_embed.weight, by_matmul=False)
+    torch.testing.assert_close(latent_embedding(codes, model.latent_embed.weight, by_matmul=True), lookup)
+    expected = lookup + model.action_embed(torch.zeros(2, 8, dtype=torch.long))
+    torch.testing.assert_close(model.embed(latents, torch.zeros(2, 8, dtype=torch.long), None), expected)

@@ -47,21 +47,22 @@ def _max_difference(a, b):
 
 @contextlib.contextmanager
 def _killed_at_sample(call: int):
-    """The `call`-th batch drawn by any run (training or held-out) raises KeyboardInterrupt."""
-    original = MultiGameWindows.sample
+    """The `call`-th batch drawn by any run (training or held-out) raises KeyboardInterrupt (a pack's
+    step draws one batch per run, gathered together)."""
+    original = MultiGameWindows.draw
     calls = {"n": 0}
 
-    def sample(self, batch):
+    def draw(self, batch):
         calls["n"] += 1
         if calls["n"] == call:
             raise KeyboardInterrupt("killed")
         return original(self, batch)
 
-    MultiGameWindows.sample = sample
+    MultiGameWindows.draw = draw
     try:
         yield
     finally:
-        MultiGameWindows.sample = original
+        MultiGameWindows.draw = original
 
 
 def test_a_training_step_reads_nothing_back_from_the_device(breakout_tokens, tmp_path):
@@ -84,7 +85,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(breakout_tokens, tmp
     run = prepare_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "packed", model=SMALL, train=_train(0))
     runs = [run, copy.copy(run)]
     for r in runs:
-        r.train_view.rows = [rows.to("meta") for rows in r.train_view.rows]
+        r.train_view.store = r.train_view.store.to("meta")
     packed = PackedTrainer(runs=runs, configs=[_train(0), _train(1)], device="meta", progress=False)
     assert packed.params["latent_head.weight"].shape[0] == 2
     for _ in range(2):
@@ -93,17 +94,21 @@ def test_a_training_step_reads_nothing_back_from_the_device(breakout_tokens, tmp
 
 
 def test_the_nan_guard_names_the_step_and_term_and_says_how_late_it_read(tmp_path, breakout_tokens, monkeypatch):
-    original = MultiGameWindows.sample
+    import scaleworld.data.sampling as sampling
+
+    original = sampling.gather_windows
     calls = {"n": 0}
 
-    def nan_reward(self, batch):
+    def nan_reward(rows, index, **columns):
         calls["n"] += 1
-        td = original(self, batch)
-        if calls["n"] == 2:  # the second training batch
+        td = original(rows, index, **columns)
+        if calls["n"] == 2 and td.ndim == 2:  # a run's second training batch [B, L]
             td["next", "reward"][0, 0] = float("nan")
+        if calls["n"] == 1 and td.ndim == 3:  # a pack's first [K, B, L]: run 1's
+            td["next", "reward"][1, 0, 0] = float("nan")
         return td
 
-    monkeypatch.setattr(MultiGameWindows, "sample", nan_reward)
+    monkeypatch.setattr(sampling, "gather_windows", nan_reward)
     with pytest.raises(TrainingDiverged, match=r"loss_reward is nan at step 2: training stopped \(found at step 4"):
         train_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "run", model=SMALL, train=_train(0),
                        progress=False)
@@ -215,3 +220,31 @@ def test_a_compiler_failure_falls_back_to_eager_after_one_line(monkeypatch, caps
     with pytest.raises(ZeroDivisionError):  # an error of the function itself still surfaces
         compiled_or_eager(lambda x: x / 0, enabled=True)(1)
     assert compiled_or_eager(abs, enabled=False) is abs
+
+
+def test_the_packer_caps_a_pack_by_the_estimated_memory_of_its_runs():
+    """`launcher.pack` is a ceiling: a model size whose K runs' estimated training memory would not fit
+    in `launcher.pack_memory_gb` (less the margin) packs fewer; the estimate follows its formula."""
+    from scaleworld.models.dynamics_config import parameter_counts, training_bytes
+    from scaleworld.models.ladders import get_size
+    from scaleworld.study.graph import Job
+    from scaleworld.study.kinds import DynamicsStage
+    from scaleworld.study.packing import MEMORY_MARGIN, pack_size
+
+    d96 = get_size("paper-d96").config(context=64)
+    per_token_layer = 34 * 512  # Korthikanti et al.'s 34 x width at ffn_mult 4
+    heads = 16 * (1024 + 255 + 1) + 2 * 1024
+    assert training_bytes(d96, batch=64) == 16 * parameter_counts(d96)["total"] + 64 * 64 * (96 * per_token_layer
+                                                                                             + heads)
+
+    def job(size: str) -> Job:
+        stage = DynamicsStage(model=get_size(size).config(context=64).to_dict(),
+                              train={**dataclasses.asdict(_train(0)), "batch_size": 64}, val_fraction=0.2, split_seed=0)
+        return Job("dynamics", stage.config(), [], {})
+
+    fits = int(MEMORY_MARGIN * 80 * 2**30 // training_bytes(d96, batch=64))
+    assert fits == 6  # paper-d96 at batch 64 on an 80 GB GPU: 8 runs would not fit (the issue's figure)
+    assert pack_size(job("paper-d96"), 8, 80.0) == 6
+    assert pack_size(job("paper-d2"), 8, 80.0) == 8
+    assert pack_size(job("paper-d96"), 8, 1.0) == 1  # never below one run
+    assert pack_size(job("paper-d96"), 8, None) == 8  # no cap asked

@@ -183,3 +183,27 @@ def test_a_view_of_the_loss_columns_draws_the_same_windows_with_only_those_colum
         full, part = every.sample(10), some.sample(10)
         assert set(part.keys(True, True)) == {*read, "mask", "game"} < set(full.keys(True, True))
         assert (full.select(*part.keys(True, True)) == part).all()
+    assert some.store is not None and every.store is None  # one gather from one store, against one per game
+
+
+def test_packed_windows_draw_what_the_runs_own_samplers_draw(breakout_tokens, pong_tokens):
+    """A pack's one gather (`PackedWindows`) gives each run the batch its own view would: runs over the
+    same data (seeds of one game: one copy of the rows) and over other data (several games' single
+    runs, a joint run), each on its own generator."""
+    from scaleworld.data.sampling import PackedWindows
+
+    breakout, pong = OfflineDataset.open(breakout_tokens), OfflineDataset.open(pong_tokens)
+    keys = ["tokens", "action", ("next", "reward")]
+
+    def views():
+        return [MultiGameWindows(games, seq_len=8, generator=torch.Generator().manual_seed(seed), keys=keys)
+                for seed, games in enumerate([[breakout], [breakout], [pong], [breakout, pong]])]
+
+    alone, packed = views(), PackedWindows(views())
+    # Breakout's rows once for its two runs, Pong's, and the joint run's of both
+    assert len(packed.store) == 2 * (len(breakout.data) + len(pong.data))
+    for _ in range(3):
+        together = packed.sample(6)
+        assert together.batch_size == torch.Size([4, 6, 8])
+        for k, view in enumerate(alone):
+            assert (together[k] == view.sample(6)).all()

@@ -109,7 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         workers = spec.launcher.workers or default_workers(visible_gpus())
         gpu_kinds = frozenset(kind for kind in KINDS if uses_gpu(spec.launcher, kind))
-        counts = run_local(store, graph, workers=workers, pack=spec.launcher.pack, gpu_kinds=gpu_kinds,
+        counts = run_local(store, graph, workers=workers, pack=spec.launcher.pack,
+                           pack_memory_gb=spec.launcher.pack_memory_gb, gpu_kinds=gpu_kinds,
                            progress=not args.no_progress)
     print_summary(store, graph, title=f"{spec.name}: {store.root}", estimate=False)
     return 1 if counts.get("failed") or counts.get("blocked") else 0

@@ -126,14 +126,9 @@ class EpisodeWindowSampler(Sampler):
         return index.reshape(-1), {"mask": mask.reshape(-1)}
 
     def sample_windows(self, data: TensorDict, batch: int) -> TensorDict:
-        """B windows from `data` (a TensorDict [N]) as a TensorDict [B, L] with ``mask``."""
+        """B windows from `data` (a TensorDict [N], on any device) as a TensorDict [B, L] with ``mask``."""
         index, info = self.sample(None, batch * self.seq_len)
-        mask = info["mask"]
-        if data.device is not None and data.device.type != "cpu":  # rows resident on a device: gather there
-            index, mask = index.to(data.device, non_blocking=True), mask.to(data.device, non_blocking=True)
-        out = data[index].reshape(batch, self.seq_len)
-        out["mask"] = mask.reshape(batch, self.seq_len)
-        return out
+        return gather_windows(data, index.view(batch, self.seq_len), mask=info["mask"].view(batch, self.seq_len))
 
     # Sampler bookkeeping: the sampler's only state is its generator.
     def _empty(self) -> None:
@@ -171,7 +166,10 @@ class MultiGameWindows:
     `resident_on` (a device other than the CPU): every dataset's rows are copied there once and
     windows are gathered there, so a batch never crosses the bus (a game's token rows are ~5 MB).
     The window draws stay on the CPU `generator`: the same windows on every device. `keys`: only
-    these columns in a batch (default: all).
+    these columns in a batch (default: all); with `keys` the games' rows are also joined into one
+    store (`store`, game g's rows from `offsets[g]` on), so a batch is one gather instead of one per
+    game and a concatenation (26 games: 27 copies of the batch). Without keys (a tokenizer's frames,
+    hundreds of MB a game) each game's rows stay where they are.
     """
 
     def __init__(self, datasets: Sequence[Any], *, seq_len: int, generator: torch.Generator,
@@ -190,11 +188,16 @@ class MultiGameWindows:
         self.names = names
         self.datasets = list(datasets)
         self.generator = generator
+        self.seq_len = seq_len
         device = torch.device(resident_on) if resident_on is not None else None
         # `keys`: the columns a batch needs (a loss's in_keys): gathering only those is most of a batch's
         # host time (5 of a token dataset's 13 columns for the dynamics loss); the others are left out
         data = [ds.data if keys is None else ds.data.select(*keys, strict=False) for ds in datasets]
         self.rows = [d if device is None or device.type == "cpu" else d.to(device) for d in data]
+        self.offsets = torch.tensor([0] + [len(d) for d in data[:-1]]).cumsum(0)  # int64 [G]
+        self.store = None if keys is None else (self.rows[0] if len(self.rows) == 1 else torch.cat(self.rows, 0))
+        if self.store is not None:
+            self.rows = None  # the store holds them (a second copy would double the device memory)
         self.samplers = [
             EpisodeWindowSampler(
                 episode_starts=ds.episode_starts, episode_lengths=ds.episode_lengths,
@@ -204,18 +207,81 @@ class MultiGameWindows:
             for g, ds in enumerate(datasets)
         ]
 
-    def sample(self, batch: int) -> TensorDict:
+    def _draws(self, batch: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Per game with windows in this batch, in game order: (game, its own rows int64 [n, L], mask
+        bool [n, L]); every draw on the one generator, in this order, whatever gathers them."""
         g = len(self.datasets)
         extra = torch.randperm(g, generator=self.generator)[: batch % g]
         counts = torch.full((g,), batch // g)
         counts[extra] += 1
+        draws = []
+        for game, sampler in enumerate(self.samplers):
+            n = int(counts[game])
+            if n:
+                index, info = sampler.sample(None, n * self.seq_len)
+                draws.append((game, index.view(n, self.seq_len), info["mask"].view(n, self.seq_len)))
+        return draws
+
+    def draw(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next batch's windows without gathering them (CPU tensors): store rows int64 [B, L]
+        (game g's row i is offsets[g] + i), mask bool [B, L], game int64 [B, L]."""
+        draws = self._draws(batch)
+        rows = torch.cat([index + self.offsets[game] for game, index, _ in draws])
+        mask = torch.cat([m for _, _, m in draws])
+        game = torch.cat([torch.full(index.shape, game, dtype=torch.int64) for game, index, _ in draws])
+        return rows, mask, game
+
+    def sample(self, batch: int) -> TensorDict:
+        if self.store is not None:
+            rows, mask, game = self.draw(batch)
+            return gather_windows(self.store, rows, mask=mask, game=game)
         parts = []
-        for game, (rows, sampler) in enumerate(zip(self.rows, self.samplers)):
-            if counts[game]:
-                part = sampler.sample_windows(rows, int(counts[game]))
-                part["game"] = torch.full(part.batch_size, game, dtype=torch.int64, device=part.device)
-                parts.append(part)
+        for game, index, mask in self._draws(batch):
+            part = gather_windows(self.rows[game], index, mask=mask)
+            part["game"] = torch.full(part.batch_size, game, dtype=torch.int64, device=part.device)
+            parts.append(part)
         return torch.cat(parts, 0)
+
+
+def gather_windows(rows: TensorDict, index: torch.Tensor, **columns: torch.Tensor) -> TensorDict:
+    """rows TensorDict [N] (on any device), index int64 [..., L] (CPU) -> the windows TensorDict
+    [..., L] gathered where the rows are, with `columns` (e.g. mask, game: CPU tensors of index's
+    shape) moved there beside them."""
+    device = rows.device
+    if device is not None and device.type != "cpu":
+        index = index.to(device, non_blocking=True)
+        columns = {k: v.to(device, non_blocking=True) for k, v in columns.items()}
+    out = rows[index.reshape(-1)].reshape(*index.shape)
+    for key, value in columns.items():
+        out[key] = value
+    return out
+
+
+class PackedWindows:
+    """The batches of K runs' views (`MultiGameWindows` with one store each) as one [K, B, L] batch:
+    each view draws its windows on its own generator exactly as its `sample` would, and the K
+    draws are gathered at once from a store of every distinct view's rows (views over the same
+    datasets, e.g. the seeds of one game, share one copy). What a packed step samples:
+    `torch.stack([v.sample(B) for v in views])` in one gather instead of K gathers and a stack."""
+
+    def __init__(self, views: Sequence[MultiGameWindows]):
+        if any(v.store is None for v in views):
+            raise ScaleworldError("packed sampling needs views built with `keys` (one store each)")
+        self.views = list(views)
+        stores, where, self.base = [], {}, []
+        for view in self.views:
+            key = repr([getattr(ds, "content_id", id(ds)) for ds in view.datasets])  # same content: same rows
+            if key not in where:
+                where[key] = sum(len(s) for s in stores)
+                stores.append(view.store)
+            self.base.append(where[key])  # this view's store starts at this row of the pack's
+        self.store = stores[0] if len(stores) == 1 else torch.cat(stores, 0)
+
+    def sample(self, batch: int) -> TensorDict:
+        draws = [view.draw(batch) for view in self.views]  # K x ([B, L] rows, mask, game)
+        rows = torch.stack([rows + base for (rows, _, _), base in zip(draws, self.base)])  # [K, B, L]
+        return gather_windows(self.store, rows, mask=torch.stack([d[1] for d in draws]),
+                              game=torch.stack([d[2] for d in draws]))
 
 
 class SlicesAsWindows(Transform):

@@ -61,3 +61,23 @@ def parameter_counts(config: DynamicsConfig) -> dict[str, int]:
     embeddings = (codes + config.num_actions + len(config.games)) * w
     heads = (w * codes + codes) + (w * config.reward_bins + config.reward_bins) + (w + 1)
     return {"total": blocks + embeddings + 2 * w + heads, "blocks": blocks}
+
+
+def training_bytes(config: DynamicsConfig, *, batch: int) -> int:
+    """Estimated peak device memory of one run's training step at `batch` windows of `context` tokens
+    (bf16 autocast, as on a GPU), what the packer fits K runs into (scaleworld.study.packing):
+
+    - 16 bytes a parameter: fp32 weights, gradient and AdamW's two moments;
+    - activations kept for the backward, (18 + 4 x ffn_mult) x width bytes a token a layer: Korthikanti
+      et al. 2022's 34 x width at ffn_mult 4 (their sbh(34 + 5as/h) without dropout masks' share
+      counted twice and without the 5as/h of attention scores, which a flash kernel does not keep);
+    - the heads: 16 bytes (fp32 logits, log-softmax, its gradient, targets) per logit a token, and the
+      bf16 multi-hot of the latent embedding (2 bytes per code a token).
+
+    An estimate to stay clear of out-of-memory, not a measurement (tools/gpu_round.py prints the peak
+    measured beside it)."""
+    tokens = batch * config.context
+    codes = config.groups * config.classes
+    per_token = (config.depth * (18 + 4 * config.ffn_mult) * config.width
+                 + 16 * (codes + config.reward_bins + 1) + 2 * codes)
+    return 16 * parameter_counts(config)["total"] + tokens * per_token

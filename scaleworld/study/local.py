@@ -59,12 +59,13 @@ class _Running:
 
 
 def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str] | None = None,
-              progress: bool = True, pack: int = 1, gpu_kinds: frozenset[str] = GPU_KINDS,
+              progress: bool = True, pack: int = 1, pack_memory_gb: float | None = None, gpu_kinds: frozenset[str] = GPU_KINDS,
               start: str = STARTS[0], on_job: Callable[[Job, str], None] | None = None) -> dict[str, int]:
     """Run every unfinished job, up to `workers` at once; returns counts of done / failed / blocked jobs.
 
     `pack` > 1: dynamics jobs of one shape train up to `pack` at a time in one process (one worker,
-    one GPU), in the packs `scaleworld.study.packing.packs` fixes from the graph.
+    one GPU), in the packs `scaleworld.study.packing.packs` fixes from the graph (`pack_memory_gb`:
+    launcher.pack_memory_gb, the cap on a pack's estimated memory; None: none).
 
     `gpus`: the GPU ids to pin GPU-kind jobs to (default: `visible_gpus()`); none means every job
     runs on the CPU. `gpu_kinds`: the kinds whose jobs are GPU jobs (default: their stages' say;
@@ -87,7 +88,7 @@ def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str
     done = {job_id for job_id, state in states.items() if state == "done"}
     counts = {"done": len(done), "failed": 0, "blocked": 0}
     waiting = [job for job in graph.jobs.values() if job.id not in done]  # in dependency order
-    pack_of = packs(graph, pack, skip=done)
+    pack_of = packs(graph, pack, memory_gb=pack_memory_gb, skip=done)
     stale_by: dict[str, list[Job]] = {}  # an input -> the partial jobs (the analysis) that may have run without it
     for job in graph.jobs.values():
         if job.kind in PARTIAL_KINDS:

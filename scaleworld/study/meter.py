@@ -151,10 +151,11 @@ class Meter:
 
 
 def synthetic_windows(columns: dict[str, tuple[tuple[int, ...], Any, int]], *, games: int, seq_len: int,
-                      frame_size: int, device: Any) -> Any:
+                      frame_size: int, device: Any, one_store: bool = False) -> Any:
     """The job's own window sampler (`MultiGameWindows`) over `games` synthetic in-memory datasets of
     10,000 rows in episodes of 500, so the rate counts sampling as a run pays it. `columns`: name ->
-    (row shape, dtype, high) of random integer rows."""
+    (row shape, dtype, high) of random integer rows. `one_store`: the games' rows joined in one store,
+    as a dynamics run's loss columns are (`MultiGameWindows` keys)."""
     from types import SimpleNamespace
 
     import torch
@@ -173,8 +174,9 @@ def synthetic_windows(columns: dict[str, tuple[tuple[int, ...], Any, int]], *, g
                                         episode_starts=torch.arange(0, rows, length),
                                         episode_lengths=torch.full((rows // length,), length),
                                         data=TensorDict(data, batch_size=[rows])))
+    keys = [*columns, ("next", "reward"), ("next", "terminated")] if one_store else None
     return MultiGameWindows(datasets, seq_len=seq_len, generator=torch.Generator().manual_seed(1),
-                            resident_on=device)
+                            resident_on=device, keys=keys)
 
 
 def synthetic_token_windows(model: dict[str, Any], device: Any) -> Any:
@@ -184,7 +186,7 @@ def synthetic_token_windows(model: dict[str, Any], device: Any) -> Any:
     return synthetic_windows({"tokens": ((model["groups"],), torch.uint8, model["classes"]),
                               "action": ((), torch.int64, model["num_actions"])},
                              games=max(1, len(model.get("games") or [])), seq_len=model["context"], frame_size=64,
-                             device=device)
+                             device=device, one_store=True)
 
 
 def dynamics_model(job_model: dict[str, Any], graph: Graph, job: Job) -> dict[str, Any]:

@@ -6,6 +6,12 @@ several games' single runs), taken in graph order. Packs are fixed from the grap
 whichever jobs happen to be ready, so a study's numbers do not depend on its executor's timing:
 packed arithmetic differs from separate runs' (and from other packs') in the last bits
 (scaleworld/training/packed.py). A pack starts when every member's inputs are done.
+
+Pack size per model size: up to ``launcher.pack`` runs, fewer where K runs' estimated training memory
+(`DynamicsStage.training_bytes`) would not fit in ``launcher.pack_memory_gb`` less a 15% margin
+(allocator fragmentation, the compiler's workspaces): with the spec's 80 GB, paper-d96 at batch 64
+packs 6, not 8. A spec setting, not the executing device's memory, so the packs (and the numbers)
+are the same on every machine.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import json
 from collections.abc import Iterable
 
 from scaleworld.study.graph import Graph, Job
-from scaleworld.study.kinds import STAGES
+from scaleworld.study.kinds import STAGES, stage_of
+
+MEMORY_MARGIN = 0.85
+"""The share of `pack_memory_gb` a pack's estimate may fill."""
 
 
 def pack_key(job: Job) -> str | None:
@@ -25,10 +34,19 @@ def pack_key(job: Job) -> str | None:
     return json.dumps(config, sort_keys=True, default=str)
 
 
-def packs(graph: Graph, size: int, *, skip: Iterable[str] = ()) -> dict[str, tuple[str, ...]]:
-    """Every job id -> the ids of its pack, in graph order (a 1-tuple: the job runs alone). `skip`:
-    jobs dropped from their packs (those already done); the packs are cut before, so what is left of
-    each is what it was."""
+def pack_size(job: Job, size: int, memory_gb: float | None) -> int:
+    """The runs a pack of `job`'s shape holds: `size`, capped by `memory_gb` (None: no cap)."""
+    if memory_gb is None or size <= 1:
+        return size
+    fits = int(MEMORY_MARGIN * memory_gb * 2**30 // stage_of(job).training_bytes())
+    return max(1, min(size, fits))
+
+
+def packs(graph: Graph, size: int, *, memory_gb: float | None = None,
+          skip: Iterable[str] = ()) -> dict[str, tuple[str, ...]]:
+    """Every job id -> the ids of its pack, in graph order (a 1-tuple: the job runs alone); a pack
+    holds up to `size` jobs, fewer where `memory_gb` caps it (`pack_size`). `skip`: jobs dropped from
+    their packs (those already done); the packs are cut before, so what is left of each is what it was."""
     skipped = set(skip)
     by_key: dict[str, list[str]] = {}
     for job in graph.jobs.values():
@@ -37,8 +55,9 @@ def packs(graph: Graph, size: int, *, skip: Iterable[str] = ()) -> dict[str, tup
             by_key.setdefault(key, []).append(job.id)
     out = {job_id: (job_id,) for job_id in graph.jobs}
     for ids in by_key.values():
-        for i in range(0, len(ids), size):
-            chunk = tuple(j for j in ids[i:i + size] if j not in skipped)
+        k = pack_size(graph.jobs[ids[0]], size, memory_gb)
+        for i in range(0, len(ids), k):
+            chunk = tuple(j for j in ids[i:i + k] if j not in skipped)
             for job_id in chunk:
                 out[job_id] = chunk
     return out

@@ -171,7 +171,7 @@ def submit_ready(store: RunStore, graph: Graph, launcher: Any, blocked: set[str]
             continue
         if all(i in done or job.kind in PARTIAL_KINDS and i in blocked for i in job.inputs):
             ready.setdefault(job.kind, []).append(job)  # a partial job (the analysis): once its inputs ended
-    pack_of = packs(graph, launcher.pack, skip=done)
+    pack_of = packs(graph, launcher.pack, memory_gb=launcher.pack_memory_gb, skip=done)
     chunk = min(x for x in (launcher.max_array_size, cluster_max_array_size(), 10**6) if x)
     submitted = []
     for kind, jobs in ready.items():

@@ -277,6 +277,11 @@ class LauncherSpec:
     batched model, up to this many (scaleworld.study.packing; local and slurm); 1: each alone. A packed
     run's floats differ from a separate one's in the last bits (within 1e-5 of it on the final
     weights, tests/test_packed_training.py): set it per study, not per re-run."""
+    pack_memory_gb: float = 80.0
+    """The memory one pack may fill: one GPU's (80: an H100 or A100 80GB). A model size whose `pack`
+    runs would not fit by their estimated training memory packs fewer (scaleworld.study.packing: at
+    batch 64, paper-d96 packs 6); a setting of the spec, not of the device, so packs are the same
+    wherever the study runs."""
 
 
 @dataclass

@@ -139,8 +139,9 @@ def check_spec(spec: Any, *, where: str = "", shares_anchors: bool = False) -> N
                                  else launch.max_array_size, 1)):
         if value < minimum:
             fail(key, f"{value} is impossible: it must be at least {minimum}")
-    if not 0 < launch.mem_gb < float("inf"):
-        fail("launcher.mem_gb", f"{launch.mem_gb} must be a positive, finite number of GB")
+    for key in ("mem_gb", "pack_memory_gb"):
+        if not 0 < launch[key] < float("inf"):
+            fail(f"launcher.{key}", f"{launch[key]} must be a positive, finite number of GB")
     check_cluster_settings(launch, fail)
     positive = {"data.steps": spec.data.steps, "data.num_envs": spec.data.num_envs,
                 "tokenizer.steps": 1 if spec.tokenizer.steps is None else spec.tokenizer.steps,

@@ -10,6 +10,13 @@ over them and over the K batches ([K, B, T]); the loss of the pack is the sum of
 each run's gradient is its own loss's. AdamW is elementwise, so one optimiser over the stacked
 tensors steps each run as its own would; the clipping norm is computed per run.
 
+Host time per step is kept to a few launches whatever the depth: the K runs' parameters live in two
+flat tensors [K, N] (the matrices, which decay, and the rest; each parameter a view of its slice),
+so the per-run gradient norm is two reductions, the clip two multiplies and AdamW one fused update
+over two tensors (per parameter they were 73 launches at paper-d2, 313 at d12); the K batches are
+drawn by the runs' own samplers and gathered at once (`PackedWindows`); the NaN guard records one
+[4K] tensor.
+
 Checkpoints are written per run in the `Trainer`'s format (the run's slice of every stacked tensor
 and of the optimiser's moments), so a packed run resumes packed or alone, and a run's files do not
 say whether it was packed. Equality with separate runs is not bitwise: vmap computes the K runs'
@@ -26,6 +33,8 @@ from typing import Any
 
 import torch
 from torch.func import functional_call, stack_module_state, vmap
+
+from scaleworld.data.sampling import PackedWindows
 
 from scaleworld.data.files import atomic_file
 from scaleworld.errors import ScaleworldError
@@ -69,29 +78,50 @@ class PackedTrainer(TrainingLoop):
         self.step = 0
         models = [r.net.to(self.device) for r in runs]
         self.names = [n for n, _ in models[0].named_parameters()]
-        self.params, self.buffers = stack_module_state(models)  # name -> [K, ...] leaves
+        stacked, self.buffers = stack_module_state(models)  # name -> [K, ...]
+        # the Trainer's optimiser groups, in its order: a run's matrices (decay), then the rest
+        self.groups = ([n for n in self.names if stacked[n].dim() >= 3], [n for n in self.names if stacked[n].dim() < 3])
+        self.order = [n for group in self.groups for n in group]
+        self.flat = [torch.cat([stacked[n].flatten(1) for n in group], 1).detach().requires_grad_(True)
+                     for group in self.groups]  # [K, N_group] leaves: what the optimiser steps
+        self.where: dict[str, tuple[int, int, torch.Size]] = {}  # name -> (group, first column, one run's shape)
+        for g, group in enumerate(self.groups):
+            start = 0
+            for n in group:
+                self.where[n] = (g, start, stacked[n].shape[1:])
+                start += stacked[n][0].numel()
+        # name -> [K, ...] views of the flat tensors (read, or written under no_grad)
+        self.params = {n: self._slice(self.flat, n, batched=True) for n in self.names}
         self.template = copy.deepcopy(runs[0].loss).to("meta")  # the loss code; its weights are never used
-        decay = [self.params[n] for n in self.names if self.params[n].dim() >= 3]  # a run's matrices
-        rest = [self.params[n] for n in self.names if self.params[n].dim() < 3]
-        self.order = [n for n in self.names if self.params[n].dim() >= 3] + [n for n in self.names
-                                                                          if self.params[n].dim() < 3]
         c = self.config
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": c.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+            [{"params": [self.flat[0]], "weight_decay": c.weight_decay}, {"params": [self.flat[1]], "weight_decay": 0.0}],
             lr=c.lr, betas=(c.beta1, c.beta2), fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, c))
         batched = vmap(self._one_run, randomness="error")  # "error": the step draws no randomness per run
         self._forward = compiled_or_eager(batched, enabled=c.compile or self.device.type == "cuda")
         self._guard = FiniteGuard(self.device)
+        self._guard_names = ([f"run {k} ({r.out.name}): {name}" for k, r in enumerate(runs) for name in LOSS_TERMS]
+                             + [f"run {k} ({r.out.name}): the gradient norm" for k, r in enumerate(runs)])
+        self._train_windows = PackedWindows([r.train_view for r in runs])
+        has_val = all(r.val_view is not None for r in runs)
+        self._val_windows = PackedWindows([r.val_view for r in runs]) if has_val else None
         self.torch_rng = [torch.get_rng_state() for _ in runs]  # each run's, saved in its checkpoint (pack_runs)
         self.history: list[list[dict[str, float]]] = [[] for _ in runs]
         self.resumed_at: list[list[int]] = [[] for _ in runs]
         self.best: list[dict[str, Any] | None] = [None for _ in runs]
         self._val_states = [r.val_generator.get_state() for r in runs]
 
-    def _one_run(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
-        """One run's loss terms [3] (vmapped over the K runs)."""
+    def _slice(self, flat: Sequence[torch.Tensor], name: str, *, batched: bool) -> torch.Tensor:
+        """Parameter `name` as a view of `flat` (the two flat tensors: [K, N] each, or [N] inside vmap)."""
+        g, start, shape = self.where[name]
+        part = flat[g][..., start:start + shape.numel()]
+        return part.view(*part.shape[:-1], *shape) if batched else part.view(shape)
+
+    def _one_run(self, flat: list[torch.Tensor], buffers: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
+        """One run's loss terms [3] (vmapped over the K runs: flat is its two [N] slices)."""
         loss = self.template
+        params = {n: self._slice(flat, n, batched=False) for n in self.names}
         out = functional_call(loss.model, (params, buffers), loss.model_inputs(batch))
         terms = loss.reduce(batch, out)
         return torch.stack([terms[k] for k in LOSS_TERMS])
@@ -101,13 +131,19 @@ class PackedTrainer(TrainingLoop):
 
     # -- checkpoints: each run's in the Trainer's format ----------------------------------------
     def _run_state(self, k: int) -> dict[str, Any]:
-        optimizer = self.optimizer.state_dict()
-        state = {i: {key: (v[k] if key != "step" else v).detach().cpu().clone() for key, v in s.items()}
-                 for i, s in optimizer["state"].items()}
+        optimizer = self.optimizer.state_dict()  # state {group g: {step, exp_avg [K, N_g], ...}}
+        state = {}
+        for i, n in enumerate(self.order):  # the Trainer's parameter index i: run k's slice of each moment
+            g, start, shape = self.where[n]
+            if g in optimizer["state"]:
+                state[i] = {key: (v if key == "step" else v[k, start:start + shape.numel()].view(shape)).detach()
+                            .cpu().clone() for key, v in optimizer["state"][g].items()}
+        groups = [{**group, "params": [self.order.index(n) for n in names]}  # the Trainer's indices
+                  for group, names in zip(optimizer["param_groups"], self.groups)]
         return {
             "step": self.step,
             "loss": {f"model.{n}": self.params[n][k].detach().cpu().clone() for n in self.names},
-            "optimizer": {"state": state, "param_groups": optimizer["param_groups"]},
+            "optimizer": {"state": state, "param_groups": groups},
             "scheduler": self.scheduler.state_dict(),
             "generators": {"train": self.runs[k].generator.get_state()},
             "torch_rng": self.torch_rng[k],
@@ -135,11 +171,18 @@ class PackedTrainer(TrainingLoop):
         with torch.no_grad():
             for n in self.names:
                 self.params[n].copy_(torch.stack([s["loss"][f"model.{n}"] for s in states]))
-        moments = [s["optimizer"]["state"] for s in states]
-        stacked = {i: {key: (torch.stack([m[i][key] for m in moments]) if key != "step" else v)
-                       for key, v in moments[0][i].items()} for i in moments[0]}
-        # the groups as written (their lr is the schedule's at the checkpoint's step)
-        self.optimizer.load_state_dict({"state": stacked, "param_groups": states[0]["optimizer"]["param_groups"]})
+        moments = [s["optimizer"]["state"] for s in states]  # per run: Trainer index -> {step, exp_avg, ...}
+        flat_state = {}
+        for g, names in enumerate(self.groups):
+            first = self.order.index(names[0])
+            flat_state[g] = {key: (v if key == "step" else
+                                   torch.stack([torch.cat([m[self.order.index(n)][key].flatten() for n in names])
+                                                for m in moments]))
+                             for key, v in moments[0][first].items()}
+        # the groups' settings as written (their lr is the schedule's at the checkpoint's step)
+        written = states[0]["optimizer"]["param_groups"]
+        self.optimizer.load_state_dict({"state": flat_state,
+                                        "param_groups": [{**group, "params": [g]} for g, group in enumerate(written)]})
         self.scheduler.load_state_dict(states[0]["scheduler"])
         for k, (run, s) in enumerate(zip(self.runs, states)):
             run.generator.set_state(s["generators"]["train"])
@@ -151,30 +194,24 @@ class PackedTrainer(TrainingLoop):
         return True
 
     # -- steps ---------------------------------------------------------------------------------
-    def _batch(self, views: list[Any]) -> Any:
-        return torch.stack([v.sample(self.config.batch_size).to(self.device, non_blocking=True) for v in views])
-
     def train_step(self) -> dict[str, torch.Tensor]:
         """One update of every run, no host-device sync; metrics are device tensors [K]."""
-        batch = self._batch([r.train_view for r in self.runs])  # [K, B, T]
+        batch = self._train_windows.sample(self.config.batch_size)  # [K, B, T]
         with self._autocast():
-            terms = self._forward(self.params, self.buffers, batch)  # [K, 3]
+            terms = self._forward(self.flat, self.buffers, batch)  # [K, 3]
         self.optimizer.zero_grad(set_to_none=True)
-        terms.sum().backward()  # run k's parameters get run k's gradient only
-        grads = [self.params[n].grad for n in self.names]
-        per_param = torch.stack([torch.linalg.vector_norm(g.flatten(1).float(), dim=1) for g in grads])  # [P, K]
-        grad_norm = torch.linalg.vector_norm(per_param, dim=0)  # [K], as clip_grad_norm_ per run
+        terms.sum().backward()  # run k's parameters (row k of each flat tensor) get run k's gradient only
+        # per run, as clip_grad_norm_ would: the norm over all its parameters ([K] from the two [K, N])
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(f.grad.float(), dim=1)
+                                                          for f in self.flat]), dim=0)
         scale = (self.config.grad_clip / (grad_norm + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(scale.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
+        for f in self.flat:
+            f.grad.mul_(scale[:, None].to(f.grad.dtype))
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         metrics = {**{name: terms[:, i].detach() for i, name in enumerate(LOSS_TERMS)}, "grad_norm": grad_norm}
-        named = [(f"run {k} ({r.out.name}): {name}", terms[k, i]) for k, r in enumerate(self.runs)
-                 for i, name in enumerate(LOSS_TERMS)]
-        self._guard.record(named + [(f"run {k} ({r.out.name}): the gradient norm", grad_norm[k])
-                                    for k, r in enumerate(self.runs)], step=self.step)
+        self._guard.record_values(self._guard_names, torch.cat([terms.detach().flatten(), grad_norm]), step=self.step)
         return metrics
 
     def check_finite(self) -> None:
@@ -194,7 +231,7 @@ class PackedTrainer(TrainingLoop):
     @torch.no_grad()
     def evaluate(self) -> list[dict[str, float]]:
         """Per run, the mean loss terms over `eval_batches` batches of its own held-out split."""
-        if any(r.val_view is None for r in self.runs):
+        if self._val_windows is None:
             return [{} for _ in self.runs]
         for run, state in zip(self.runs, self._val_states):
             run.val_generator.set_state(state)
@@ -202,7 +239,7 @@ class PackedTrainer(TrainingLoop):
         for _ in range(self.config.eval_batches):
             with self._autocast():
                 total += vmap(self._one_run, randomness="error")(
-                    self.params, self.buffers, self._batch([r.val_view for r in self.runs])).float()
+                    self.flat, self.buffers, self._val_windows.sample(self.config.batch_size)).float()
         table = (total / self.config.eval_batches).tolist()
         return [{f"val_{name}": row[i] for i, name in enumerate(LOSS_TERMS)} for row in table]
 

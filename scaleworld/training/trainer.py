@@ -148,11 +148,17 @@ class FiniteGuard:
         self._bad = self._values = None  # bool / float32 [len(names)] at that step
 
     def record(self, named: list[tuple[str, torch.Tensor]], *, step: int) -> None:
-        values = torch.stack([v.detach().float().reshape(()) for _, v in named])  # [n]
-        if self._bad is None or [n for n, _ in named] != self.names:
-            self.names = [n for n, _ in named]
-            self._bad = torch.zeros(len(named), dtype=torch.bool, device=self.device)
-            self._values = torch.zeros(len(named), device=self.device)
+        self.record_values([n for n, _ in named], torch.stack([v.detach().float().reshape(()) for _, v in named]),
+                           step=step)
+
+    def record_values(self, names: list[str], values: torch.Tensor, *, step: int) -> None:
+        """`values` float [n] (already one tensor: a pack's K x 4 quantities in a few kernels, not
+        4K scalar selects), named by `names`."""
+        values = values.detach().float()
+        if self._bad is None or names != self.names:
+            self.names = list(names)
+            self._bad = torch.zeros(len(names), dtype=torch.bool, device=self.device)
+            self._values = torch.zeros(len(names), device=self.device)
         bad = ~torch.isfinite(values)
         newly = bad.any() & (self._step < 0)
         self._step = torch.where(newly, step, self._step)
