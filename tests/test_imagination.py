@@ -198,3 +198,23 @@ def test_a_loss_checkpoint_and_a_policy_file_of_the_earlier_layout_still_load():
     agent = ActorCritic(config)
     agent.load_state_dict(policy_file)  # the slow copy is dropped
     assert all(torch.equal(agent.state_dict()[k], v) for k, v in loss.agent.state_dict().items())
+
+
+def test_the_return_scale_takes_the_first_batch_exactly_then_moves_at_its_rate():
+    """The return normaliser's first update takes that batch's percentiles (weight 1, chosen on the
+    device: no host read of `return_seen`), later ones lerp at 1 - return_decay."""
+    from scaleworld.models.agent import ActorCritic, AgentConfig
+    from scaleworld.objectives.actor_critic import ActorCriticLoss
+
+    loss = ActorCriticLoss(ActorCritic(AgentConfig(groups=4, classes=4, hidden_size=8)), return_decay=0.99)
+    gen = torch.Generator().manual_seed(0)
+    first, second = torch.randn(64, 5, generator=gen) * 10, torch.randn(64, 5, generator=gen)
+    q = torch.tensor([0.05, 0.95])
+    loss._return_scale(first)
+    low, high = torch.quantile(first.reshape(-1, 1), q, dim=0)
+    assert torch.equal(loss.retnorm.low, low) and torch.equal(loss.retnorm.high, high)
+    assert isinstance(loss.retnorm.rate, float) and loss.retnorm.rate == pytest.approx(0.01)
+    loss._return_scale(second)
+    low2, high2 = torch.quantile(second.reshape(-1, 1), q, dim=0)
+    torch.testing.assert_close(loss.retnorm.low, torch.lerp(low, low2, 0.01))
+    torch.testing.assert_close(loss.retnorm.high, torch.lerp(high, high2, 0.01))

@@ -248,3 +248,28 @@ def test_the_packer_caps_a_pack_by_the_estimated_memory_of_its_runs():
     assert pack_size(job("paper-d2"), 8, 80.0) == 8
     assert pack_size(job("paper-d96"), 8, 1.0) == 1  # never below one run
     assert pack_size(job("paper-d96"), 8, None) == 8  # no cap asked
+
+
+def test_a_compiled_training_step_compiles_once(breakout_tokens, tmp_path):
+    """After its first step a compiled dynamics step is never compiled again (a recompile costs a
+    whole compile on a GPU; the rotary angles' per-device cache used to cause one on the second step),
+    alone and packed. aot_eager: dynamo's guards and graphs without inductor's code generation."""
+    from scaleworld.training.trainer import compile_counts
+
+    torch._dynamo.reset()
+    run = prepare_dynamics(token_dirs=[breakout_tokens], out=tmp_path / "alone", model=SMALL, train=_train(0))
+    config = dataclasses.replace(_train(0), compile=True)
+    alone = Trainer(loss=run.loss, sample_train=run.train_view.sample, sample_val=None, config=config,
+                    run_dir=tmp_path / "alone", generators={}, progress=False, compile_options={"backend": "aot_eager"})
+    runs = [prepare_dynamics(token_dirs=[breakout_tokens], out=tmp_path / f"p{s}", model=SMALL, train=_train(s))
+            for s in (0, 1)]
+    packed = PackedTrainer(runs=runs, configs=[config, dataclasses.replace(config, seed=1)], device="cpu",
+                           progress=False, compile_options={"backend": "aot_eager"})
+    for trainer in (alone, packed):
+        trainer.train_step()
+        after_first = compile_counts()
+        assert after_first["graphs"] >= 1
+        for _ in range(3):
+            trainer.train_step()
+        assert compile_counts() == after_first
+    assert compile_counts()["eager_fallbacks"] == 0

@@ -5,6 +5,10 @@ same device: a large fp32 matmul on CPU, a large bf16 matmul on GPU. Model FLOPs
 counted for training (forward + backward = 3 x forward): 6 x (matmul weights of the blocks and
 heads) + 12 x depth x width x T for attention scores and values (T = sequence length).
 
+Batches come from the real sampler (`MultiGameWindows` over synthetic token datasets, resident on the
+device, `scaleworld.study.meter.synthetic_token_windows`): a step's time includes drawing and
+gathering its windows, as a run's does.
+
 Packed training (scaleworld/training/packed.py): with --pack K each size is also trained as K runs
 in one batched model, and the line gives the pack's tokens/s (all K runs) and its ratio to one
 separate run's: K separate runs take K times one run's time, so the ratio is the speed-up of packing.
@@ -12,8 +16,8 @@ Sizes in --unpacked are measured separately only (the large ones, which fill a G
 
 Usage: .venv/bin/python tools/bench_dynamics.py [--sizes paper-d2 paper-d4] [--ladders tiny small]
            [--batch 8] [--steps 5] [--pack 4]
-On a GPU (the issue's figures): --device cuda --sizes paper-d2 paper-d12 --pack 8 --unpacked paper-d48 --batch 64
-(compiled on CUDA, as the trainer is; --compile compiles on CPU too)
+On a GPU: --device cuda --sizes paper-d2 paper-d12 --pack 8 --unpacked paper-d48 --batch 64 (compiled on CUDA,
+as the trainer is; --compile compiles on CPU too); tools/gpu_round.py measures every GPU figure in one run.
 """
 
 from __future__ import annotations
@@ -25,12 +29,11 @@ import time
 os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
 
 import torch  # noqa: E402
-from tensordict import TensorDict  # noqa: E402
 
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
 from scaleworld.models.ladders import get_ladder, get_size  # noqa: E402
 from scaleworld.objectives.world_model import DynamicsLoss  # noqa: E402
-from scaleworld.study.meter import peak_matmul_flops  # noqa: E402
+from scaleworld.study.meter import peak_matmul_flops, synthetic_token_windows  # noqa: E402
 from scaleworld.training.config import TrainConfig  # noqa: E402
 from scaleworld.training.packed import PackedTrainer  # noqa: E402
 from scaleworld.training.runs import DynamicsRun  # noqa: E402
@@ -48,22 +51,6 @@ def flops_per_token(model: DynamicsModel, seq_len: int) -> float:
     return 6 * matmul + 12 * c.depth * c.width * seq_len
 
 
-class FixedBatches:
-    """The same random batch every draw: throughput does not depend on the data's content."""
-
-    def __init__(self, *, batch: int, seq_len: int, seed: int):
-        gen = torch.Generator().manual_seed(seed)
-        self.td = TensorDict({
-            "tokens": torch.randint(0, 32, (batch, seq_len, 32), generator=gen, dtype=torch.uint8),
-            "action": torch.randint(0, 18, (batch, seq_len), generator=gen),
-            "next": {"reward": torch.zeros(batch, seq_len),
-                     "terminated": torch.zeros(batch, seq_len, dtype=torch.bool)},
-            "mask": torch.ones(batch, seq_len, dtype=torch.bool)}, batch_size=[batch, seq_len])
-
-    def sample(self, batch: int) -> TensorDict:
-        return self.td
-
-
 def _timed(step, *, steps: int, device: torch.device) -> float:
     for _ in range(2):  # warm-up (and compilation)
         step()
@@ -79,8 +66,7 @@ def measure(size: str, *, batch: int, seq_len: int, steps: int, device: torch.de
             tmp: str) -> tuple[float, float, int]:
     """One separate run: (tokens/s, model FLOP/s, parameters)."""
     model = DynamicsModel(get_size(size).config(context=seq_len)).to(device)
-    data = FixedBatches(batch=batch, seq_len=seq_len, seed=0)
-    data.td = data.td.to(device)
+    data = synthetic_token_windows(model.config.to_dict(), device)
     trainer = Trainer(loss=DynamicsLoss(model), sample_train=data.sample, sample_val=None,
                       config=TrainConfig(steps=10**9, batch_size=batch, compile=compile), run_dir=tmp,
                       generators={}, device=device, progress=False, compile_on_cuda=True)
@@ -99,8 +85,8 @@ def measure_packed(size: str, *, pack: int, batch: int, seq_len: int, steps: int
     for k in range(pack):
         torch.manual_seed(k)
         net = DynamicsModel(get_size(size).config(context=seq_len)).to(device)
-        data = FixedBatches(batch=batch, seq_len=seq_len, seed=k)
-        data.td = data.td.to(device)
+        data = synthetic_token_windows(net.config.to_dict(), device)
+        data.generator.manual_seed(k)
         runs.append(DynamicsRun(out=Path(tmp) / str(k), net=net, loss=DynamicsLoss(net), train_view=data,
                                 val_view=None, generator=torch.Generator(), val_generator=torch.Generator(),
                                 identity={}, describe=size, info={"model": net.config.to_dict()}, extra={},

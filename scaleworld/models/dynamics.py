@@ -57,19 +57,19 @@ def latent_embedding(codes: torch.Tensor, weight: torch.Tensor, *, by_matmul: bo
 
 class RotaryAngles(nn.Module):
     """cos/sin of the rotary angles, always computed in float32 (also in a bf16 model: angles of
-    positions in the thousands need float32's precision), then cast to the activations' dtype."""
+    positions in the thousands need float32's precision); the caller casts them to its activations'
+    dtype. The D/2 inverse frequencies are recomputed each call (three tiny kernels, folded away when
+    compiled): not a buffer, which model.to(bf16) would round, and not a per-device cache, whose
+    first filling inside a compiled step changed what dynamo guards on and compiled every run twice."""
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
         self.head_dim = head_dim
         self.base = base
-        self._inv_freq: dict[torch.device, torch.Tensor] = {}  # not a buffer: model.to(bf16) must not round it
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inv_freq = self._inv_freq.get(positions.device)
-        if inv_freq is None:
-            steps = torch.arange(0, self.head_dim, 2, device=positions.device, dtype=torch.float32)
-            inv_freq = self._inv_freq[positions.device] = self.base ** (-steps / self.head_dim)
+        steps = torch.arange(0, self.head_dim, 2, device=positions.device, dtype=torch.float32)
+        inv_freq = self.base ** (-steps / self.head_dim)  # [D/2]
         angles = positions.float()[:, None] * inv_freq[None, :]  # [T, D/2]
         return angles.cos(), angles.sin()
 

@@ -119,8 +119,9 @@ class ActorCriticLoss(LossModule):
     def _return_scale(self, returns: torch.Tensor) -> torch.Tensor:
         if self.training:
             rate = self.retnorm.rate
-            if not bool(self.return_seen):  # the first batch: its percentiles exactly (lerp by 1 is exact)
-                self.retnorm.rate = 1.0
+            # the first batch: its percentiles exactly (lerp by 1 is exact); the weight chosen on the device
+            # (a 0-dim tensor lerp_ takes), as `bool(return_seen)` would make the host wait for the GPU
+            self.retnorm.rate = torch.where(self.return_seen, rate, 1.0)
             self.retnorm.update(returns.reshape(-1, 1).float())
             self.retnorm.rate = rate
             self.return_seen.fill_(True)

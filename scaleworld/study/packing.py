@@ -8,7 +8,7 @@ packed arithmetic differs from separate runs' (and from other packs') in the las
 (scaleworld/training/packed.py). A pack starts when every member's inputs are done.
 
 Pack size per model size: up to ``launcher.pack`` runs, fewer where K runs' estimated training memory
-(`DynamicsStage.training_bytes`) would not fit in ``launcher.pack_memory_gb`` less a 15% margin
+(`scaleworld.models.dynamics_config.training_bytes`) would not fit in ``launcher.pack_memory_gb`` less a 15% margin
 (allocator fragmentation, the compiler's workspaces): with the spec's 80 GB, paper-d96 at batch 64
 packs 6, not 8. A spec setting, not the executing device's memory, so the packs (and the numbers)
 are the same on every machine.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from scaleworld.study.graph import Graph, Job
 from scaleworld.study.kinds import STAGES, stage_of
@@ -38,7 +39,16 @@ def pack_size(job: Job, size: int, memory_gb: float | None) -> int:
     """The runs a pack of `job`'s shape holds: `size`, capped by `memory_gb` (None: no cap)."""
     if memory_gb is None or size <= 1:
         return size
-    fits = int(MEMORY_MARGIN * memory_gb * 2**30 // stage_of(job).training_bytes())
+    stage = stage_of(job)
+    return pack_size_for(stage.model_config(), batch=stage.train["batch_size"], size=size, memory_gb=memory_gb)
+
+
+def pack_size_for(model: Any, *, batch: int, size: int, memory_gb: float) -> int:
+    """`size` runs of `model` (a DynamicsConfig) at `batch`, fewer where their estimated training memory
+    (`training_bytes`) would not fit in MEMORY_MARGIN x `memory_gb`; at least one."""
+    from scaleworld.models.dynamics_config import training_bytes
+
+    fits = int(MEMORY_MARGIN * memory_gb * 2**30 // training_bytes(model, batch=batch))
     return max(1, min(size, fits))
 
 

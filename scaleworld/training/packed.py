@@ -63,7 +63,7 @@ class PackedTrainer(TrainingLoop):
     """
 
     def __init__(self, *, runs: Sequence[DynamicsRun], configs: Sequence[TrainConfig], device: str | torch.device,
-                 progress: bool = True):
+                 progress: bool = True, compile_options: dict[str, Any] | None = None):
         if not runs:
             raise ScaleworldError("a pack needs at least one run")
         models = {repr(r.info["model"]) for r in runs}
@@ -99,7 +99,8 @@ class PackedTrainer(TrainingLoop):
             lr=c.lr, betas=(c.beta1, c.beta2), fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, c))
         batched = vmap(self._one_run, randomness="error")  # "error": the step draws no randomness per run
-        self._forward = compiled_or_eager(batched, enabled=c.compile or self.device.type == "cuda")
+        self._forward = compiled_or_eager(batched, enabled=c.compile or self.device.type == "cuda",
+                                          options=compile_options)
         self._guard = FiniteGuard(self.device)
         self._guard_names = ([f"run {k} ({r.out.name}): {name}" for k, r in enumerate(runs) for name in LOSS_TERMS]
                              + [f"run {k} ({r.out.name}): the gradient norm" for k, r in enumerate(runs)])

@@ -111,13 +111,16 @@ def read_checkpoint(path: Path, *, config: TrainConfig, identity: dict[str, Any]
     return state
 
 
-def compiled_or_eager(fn: Callable[..., Any], *, enabled: bool) -> Callable[..., Any]:
+def compiled_or_eager(fn: Callable[..., Any], *, enabled: bool,
+                      options: dict[str, Any] | None = None) -> Callable[..., Any]:
     """`fn` compiled by torch.compile when `enabled`; if compiling fails (at the first call: a missing
     compiler, an unsupported op) the run goes on eagerly after one warning line, since compiling only
-    decides speed. An error of `fn` itself is raised again by the eager call."""
+    decides speed. An error of `fn` itself is raised again by the eager call. `options`: torch.compile's
+    keyword arguments (mode, backend: tools/gpu_round.py compares them; runs keep the default).
+    A recompile past dynamo's limit would run eagerly without a word: `compile_counts` tells."""
     if not enabled:
         return fn
-    compiled = torch.compile(fn)
+    compiled = torch.compile(fn, **(options or {}))
     chosen: list[Callable[..., Any]] = []
 
     def call(*args: Any) -> Any:
@@ -134,6 +137,17 @@ def compiled_or_eager(fn: Callable[..., Any], *, enabled: bool) -> Callable[...,
         return out
 
     return call
+
+
+def compile_counts() -> dict[str, int]:
+    """The process's torch.compile tallies so far (differences between two readings count a part's):
+    frames compiled, graphs made (more than the frames: recompiles), graph breaks, and frames that
+    fell back to eager (`recompile_limit` hit or a failure)."""
+    from torch._dynamo.utils import counters
+
+    return {"frames": counters["frames"]["total"], "graphs": counters["stats"]["unique_graphs"],
+            "graph_breaks": sum(counters["graph_break"].values()),
+            "eager_fallbacks": counters["frames"]["total"] - counters["frames"]["ok"]}
 
 
 class FiniteGuard:
@@ -300,6 +314,7 @@ class Trainer(TrainingLoop):
         compile_on_cuda: bool = False,
         after_step: Callable[[], None] | None = None,
         after_resume: Callable[[], None] | None = None,
+        compile_options: dict[str, Any] | None = None,
     ):
         self.loss = loss
         self.after_step = after_step  # e.g. TorchRL's SoftUpdate.step: a target network follows each update
@@ -320,7 +335,8 @@ class Trainer(TrainingLoop):
         # Compiled when train.compile asks, and on CUDA when `compile_on_cuda` (a setting of speed, not of
         # results: the dynamics runs set it; the tokenizer's and policy's losses are not checked compiled).
         self._forward = compiled_or_eager(loss, enabled=config.compile or (compile_on_cuda and
-                                                                             self.device.type == "cuda"))
+                                                                             self.device.type == "cuda"),
+                                          options=compile_options)
         self._guard = FiniteGuard(self.device)
         self._val_state = val_generator.get_state() if val_generator is not None else None
         if keep_best is not None and sample_val is None:

@@ -56,12 +56,6 @@ class DynamicsStage(TrainingStage):
 
         return parameter_counts(self.model_config())["total"]
 
-    def training_bytes(self) -> int:
-        """Estimated device memory of this job's training (`training_bytes`): what caps its pack."""
-        from scaleworld.models.dynamics_config import training_bytes
-
-        return training_bytes(self.model_config(), batch=self.train["batch_size"])
-
     def model_files(self) -> int:
         return 2 if self.validation else 1  # dynamics.pt, and dynamics_best.pt with a validation split
 
