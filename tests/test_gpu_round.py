@@ -24,7 +24,7 @@ def test_the_dry_run_measures_every_part_and_writes_the_results(tmp_path):
     assert "skipped" not in parts  # the dry run is far inside --budget-s
     dynamics = parts["dynamics"]
     assert set(dynamics) >= {"d2 eager", "d2 compiled", "d2 autotune", "d2 packed", "d12 eager", "d12 compiled",
-                             "d12 packed", "d48 compiled"}
+                             "d12 packed", "d48 compiled", "d2 cudagraphs"}
     for name, line in dynamics.items():
         if not isinstance(line, dict):
             continue

@@ -9,14 +9,16 @@ this run measured on this device:
             8 heads, 64 tokens, a 1024-word vocabulary) compiled, at d2 and d12: what the shape allows
             without our model's heads, embeddings, sampler and loss; "ours / gpt" says what they cost
   dynamics  paper-d2 and paper-d12, each eager, compiled (the trainer's default), compiled with
-            mode=max-autotune-no-cudagraphs (d2 only), and packed (K chosen by the study's packer for
+            mode=max-autotune-no-cudagraphs and mode=reduce-overhead (CUDA graphs of the compiled
+            forward and backward) (d2 only), and packed (K chosen by the study's packer for
             launcher.pack 8 in 80 GB): tokens/s, MFU, first-step (compile) seconds, peak memory
             against the packer's estimate, torch.compile's frames, graphs (recompiles), graph breaks
             and eager fallbacks. Batches come from the real sampler (`MultiGameWindows` over
             synthetic token datasets resident on the device), as a run pays them.
   d48       paper-d48 alone, compiled
   imagine   imagination at d2 and d12 with the actor, CUDA-graphed, with restarts (about 0.1% of
-            steps end, Atari's rate) and without (no step ends): imagined frames/s
+            steps end, Atari's rate) and without (no step ends): imagined frames/s; at d2 also with
+            TF32 matmuls for the fp32 actor (runs keep PyTorch's default, full fp32)
   update    the actor-critic update on one [1024 x 16] rollout: ms per update, and the frames/s of
             rollout + update together
   agree     bf16 agreement: a pack of 2 against the 2 runs trained separately, and compiled against
@@ -84,14 +86,16 @@ class Shapes:
     imagine_batch: int
     horizon: int
     compile: dict[str, Any]
-    autotune: dict[str, Any]
+    modes: dict[str, dict[str, Any]]
+    """torch.compile options of the other compiled lines, by the line's name."""
 
     @staticmethod
     def real() -> Shapes:
         return Shapes(d2=get_size("paper-d2").config(context=64), d12=get_size("paper-d12").config(context=64),
                       d48=get_size("paper-d48").config(context=64), batch=64, warmup=3, steps=20, peak_n=8192,
                       imagine_batch=1024, horizon=16, compile={},
-                      autotune={"mode": "max-autotune-no-cudagraphs"})
+                      modes={"autotune": {"mode": "max-autotune-no-cudagraphs"},
+                             "cudagraphs": {"mode": "reduce-overhead"}})
 
     @staticmethod
     def dry() -> Shapes:
@@ -99,7 +103,8 @@ class Shapes:
             return DynamicsConfig(width=32, depth=depth, heads=2, context=8, groups=4, classes=4, reward_bins=17)
 
         return Shapes(d2=tiny(1), d12=tiny(2), d48=tiny(3), batch=4, warmup=1, steps=2, peak_n=256,
-                      imagine_batch=8, horizon=4, compile={"backend": "aot_eager"}, autotune={"backend": "aot_eager"})
+                      imagine_batch=8, horizon=4, compile={"backend": "aot_eager"},
+                      modes={"autotune": {"backend": "aot_eager"}, "cudagraphs": {"backend": "aot_eager"}})
 
 
 class Round:
@@ -231,7 +236,7 @@ def _config(r: Round, *, compile: bool) -> TrainConfig:
 
 
 def train_line(r: Round, name: str, config: DynamicsConfig, how: str) -> dict[str, Any]:
-    """One (size, way) of training: eager, compiled, autotune (compiled, max-autotune) or packed."""
+    """One (size, way) of training: eager, compiled, packed, or compiled in one of `Shapes.modes`."""
     s, dev = r.shapes, r.device
     r.reset_memory()
     torch._dynamo.reset()  # each line compiles afresh: its compile time, and no graph reused from another mode
@@ -245,7 +250,7 @@ def train_line(r: Round, name: str, config: DynamicsConfig, how: str) -> dict[st
         else:
             k = 1
             run = _run(config, seed=0, device=dev, tmp=tmp)
-            options = s.autotune if how == "autotune" else s.compile
+            options = s.modes.get(how, s.compile)
             trainer = Trainer(loss=run.loss, sample_train=run.train_view.sample, sample_val=None,
                               config=_config(r, compile=how != "eager"), run_dir=tmp, generators={}, device=dev,
                               progress=False, compile_on_cuda=how != "eager", compile_options=options)
@@ -300,16 +305,22 @@ def _imagination(r: Round, config: DynamicsConfig, *, termination_bias: float):
     return agent, rollout
 
 
-def imagine_line(r: Round, name: str, config: DynamicsConfig, *, restarts: bool) -> float:
+def imagine_line(r: Round, name: str, config: DynamicsConfig, *, restarts: bool, tf32: bool = False) -> float:
     _, rollout = _imagination(r, config, termination_bias=-1.35 if restarts else -30.0)
-    first, per = r.timed(rollout)
-    ended = rollout()["next", "terminated"].float().mean().item()
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        first, per = r.timed(rollout)
+        ended = rollout()["next", "terminated"].float().mean().item()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
     frames_per_s = r.shapes.imagine_batch * r.shapes.horizon / per
-    way = "graphed" if r.device.type == "cuda" else "eager"
-    r.keep("imagine", f"{name} {'restarts' if restarts else 'no restarts'}",
-           {"frames_per_s": frames_per_s, "ended_share": ended, "first_rollout_s": first, "way": way})
-    r.say(f"  {name:4s} {way} {'with restarts' if restarts else 'no restarts  '} {frames_per_s:14,.0f} frames/s  "
-          f"({ended:.2%} of steps end; first rollout {first:.1f} s)")
+    way = ("graphed" if r.device.type == "cuda" else "eager") + (", tf32" if tf32 else "")
+    label = f"{name} {'restarts' if restarts else 'no restarts'}{' tf32' if tf32 else ''}"
+    r.keep("imagine", label, {"frames_per_s": frames_per_s, "ended_share": ended, "first_rollout_s": first,
+                              "way": way})
+    r.say(f"  {label:22s} {way:13s} {frames_per_s:14,.0f} frames/s  ({ended:.2%} of steps end; "
+          f"first rollout {first:.1f} s)")
     return frames_per_s
 
 
@@ -386,9 +397,6 @@ def main() -> None:
         import warnings
 
         warnings.filterwarnings("ignore", category=UserWarning)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     shapes = Shapes.dry() if args.dry_run else Shapes.real()
     r = Round(out=Path(args.out), device=device, shapes=shapes)
     started = time.perf_counter()
@@ -417,6 +425,8 @@ def main() -> None:
              ("update", "d12", lambda: update_line(r, "d12", d12)),
              ("agree", "d2", lambda: agree(r, d2)),
              ("d48", "compiled", lambda: train_line(r, "d48", shapes.d48, "compiled")),
+             ("imagine", "d2 restarts tf32", lambda: imagine_line(r, "d2", d2, restarts=True, tf32=True)),
+             ("dynamics", "d2 cudagraphs", lambda: train_line(r, "d2", d2, "cudagraphs")),
              ("dynamics", "d2 autotune", lambda: train_line(r, "d2", d2, "autotune"))]
     for part, line, measure in lines:
         if part not in args.parts:

@@ -91,7 +91,7 @@ class PackedTrainer(TrainingLoop):
                 self.where[n] = (g, start, stacked[n].shape[1:])
                 start += stacked[n][0].numel()
         # name -> [K, ...] views of the flat tensors (read, or written under no_grad)
-        self.params = {n: self._slice(self.flat, n, batched=True) for n in self.names}
+        self.params = {n: self._slice(self.flat, n) for n in self.names}
         self.template = copy.deepcopy(runs[0].loss).to("meta")  # the loss code; its weights are never used
         c = self.config
         self.optimizer = torch.optim.AdamW(
@@ -113,16 +113,20 @@ class PackedTrainer(TrainingLoop):
         self.best: list[dict[str, Any] | None] = [None for _ in runs]
         self._val_states = [r.val_generator.get_state() for r in runs]
 
-    def _slice(self, flat: Sequence[torch.Tensor], name: str, *, batched: bool) -> torch.Tensor:
-        """Parameter `name` as a view of `flat` (the two flat tensors: [K, N] each, or [N] inside vmap)."""
+    def _slice(self, flat: Sequence[torch.Tensor], name: str) -> torch.Tensor:
+        """Parameter `name` as a view of `flat` (the two flat tensors, [K, N] each -> [K, ...], or one
+        run's [N] inside vmap -> [...]; also the optimiser's moments, laid out as the tensors)."""
         g, start, shape = self.where[name]
         part = flat[g][..., start:start + shape.numel()]
-        return part.view(*part.shape[:-1], *shape) if batched else part.view(shape)
+        return part.view(*part.shape[:-1], *shape)
 
     def _one_run(self, flat: list[torch.Tensor], buffers: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
         """One run's loss terms [3] (vmapped over the K runs: flat is its two [N] slices)."""
         loss = self.template
-        params = {n: self._slice(flat, n, batched=False) for n in self.names}
+        # split, not one slice per parameter: a slice's backward writes its gradient into a zero tensor of the
+        # whole flat size (P of them per step), split's is one concatenation
+        params = {n: piece.view(self.where[n][2]) for g, group in enumerate(self.groups)
+                  for n, piece in zip(group, flat[g].split([self.where[n][2].numel() for n in group], dim=-1))}
         out = functional_call(loss.model, (params, buffers), loss.model_inputs(batch))
         terms = loss.reduce(batch, out)
         return torch.stack([terms[k] for k in LOSS_TERMS])
