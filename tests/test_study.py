@@ -882,6 +882,23 @@ def test_plan_prints_the_passes_each_run_makes_over_each_games_data(tmp_path):
     assert f"| dynamics matched | 1 | 12 | 384 | {2 * single:.1f} |" in out.replace("│", "|")
 
 
+def test_plan_says_how_the_dynamics_jobs_pack_and_which_shapes_the_memory_cap_packs_fewer_of():
+    """launcher.pack is a ceiling the packer lowers per model shape by the estimate of its training
+    memory: plan names the shapes and their K (joint26's paper ladder with pack 8 in 80 GB)."""
+    from scaleworld.study.planning import pack_line
+
+    studies = Path(__file__).resolve().parent.parent / "studies"
+    spec = load_spec(studies / "joint26.yaml", ["launcher.pack=8"])
+    graph = build_graph(spec)
+    line = pack_line(graph, spec.launcher)
+    assert "processes of up to 8 (launcher.pack)" in line
+    assert "depth 96 width 512 batch 64: 6" in line and "depth 12 width 512" not in line
+    assert pack_line(graph, load_spec(studies / "joint26.yaml", ["launcher.pack=1"]).launcher) is None
+    proc = _sw("plan", studies / "smoke.yaml", "launcher.pack=4", "launcher.pack_memory_gb=0.0001")
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode == 0 and "packs:" in out and "(launcher.pack_memory_gb) cannot hold them" in out, out
+
+
 @pytest.mark.parametrize("tokenizer_seed, split_seed", [(1, 0), (0, 3), (5, 7)])
 def test_the_tokenizer_job_splits_episodes_by_the_data_split_seed(tmp_path, tokenizer_seed, split_seed):
     """Whatever the training seeds, the tokenizer job and the dynamics jobs split by data.split_seed

@@ -37,7 +37,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     from scaleworld.study.expand import build_graph
-    from scaleworld.study.planning import print_disk, print_launcher, print_summary
+    from scaleworld.study.planning import pack_line, print_disk, print_launcher, print_summary
     from scaleworld.study.store import RunStore
 
     spec = _load(args)
@@ -69,6 +69,11 @@ def cmd_plan(args: argparse.Namespace) -> None:
                   calibrated=calibrated, gpu_kinds=frozenset(kind for kind in KINDS if uses_gpu(spec.launcher, kind)))
     print_disk(graph, keep=spec.launcher.keep_checkpoints)
     print_launcher(spec.launcher, list(graph.counts()))
+    packing = pack_line(graph, spec.launcher)
+    if packing:
+        from scaleworld.console import console
+
+        console().print(packing)
     if calibrated:
         from scaleworld.study.planning import print_calibrated
 

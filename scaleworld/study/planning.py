@@ -209,6 +209,30 @@ def print_disk(graph: Graph, *, keep: bool) -> None:
                   f"{_bytes(total_other)}")
 
 
+def pack_line(graph: Graph, launcher: Any) -> str | None:
+    """With launcher.pack > 1: how the dynamics jobs pack, and the model shapes the memory cap packs
+    fewer of (scaleworld.study.packing); None without packing."""
+    from scaleworld.study.packing import pack_size, packs
+
+    if launcher.pack <= 1:
+        return None
+    jobs = graph.by_kind("dynamics")
+    pack_of = packs(graph, launcher.pack, memory_gb=launcher.pack_memory_gb)
+    capped: dict[str, int] = {}
+    for job in jobs:
+        m, batch = job.config["model"], job.config["train"]["batch_size"]
+        shape = f"depth {m['depth']} width {m['width']} batch {batch}"
+        if shape not in capped:
+            capped[shape] = pack_size(job, launcher.pack, launcher.pack_memory_gb)
+    fewer = [f"{shape}: {k}" for shape, k in capped.items() if k < launcher.pack]
+    line = (f"packs: {len(jobs)} dynamics jobs train in {len({pack_of[j.id] for j in jobs})} processes of up to "
+            f"{launcher.pack} (launcher.pack)")
+    if fewer:
+        line += (f"; fewer where {launcher.pack_memory_gb:g} GB (launcher.pack_memory_gb) cannot hold them by the "
+                 f"estimate of their training memory: {', '.join(fewer)}")
+    return line
+
+
 def print_launcher(launcher: Any, kinds: list[str]) -> None:
     """What each kind's jobs ask for (scaleworld.study.cluster) and, on SLURM, the cluster settings."""
     from rich.table import Table

@@ -10,12 +10,11 @@ over them and over the K batches ([K, B, T]); the loss of the pack is the sum of
 each run's gradient is its own loss's. AdamW is elementwise, so one optimiser over the stacked
 tensors steps each run as its own would; the clipping norm is computed per run.
 
-Host time per step is kept to a few launches whatever the depth: the K runs' parameters live in two
-flat tensors [K, N] (the matrices, which decay, and the rest; each parameter a view of its slice),
-so the per-run gradient norm is two reductions, the clip two multiplies and AdamW one fused update
-over two tensors (per parameter they were 73 launches at paper-d2, 313 at d12); the K batches are
-drawn by the runs' own samplers and gathered at once (`PackedWindows`); the NaN guard records one
-[4K] tensor.
+Host time per step: the K batches are drawn by the runs' own samplers and gathered at once
+(`PackedWindows`, not K gathers and a stack); the per-run clip (a norm and a multiply per parameter:
+73 of each at paper-d2, 313 at d12) is compiled on CUDA, where inductor fuses it into a few kernels;
+the NaN guard records one [4K] tensor. (Keeping the weights in flat [K, N] tensors instead, for a
+one-kernel clip, made every weight a strided view: on CPU packed steps slowed by 15-20%, so not.)
 
 Checkpoints are written per run in the `Trainer`'s format (the run's slice of every stacked tensor
 and of the optimiser's moments), so a packed run resumes packed or alone, and a run's files do not
@@ -78,29 +77,21 @@ class PackedTrainer(TrainingLoop):
         self.step = 0
         models = [r.net.to(self.device) for r in runs]
         self.names = [n for n, _ in models[0].named_parameters()]
-        stacked, self.buffers = stack_module_state(models)  # name -> [K, ...]
-        # the Trainer's optimiser groups, in its order: a run's matrices (decay), then the rest
-        self.groups = ([n for n in self.names if stacked[n].dim() >= 3], [n for n in self.names if stacked[n].dim() < 3])
-        self.order = [n for group in self.groups for n in group]
-        self.flat = [torch.cat([stacked[n].flatten(1) for n in group], 1).detach().requires_grad_(True)
-                     for group in self.groups]  # [K, N_group] leaves: what the optimiser steps
-        self.where: dict[str, tuple[int, int, torch.Size]] = {}  # name -> (group, first column, one run's shape)
-        for g, group in enumerate(self.groups):
-            start = 0
-            for n in group:
-                self.where[n] = (g, start, stacked[n].shape[1:])
-                start += stacked[n][0].numel()
-        # name -> [K, ...] views of the flat tensors (read, or written under no_grad)
-        self.params = {n: self._slice(self.flat, n) for n in self.names}
+        self.params, self.buffers = stack_module_state(models)  # name -> [K, ...] leaves
         self.template = copy.deepcopy(runs[0].loss).to("meta")  # the loss code; its weights are never used
+        decay = [self.params[n] for n in self.names if self.params[n].dim() >= 3]  # a run's matrices
+        rest = [self.params[n] for n in self.names if self.params[n].dim() < 3]
+        self.order = [n for n in self.names if self.params[n].dim() >= 3] + [n for n in self.names
+                                                                          if self.params[n].dim() < 3]
         c = self.config
         self.optimizer = torch.optim.AdamW(
-            [{"params": [self.flat[0]], "weight_decay": c.weight_decay}, {"params": [self.flat[1]], "weight_decay": 0.0}],
+            [{"params": decay, "weight_decay": c.weight_decay}, {"params": rest, "weight_decay": 0.0}],
             lr=c.lr, betas=(c.beta1, c.beta2), fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, c))
         batched = vmap(self._one_run, randomness="error")  # "error": the step draws no randomness per run
-        self._forward = compiled_or_eager(batched, enabled=c.compile or self.device.type == "cuda",
-                                          options=compile_options)
+        compiled = c.compile or self.device.type == "cuda"
+        self._forward = compiled_or_eager(batched, enabled=compiled, options=compile_options)
+        self._clip = compiled_or_eager(clip_per_run, enabled=self.device.type == "cuda", options=compile_options)
         self._guard = FiniteGuard(self.device)
         self._guard_names = ([f"run {k} ({r.out.name}): {name}" for k, r in enumerate(runs) for name in LOSS_TERMS]
                              + [f"run {k} ({r.out.name}): the gradient norm" for k, r in enumerate(runs)])
@@ -113,20 +104,9 @@ class PackedTrainer(TrainingLoop):
         self.best: list[dict[str, Any] | None] = [None for _ in runs]
         self._val_states = [r.val_generator.get_state() for r in runs]
 
-    def _slice(self, flat: Sequence[torch.Tensor], name: str) -> torch.Tensor:
-        """Parameter `name` as a view of `flat` (the two flat tensors, [K, N] each -> [K, ...], or one
-        run's [N] inside vmap -> [...]; also the optimiser's moments, laid out as the tensors)."""
-        g, start, shape = self.where[name]
-        part = flat[g][..., start:start + shape.numel()]
-        return part.view(*part.shape[:-1], *shape)
-
-    def _one_run(self, flat: list[torch.Tensor], buffers: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
-        """One run's loss terms [3] (vmapped over the K runs: flat is its two [N] slices)."""
+    def _one_run(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
+        """One run's loss terms [3] (vmapped over the K runs)."""
         loss = self.template
-        # split, not one slice per parameter: a slice's backward writes its gradient into a zero tensor of the
-        # whole flat size (P of them per step), split's is one concatenation
-        params = {n: piece.view(self.where[n][2]) for g, group in enumerate(self.groups)
-                  for n, piece in zip(group, flat[g].split([self.where[n][2].numel() for n in group], dim=-1))}
         out = functional_call(loss.model, (params, buffers), loss.model_inputs(batch))
         terms = loss.reduce(batch, out)
         return torch.stack([terms[k] for k in LOSS_TERMS])
@@ -136,19 +116,13 @@ class PackedTrainer(TrainingLoop):
 
     # -- checkpoints: each run's in the Trainer's format ----------------------------------------
     def _run_state(self, k: int) -> dict[str, Any]:
-        optimizer = self.optimizer.state_dict()  # state {group g: {step, exp_avg [K, N_g], ...}}
-        state = {}
-        for i, n in enumerate(self.order):  # the Trainer's parameter index i: run k's slice of each moment
-            g, start, shape = self.where[n]
-            if g in optimizer["state"]:
-                state[i] = {key: (v if key == "step" else v[k, start:start + shape.numel()].view(shape)).detach()
-                            .cpu().clone() for key, v in optimizer["state"][g].items()}
-        groups = [{**group, "params": [self.order.index(n) for n in names]}  # the Trainer's indices
-                  for group, names in zip(optimizer["param_groups"], self.groups)]
+        optimizer = self.optimizer.state_dict()
+        state = {i: {key: (v[k] if key != "step" else v).detach().cpu().clone() for key, v in s.items()}
+                 for i, s in optimizer["state"].items()}
         return {
             "step": self.step,
             "loss": {f"model.{n}": self.params[n][k].detach().cpu().clone() for n in self.names},
-            "optimizer": {"state": state, "param_groups": groups},
+            "optimizer": {"state": state, "param_groups": optimizer["param_groups"]},
             "scheduler": self.scheduler.state_dict(),
             "generators": {"train": self.runs[k].generator.get_state()},
             "torch_rng": self.torch_rng[k],
@@ -176,18 +150,11 @@ class PackedTrainer(TrainingLoop):
         with torch.no_grad():
             for n in self.names:
                 self.params[n].copy_(torch.stack([s["loss"][f"model.{n}"] for s in states]))
-        moments = [s["optimizer"]["state"] for s in states]  # per run: Trainer index -> {step, exp_avg, ...}
-        flat_state = {}
-        for g, names in enumerate(self.groups):
-            first = self.order.index(names[0])
-            flat_state[g] = {key: (v if key == "step" else
-                                   torch.stack([torch.cat([m[self.order.index(n)][key].flatten() for n in names])
-                                                for m in moments]))
-                             for key, v in moments[0][first].items()}
-        # the groups' settings as written (their lr is the schedule's at the checkpoint's step)
-        written = states[0]["optimizer"]["param_groups"]
-        self.optimizer.load_state_dict({"state": flat_state,
-                                        "param_groups": [{**group, "params": [g]} for g, group in enumerate(written)]})
+        moments = [s["optimizer"]["state"] for s in states]
+        stacked = {i: {key: (torch.stack([m[i][key] for m in moments]) if key != "step" else v)
+                       for key, v in moments[0][i].items()} for i in moments[0]}
+        # the groups as written (their lr is the schedule's at the checkpoint's step)
+        self.optimizer.load_state_dict({"state": stacked, "param_groups": states[0]["optimizer"]["param_groups"]})
         self.scheduler.load_state_dict(states[0]["scheduler"])
         for k, (run, s) in enumerate(zip(self.runs, states)):
             run.generator.set_state(s["generators"]["train"])
@@ -203,15 +170,10 @@ class PackedTrainer(TrainingLoop):
         """One update of every run, no host-device sync; metrics are device tensors [K]."""
         batch = self._train_windows.sample(self.config.batch_size)  # [K, B, T]
         with self._autocast():
-            terms = self._forward(self.flat, self.buffers, batch)  # [K, 3]
+            terms = self._forward(self.params, self.buffers, batch)  # [K, 3]
         self.optimizer.zero_grad(set_to_none=True)
-        terms.sum().backward()  # run k's parameters (row k of each flat tensor) get run k's gradient only
-        # per run, as clip_grad_norm_ would: the norm over all its parameters ([K] from the two [K, N])
-        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(f.grad.float(), dim=1)
-                                                          for f in self.flat]), dim=0)
-        scale = (self.config.grad_clip / (grad_norm + 1e-6)).clamp(max=1.0)
-        for f in self.flat:
-            f.grad.mul_(scale[:, None].to(f.grad.dtype))
+        terms.sum().backward()  # run k's parameters get run k's gradient only
+        grad_norm = self._clip([self.params[n].grad for n in self.names], self.config.grad_clip)  # [K]
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
@@ -244,7 +206,7 @@ class PackedTrainer(TrainingLoop):
         for _ in range(self.config.eval_batches):
             with self._autocast():
                 total += vmap(self._one_run, randomness="error")(
-                    self.flat, self.buffers, self._val_windows.sample(self.config.batch_size)).float()
+                    self.params, self.buffers, self._val_windows.sample(self.config.batch_size)).float()
         table = (total / self.config.eval_batches).tolist()
         return [{f"val_{name}": row[i] for i, name in enumerate(LOSS_TERMS)} for row in table]
 
@@ -294,6 +256,17 @@ class PackedTrainer(TrainingLoop):
                 for n, p in r.net.named_parameters():
                     p.copy_(self.params[n][k])
         return finals
+
+
+def clip_per_run(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Clip each run's gradient to `max_norm` as clip_grad_norm_ would alone: grads are the stacked
+    parameters' gradients [K, ...]; returns each run's norm before clipping [K]."""
+    per_param = torch.stack([torch.linalg.vector_norm(g.flatten(1).float(), dim=1) for g in grads])  # [P, K]
+    grad_norm = torch.linalg.vector_norm(per_param, dim=0)  # [K]
+    scale = (max_norm / (grad_norm + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
+    return grad_norm
 
 
 def pack_runs(specs: Sequence[dict[str, Any]], *, device: str | torch.device = "cpu",
