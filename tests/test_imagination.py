@@ -218,3 +218,25 @@ def test_the_return_scale_takes_the_first_batch_exactly_then_moves_at_its_rate()
     low2, high2 = torch.quantile(second.reshape(-1, 1), q, dim=0)
     torch.testing.assert_close(loss.retnorm.low, torch.lerp(low, low2, 0.01))
     torch.testing.assert_close(loss.retnorm.high, torch.lerp(high, high2, 0.01))
+
+
+def test_an_imagination_sized_for_its_horizon_rolls_out_what_a_whole_window_cache_does():
+    """With `horizon` the KV cache keeps context_steps - 1 + horizon slots a row, not the model's whole
+    window: every token a row can attend to in a rollout, through restarts (half the steps end here),
+    so the rollouts are those of the full cache, for the same generator seeds; a longer one is refused."""
+    torch.manual_seed(0)
+    model = DynamicsModel(DynamicsConfig(width=32, depth=2, heads=2, context=16, groups=8, classes=16)).eval()
+    rollouts = []
+    for horizon in (None, 5):
+        im = Imagination(model, _starts(steps=3), batch=16, generator=torch.Generator().manual_seed(3), horizon=horizon)
+        rollouts.append(im.rollout(_policy(model, seed=4), 5))
+        if horizon is not None:
+            assert im.cache.k.shape[3] == 3 - 1 + 5 < model.config.context
+            with pytest.raises(ScaleworldError, match="a rollout of 6 steps from an imagination made for 5"):
+                im.rollout(_policy(model, seed=4), 6)
+    full, live = rollouts
+    assert full["next", "terminated"].any() and full["next", "terminated"].float().mean() < 1  # restarts happened
+    assert torch.equal(full["next", "latent"], live["next", "latent"])
+    assert torch.equal(full["action"], live["action"])
+    torch.testing.assert_close(full["next", "hidden"], live["next", "hidden"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(full["next", "reward"], live["next", "reward"], rtol=1e-5, atol=1e-6)

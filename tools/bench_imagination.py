@@ -103,8 +103,10 @@ def main() -> None:
 
     # Each path gets one imagination and policy, reused by all its rollouts (a graph belongs to
     # them; the KV cache is allocated once) and reseeded before each rollout: the same work per rollout.
-    def reseeded():
-        imagination = Imagination(model, starts, batch=args.batch, generator=torch.Generator(device=device))
+    def reseeded(horizon=args.horizon):
+        # as train_in_imagination makes it (a KV cache of context_steps - 1 + horizon slots); the env's: any horizon
+        imagination = Imagination(model, starts, batch=args.batch, generator=torch.Generator(device=device),
+                                  horizon=horizon)
         policy = ActorPolicy(agent, generator=torch.Generator(device=device))
         seed = [0]
 
@@ -116,7 +118,7 @@ def main() -> None:
         return imagination, policy, next_seed
 
     fast_imagination, fast_policy, fast_seed = reseeded()
-    env_imagination, env_policy, env_seed = reseeded()
+    env_imagination, env_policy, env_seed = reseeded(horizon=None)
     env = ImaginationEnv(env_imagination)
     graphed_imagination, graphed_policy, graphed_seed = reseeded()
     graphed_rollouts = None  # built on CUDA only, inside the try below: a failure there is reported

@@ -289,7 +289,8 @@ def _imagination(r: Round, config: DynamicsConfig, *, termination_bias: float):
                            starts=torch.arange(rows - steps + 1), game=None,
                            action_mask=torch.ones(18, dtype=torch.bool)).to(dev)
     agent = ActorCritic(AgentConfig(groups=config.groups, classes=config.classes, hidden_size=config.width)).to(dev)
-    imagination = Imagination(model, starts, batch=r.shapes.imagine_batch, generator=torch.Generator(device=dev))
+    imagination = Imagination(model, starts, batch=r.shapes.imagine_batch, generator=torch.Generator(device=dev),
+                              horizon=r.shapes.horizon)  # as train_in_imagination makes it: a live-window cache
     policy = ActorPolicy(agent, generator=torch.Generator(device=dev))
     rollouts = GraphedRollout(imagination) if dev.type == "cuda" else None
     seed = [0]

@@ -112,13 +112,17 @@ class Imagination:
     the model's device. State after `reset`/`step`: `latent` int64 [B, groups], `hidden` float
     [B, width] and `action_mask` bool [B, 18].
 
+    `horizon`: the longest `rollout` it will be asked for (None: any, and `step` without a rollout,
+    as ImaginationEnv does); the KV cache then keeps only the slots a rollout can fill.
+
     `rollout` runs eagerly; on CUDA, `scaleworld.imagination.graphed.GraphedRollout(imagination)`
     replays one captured CUDA graph per imagined step of it (same trajectories, far fewer kernel
     launches). It wraps this class rather than this class choosing it, so neither imports the other
     in a circle.
     """
 
-    def __init__(self, model: DynamicsModel, starts: StartContexts, *, batch: int, generator: torch.Generator):
+    def __init__(self, model: DynamicsModel, starts: StartContexts, *, batch: int, generator: torch.Generator,
+                 horizon: int | None = None):
         if starts.steps - 1 > model.config.context:
             raise ScaleworldError(f"context_steps={starts.steps} exceeds the model's context + 1")
         if (starts.game is None) != (not model.config.games):
@@ -129,7 +133,13 @@ class Imagination:
         self.batch = batch
         self.generator = generator
         self.device = next(model.parameters()).device
-        self.cache = model.new_cache(batch)
+        if horizon is not None and horizon < 1:
+            raise ScaleworldError(f"horizon={horizon} must be at least 1")
+        self.horizon = horizon
+        # a rollout's rows hold at most context_steps - 1 + horizon tokens: a cache of that many slots (not
+        # the model's whole window) holds all of them and is read in full at every step
+        live = None if horizon is None else min(model.config.context, starts.steps - 1 + horizon)
+        self.cache = model.new_cache(batch, length=live)
         self.game = None if starts.game is None else torch.full((batch,), starts.game, device=self.device)
         self.latent = torch.zeros(batch, model.config.groups, dtype=torch.int64, device=self.device)
         self.hidden = torch.zeros(batch, model.config.width, device=self.device)
@@ -200,12 +210,19 @@ class Imagination:
         return TensorDict({"latent": self.latent, "hidden": self.hidden, "action_mask": self.action_mask},
                           batch_size=[self.batch], device=self.device)
 
+    def check_horizon(self, horizon: int) -> None:
+        """Refuse a rollout longer than the `horizon` this imagination's KV cache was sized for."""
+        if self.horizon is not None and horizon > self.horizon:
+            raise ScaleworldError(f"a rollout of {horizon} steps from an imagination made for {self.horizon}: "
+                                  "make it with the longer horizon")
+
     @torch.no_grad()
     def rollout(self, policy: Policy, horizon: int) -> TensorDict:
         """`horizon` steps from fresh starts under `policy` (in imagination it reads latent, hidden, action_mask;
         writes action) -> TensorDict [B, horizon] in TorchRL's layout (root = the state acted
         from, ``next`` = what followed); terminated rollouts restart before the next step, as
         `env.rollout(..., break_when_any_done=False)` does."""
+        self.check_horizon(horizon)
         self.reset()
         steps = []
         for t in range(horizon):

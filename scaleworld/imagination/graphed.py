@@ -261,6 +261,7 @@ class GraphedRollout:
     def rollout(self, policy: Policy, horizon: int) -> TensorDict:
         """What `Imagination.rollout` returns (the same keys, values and layout), from graph replays."""
         im = self.imagination
+        im.check_horizon(horizon)
         with self._device():
             if policy is not self.policy:
                 self._capture(policy)

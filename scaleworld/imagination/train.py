@@ -53,7 +53,8 @@ def train_in_imagination(model: DynamicsModel, starts: StartContexts, *, config:
     agent = ActorCritic(AgentConfig.for_model(c, config)).to(device)
     imagine_gen = torch.Generator(device=device).manual_seed(train.seed)
     policy_gen = torch.Generator(device=device).manual_seed(train.seed + 1)
-    imagination = Imagination(model, starts.to(device), batch=train.batch_size, generator=imagine_gen)
+    imagination = Imagination(model, starts.to(device), batch=train.batch_size, generator=imagine_gen,
+                              horizon=config.horizon)
     # on CUDA every imagined step is replayed from a captured graph: the same rollouts, fewer launches
     rollout = GraphedRollout(imagination).rollout if device.type == "cuda" else imagination.rollout
     policy = ActorPolicy(agent, generator=policy_gen)

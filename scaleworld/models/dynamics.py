@@ -90,18 +90,27 @@ class KVCache:
     sync), and a CUDA graph of it stays right when replayed at later positions (see
     scaleworld/imagination/graphed.py, which advances `position` per replay).
     The tensors here are only ever written in place, never replaced: a captured graph holds them.
+
+    `length` (default: the model's context) fewer slots than the window, for a user that knows no
+    row's history will exceed it (an imagined rollout: context_steps - 1 + horizon tokens): every
+    token a row may attend to is still held, so steps compute what a full cache gives, and each
+    step reads length, not context, slots per layer (imagination's largest memory read).
     """
 
-    def __init__(self, config: DynamicsConfig, batch: int, *, device=None, dtype=torch.float32):
+    def __init__(self, config: DynamicsConfig, batch: int, *, device=None, dtype=torch.float32,
+                 length: int | None = None):
+        length = config.context if length is None else length
+        if not 1 <= length <= config.context:
+            raise ValueError(f"a KV cache of {length} slots: at least 1, at most the context ({config.context})")
         hd = config.width // config.heads
-        shape = (config.depth, batch, config.heads, config.context, hd)
+        shape = (config.depth, batch, config.heads, length, hd)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.context = config.context
+        self.context = length  # slots a row keeps: the model's window, or fewer (`length`)
         self.position = 0  # absolute position of the next token (shared by all rows)
         self.pos = torch.zeros((), dtype=torch.int64, device=device)  # == position, on the device
         self.start = torch.zeros(batch, dtype=torch.int64, device=device)
-        self._slots = torch.arange(config.context, device=device)
+        self._slots = torch.arange(length, device=device)
 
     def reset(self) -> None:
         self.set_position(0)
@@ -226,9 +235,10 @@ class DynamicsModel(nn.Module):
             x = block(x, cos, sin, mask)
         return self.heads(self.norm(x))
 
-    def new_cache(self, batch: int) -> KVCache:
+    def new_cache(self, batch: int, *, length: int | None = None) -> KVCache:
+        """A KVCache of `batch` rows on the model's device and dtype (`length`: see KVCache)."""
         p = next(self.parameters())
-        return KVCache(self.config, batch, device=p.device, dtype=p.dtype)
+        return KVCache(self.config, batch, device=p.device, dtype=p.dtype, length=length)
 
     def step(self, cache: KVCache, latents, actions, game=None) -> dict[str, torch.Tensor]:
         """One token per sequence: latents [B, groups], actions [B] (game [B]) -> heads at [B, 1, ...]."""
