@@ -227,7 +227,7 @@ def test_the_packer_caps_a_pack_by_the_estimated_memory_of_its_runs():
     in `launcher.pack_memory_gb` (less the margin) packs fewer; the estimate follows its formula."""
     from scaleworld.models.dynamics_config import parameter_counts, training_bytes
     from scaleworld.models.ladders import get_size
-    from scaleworld.study.graph import Job
+    from scaleworld.study.graph import Graph, Job
     from scaleworld.study.kinds import DynamicsStage
     from scaleworld.study.packing import MEMORY_MARGIN, pack_size
 
@@ -242,12 +242,14 @@ def test_the_packer_caps_a_pack_by_the_estimated_memory_of_its_runs():
                               train={**dataclasses.asdict(_train(0)), "batch_size": 64}, val_fraction=0.2, split_seed=0)
         return Job("dynamics", stage.config(), [], {})
 
+    graph = Graph()  # no tokenizer job upstream: the model's own code shape (32 x 32)
+
     fits = int(MEMORY_MARGIN * 80 * 2**30 // training_bytes(d96, batch=64))
     assert fits == 6  # paper-d96 at batch 64 on an 80 GB GPU: 8 runs would not fit (the issue's figure)
-    assert pack_size(job("paper-d96"), 8, 80.0) == 6
-    assert pack_size(job("paper-d2"), 8, 80.0) == 8
-    assert pack_size(job("paper-d96"), 8, 1.0) == 1  # never below one run
-    assert pack_size(job("paper-d96"), 8, None) == 8  # no cap asked
+    assert pack_size(graph, job("paper-d96"), 8, 80.0) == 6
+    assert pack_size(graph, job("paper-d2"), 8, 80.0) == 8
+    assert pack_size(graph, job("paper-d96"), 8, 1.0) == 1  # never below one run
+    assert pack_size(graph, job("paper-d96"), 8, None) == 8  # no cap asked
 
 
 def test_a_compiled_training_step_compiles_once(breakout_tokens, tmp_path):

@@ -188,7 +188,8 @@ class ProbeGPT(nn.Module):
         x = self.tokens(idx) + self.positions(torch.arange(t, device=idx.device))
         for blk in self.blocks:
             q, k, v = blk["qkv"](blk["norm1"](x)).view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-            x = x + blk["proj"](F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, -1))
+            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, D]
+            x = x + blk["proj"](attn.transpose(1, 2).reshape(b, t, -1))
             x = x + blk["mlp"](blk["norm2"](x))
         return F.cross_entropy(self.head(self.norm(x)).flatten(0, 1).float(), targets.flatten())
 

@@ -113,7 +113,9 @@ class Imagination:
     [B, width] and `action_mask` bool [B, 18].
 
     `horizon`: the longest `rollout` it will be asked for (None: any, and `step` without a rollout,
-    as ImaginationEnv does); the KV cache then keeps only the slots a rollout can fill.
+    as ImaginationEnv does); the KV cache then keeps only the slots a rollout can fill. `rollout`
+    refuses a longer one; stepping past it by calling `step` is the caller's to avoid (a row would
+    attend to fewer than its tokens).
 
     `rollout` runs eagerly; on CUDA, `scaleworld.imagination.graphed.GraphedRollout(imagination)`
     replays one captured CUDA graph per imagined step of it (same trajectories, far fewer kernel

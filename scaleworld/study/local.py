@@ -59,7 +59,8 @@ class _Running:
 
 
 def run_local(store: RunStore, graph: Graph, *, workers: int = 1, gpus: list[str] | None = None,
-              progress: bool = True, pack: int = 1, pack_memory_gb: float | None = None, gpu_kinds: frozenset[str] = GPU_KINDS,
+              progress: bool = True, pack: int = 1, pack_memory_gb: float | None = None,
+              gpu_kinds: frozenset[str] = GPU_KINDS,
               start: str = STARTS[0], on_job: Callable[[Job, str], None] | None = None) -> dict[str, int]:
     """Run every unfinished job, up to `workers` at once; returns counts of done / failed / blocked jobs.
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from scaleworld.study.graph import Graph, Job
-from scaleworld.study.kinds import STAGES, stage_of
+from scaleworld.study.kinds import STAGES
 
 MEMORY_MARGIN = 0.85
 """The share of `pack_memory_gb` a pack's estimate may fill."""
@@ -35,12 +35,16 @@ def pack_key(job: Job) -> str | None:
     return json.dumps(config, sort_keys=True, default=str)
 
 
-def pack_size(job: Job, size: int, memory_gb: float | None) -> int:
-    """The runs a pack of `job`'s shape holds: `size`, capped by `memory_gb` (None: no cap)."""
+def pack_size(graph: Graph, job: Job, size: int, memory_gb: float | None) -> int:
+    """The runs a pack of `job`'s shape holds: `size`, capped by `memory_gb` (None: no cap). The model
+    is the one the job trains: its code shape is its tokenizer's (`meter.dynamics_model`)."""
     if memory_gb is None or size <= 1:
         return size
-    stage = stage_of(job)
-    return pack_size_for(stage.model_config(), batch=stage.train["batch_size"], size=size, memory_gb=memory_gb)
+    from scaleworld.models.dynamics_config import DynamicsConfig
+    from scaleworld.study.meter import dynamics_model
+
+    model = DynamicsConfig.from_dict(dynamics_model(job.config["model"], graph, job))
+    return pack_size_for(model, batch=job.config["train"]["batch_size"], size=size, memory_gb=memory_gb)
 
 
 def pack_size_for(model: Any, *, batch: int, size: int, memory_gb: float) -> int:
@@ -65,7 +69,7 @@ def packs(graph: Graph, size: int, *, memory_gb: float | None = None,
             by_key.setdefault(key, []).append(job.id)
     out = {job_id: (job_id,) for job_id in graph.jobs}
     for ids in by_key.values():
-        k = pack_size(graph.jobs[ids[0]], size, memory_gb)
+        k = pack_size(graph, graph.jobs[ids[0]], size, memory_gb)
         for i in range(0, len(ids), k):
             chunk = tuple(j for j in ids[i:i + k] if j not in skipped)
             for job_id in chunk:

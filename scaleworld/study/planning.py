@@ -223,7 +223,7 @@ def pack_line(graph: Graph, launcher: Any) -> str | None:
         m, batch = job.config["model"], job.config["train"]["batch_size"]
         shape = f"depth {m['depth']} width {m['width']} batch {batch}"
         if shape not in capped:
-            capped[shape] = pack_size(job, launcher.pack, launcher.pack_memory_gb)
+            capped[shape] = pack_size(graph, job, launcher.pack, launcher.pack_memory_gb)
     fewer = [f"{shape}: {k}" for shape, k in capped.items() if k < launcher.pack]
     line = (f"packs: {len(jobs)} dynamics jobs train in {len({pack_of[j.id] for j in jobs})} processes of up to "
             f"{launcher.pack} (launcher.pack)")

@@ -281,7 +281,8 @@ class LauncherSpec:
     """The memory one pack may fill: one GPU's (80: an H100 or A100 80GB). A model size whose `pack`
     runs would not fit by their estimated training memory packs fewer (scaleworld.study.packing: at
     batch 64, paper-d96 packs 6); a setting of the spec, not of the device, so packs are the same
-    wherever the study runs."""
+    wherever the study runs. Like `pack`, set it per study, not per re-run: it moves the packs'
+    boundaries, and a pack stopped mid-training resumes only as the same pack."""
 
 
 @dataclass

@@ -33,9 +33,8 @@ from typing import Any
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from scaleworld.data.sampling import PackedWindows
-
 from scaleworld.data.files import atomic_file
+from scaleworld.data.sampling import PackedWindows
 from scaleworld.errors import ScaleworldError
 from scaleworld.training.config import TrainConfig
 from scaleworld.training.runs import DynamicsRun
