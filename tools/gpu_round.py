@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from bench_dynamics import flops_per_token  # noqa: E402  (tools/: MFU's one definition)
 from torch import nn  # noqa: E402
 
 from scaleworld.models.dynamics import DynamicsModel  # noqa: E402
@@ -159,15 +160,6 @@ class Round:
         return flops_per_s / self.peak
 
 
-def flops_per_token(config: DynamicsConfig) -> float:
-    """Training FLOPs a token: 6 x matmul weights (blocks and heads; the multi-hot embedding's GEMM
-    counted as it runs) + 12 x depth x width x T of attention (bench_dynamics's definition)."""
-    w, codes = config.width, config.groups * config.classes
-    block = 3 * w * w + w * w + 2 * config.ffn_mult * w * w
-    heads = w * (codes + config.reward_bins + 1)
-    return 6 * (config.depth * block + heads + codes * w) + 12 * config.depth * w * config.context
-
-
 # -- the minimal-GPT probe ----------------------------------------------------------------------
 class ProbeGPT(nn.Module):
     """nanoGPT's shape in a few lines: token + learned position embeddings, pre-norm blocks (causal
@@ -248,9 +240,11 @@ def train_line(r: Round, name: str, config: DynamicsConfig, how: str) -> dict[st
             runs = [_run(config, seed=i, device=dev, tmp=tmp) for i in range(k)]
             trainer = PackedTrainer(runs=runs, configs=[_config(r, compile=True)] * k, device=dev, progress=False,
                                     compile_options=s.compile)
+            net = runs[0].net
         else:
             k = 1
             run = _run(config, seed=0, device=dev, tmp=tmp)
+            net = run.net
             options = s.modes.get(how, s.compile)
             trainer = Trainer(loss=run.loss, sample_train=run.train_view.sample, sample_val=None,
                               config=_config(r, compile=how != "eager"), run_dir=tmp, generators={}, device=dev,
@@ -258,7 +252,7 @@ def train_line(r: Round, name: str, config: DynamicsConfig, how: str) -> dict[st
         first, per_step = r.timed(trainer.train_step)
     counts = {key: value - before[key] for key, value in compile_counts().items()}
     tokens_per_s = k * s.batch * config.context / per_step
-    mfu = r.mfu(tokens_per_s * flops_per_token(config))
+    mfu = r.mfu(tokens_per_s * flops_per_token(net, config.context))
     estimate = k * training_bytes(config, batch=s.batch)
     result = {"runs": k, "tokens_per_s": tokens_per_s, "mfu": mfu, "first_step_s": first,
               "peak_memory_gb": r.peak_memory() / 2**30, "estimated_memory_gb": estimate / 2**30, "compile": counts}

@@ -59,21 +59,22 @@ def latent_embedding(codes: torch.Tensor, weight: torch.Tensor, *, by_matmul: bo
 
 class RotaryAngles(nn.Module):
     """cos/sin of the rotary angles, always computed in float32 (also in a bf16 model: angles of
-    positions in the thousands need float32's precision); the caller casts them to its activations'
-    dtype. The D/2 inverse frequencies are recomputed each call (three tiny kernels, folded away when
-    compiled): not a buffer, which model.to(bf16) would round, and not a per-device cache, whose
-    first filling inside a compiled step changed what dynamo guards on and compiled every run twice."""
+    positions in the thousands need float32's precision), then cast to `dtype` (the activations',
+    `activation_dtype`: once per pass, not twice per block). The D/2 inverse frequencies are
+    recomputed each call (three tiny kernels, folded away when compiled): not a buffer, which
+    model.to(bf16) would round, and not a per-device cache, whose first filling inside a compiled
+    step changed what dynamo guards on and compiled every run twice."""
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
         self.head_dim = head_dim
         self.base = base
 
-    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, positions: torch.Tensor, *, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         steps = torch.arange(0, self.head_dim, 2, device=positions.device, dtype=torch.float32)
         inv_freq = self.base ** (-steps / self.head_dim)  # [D/2]
         angles = positions.float()[:, None] * inv_freq[None, :]  # [T, D/2]
-        return angles.cos(), angles.sin()
+        return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 class KVCache:
@@ -231,7 +232,7 @@ class DynamicsModel(nn.Module):
         """Full causal pass over [B, T] tokens (T may exceed `context`: sliding window)."""
         x = self.embed(latents, actions, game)
         t = x.shape[1]
-        cos, sin = (a.to(activation_dtype(x)) for a in self.rotary(torch.arange(t, device=x.device)))
+        cos, sin = self.rotary(torch.arange(t, device=x.device), dtype=activation_dtype(x))
         mask = self._window_mask(t, x.device)
         for block in self.blocks:
             x = block(x, cos, sin, mask)
@@ -247,7 +248,7 @@ class DynamicsModel(nn.Module):
         x = self.embed(latents[:, None], actions[:, None], None if game is None else game[:, None])
         # Everything position-dependent reads the device scalar `cache.pos`, never the Python int: no
         # host-to-device copy (so no sync), and a CUDA graph of this step is right at every position.
-        cos, sin = (a.to(activation_dtype(x)) for a in self.rotary(cache.pos.view(1)))  # [1, D/2] each
+        cos, sin = self.rotary(cache.pos.view(1), dtype=activation_dtype(x))  # [1, D/2] each
         slot = (cache.pos % cache.context).view(1)  # int64 [1]
         mask = cache.valid()[:, None, None, :]  # bool [B, 1, 1, context], the same for every layer
         for layer, block in enumerate(self.blocks):
@@ -297,7 +298,7 @@ class DynamicsModel(nn.Module):
                                                                                      device=i.device)))[:, None]
         x = self.embed(latents, actions, None if game is None else game[:, None].expand(r, t))
         positions = cache.pos - t + torch.arange(t, device=x.device)  # int64 [T]: pos-T .. pos-1
-        cos, sin = (a.to(activation_dtype(x)) for a in self.rotary(positions))
+        cos, sin = self.rotary(positions, dtype=activation_dtype(x))
         slots = (positions % cache.context)[None, :]  # [1, T]
         for layer, block in enumerate(self.blocks):
             q, k, v = block._qkv(x, cos, sin)  # [R, H, T, D]
